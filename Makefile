@@ -1,0 +1,51 @@
+# logcanary: `make demo` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EVAL ?= ../shared/eval
+
+.PHONY: install test lint typecheck unit demo schemas bench score-grouping score-canary clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(BIN)/logcanary demo
+
+schemas: $(STAMP)
+	$(BIN)/logcanary schemas --out schemas
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_analysis.py
+
+score-grouping: $(STAMP)
+	$(BIN)/python $(EVAL)/grouping.py --cmd "$(BIN)/logcanary" $(EVAL)/data/loghub2k/*.csv
+
+score-canary: $(STAMP)
+	rm -rf bench/out/scenarios
+	$(BIN)/python $(EVAL)/scenarios.py --seeds 5 $(EVAL)/data/loghub2k/*.csv --out bench/out/scenarios > /dev/null
+	$(BIN)/python $(EVAL)/score_canary.py --cmd "$(BIN)/logcanary" bench/out/scenarios
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/out

@@ -1,0 +1,112 @@
+"""Online clustering of templates with river's TextClust.
+
+Templates are fine-grained: one event type can still yield a few templates
+(a parameter that spans a varying number of tokens, a reworded field). The
+clusterer groups templates whose constant words are alike, so the analysis
+compares *clusters* and a reworded parameter is not mistaken for a new event.
+
+River is fed once per new template, never per event, so the hot path does not
+pay for it. Each deployment has its own clusterer; clusters of two deployments
+are matched by the cosine similarity of their word vectors
+(:func:`cosine`), never by river's internal micro-cluster index, which differs
+from one model to the next.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from river.cluster import TextClust
+
+from service.engine.masking import WILDCARD
+from service.engine.miner import Template
+
+DEFAULT_RADIUS = 0.3  # TextClust's tf-idf cosine distance under which a template joins a cluster
+DEFAULT_MAX_CLUSTERS = 2_000
+OTHER_CLUSTER_ID = "other"
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_$]+")
+
+
+def template_terms(template: Template) -> Counter[str]:
+    """The words a template is made of: constant words, exception class and frames."""
+    words = Counter(word.lower() for token in template.tokens if token != WILDCARD for word in _WORD.findall(token))
+    if template.signature:
+        words.update(f"@{part}" for part in template.signature.split("|"))
+    return words
+
+
+def cosine(left: Counter[str], right: Counter[str]) -> float:
+    """Cosine similarity of two word-count vectors (0 when either is empty)."""
+    if len(left) > len(right):
+        left, right = right, left
+    dot = sum(count * right.get(word, 0) for word, count in left.items())
+    if not dot:
+        return 0.0
+    norm = math.sqrt(sum(c * c for c in left.values())) * math.sqrt(sum(c * c for c in right.values()))
+    return dot / norm
+
+
+@dataclass(eq=False, slots=True)
+class Cluster:
+    """Templates river put together; its id is its founding template's id, so it is content-derived."""
+
+    cluster_id: str
+    templates: list[Template] = field(default_factory=list)
+    terms: Counter[str] = field(default_factory=Counter)
+
+    def add(self, template: Template, terms: Counter[str]) -> None:
+        self.templates.append(template)
+        self.terms.update(terms)
+
+
+class TemplateClusterer:
+    """Assigns each new template to a cluster, learning one template at a time."""
+
+    def __init__(self, radius: float = DEFAULT_RADIUS, max_clusters: int = DEFAULT_MAX_CLUSTERS) -> None:
+        # No fading and no automatic merging: a cluster must not vanish or change
+        # members behind the analysis' back while a canary is being judged.
+        self._river = TextClust(  # type: ignore[no-untyped-call]
+            radius=radius,
+            fading_factor=1e-9,
+            tgap=10**12,
+            term_fading=False,
+            real_time_fading=False,
+            auto_merge=False,
+        )
+        self.max_clusters = max_clusters
+        self.clusters: dict[int, Cluster] = {}  # by river micro-cluster key
+        self.other = Cluster(OTHER_CLUSTER_ID)
+        self._of_template: dict[Template, Cluster] = {}
+
+    def __len__(self) -> int:
+        return len(self.clusters)
+
+    def cluster_of(self, template: Template) -> Cluster:
+        """The cluster of a template, learning it first if it is new."""
+        found = self._of_template.get(template)
+        if found is not None:
+            return found
+        terms = template_terms(template)
+        if not terms:
+            terms = Counter({"<empty>": 1})
+        micro = self._river.micro_clusters
+        sizes = {key: mc.n for key, mc in micro.items()}
+        if len(micro) >= self.max_clusters:
+            cluster = self.other
+        else:
+            self._river.learn_one(dict(terms))  # type: ignore[no-untyped-call]
+            key = next((k for k, mc in micro.items() if sizes.get(k) != mc.n), None)
+            if key is None:  # nothing changed: river saw no terms
+                cluster = self.other
+            else:
+                cluster = self.clusters.get(key) or self.clusters.setdefault(key, Cluster(template.template_id))
+        cluster.add(template, terms)
+        self._of_template[template] = cluster
+        return cluster
+
+    def all(self) -> list[Cluster]:
+        """Every cluster, the overflow one last when it holds anything."""
+        return [*self.clusters.values(), *([self.other] if self.other.templates else [])]

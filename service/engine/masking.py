@@ -1,0 +1,113 @@
+"""Masking: replace the variable parts of a log message with ``<*>`` before mining.
+
+Masking works token by token (whitespace-separated) because that is an order of
+magnitude faster than running one big regex over every message, and tokens
+repeat a lot, so a bounded cache answers most of them. Words made only of
+letters are never touched: they are what identifies an event type.
+
+What is masked: numbers (with signs, decimals and unit suffixes such as ``12ms``
+or ``3.5KB``), hex values, IPv4/IPv6 addresses with ports, UUIDs, dates and
+times, URLs (the scheme is kept), e-mail addresses, file paths, quoted values
+and the value of ``key=value`` pairs. A single digit glued to a word
+(``ssh2``, ``sda1``, ``log4j``) is kept: it is part of a name far more often
+than a value; two or more digits (``bglio716``, ``node-17``) are masked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+WILDCARD = "<*>"
+
+# One alternation for everything value-shaped inside a token; first match wins,
+# so the longer shapes come first.
+_VALUE = re.compile(
+    r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"  # UUID
+    r"|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"  # date[time]
+    r"|\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"  # time of day
+    r"|(?<![0-9A-Za-z:])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![0-9A-Za-z:])"  # IPv6
+    r"|0[xX][0-9a-fA-F]+"  # 0x hex
+    # bare hex of 8+ digits with at least one letter and one digit
+    r"|(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]*\d[0-9a-fA-F]*(?![A-Za-z0-9])(?<=[0-9a-fA-F]{8})"
+    r"|(?<![A-Za-z0-9])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"  # number (IPv4 is a dotted number)
+    r"|(?<=[A-Za-z])\d{2,}"  # a number glued to a name (host17, U11); a single digit (ssh2) is kept
+)
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S+")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_QUOTED = re.compile(r"(?<![\w\\])(\"|')(?:(?!\1).){1,200}?\1(?!\w)")
+_REPEATED_WILDCARD = re.compile(r"(?:<\*>){2,}")
+_DIGIT = re.compile(r"\d")
+_TRAILING = ",;:.)]}'\""
+# Units that follow a number as a separate token ("93.0 KB"); folded into the number's wildcard.
+UNITS = frozenset(["B", "KB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB", "ns", "us", "µs", "ms", "s"])
+
+
+def _is_path(token: str) -> bool:
+    """An absolute or relative path with at least two parts, e.g. /var/log/x or C:\\temp\\x."""
+    if token.startswith(("./", "../", "~/")):
+        return True
+    if token.startswith("/"):
+        return token.count("/") >= 2 or "." in token.rsplit("/", 1)[-1]
+    return len(token) > 3 and token[1:3] == ":\\" and token[0].isalpha()
+
+
+class Masker:
+    """Masks variable parts of messages; ``extra_patterns`` are applied first to the whole message."""
+
+    def __init__(self, extra_patterns: Iterable[str] = (), cache_size: int = 65_536) -> None:
+        self._extra = [re.compile(pattern) for pattern in extra_patterns]
+        self._cache: dict[str, str] = {}
+        self._cache_size = cache_size
+
+    def mask_message(self, message: str) -> str:
+        """Message-level rules: user patterns and quoted values (which may contain spaces)."""
+        for pattern in self._extra:
+            message = pattern.sub(WILDCARD, message)
+        if '"' in message or "'" in message:
+            message = _QUOTED.sub(lambda m: m.group(1) + WILDCARD + m.group(1), message)
+        return message
+
+    def tokens(self, message: str) -> list[str]:
+        """The masked tokens of a message, split on whitespace."""
+        cache = self._cache
+        out: list[str] = []
+        for token in self.mask_message(message).split():
+            masked = cache.get(token)
+            if masked is None:
+                masked = self.mask_token(token)
+                if len(cache) >= self._cache_size:
+                    cache.clear()
+                cache[token] = masked
+            if out and out[-1] == WILDCARD and masked.rstrip(_TRAILING) in UNITS:
+                out[-1] = WILDCARD + masked[len(masked.rstrip(_TRAILING)) :]
+                continue
+            out.append(masked)
+        return out
+
+    def mask_token(self, token: str) -> str:
+        """Masks one whitespace-free token."""
+        if token.isalpha():
+            return token
+        if "://" in token:
+            return _URL.sub(lambda m: m.group(1) + WILDCARD, token)
+        if "@" in token and _EMAIL.search(token):
+            return _EMAIL.sub(WILDCARD, token)
+        if _is_path(token):
+            core = token.rstrip(_TRAILING)
+            return WILDCARD + token[len(core) :]
+        key, sep, value = token.partition("=")
+        if sep and key and value and key[-1] not in "=!<>" and not value.startswith("="):
+            return f"{key}={WILDCARD}"
+        if _DIGIT.search(token) is None:
+            return token
+        # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
+        return _REPEATED_WILDCARD.sub(WILDCARD, _VALUE.sub(WILDCARD, token))
+
+
+def mask(message: str) -> str:
+    """Convenience: the masked message as one string (tokens joined by single spaces)."""
+    return " ".join(_DEFAULT.tokens(message))
+
+
+_DEFAULT = Masker()

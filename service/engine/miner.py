@@ -1,0 +1,291 @@
+"""Online, single-pass template mining (Drain-style) over masked tokens.
+
+Why not Drain3 itself: we need an exact-match fast path (most masked messages
+were seen before, so a dict lookup answers them), templates typed by stack
+trace signature, merging of templates that generalise into the same text,
+content-derived ids that replicas agree on, and a hard cap on templates.
+
+How a message is typed:
+1. A multi-line message holding a stack trace gets a *signature* (exception
+   class + top frames); templates only ever merge within one signature.
+2. The (masked) tokens are looked up as a whole: a hit is the common case.
+3. Otherwise the templates with the same signature, token count and first
+   token are scored by Drain's similarity (share of positions whose constant
+   tokens are equal); the best at or above the threshold absorbs the message,
+   turning the differing positions into ``<*>``. Else a new template is born.
+
+Template ids are a hash of the template's text, so the same event type gets the
+same id in any process. When a template generalises, its id changes; the old
+id is kept as an alias so counts recorded under it still resolve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.engine.masking import WILDCARD, Masker
+from service.engine.stacktrace import parse_stack_trace
+
+OTHER_ID = "other"
+DEFAULT_SIMILARITY = 0.5
+DEFAULT_MAX_TEMPLATES = 10_000
+DEFAULT_VARIABLE_AFTER = 3
+_EXACT_CACHE_SIZE = 200_000
+
+
+def template_id_of(signature: str, tokens: list[str]) -> str:
+    """The content-derived, stable id of a template."""
+    text = signature + "\x1f" + " ".join(tokens)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+@dataclass(eq=False, slots=True)
+class Template:
+    """One event type: a token pattern with ``<*>`` where values vary."""
+
+    tokens: list[str]
+    signature: str = ""  # stack trace signature ("" for ordinary lines)
+    size: int = 0  # messages mined into it
+    template_id: str = ""
+    merged_into: Template | None = None  # set when another template absorbed this one
+    aliases: list[str] = field(default_factory=list)  # earlier ids of this template
+
+    def __post_init__(self) -> None:
+        if not self.template_id:
+            self.template_id = template_id_of(self.signature, self.tokens)
+
+    @property
+    def text(self) -> str:
+        """Human-readable template; stack traces show their exception and frames."""
+        line = " ".join(self.tokens)
+        if not self.signature:
+            return line
+        exception, *frames = self.signature.split("|")
+        trace = "".join(f"\n\tat {frame}" for frame in frames)
+        return f"{line}\n{exception}{trace}" if line else f"{exception}{trace}"
+
+    def resolve(self) -> Template:
+        """The live template this one was merged into (itself when not merged)."""
+        template = self
+        while template.merged_into is not None:
+            template = template.merged_into
+        return template
+
+
+OTHER = Template(tokens=[WILDCARD], template_id=OTHER_ID)
+
+
+def _route(tokens: list[str]) -> str:
+    """The tree branch of a token list: its first token, unless that holds a value."""
+    if not tokens:
+        return ""
+    first = tokens[0]
+    return WILDCARD if WILDCARD in first else first
+
+
+@dataclass(eq=False, slots=True)
+class _Group:
+    """A Drain cluster: messages of one signature and length that look alike.
+
+    A position where members differ is not a parameter yet: event types often
+    differ by one word (``stored as bytes`` / ``stored as values``). Only when a
+    position has shown ``variable_after`` distinct values does it become a
+    wildcard of the group's templates; until then each value is its own template.
+    """
+
+    tokens: list[str]
+    signature: str
+    variable: set[int] = field(default_factory=set)
+    values: dict[int, set[str]] = field(default_factory=dict)
+    templates: dict[tuple[str, ...], Template] = field(default_factory=dict)
+
+
+class TemplateMiner:
+    """Mines templates from raw messages, one at a time."""
+
+    def __init__(
+        self,
+        masker: Masker | None = None,
+        similarity: float = DEFAULT_SIMILARITY,
+        max_templates: int = DEFAULT_MAX_TEMPLATES,
+        variable_after: int = DEFAULT_VARIABLE_AFTER,
+    ) -> None:
+        self.masker = masker or Masker()
+        self.similarity = similarity
+        self.max_templates = max_templates
+        self.variable_after = variable_after
+        self.templates: dict[str, Template] = {}  # live templates by id, in order of birth
+        self.overflow = 0  # messages that found no template once the cap was reached
+        self._by_id: dict[str, Template] = {}  # every id ever given, live or former
+        self._exact: dict[tuple[str, tuple[str, ...]], Template] = {}
+        self._buckets: dict[tuple[str, int, str], list[_Group]] = {}
+
+    def __len__(self) -> int:
+        return len(self.templates)
+
+    def get(self, template_id: str) -> Template | None:
+        """The live template for an id or any of its former ids."""
+        template = self._by_id.get(template_id)
+        return template.resolve() if template is not None else None
+
+    def split(self, message: str) -> tuple[str, list[str]]:
+        """The signature and masked tokens of a message."""
+        if "\n" in message:
+            trace = parse_stack_trace(message)
+            if trace is not None:
+                text = f"{trace.headline} {trace.message}"
+                return trace.signature, self.masker.tokens(text)
+        return "", self.masker.tokens(message)
+
+    def add(self, message: str) -> Template:
+        """Mines one message and returns its (live) template; ``OTHER`` past the cap."""
+        signature, tokens = self.split(message)
+        key = (signature, tuple(tokens))
+        template = self._exact.get(key)
+        if template is not None:
+            template = template.resolve()
+        else:
+            template = self._learn(signature, tokens)
+            if template is OTHER:
+                self.overflow += 1
+                return OTHER
+            if len(self._exact) >= _EXACT_CACHE_SIZE:
+                self._exact.clear()
+            self._exact[key] = template
+        template.size += 1
+        return template
+
+    def match(self, message: str) -> Template | None:
+        """The template a message would join, without learning anything."""
+        signature, tokens = self.split(message)
+        template = self._exact.get((signature, tuple(tokens)))
+        if template is not None:
+            return template.resolve()
+        group = self._best(signature, tokens)
+        if group is None:
+            return None
+        found = group.templates.get(tuple(self._template_tokens(group, tokens)))
+        return found.resolve() if found is not None else None
+
+    def _best(self, signature: str, tokens: list[str]) -> _Group | None:
+        best: _Group | None = None
+        best_score = (-1.0, -1)
+        length = len(tokens)
+        for group in self._buckets.get((signature, length, _route(tokens)), ()):
+            same = wild = 0
+            for mine, theirs in zip(group.tokens, tokens, strict=True):
+                if mine == theirs:
+                    same += 1
+                elif mine == WILDCARD:
+                    wild += 1
+            score = (same / length if length else 1.0, wild)
+            if score > best_score:
+                best, best_score = group, score
+        return best if best is not None and best_score[0] >= self.similarity else None
+
+    def _template_tokens(self, group: _Group, tokens: list[str]) -> list[str]:
+        variable = group.variable
+        return [WILDCARD if index in variable else token for index, token in enumerate(tokens)]
+
+    def _learn(self, signature: str, tokens: list[str]) -> Template:
+        group = self._best(signature, tokens)
+        if group is None:
+            group = _Group(tokens=list(tokens), signature=signature)
+            self._buckets.setdefault((signature, len(tokens), _route(tokens)), []).append(group)
+        else:
+            self._widen(group, tokens)
+        template_tokens = self._template_tokens(group, tokens)
+        key = tuple(template_tokens)
+        template = group.templates.get(key)
+        if template is None:
+            if len(self.templates) >= self.max_templates:
+                return OTHER
+            template = Template(tokens=template_tokens, signature=signature)
+            self._register(group, template)
+        return template
+
+    def _register(self, group: _Group, template: Template) -> None:
+        group.templates[tuple(template.tokens)] = template
+        self.templates[template.template_id] = template
+        self._by_id[template.template_id] = template
+
+    def _widen(self, group: _Group, tokens: list[str]) -> None:
+        """Records the message's values; positions with enough distinct values become wildcards."""
+        for index, (mine, theirs) in enumerate(zip(group.tokens, tokens, strict=True)):
+            if mine not in (theirs, WILDCARD):
+                group.values[index] = {mine}
+                group.tokens[index] = WILDCARD
+        newly_variable = []
+        for index, seen in group.values.items():
+            seen.add(tokens[index])
+            if len(seen) >= self.variable_after:
+                newly_variable.append(index)
+        if newly_variable:
+            for index in newly_variable:
+                del group.values[index]
+                group.variable.add(index)
+            self._collapse(group)
+
+    def _collapse(self, group: _Group) -> None:
+        """Merges the group's templates that differ only at positions now variable."""
+        old = list(group.templates.values())
+        group.templates = {}
+        for template in old:
+            tokens = self._template_tokens(group, template.tokens)
+            twin = group.templates.get(tuple(tokens))
+            del self.templates[template.template_id]
+            if twin is None:
+                if tokens != template.tokens:
+                    template.aliases.append(template.template_id)
+                    template.tokens = tokens
+                    template.template_id = template_id_of(template.signature, tokens)
+                self._register(group, template)
+            else:
+                twin.size += template.size
+                twin.aliases += [*template.aliases, template.template_id]
+                template.merged_into = twin
+                for alias in (*template.aliases, template.template_id):
+                    self._by_id[alias] = twin
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to continue mining after a restart, as JSON-compatible data."""
+        groups = []
+        for (signature, _length, _route_key), bucket in self._buckets.items():
+            for group in bucket:
+                groups.append(
+                    {
+                        "signature": signature,
+                        "tokens": group.tokens,
+                        "variable": sorted(group.variable),
+                        "values": {str(index): sorted(seen) for index, seen in group.values.items()},
+                        "templates": [
+                            {"tokens": t.tokens, "size": t.size, "aliases": t.aliases} for t in group.templates.values()
+                        ],
+                    }
+                )
+        return {"version": 1, "overflow": self.overflow, "groups": groups}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], **options: Any) -> TemplateMiner:
+        """A miner that continues where the one that produced ``state`` stopped."""
+        miner = cls(**options)
+        miner.overflow = int(state.get("overflow", 0))
+        for data in state["groups"]:
+            group = _Group(
+                tokens=list(data["tokens"]),
+                signature=data["signature"],
+                variable=set(data["variable"]),
+                values={int(index): set(seen) for index, seen in data["values"].items()},
+            )
+            miner._buckets.setdefault((group.signature, len(group.tokens), _route(group.tokens)), []).append(group)
+            for entry in data["templates"]:
+                template = Template(tokens=list(entry["tokens"]), signature=group.signature, size=entry["size"])
+                template.aliases = list(entry["aliases"])
+                miner._register(group, template)
+                for alias in template.aliases:
+                    miner._by_id[alias] = template
+        return miner

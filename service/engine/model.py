@@ -1,0 +1,197 @@
+"""What the engine knows: per service a template miner, per deployment the counts.
+
+``Engine.observe`` is the hot path: one call per log event, no I/O. State is
+bounded whatever the input: templates per service and per deployment, clusters
+per deployment, hosts, examples and time buckets per template all have caps,
+and whatever does not fit is counted in an explicit *other* bucket, never lost
+and never unbounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from service.engine.clustering import Cluster, TemplateClusterer
+from service.engine.masking import Masker
+from service.engine.miner import OTHER, Template, TemplateMiner
+
+BUCKET_SECONDS = 10
+MAX_EXAMPLES = 5
+MAX_HOSTS = 64
+MAX_BUCKETS = 8_640  # one day of 10-second buckets per template and deployment
+DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT = 5_000
+
+_SEVERITY = {
+    "trace": 0, "debug": 0, "fine": 0, "finer": 0, "finest": 0,
+    "info": 1, "information": 1, "notice": 1, "": 1,
+    "warn": 2, "warning": 2,
+    "error": 3, "err": 3, "severe": 3, "exception": 3,
+    "fatal": 4, "critical": 4, "crit": 4, "alert": 4, "emerg": 4, "emergency": 4, "panic": 4,
+}  # fmt: skip
+SEVERITY_NAMES = ("debug", "info", "warn", "error", "fatal")
+
+
+def severity(level: str) -> int:
+    """0 debug, 1 info, 2 warn, 3 error, 4 fatal; unknown levels count as info."""
+    return _SEVERITY.get(level.strip().lower(), 1)
+
+
+@dataclass(slots=True)
+class TemplateStats:
+    """How often one template occurred in one deployment, when, where, and how it looked."""
+
+    count: int = 0
+    first_seen: float = float("inf")
+    last_seen: float = float("-inf")
+    max_severity: int = 0
+    hosts: dict[str, int] = field(default_factory=dict)
+    other_hosts: int = 0  # occurrences on hosts beyond MAX_HOSTS
+    examples: list[str] = field(default_factory=list)
+    buckets: dict[int, int] = field(default_factory=dict)  # bucket start (epoch s) -> count
+
+    def add(self, timestamp: float, host: str, level: int, message: str) -> None:
+        self.count += 1
+        self.first_seen = min(self.first_seen, timestamp)
+        self.last_seen = max(self.last_seen, timestamp)
+        self.max_severity = max(self.max_severity, level)
+        hosts = self.hosts
+        if host in hosts:
+            hosts[host] += 1
+        elif len(hosts) < MAX_HOSTS:
+            hosts[host] = 1
+        else:
+            self.other_hosts += 1
+        if len(self.examples) < MAX_EXAMPLES and message not in self.examples:
+            self.examples.append(message)
+        bucket = int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS
+        buckets = self.buckets
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+        if len(buckets) > MAX_BUCKETS:
+            del buckets[min(buckets)]
+
+    def merge(self, other: TemplateStats) -> None:
+        """Folds another template's stats into this one (used when templates merge)."""
+        self.count += other.count
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.max_severity = max(self.max_severity, other.max_severity)
+        for host, n in other.hosts.items():
+            if host in self.hosts or len(self.hosts) < MAX_HOSTS:
+                self.hosts[host] = self.hosts.get(host, 0) + n
+            else:
+                self.other_hosts += n
+        self.other_hosts += other.other_hosts
+        for example in other.examples:
+            if len(self.examples) < MAX_EXAMPLES and example not in self.examples:
+                self.examples.append(example)
+        for bucket, n in other.buckets.items():
+            self.buckets[bucket] = self.buckets.get(bucket, 0) + n
+
+    def count_between(self, start: float, end: float) -> int:
+        """Occurrences in buckets starting within [start, end)."""
+        if start <= self.first_seen and self.last_seen < end:
+            return self.count
+        return sum(n for bucket, n in self.buckets.items() if start <= bucket < end)
+
+
+class DeploymentModel:
+    """The templates and clusters one deployment (version) of a service produced."""
+
+    def __init__(self, service: str, deployment: str, max_templates: int, clusterer: TemplateClusterer) -> None:
+        self.service = service
+        self.deployment = deployment
+        self.max_templates = max_templates
+        self.clusterer = clusterer
+        self.stats: dict[Template, TemplateStats] = {}
+        self.other = TemplateStats()  # events past the template cap
+        self.events = 0
+        self.first_seen = float("inf")
+        self.last_seen = float("-inf")
+
+    def observe(self, template: Template, timestamp: float, host: str, level: int, message: str) -> None:
+        self.events += 1
+        self.first_seen = min(self.first_seen, timestamp)
+        self.last_seen = max(self.last_seen, timestamp)
+        stats = self.stats.get(template)
+        if stats is None:
+            if template is OTHER or len(self.stats) >= self.max_templates:
+                self.other.add(timestamp, host, level, message)
+                return
+            stats = self.stats[template] = TemplateStats()
+            self.clusterer.cluster_of(template)  # river learns once per new template, off the per-event path
+        stats.add(timestamp, host, level, message)
+
+    def templates(self) -> dict[Template, TemplateStats]:
+        """Live templates with their stats; templates merged since they were seen are folded in."""
+        if all(template.merged_into is None for template in self.stats):
+            return self.stats
+        folded: dict[Template, TemplateStats] = {}
+        for template, stats in self.stats.items():
+            live = template.resolve()
+            if live in folded:
+                folded[live].merge(stats)
+            elif live is template:
+                folded[live] = stats
+            else:
+                copy = TemplateStats()
+                copy.merge(stats)
+                folded[live] = copy
+        self.stats = folded
+        return folded
+
+    def cluster_of(self, template: Template) -> Cluster:
+        """The river cluster of a live template in this deployment."""
+        return self.clusterer.cluster_of(template)
+
+
+class ServiceModel:
+    """One service: a shared miner (so template ids agree across its deployments) and its deployments."""
+
+    def __init__(self, name: str, engine: Engine) -> None:
+        self.name = name
+        self._engine = engine
+        self.miner = TemplateMiner(Masker(engine.extra_patterns), max_templates=engine.max_templates_per_service)
+        self.deployments: dict[str, DeploymentModel] = {}
+
+    def deployment(self, name: str) -> DeploymentModel:
+        found = self.deployments.get(name)
+        if found is None:
+            clusterer = TemplateClusterer(max_clusters=self._engine.max_clusters_per_deployment)
+            found = DeploymentModel(self.name, name, self._engine.max_templates_per_deployment, clusterer)
+            self.deployments[name] = found
+        return found
+
+
+class Engine:
+    """Entry point of the engine: feed it events, read templates and counts back."""
+
+    def __init__(
+        self,
+        extra_patterns: tuple[str, ...] = (),
+        max_templates_per_service: int = 10_000,
+        max_templates_per_deployment: int = DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT,
+        max_clusters_per_deployment: int = 2_000,
+    ) -> None:
+        self.extra_patterns = extra_patterns
+        self.max_templates_per_service = max_templates_per_service
+        self.max_templates_per_deployment = max_templates_per_deployment
+        self.max_clusters_per_deployment = max_clusters_per_deployment
+        self.services: dict[str, ServiceModel] = {}
+
+    def service(self, name: str) -> ServiceModel:
+        found = self.services.get(name)
+        if found is None:
+            found = self.services[name] = ServiceModel(name, self)
+        return found
+
+    def observe(
+        self, service: str, deployment: str, message: str, timestamp: float, host: str = "", level: str = "info"
+    ) -> Template:
+        """Learns one event and counts it; returns its template."""
+        model = self.service(service)
+        template = model.miner.add(message)
+        rank = severity(level)
+        if template.signature and rank < 3:
+            rank = 3  # a stack trace is an error whatever level it was logged at
+        model.deployment(deployment).observe(template, timestamp, host, rank, message)
+        return template

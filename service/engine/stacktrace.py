@@ -1,0 +1,113 @@
+"""Multi-line events: Java, Python and Go stack traces.
+
+A stack trace is typed by what identifies a bug: the exception class, the
+message's template and the top application frames (function names only, never
+line numbers, so a rebuild that shifts lines keeps the type). Library and
+runtime frames are skipped when choosing the top frames, because they say where
+the failure surfaced, not which code caused it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TOP_FRAMES = 3
+
+_JAVA_FRAME = re.compile(r"^\s*at\s+([\w$.<>/]+)\(")
+_JAVA_EXCEPTION = re.compile(
+    r"^(?:Exception in thread \".*?\"\s+)?(?:Caused by:\s+)?"
+    r"([a-zA-Z_$][\w$]*(?:\.[\w$]+)+(?:Exception|Error|Throwable)[\w$]*)(?::\s*(.*))?$"
+)
+_PY_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+, in (\S+)')
+_PY_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)\w*)(?::\s*(.*))?$")
+_GO_PANIC = re.compile(r"^(panic|fatal error):\s*(.*)$")
+_GO_FRAME = re.compile(r"^([\w./-]+(?:\.\(?\*?[\w]+\)?)*\.[\w]+)\(.*\)$")
+
+_LIBRARY_PREFIXES = (
+    "java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "scala.", "groovy.",
+    "org.springframework.", "org.apache.catalina.", "org.apache.tomcat.", "io.netty.", "reactor.",
+    "runtime.", "net/http.", "testing.", "reflect.",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StackTrace:
+    """The parts of a multi-line event that identify its type."""
+
+    headline: str  # the log text before the trace (may be empty)
+    exception: str  # exception class, or "panic" for Go
+    message: str  # exception message (variable parts still in it; masking comes later)
+    frames: tuple[str, ...]  # top application frames, innermost first
+
+    @property
+    def signature(self) -> str:
+        """Exception class and frames: events with different signatures are never one type."""
+        return "|".join((self.exception, *self.frames))
+
+
+def _pick_frames(frames: list[str]) -> tuple[str, ...]:
+    application = [f for f in frames if not f.startswith(_LIBRARY_PREFIXES)]
+    return tuple((application or frames)[:TOP_FRAMES])
+
+
+def _python_module(path: str) -> str:
+    """A short, stable module name for a Python file path (site-packages count as library)."""
+    if "site-packages" in path or "/lib/python" in path:
+        return "lib:" + path.rsplit("/", 1)[-1]
+    return path.rsplit("/", 1)[-1]
+
+
+def parse_stack_trace(message: str) -> StackTrace | None:
+    """The trace in a multi-line message, or None when it holds no recognisable trace."""
+    lines = message.splitlines()
+    if len(lines) < 2:
+        return None
+    return _parse_java(lines) or _parse_python(lines) or _parse_go(lines)
+
+
+def _parse_java(lines: list[str]) -> StackTrace | None:
+    frames = [m.group(1) for line in lines if (m := _JAVA_FRAME.match(line))]
+    if not frames:
+        return None
+    for index, line in enumerate(lines):
+        exception = _JAVA_EXCEPTION.match(line.strip())
+        if exception:
+            headline = " ".join(part.strip() for part in lines[:index])
+            # The innermost cause names the real failure; its frames follow it.
+            causes = [i for i, text in enumerate(lines) if text.lstrip().startswith("Caused by:")]
+            if causes:
+                last = _JAVA_EXCEPTION.match(lines[causes[-1]].strip())
+                cause_frames = [m.group(1) for line in lines[causes[-1] :] if (m := _JAVA_FRAME.match(line))]
+                if last and cause_frames:
+                    return StackTrace(headline, last.group(1), last.group(2) or "", _pick_frames(cause_frames))
+            return StackTrace(headline, exception.group(1), exception.group(2) or "", _pick_frames(frames))
+    return None
+
+
+def _parse_python(lines: list[str]) -> StackTrace | None:
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)"))
+    except StopIteration:
+        return None
+    frames = [f"{_python_module(m.group(1))}:{m.group(2)}" for line in lines if (m := _PY_FRAME.match(line))]
+    for line in reversed(lines[start + 1 :]):
+        exception = _PY_EXCEPTION.match(line.strip())
+        if exception:
+            frames.reverse()  # Python prints the innermost frame last
+            application = [f for f in frames if not f.startswith("lib:")]
+            chosen = tuple((application or frames)[:TOP_FRAMES])
+            headline = " ".join(part.strip() for part in lines[:start])
+            return StackTrace(headline, exception.group(1), exception.group(2) or "", chosen)
+    return None
+
+
+def _parse_go(lines: list[str]) -> StackTrace | None:
+    for index, line in enumerate(lines):
+        panic = _GO_PANIC.match(line.strip())
+        if panic:
+            frames = [m.group(1) for text in lines[index + 1 :] if (m := _GO_FRAME.match(text.strip()))]
+            frames = [f for f in frames if not f.startswith("panic(")]
+            headline = " ".join(part.strip() for part in lines[:index])
+            return StackTrace(headline, panic.group(1), panic.group(2), _pick_frames(frames))
+    return None

@@ -1,0 +1,99 @@
+"""Template mining: grouping, generalisation, stable ids, caps, persistence."""
+
+import json
+import os
+import subprocess
+import sys
+
+from service.engine.miner import OTHER, TemplateMiner, template_id_of
+
+LINES = [
+    "Invalid user admin from 10.0.0.1",
+    "Invalid user oracle from 10.0.0.2",
+    "Invalid user test from 10.0.0.3",
+    "Block blk_1 stored as bytes in memory (estimated size 5.2 KB, free 1 KB)",
+    "Block blk_2 stored as values in memory (estimated size 5.2 KB, free 1 KB)",
+    "Block blk_3 stored as bytes in memory (estimated size 9 KB, free 3 KB)",
+    "Connection closed by 10.0.0.9 [preauth]",
+]
+
+
+def test_values_group_and_words_split() -> None:
+    miner = TemplateMiner()
+    templates = [miner.add(line) for line in LINES]
+    users = {t.resolve().template_id for t in templates[:3]}
+    assert len(users) == 1
+    assert templates[0].resolve().text == "Invalid user <*> from <*>"
+    bytes_, values, bytes_again = (t.resolve() for t in templates[3:6])
+    assert bytes_ is bytes_again
+    assert bytes_ is not values
+
+
+def test_a_position_becomes_a_wildcard_after_three_values() -> None:
+    miner = TemplateMiner()
+    first = miner.add("Starting worker alpha")
+    second = miner.add("Starting worker beta")
+    assert first is not second
+    third = miner.add("Starting worker gamma")
+    assert first.resolve() is second.resolve() is third
+    assert third.text == "Starting worker <*>"
+    assert miner.get(first.template_id) is third  # old ids still resolve
+    assert first.template_id in third.aliases or first is third
+
+
+def test_ids_are_content_derived() -> None:
+    miner = TemplateMiner()
+    template = miner.add("Connection closed by 10.0.0.9 [preauth]")
+    assert template.template_id == template_id_of("", ["Connection", "closed", "by", "<*>", "[preauth]"])
+
+
+def test_ids_agree_across_processes() -> None:
+    text = "\n".join(LINES * 3) + "\n"
+    code = (
+        "import sys, json\n"
+        "from service.engine.miner import TemplateMiner\n"
+        "m = TemplateMiner()\n"
+        "ids = [m.add(line).template_id for line in sys.stdin.read().splitlines()]\n"
+        "print(json.dumps(ids))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1]
+    local = TemplateMiner()
+    assert json.loads(runs[0]) == [local.add(line).template_id for line in text.splitlines()]
+
+
+def test_state_round_trip_continues_with_the_same_ids() -> None:
+    miner = TemplateMiner()
+    for line in LINES[:4]:
+        miner.add(line)
+    restored = TemplateMiner.from_state(json.loads(json.dumps(miner.to_state())))
+    assert {t.template_id for t in restored.templates.values()} == set(miner.templates)
+    for line in [*LINES[4:], "Invalid user guest from 10.9.9.9"]:
+        assert restored.add(line).template_id == miner.add(line).template_id
+
+
+def test_template_cap_counts_overflow_in_other() -> None:
+    miner = TemplateMiner(max_templates=50)
+    for index in range(5000):
+        miner.add(f"{index:x}word{'q' * (index % 7)} {'z' * (index % 11)}x unique{index}")
+    assert len(miner) <= 50
+    assert miner.overflow > 0
+    assert miner.add("completely new line never seen before with words") in (OTHER, *miner.templates.values())
+
+
+def test_match_does_not_learn() -> None:
+    miner = TemplateMiner()
+    miner.add("Invalid user admin from 10.0.0.1")
+    assert miner.match("Invalid user admin from 10.0.0.7") is not None
+    assert miner.match("Something else entirely") is None
+    assert len(miner) == 1
