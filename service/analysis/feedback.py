@@ -1,0 +1,46 @@
+"""People's judgements applied to analyses: *ignore* silences similar events,
+*priority* makes them fail whenever they appear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.analysis.similarity import same_event
+from service.engine.clustering import cosine, template_terms
+from service.engine.miner import Template, TemplateMiner
+from service.schemas import Feedback
+
+MIN_COSINE = 0.9  # word-vector similarity at which a rule covers a template it was not given for
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRule:
+    """A stored feedback entry, with its template typed by the service's miner."""
+
+    feedback: Feedback
+    template: Template
+
+    def covers(self, template: Template) -> bool:
+        ids = {template.template_id, *template.aliases}
+        if self.feedback.template_id in ids or self.template.template_id in ids:
+            return True
+        if same_event(self.template, template):
+            return True
+        return (
+            self.template.signature == template.signature
+            and cosine(template_terms(self.template), template_terms(template)) >= MIN_COSINE
+        )
+
+
+def compile_rules(feedback: list[Feedback], miner: TemplateMiner) -> list[FeedbackRule]:
+    """Types each rule's template with the service's miner, without teaching the miner anything."""
+    rules = []
+    for entry in feedback:
+        template = miner.get(entry.template_id) if entry.template_id else None
+        if template is None:
+            template = miner.match(entry.template)
+        if template is None:
+            signature, tokens = miner.split(entry.template)
+            template = Template(tokens=tokens, signature=signature)
+        rules.append(FeedbackRule(entry, template))
+    return rules

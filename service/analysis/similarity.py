@@ -1,0 +1,46 @@
+"""When is a canary-only template "the same event" as a baseline one?
+
+The miner splits an event type when a value sits where it cannot tell values
+from words (``Starting worker-a`` / ``Starting worker-b``). Such a template is
+not new. But two templates that differ by a plain word (``stored as bytes`` /
+``stored as values``) are different events, and flagging those is the point.
+So templates are aligned token by token, and every difference must involve a
+wildcard or a token that looks like a value: digits, identifier punctuation
+(``_ . / : @``), inner capitals (``camelCase``) or sheer length.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from service.engine.masking import WILDCARD
+from service.engine.miner import Template
+
+MIN_SHARED = 0.5  # share of the longer template's tokens that must align exactly
+_VALUE_LIKE = re.compile(r"\d|[_./\\:@#]|[a-z][A-Z]|<\*>|^.{24,}$")
+
+
+def value_like(token: str) -> bool:
+    """A token more likely to be a value than a word."""
+    return bool(_VALUE_LIKE.search(token))
+
+
+def same_event(left: Template, right: Template) -> bool:
+    """True when two templates differ only in value-like tokens (and share most tokens)."""
+    if left.signature != right.signature:
+        return False
+    a, b = left.tokens, right.tokens
+    if len(a) == len(b):
+        differing = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        if len(differing) > max(1, len(a) // 3):
+            return False
+        return all(WILDCARD in (x, y) or value_like(x) or value_like(y) for x, y in differing)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    shared = sum(block.size for block in matcher.get_matching_blocks())
+    if shared < MIN_SHARED * max(len(a), len(b)):
+        return False
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal" and not all(value_like(token) for token in (*a[i1:i2], *b[j1:j2])):
+            return False
+    return True

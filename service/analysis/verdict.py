@@ -1,0 +1,310 @@
+"""Canary versus baseline: the verdict.
+
+Each event type (template) the canary logged is compared with the baseline:
+
+* not in the baseline, and not the *same event* as any baseline template
+  (:mod:`service.analysis.similarity`, searched among the baseline clusters
+  most similar to the template's canary cluster): **unknown**;
+* in the baseline, but with a share of canary traffic far above its share of
+  baseline traffic (effect size, minimum count and a one-sided binomial test
+  on the counts): **frequency**.
+
+Anomalies are weighted by level and hosts and grouped by canary cluster. The
+verdict fails when one reaches the sensitivity's ``fail_score``; it is
+inconclusive when either side logged too little to judge; else it passes.
+Pure computation: the caller supplies the models, feedback and time window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from service.analysis.feedback import FeedbackRule
+from service.analysis.sensitivity import LEVEL_WEIGHTS, host_factor, thresholds
+from service.analysis.similarity import same_event
+from service.engine.clustering import Cluster, cosine
+from service.engine.miner import Template
+from service.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
+from service.schemas import Anomaly, Sensitivity, Suppressed, Thresholds, VanishedCluster, Verdict, to_rfc3339
+
+HISTORY_HALF_LIFE_SECONDS = 7 * 24 * 3600.0
+HISTORY_MAX_DEPLOYMENTS = 10
+CANDIDATE_CLUSTERS = 3  # baseline clusters searched for a same-event template
+MAX_REPORTED_VANISHED = 20
+DEFAULT_MAX_ANOMALIES = 10  # a gate's answer lists the strongest evidence; the count says how much more there is
+
+Window = tuple[float, float] | None
+
+
+@dataclass(slots=True)
+class _Side:
+    """Counts of one side (canary or baseline) within the window, by live template."""
+
+    counts: dict[Template, float] = field(default_factory=dict)
+    stats: dict[Template, TemplateStats] = field(default_factory=dict)
+    clusters: dict[int, Cluster] = field(default_factory=dict)  # by id(), deduplicated
+    total: float = 0.0
+
+    def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
+        for template, stats in model.templates().items():
+            count = stats.count if window is None else stats.count_between(*window)
+            if count <= 0:
+                continue
+            self.counts[template] = self.counts.get(template, 0.0) + weight * count
+            self.stats.setdefault(template, stats)
+            cluster = model.cluster_of(template)
+            self.clusters[id(cluster)] = cluster
+        other = model.other.count if window is None else model.other.count_between(*window)
+        self.total += weight * (other + sum(
+            stats.count if window is None else stats.count_between(*window) for stats in model.templates().values()
+        ))  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Finding:
+    kind: str
+    template: Template
+    cluster: Cluster
+    canary: TemplateStats
+    canary_count: int
+    baseline_count: float
+    score: float
+    ratio: float | None = None
+    p_value: float | None = None
+    priority: bool = False
+
+
+def history_weights(service: ServiceModel, canary: DeploymentModel, exclude: set[str]) -> list[tuple[str, float]]:
+    """Earlier deployments, most recent first, weighted by exponential decay of their age."""
+    others = [d for name, d in service.deployments.items() if name != canary.deployment and name not in exclude]
+    others.sort(key=lambda d: d.last_seen, reverse=True)
+    reference = canary.first_seen if math.isfinite(canary.first_seen) else max((d.last_seen for d in others), default=0)
+    weights = []
+    for model in others[:HISTORY_MAX_DEPLOYMENTS]:
+        age = max(0.0, reference - model.last_seen)
+        weights.append((model.deployment, 0.5 ** (age / HISTORY_HALF_LIFE_SECONDS)))
+    return weights
+
+
+def binomial_tail(successes: int, trials: int, p: float) -> float:
+    """P(X >= successes) for X ~ Binomial(trials, p), summed in log space from the tail's start.
+
+    Only called when the count is above its expectation, where the terms shrink
+    fast, so the sum stops after a few dozen terms even for large ``trials``.
+    """
+    if successes <= 0:
+        return 1.0
+    if successes > trials:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_choose = math.lgamma(trials + 1) - math.lgamma(successes + 1) - math.lgamma(trials - successes + 1)
+    term = log_choose + successes * log_p + (trials - successes) * log_q
+    total = 0.0
+    for k in range(successes, trials + 1):
+        value = math.exp(term)
+        total += value
+        if value < total * 1e-15 and k > trials * p:
+            break
+        term += math.log(trials - k) - math.log(k + 1) + log_p - log_q if k < trials else 0.0
+    return min(total, 1.0)
+
+
+def analyze(
+    service: ServiceModel,
+    canary: str,
+    baseline: Iterable[str] = (),
+    history: bool = False,
+    sensitivity: Sensitivity = "medium",
+    feedback: Iterable[FeedbackRule] = (),
+    window: Window = None,
+    max_anomalies: int = DEFAULT_MAX_ANOMALIES,
+) -> Verdict:
+    """The verdict on deployment ``canary`` of ``service`` against control deployments and/or history."""
+    limits = thresholds(sensitivity)
+    rules = list(feedback)
+    canary_model = service.deployment(canary)
+    canary_side = _Side()
+    canary_side.add(canary_model, window)
+    base = _Side()
+    control = [name for name in baseline if name != canary]
+    names: list[str] = []
+    for name in control:
+        if name in service.deployments:
+            base.add(service.deployments[name], window)
+            names.append(name)
+    if history:
+        for name, weight in history_weights(service, canary_model, set(control)):
+            base.add(service.deployments[name], None, weight)
+            names.append(f"history:{name}")
+
+    findings: list[_Finding] = []
+    suppressed: list[Suppressed] = []
+    for template, count in canary_side.counts.items():
+        stats = canary_side.stats[template]
+        cluster = canary_model.cluster_of(template)
+        finding = _judge(template, int(count), stats, cluster, canary_side, base, limits)
+        rule_hits = [rule for rule in rules if rule.covers(template)]
+        if any(rule.feedback.action == "ignore" for rule in rule_hits):
+            if finding is not None:
+                ignore = next(rule for rule in rule_hits if rule.feedback.action == "ignore")
+                suppressed.append(Suppressed(cluster_id=cluster.cluster_id, template=template.text,
+                                             canary_count=int(count), feedback_id=ignore.feedback.id))  # fmt: skip
+            continue
+        if any(rule.feedback.action == "priority" for rule in rule_hits):
+            if finding is None:
+                finding = _Finding("unknown" if template not in base.counts else "frequency", template, cluster,
+                                   stats, int(count), base.counts.get(template, 0.0), 0.0)  # fmt: skip
+            finding.priority = True
+            finding.score = max(finding.score, 2 * limits.fail_score)
+        if finding is not None:
+            findings.append(finding)
+
+    anomalies = _group(findings, canary_side.total, base.total)
+    failing = [a for a in anomalies if a.score >= limits.fail_score]
+    top = max((a.score for a in anomalies), default=0.0)
+    risk = round(100 * top / (top + limits.fail_score), 1)
+    if failing:
+        verdict, reason = "fail", _fail_reason(failing)
+    elif canary_side.total < limits.min_canary_events or base.total < limits.min_baseline_events:
+        verdict = "inconclusive"
+        reason = (
+            f"too little traffic to judge: canary {canary_side.total:g} events (needs {limits.min_canary_events}), "
+            f"baseline {base.total:g} (needs {limits.min_baseline_events})"
+        )
+    else:
+        verdict, reason = "pass", f"no anomaly reached the fail score of {limits.fail_score:g}"
+    return Verdict(
+        verdict=verdict,
+        risk=min(risk, 100.0),
+        reason=reason,
+        service=service.name,
+        canary=canary,
+        baseline=names,
+        canary_events=int(canary_side.total),
+        baseline_events=round(base.total, 3),
+        anomalies=failing[:max_anomalies],
+        anomaly_count=len(failing),
+        vanished=_vanished(canary_side, base),
+        suppressed=suppressed,
+        thresholds=limits,
+    )
+
+
+def _judge(
+    template: Template,
+    count: int,
+    stats: TemplateStats,
+    cluster: Cluster,
+    canary: _Side,
+    base: _Side,
+    limits: Thresholds,
+) -> _Finding | None:
+    weight = LEVEL_WEIGHTS[stats.max_severity]
+    baseline_count = base.counts.get(template, 0.0)
+    if baseline_count == 0:
+        match = _same_event_in(template, cluster, base)
+        if match is None:
+            hosts = len(stats.hosts) + (1 if stats.other_hosts else 0)
+            score = weight * count * host_factor(hosts)
+            return _Finding("unknown", template, cluster, stats, count, 0.0, score)
+        baseline_count = base.counts[match]
+    if count < limits.frequency_min_count or base.total <= 0 or canary.total <= 0:
+        return None
+    canary_share = count / canary.total
+    baseline_share = (baseline_count + 0.5) / (base.total + 0.5)
+    ratio = canary_share / baseline_share
+    if ratio < limits.frequency_min_ratio:
+        return None
+    trials = count + round(baseline_count)
+    p_value = binomial_tail(count, trials, canary.total / (canary.total + base.total))
+    if p_value > limits.frequency_max_p:
+        return None
+    score = limits.fail_score * weight * math.log(ratio) / math.log(limits.frequency_min_ratio)
+    return _Finding("frequency", template, cluster, stats, count, baseline_count, score, ratio, p_value)
+
+
+def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Template | None:
+    """A baseline template that is the same event, searched in the most similar baseline clusters."""
+    ranked = sorted(base.clusters.values(), key=lambda c: cosine(cluster.terms, c.terms), reverse=True)
+    for candidate in ranked[:CANDIDATE_CLUSTERS]:
+        for other in candidate.templates:
+            live = other.resolve()
+            if base.counts.get(live) and same_event(template, live):
+                return live
+    return None
+
+
+def _group(findings: list[_Finding], canary_total: float, baseline_total: float) -> list[Anomaly]:
+    """One anomaly per canary cluster and kind (at most MAX_EXAMPLES event types each), sorted by score."""
+    groups: dict[tuple[str, str], list[_Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.cluster.cluster_id, finding.kind), []).append(finding)
+    anomalies = []
+    for (cluster_id, kind), members in groups.items():
+        members.sort(key=lambda f: f.score, reverse=True)
+        for start in range(0, len(members), MAX_EXAMPLES):
+            anomalies.append(_anomaly(cluster_id, kind, members[start : start + MAX_EXAMPLES], canary_total,
+                                      baseline_total))  # fmt: skip
+    anomalies.sort(key=lambda a: a.score, reverse=True)
+    return anomalies
+
+
+def _examples(members: list[_Finding]) -> list[str]:
+    """Up to MAX_EXAMPLES canary messages, one per event type first, then round-robin."""
+    examples: list[str] = []
+    for rank in range(MAX_EXAMPLES):
+        for finding in members:
+            if rank < len(finding.canary.examples) and len(examples) < MAX_EXAMPLES:
+                examples.append(finding.canary.examples[rank])
+    return examples
+
+
+def _anomaly(
+    cluster_id: str, kind: str, members: list[_Finding], canary_total: float, baseline_total: float
+) -> Anomaly:
+    lead = members[0]
+    canary_count = sum(f.canary_count for f in members)
+    baseline_count = sum(f.baseline_count for f in members)
+    hosts = sorted({host for f in members for host in f.canary.hosts})
+    first = min(f.canary.first_seen for f in members)
+    return Anomaly(
+        kind=kind,
+        cluster_id=cluster_id,
+        template=lead.template.text,
+        template_ids=[f.template.template_id for f in members],
+        examples=_examples(members),
+        baseline_count=round(baseline_count),
+        canary_count=canary_count,
+        baseline_share=baseline_count / baseline_total if baseline_total else 0.0,
+        canary_share=canary_count / canary_total if canary_total else 0.0,
+        ratio=lead.ratio,
+        p_value=lead.p_value,
+        level=SEVERITY_NAMES[max(f.canary.max_severity for f in members)],
+        hosts=hosts[:64],
+        first_seen=to_rfc3339(first) if math.isfinite(first) else None,
+        score=round(sum(f.score for f in members), 3),
+        priority=any(f.priority for f in members),
+    )
+
+
+def _vanished(canary: _Side, base: _Side) -> list[VanishedCluster]:
+    gone = [(count, t) for t, count in base.counts.items() if t not in canary.counts]
+    gone.sort(key=lambda item: item[0], reverse=True)
+    return [
+        VanishedCluster(cluster_id=t.template_id, template=t.text, baseline_count=round(count))
+        for count, t in gone[:MAX_REPORTED_VANISHED]
+    ]
+
+
+def _fail_reason(failing: list[Anomaly]) -> str:
+    lead = failing[0]
+    what = "a never-seen event" if lead.kind == "unknown" else f"an event {lead.ratio or 0:.1f}x more frequent"
+    more = f" (and {len(failing) - 1} more anomalies)" if len(failing) > 1 else ""
+    first_line = lead.template.splitlines()[0] if lead.template else ""
+    return f"{what} in the canary: {first_line[:200]!r}{more}"

@@ -1,0 +1,141 @@
+"""The ``logcanary`` command: parse, analyze, schemas, serve and demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from array import array
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import orjson
+from pydantic import ValidationError
+
+from service.analysis.verdict import analyze
+from service.engine.miner import Template, TemplateMiner
+from service.engine.model import Engine
+from service.schemas import LogEvent
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad input, worded for the person who gave it (file and line)."""
+
+
+def _open_binary(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror}") from exc
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Templates for raw lines. Each line gets its template's *final* form, so the
+    input is mined fully before anything is written (``--streaming`` writes as it goes)."""
+    miner = TemplateMiner()
+    out = sys.stdout.buffer
+    with _open_binary(args.file) as handle:
+        if args.streaming:
+            for raw in handle:
+                template = miner.add(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                out.write(orjson.dumps({"template_id": template.template_id, "template": template.text}) + b"\n")
+            out.flush()
+            return 0
+        templates: list[Template] = []
+        index_of: dict[int, int] = {}
+        order = array("I")
+        for raw in handle:
+            template = miner.add(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            slot = index_of.get(id(template))
+            if slot is None:
+                slot = index_of[id(template)] = len(templates)
+                templates.append(template)
+            order.append(slot)
+    lines = []
+    for template in templates:
+        live = template.resolve()
+        lines.append(orjson.dumps({"template_id": live.template_id, "template": live.text}) + b"\n")
+    out.writelines(lines[slot] for slot in order)
+    out.flush()
+    return 0
+
+
+def read_events(path: str) -> Iterator[LogEvent]:
+    """Log events from a JSON-lines file; a bad line raises InputError naming file and line."""
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield LogEvent.model_validate_json(raw)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(part) for part in error['loc']) or 'event'}: {error['msg']}"
+                    for error in exc.errors()[:3]
+                )
+                raise InputError(f"{path}:{number}: invalid log event: {problems}") from exc
+
+
+def load(engine: Engine, path: str, deployment: str) -> str | None:
+    """Feeds a file's events into ``deployment`` (whatever deployment they name); returns the service name."""
+    service = None
+    for event in read_events(path):
+        service = service or event.service
+        engine.observe("cli", deployment, event.message, event.timestamp.timestamp(), event.host, event.level)
+    return service
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    engine = Engine()
+    history = False
+    if args.history:
+        load(engine, args.history, "history")
+        history = True
+    load(engine, args.baseline, "baseline")
+    service_name = load(engine, args.canary, "canary")
+    verdict = analyze(
+        engine.service("cli"),
+        canary="canary",
+        baseline=["baseline"],
+        history=history,
+        sensitivity=args.sensitivity,
+    )
+    verdict.service = service_name or "unknown"
+    sys.stdout.buffer.write(orjson.dumps(verdict.model_dump(mode="json")) + b"\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logcanary", description="Streaming log-anomaly verdicts for canaries.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    parse = commands.add_parser("parse", help="template per raw log line, as JSON lines")
+    parse.add_argument("file", nargs="?", default="-", help="file of raw messages, one per line ('-' = stdin)")
+    parse.add_argument("--streaming", action="store_true", help="write each line's template as soon as it is read")
+    parse.set_defaults(func=cmd_parse)
+
+    check = commands.add_parser("analyze", help="verdict on a canary against a baseline, as JSON")
+    check.add_argument("--baseline", required=True, help="JSON-lines log events of the baseline")
+    check.add_argument("--canary", required=True, help="JSON-lines log events of the canary")
+    check.add_argument("--history", help="JSON-lines log events of earlier deployments (time-decayed)")
+    check.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
+    check.set_defaults(func=cmd_analyze)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"logcanary: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The public contracts: log events in, verdicts out, feedback. JSON Schemas in
+``schemas/`` are generated from these models (``make schemas``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Sensitivity = Literal["low", "medium", "high"]
+VerdictName = Literal["pass", "fail", "inconclusive"]
+AnomalyKind = Literal["unknown", "frequency"]
+FeedbackAction = Literal["ignore", "priority"]
+
+MAX_MESSAGE_CHARS = 64 * 1024
+
+
+class LogEvent(BaseModel):
+    """One log event of one deployment (version) of one service."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, title="LogEvent")
+
+    timestamp: datetime = Field(description="When the event happened (RFC 3339); without a zone it is UTC.")
+    service: Annotated[str, Field(min_length=1, max_length=256, description="Service name, e.g. 'checkout'.")]
+    deployment: Annotated[
+        str, Field(min_length=1, max_length=256, description="Deployment / version / pod-template hash, e.g. 'v2'.")
+    ]
+    host: Annotated[str, Field(max_length=256, description="Host or pod that emitted the event.")] = "unknown"
+    level: Annotated[str, Field(max_length=32, description="Log level (debug, info, warn, error, fatal ...).")] = "info"
+    message: Annotated[
+        str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="The raw message; may span lines.")
+    ]
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form extra fields.")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class Anomaly(BaseModel):
+    """A canary cluster that is new or far more frequent than in the baseline."""
+
+    kind: AnomalyKind = Field(description="unknown: no similar event in the baseline; frequency: share far above it.")
+    cluster_id: str = Field(description="Content-derived id of the canary cluster.")
+    template: str = Field(description="Template of the most significant event type, `<*>` marking values.")
+    template_ids: list[str] = Field(description="Ids of the anomalous templates in this cluster.")
+    examples: list[str] = Field(description="Up to 5 verbatim canary messages.")
+    baseline_count: int = Field(ge=0, description="Occurrences in the baseline (of the matched events).")
+    canary_count: int = Field(ge=0, description="Occurrences in the canary.")
+    baseline_share: float = Field(ge=0, description="Share of baseline traffic.")
+    canary_share: float = Field(ge=0, description="Share of canary traffic.")
+    ratio: float | None = Field(description="canary_share / baseline_share (smoothed); null for unknown events.")
+    p_value: float | None = Field(description="One-sided binomial test of the canary count; null for unknown.")
+    level: str = Field(description="Highest level seen: debug, info, warn, error or fatal.")
+    hosts: list[str] = Field(description="Canary hosts that logged it (at most 64).")
+    first_seen: datetime | None = Field(description="First occurrence in the canary.")
+    score: float = Field(ge=0, description="Weighted evidence; the verdict fails when a score reaches the threshold.")
+    priority: bool = Field(default=False, description="Raised by a 'priority' feedback rule.")
+
+
+class VanishedCluster(BaseModel):
+    """A baseline event type absent from the canary: reported, never a reason to fail."""
+
+    cluster_id: str
+    template: str
+    baseline_count: int = Field(ge=0)
+
+
+class Suppressed(BaseModel):
+    """An anomaly that an 'ignore' feedback rule silenced."""
+
+    cluster_id: str
+    template: str
+    canary_count: int = Field(ge=0)
+    feedback_id: str
+
+
+class Thresholds(BaseModel):
+    """The numbers a sensitivity stands for (see README, 'Sensitivity')."""
+
+    sensitivity: Sensitivity
+    fail_score: float
+    min_canary_events: int
+    min_baseline_events: int
+    frequency_min_ratio: float
+    frequency_max_p: float
+    frequency_min_count: int
+
+
+class Verdict(BaseModel):
+    """The answer for deploy tooling: pass, fail or inconclusive, with the evidence."""
+
+    verdict: VerdictName
+    risk: float = Field(ge=0, le=100, description="0 = nothing unusual, 50 = at the fail threshold, 100 = certain.")
+    reason: str = Field(description="One sentence saying why.")
+    service: str
+    canary: str
+    baseline: list[str] = Field(description="Baseline deployments compared against (control and/or history).")
+    canary_events: int = Field(ge=0)
+    baseline_events: float = Field(ge=0, description="Baseline events (history is time-decayed, so may be fractional).")
+    anomalies: list[Anomaly] = Field(
+        description="The strongest anomalies (at most max_anomalies), highest score first."
+    )
+    anomaly_count: int = Field(ge=0, description="How many anomalies reached the fail score, listed or not.")
+    vanished: list[VanishedCluster] = Field(default_factory=list)
+    suppressed: list[Suppressed] = Field(default_factory=list)
+    thresholds: Thresholds
+
+
+class FeedbackIn(BaseModel):
+    """A person's judgement on a cluster of a service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: Annotated[str, Field(min_length=1, max_length=256)]
+    action: FeedbackAction = Field(description="ignore: never an anomaly again; priority: always fail when seen.")
+    template: Annotated[
+        str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="The template (or an example message).")
+    ]
+    template_id: str | None = Field(default=None, description="Template id from a verdict, when known.")
+    author: Annotated[str, Field(max_length=256)] = "unknown"
+    reason: Annotated[str, Field(max_length=4096)] = ""
+
+
+class Feedback(FeedbackIn):
+    """A stored feedback rule."""
+
+    id: str
+    created_at: datetime
+
+
+def to_rfc3339(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
