@@ -6,6 +6,7 @@ import argparse
 import sys
 from array import array
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 import orjson
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from service.analysis.verdict import analyze
 from service.engine.miner import Template, TemplateMiner
 from service.engine.model import Engine
-from service.schemas import LogEvent
+from service.schemas import LogEvent, schema_documents
 
 EXIT_BAD_INPUT = 2
 
@@ -108,6 +109,25 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Writes (or, with --check, compares) the JSON Schemas generated from the pydantic models."""
+    out = Path(args.out)
+    stale = []
+    for name, text in schema_documents().items():
+        path = out / name
+        if args.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    if stale:
+        print(f"logcanary: schemas out of date (run `make schemas`): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logcanary", description="Streaming log-anomaly verdicts for canaries.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--history", help="JSON-lines log events of earlier deployments (time-decayed)")
     check.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
     check.set_defaults(func=cmd_analyze)
+
+    schemas = commands.add_parser("schemas", help="write JSON Schemas of the contracts")
+    schemas.add_argument("--out", default="schemas", help="folder to write into (default: schemas)")
+    schemas.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
+    schemas.set_defaults(func=cmd_schemas)
     return parser
 
 

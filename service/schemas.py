@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -133,3 +134,21 @@ class Feedback(FeedbackIn):
 
 def to_rfc3339(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_DOCUMENTS: dict[str, type[BaseModel]] = {
+    "log-event.schema.json": LogEvent,
+    "verdict.schema.json": Verdict,
+    "feedback.schema.json": FeedbackIn,
+}
+
+
+def schema_documents() -> dict[str, str]:
+    """File name -> JSON Schema (2020-12) text for each public contract."""
+    documents = {}
+    for name, model in _DOCUMENTS.items():
+        schema = {"$schema": SCHEMA_DIALECT, "$id": f"https://logcanary.dev/schemas/{name}"}
+        schema.update(model.model_json_schema(mode="validation" if model is not Verdict else "serialization"))
+        documents[name] = json.dumps(schema, indent=2, sort_keys=False) + "\n"
+    return documents
