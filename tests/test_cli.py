@@ -18,7 +18,10 @@ def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[b
 
 
 def test_parse_writes_one_object_per_line_in_order() -> None:
-    lines = b"Invalid user a from 1.2.3.4\nInvalid user b from 1.2.3.5\n\xff\xfe broken bytes\n\nInvalid user c from 9.9.9.9\n"
+    lines = (
+        b"Invalid user a from 1.2.3.4\nInvalid user b from 1.2.3.5\n"
+        b"\xff\xfe broken bytes\n\nInvalid user c from 9.9.9.9\n"
+    )
     result = run("parse", "-", stdin=lines)
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
