@@ -128,6 +128,36 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Runs the service under uvicorn (uvloop and httptools when installed)."""
+    import logging
+
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"logcanary: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from service.demo.run import run_demo
+
+    try:
+        return asyncio.run(run_demo(port=args.port, seconds=args.seconds, keep_serving=not args.no_wait))
+    except KeyboardInterrupt:
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logcanary", description="Streaming log-anomaly verdicts for canaries.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", default="schemas", help="folder to write into (default: schemas)")
     schemas.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
     schemas.set_defaults(func=cmd_schemas)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (settings from LOGCANARY_* variables)")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser("demo", help="embedded broker + service + replayed canary with an NPE bug")
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port (a free one if taken)")
+    demo.add_argument("--seconds", type=float, default=30.0, help="how long the canary is watched")
+    demo.add_argument("--no-wait", action="store_true", help="exit after the final verdict (0 when it failed)")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -48,18 +48,17 @@ class _Side:
     total: float = 0.0
 
     def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
+        total = model.other.count if window is None else model.other.count_between(*window)
         for template, stats in model.templates().items():
             count = stats.count if window is None else stats.count_between(*window)
             if count <= 0:
                 continue
+            total += count
             self.counts[template] = self.counts.get(template, 0.0) + weight * count
             self.stats.setdefault(template, stats)
             cluster = model.cluster_of(template)
             self.clusters[id(cluster)] = cluster
-        other = model.other.count if window is None else model.other.count_between(*window)
-        self.total += weight * (other + sum(
-            stats.count if window is None else stats.count_between(*window) for stats in model.templates().values()
-        ))  # fmt: skip
+        self.total += weight * total
 
 
 @dataclass(slots=True)
@@ -153,13 +152,26 @@ def analyze(
         if any(rule.feedback.action == "ignore" for rule in rule_hits):
             if finding is not None:
                 ignore = next(rule for rule in rule_hits if rule.feedback.action == "ignore")
-                suppressed.append(Suppressed(cluster_id=cluster.cluster_id, template=template.text,
-                                             canary_count=int(count), feedback_id=ignore.feedback.id))  # fmt: skip
+                suppressed.append(
+                    Suppressed(
+                        cluster_id=cluster.cluster_id,
+                        template=template.text,
+                        canary_count=int(count),
+                        feedback_id=ignore.feedback.id,
+                    )
+                )
             continue
         if any(rule.feedback.action == "priority" for rule in rule_hits):
             if finding is None:
-                finding = _Finding("unknown" if template not in base.counts else "frequency", template, cluster,
-                                   stats, int(count), base.counts.get(template, 0.0), 0.0)  # fmt: skip
+                finding = _Finding(
+                    "unknown" if template not in base.counts else "frequency",
+                    template,
+                    cluster,
+                    stats,
+                    int(count),
+                    base.counts.get(template, 0.0),
+                    0.0,
+                )
             finding.priority = True
             finding.score = max(finding.score, 2 * limits.fail_score)
         if finding is not None:
@@ -249,8 +261,9 @@ def _group(findings: list[_Finding], canary_total: float, baseline_total: float)
     for (cluster_id, kind), members in groups.items():
         members.sort(key=lambda f: f.score, reverse=True)
         for start in range(0, len(members), MAX_EXAMPLES):
-            anomalies.append(_anomaly(cluster_id, kind, members[start : start + MAX_EXAMPLES], canary_total,
-                                      baseline_total))  # fmt: skip
+            anomalies.append(
+                _anomaly(cluster_id, kind, members[start : start + MAX_EXAMPLES], canary_total, baseline_total)
+            )
     anomalies.sort(key=lambda a: a.score, reverse=True)
     return anomalies
 

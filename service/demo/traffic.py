@@ -73,12 +73,13 @@ def events(
     start: datetime | None = None,
     seconds: float = 600.0,
     hosts: int = 3,
+    service: str = SERVICE,
 ) -> Iterator[dict[str, Any]]:
     """``count`` log events of one deployment; ``npe_rate`` of them are the EncryptionService NPE."""
-    rng = random.Random(f"{SERVICE}/{deployment}/{seed}")
+    rng = random.Random(f"{service}/{deployment}/{seed}")
     begin = start or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     weights = [w for w, _, _ in _EVENTS]
-    pods = [f"{SERVICE}-{deployment}-{rng.getrandbits(20):05x}" for _ in range(hosts)]
+    pods = [f"{service}-{deployment}-{rng.getrandbits(20):05x}" for _ in range(hosts)]
     for index in range(count):
         if npe_rate and rng.random() < npe_rate:
             level, message = "ERROR", _fill(_NPE, rng)
@@ -87,7 +88,7 @@ def events(
             message = _fill(template, rng)
         yield {
             "timestamp": (begin + timedelta(seconds=seconds * index / max(count, 1))).isoformat(),
-            "service": SERVICE,
+            "service": service,
             "deployment": deployment,
             "host": rng.choice(pods),
             "level": level,

@@ -118,6 +118,7 @@ class TemplateMiner:
         self.variable_after = variable_after
         self.templates: dict[str, Template] = {}  # live templates by id, in order of birth
         self.overflow = 0  # messages that found no template once the cap was reached
+        self.version = 0  # bumped whenever the miner may have learnt something (for checkpoints)
         self._by_id: dict[str, Template] = {}  # every id ever given, live or former
         self._exact: dict[tuple[str, tuple[str, ...]], Template] = {}
         self._buckets: dict[tuple[str, int, str], list[_Group]] = {}
@@ -190,6 +191,7 @@ class TemplateMiner:
         return [WILDCARD if index in variable else token for index, token in enumerate(tokens)]
 
     def _learn(self, signature: str, tokens: list[str]) -> Template:
+        self.version += 1
         group = self._best(signature, tokens)
         if group is None:
             group = _Group(tokens=list(tokens), signature=signature)

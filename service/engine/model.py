@@ -18,7 +18,7 @@ from service.engine.miner import OTHER, Template, TemplateMiner
 BUCKET_SECONDS = 10
 MAX_EXAMPLES = 5
 MAX_HOSTS = 64
-MAX_BUCKETS = 8_640  # one day of 10-second buckets per template and deployment
+MAX_BUCKETS = 720  # two hours of 10-second buckets per template and deployment: enough for any window
 DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT = 5_000
 
 _SEVERITY = {
@@ -88,10 +88,11 @@ class TemplateStats:
             self.buckets[bucket] = self.buckets.get(bucket, 0) + n
 
     def count_between(self, start: float, end: float) -> int:
-        """Occurrences in buckets starting within [start, end)."""
+        """Occurrences in the buckets that overlap [start, end): exact to a bucket (10 s)."""
         if start <= self.first_seen and self.last_seen < end:
             return self.count
-        return sum(n for bucket, n in self.buckets.items() if start <= bucket < end)
+        first_bucket = start - BUCKET_SECONDS
+        return sum(n for bucket, n in self.buckets.items() if first_bucket < bucket < end)
 
 
 class DeploymentModel:

@@ -1,0 +1,238 @@
+"""Long-running canary analyses, feedback rules and on-demand verdicts over a time window.
+
+An analysis watches a canary for ``duration`` from its creation: its verdict is
+recomputed every few seconds over the events since it started, published as
+the ``logcanary_analysis_risk`` gauge, and frozen when it completes (or fails
+early with ``fail_fast``). Analyses and feedback live in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from service.analysis.feedback import compile_rules
+from service.analysis.verdict import analyze
+from service.schemas import Feedback, FeedbackIn, Sensitivity, Verdict
+from service.state import LiveState
+from service.store.base import AnalysisRecord
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+MAX_DURATION_SECONDS = 7 * 86400
+EVALUATE_EVERY_SECONDS = 2.0
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from 300, "300", "90s", "5m", "1.5h" or "2d"."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string such as '5m'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"invalid duration {value!r}: use seconds or a number with ms, s, m, h or d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 < seconds <= MAX_DURATION_SECONDS:
+        raise ValueError(f"duration must be more than 0 and at most {MAX_DURATION_SECONDS} s")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class CanaryRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deployment: str = Field(min_length=1, max_length=256, description="Canary deployment / version / pod hash.")
+
+
+class BaselineRef(BaseModel):
+    """A control deployment, the service's history, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    deployment: str | None = Field(None, min_length=1, max_length=256, description="Control (stable) deployment.")
+    history: bool = Field(False, description="Also compare with earlier deployments (time-decayed).")
+
+    @model_validator(mode="after")
+    def _something(self) -> BaselineRef:
+        if self.deployment is None and not self.history:
+            raise ValueError("give a baseline deployment, or history: true, or both")
+        return self
+
+
+class AnalysisIn(BaseModel):
+    """Start watching a canary."""
+
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=256)
+    canary: CanaryRef
+    baseline: BaselineRef
+    duration: Duration = Field(600.0, description="How long to watch, in seconds or like '10m'.")
+    sensitivity: Sensitivity | None = Field(None, description="Default: the service's LOGCANARY_DEFAULT_SENSITIVITY.")
+    fail_fast: bool = Field(False, description="Complete with 'fail' as soon as the verdict fails.")
+
+
+class AnalysisOut(BaseModel):
+    """An analysis and its current (or final) verdict."""
+
+    id: str
+    service: str
+    canary: CanaryRef
+    baseline: BaselineRef
+    sensitivity: Sensitivity
+    fail_fast: bool
+    status: str = Field(description="running, completed or cancelled.")
+    started_at: datetime
+    ends_at: datetime
+    finished_at: datetime | None
+    verdict: Verdict | None = Field(description="Current verdict while running; final once completed.")
+
+
+def _time(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+class Analyses:
+    """Analyses, feedback and verdicts on top of the live state."""
+
+    def __init__(self, state: LiveState) -> None:
+        self.state = state
+        self.records: dict[str, AnalysisRecord] = {}
+        self.feedback: list[Feedback] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def load(self) -> None:
+        self.records = {record.id: record for record in self.state.store.load_analyses()}
+        self.feedback = self.state.store.list_feedback()
+
+    # -- verdicts ---------------------------------------------------------------------------
+
+    def verdict(
+        self,
+        service: str,
+        canary: str,
+        baseline: str | None,
+        history: bool,
+        sensitivity: Sensitivity | None,
+        window: tuple[float, float] | None,
+    ) -> Verdict:
+        """The verdict now; the canary's and control's counts are taken within ``window`` (event time)."""
+        model = self.state.engine.service(service)
+        rules = compile_rules([f for f in self.feedback if f.service == service], model.miner)
+        verdict = analyze(
+            model,
+            canary=canary,
+            baseline=[baseline] if baseline else [],
+            history=history,
+            sensitivity=sensitivity or self.state.settings.default_sensitivity,
+            feedback=rules,
+            window=window,
+        )
+        metrics = self.state.metrics
+        metrics.risk.labels(service, canary).set(verdict.risk)
+        return verdict
+
+    def count_verdict(self, verdict: Verdict) -> None:
+        metrics = self.state.metrics
+        metrics.analyses.labels(verdict.verdict).inc()
+        for anomaly in verdict.anomalies:
+            metrics.anomalies.labels(anomaly.kind).inc()
+
+    # -- analyses -----------------------------------------------------------------------------
+
+    def create(self, request: AnalysisIn) -> AnalysisRecord:
+        now = time.time()
+        data = request.model_dump(mode="json")
+        data["sensitivity"] = request.sensitivity or self.state.settings.default_sensitivity
+        record = AnalysisRecord(
+            id=uuid.uuid4().hex,
+            service=request.service,
+            request=data,
+            status="running",
+            started_at=now,
+            ends_at=now + request.duration,
+        )
+        self.records[record.id] = record
+        self._evaluate(record, now)
+        self.state.store.save_analysis(record)
+        return record
+
+    def cancel(self, record: AnalysisRecord) -> None:
+        if record.status == "running":
+            record.status = "cancelled"
+            record.finished_at = time.time()
+            self.state.store.save_analysis(record)
+
+    def view(self, record: AnalysisRecord) -> AnalysisOut:
+        request = record.request
+        return AnalysisOut(
+            id=record.id,
+            service=record.service,
+            canary=CanaryRef.model_validate(request["canary"]),
+            baseline=BaselineRef.model_validate(request["baseline"]),
+            sensitivity=request["sensitivity"],
+            fail_fast=request["fail_fast"],
+            status=record.status,
+            started_at=_time(record.started_at),
+            ends_at=_time(record.ends_at),
+            finished_at=_time(record.finished_at) if record.finished_at else None,
+            verdict=Verdict.model_validate(record.verdict) if record.verdict else None,
+        )
+
+    def _evaluate(self, record: AnalysisRecord, now: float) -> None:
+        request = record.request
+        verdict = self.verdict(
+            record.service,
+            request["canary"]["deployment"],
+            request["baseline"].get("deployment"),
+            request["baseline"].get("history", False),
+            request["sensitivity"],
+            (record.started_at, min(now, record.ends_at) + 1e-6),
+        )
+        record.verdict = verdict.model_dump(mode="json")
+        done = now >= record.ends_at or (request["fail_fast"] and verdict.verdict == "fail")
+        if done:
+            record.status = "completed"
+            record.finished_at = now
+            self.count_verdict(verdict)
+
+    def evaluate_running(self) -> None:
+        """Refreshes every running analysis; completes those whose time is up or that failed fast."""
+        now = time.time()
+        for record in list(self.records.values()):
+            if record.status != "running":
+                continue
+            self._evaluate(record, now)
+            if record.status != "running":
+                self.state.store.save_analysis(record)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(EVALUATE_EVERY_SECONDS)
+            try:
+                self.evaluate_running()
+            except Exception:  # a bad analysis must not stop the others
+                log.exception("evaluating analyses failed")
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    def add_feedback(self, entry: FeedbackIn) -> Feedback:
+        feedback = Feedback(**entry.model_dump(), id=uuid.uuid4().hex, created_at=datetime.now(UTC))
+        self.state.store.add_feedback(feedback)
+        self.feedback.append(feedback)
+        return feedback
+
+    def delete_feedback(self, feedback_id: str) -> bool:
+        deleted = self.state.store.delete_feedback(feedback_id)
+        self.feedback = [f for f in self.feedback if f.id != feedback_id]
+        return deleted

@@ -1,0 +1,106 @@
+"""The FastAPI application: lifespan (load state, start Kafka and the analysis loop), middleware, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import ORJSONResponse
+
+from service.analyses import Analyses
+from service.api import errors, routes
+from service.ingestion.kafka import KafkaIngestor
+from service.settings import Settings
+from service.state import LiveState
+from service.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+logcanary watches the logs of a canary deployment and tells deploy tooling whether it is safe.
+
+* **Ingest** log events from Kafka or `POST /v1/events`.
+* **Ask** for a verdict: `GET /v1/verdict` (one URL, for Argo Rollouts' web provider), or start an
+  analysis with `POST /v1/analyses` and poll it.
+* **Teach** it: `POST /v1/feedback` with `ignore` or `priority`.
+
+Mutating endpoints need `Authorization: Bearer <token>` when `LOGCANARY_API_TOKEN` is set.
+Errors are JSON: `{"error": ..., "detail": ...}`.
+"""
+
+
+class Runtime:
+    """What the routes need, created by the lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = SqliteStore(settings.state_file)
+        self.state = LiveState(settings, self.store)
+        self.analyses = Analyses(self.state)
+        self.kafka: KafkaIngestor | None = None
+        self.started = time.time()
+
+    @property
+    def ready(self) -> bool:
+        return self.state.loaded and (self.kafka is None or self.kafka.reachable)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    runtime = Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(runtime.state.load)
+        await asyncio.to_thread(runtime.analyses.load)
+        if settings.kafka_bootstrap_servers:
+            runtime.kafka = KafkaIngestor(settings, runtime.state)
+            await runtime.kafka.start()
+        loops = [asyncio.create_task(runtime.analyses.run(), name="analyses")]
+        if runtime.kafka is None:
+            loops.append(asyncio.create_task(_checkpoint_loop(runtime.state), name="checkpoints"))
+        try:
+            yield
+        finally:
+            for task in loops:
+                task.cancel()
+            if runtime.kafka is not None:
+                await runtime.kafka.stop()
+            await runtime.state.checkpoint()
+            runtime.store.close()
+
+    app = FastAPI(
+        title="logcanary",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(routes.router)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics = runtime.state.metrics
+        metrics.http_requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.http_seconds.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    return app
+
+
+async def _checkpoint_loop(state: LiveState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.checkpoint_interval_seconds)
+        try:
+            await state.checkpoint()
+        except Exception:
+            log.exception("checkpoint failed")

@@ -1,0 +1,68 @@
+"""Every error is JSON ``{"error": ..., "detail": ...}`` with a fitting status; never a 500 for bad input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="Machine-readable kind, e.g. not_found, unauthorized, invalid_request.")
+    detail: Any = Field(None, description="What exactly was wrong.")
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error responses an endpoint can give."""
+    texts = {
+        400: "Bad input",
+        401: "Missing bearer token",
+        403: "Wrong bearer token",
+        404: "Not found",
+        412: "The verdict is fail (only when fail_status asks for it)",
+        413: "Body too large",
+        422: "Invalid request",
+    }
+    return {status: {"model": ErrorResponse, "description": texts[status]} for status in statuses}
+
+
+def error(status: int, error: str, detail: Any = None) -> ORJSONResponse:
+    return ORJSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        name = {
+            401: "unauthorized",
+            403: "forbidden",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+        }.get(exc.status_code, "bad_request" if exc.status_code < 500 else "error")
+        response = error(exc.status_code, name, exc.detail)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        problems = [
+            {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type", "")}
+            for item in exc.errors()
+        ]
+        return error(422, "invalid_request", problems)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error(500, "internal_error", "the service failed to handle this request; see its logs")

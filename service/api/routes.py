@@ -1,0 +1,437 @@
+"""HTTP endpoints (OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Annotated, Literal, cast
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import ORJSONResponse, RedirectResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.analyses import AnalysisIn, AnalysisOut, parse_duration
+from service.api.errors import responses
+from service.engine.model import SEVERITY_NAMES
+from service.ingestion.records import Decoded, decode_object, decode_record
+from service.schemas import Feedback, FeedbackIn, Sensitivity, Verdict
+
+if TYPE_CHECKING:
+    from service.api.app import Runtime
+    from service.store.base import AnalysisRecord
+
+router = APIRouter()
+
+
+def runtime(request: Request) -> Runtime:
+    return cast("Runtime", request.app.state.runtime)
+
+
+def require_token(request: Request) -> None:
+    """Mutating endpoints need the bearer token when LOGCANARY_API_TOKEN is set (constant-time compare)."""
+    token = runtime(request).settings.api_token
+    if token is None:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise HTTPException(401, "send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        raise HTTPException(403, "wrong token")
+
+
+Auth = Depends(require_token)
+
+
+# -- health --------------------------------------------------------------------------------------
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/docs")
+
+
+@router.get("/healthz", tags=["health"], summary="Liveness: the process serves requests")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"], summary="Readiness: state loaded and Kafka reachable (when configured)")
+async def readyz(request: Request) -> ORJSONResponse:
+    rt = runtime(request)
+    body = {
+        "ready": rt.ready,
+        "state_loaded": rt.state.loaded,
+        "kafka": None if rt.kafka is None else rt.kafka.reachable,
+    }
+    return ORJSONResponse(body, status_code=200 if rt.ready else 503)
+
+
+@router.get("/metrics", tags=["health"], summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(runtime(request).state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+# -- ingestion -------------------------------------------------------------------------------------
+
+
+class RejectedRecord(BaseModel):
+    index: int = Field(description="0-based position of the record (array element or NDJSON line).")
+    reason: str
+    detail: str
+
+
+class IngestResult(BaseModel):
+    accepted: int = Field(description="Events counted (and durably saved before this response).")
+    rejected: int
+    errors: list[RejectedRecord] = Field(description="The first 100 rejections.")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"body over {limit} bytes; split it into several requests")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body over {limit} bytes; split it into several requests")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/v1/events",
+    tags=["ingestion"],
+    summary="Send log events (JSON array or NDJSON)",
+    status_code=202,
+    response_model=IngestResult,
+    responses=responses(400, 401, 403, 413),
+    dependencies=[Auth],
+)
+async def post_events(request: Request) -> ORJSONResponse:
+    """Accepts a JSON array of events, or one event (or shipper record) per line (NDJSON).
+
+    Shipper shapes (Fluent Bit, Vector, OpenTelemetry OTLP/JSON, rsyslog) are mapped as for Kafka.
+    Events are saved durably before the answer. A body with no valid event is a 400.
+    """
+    rt = runtime(request)
+    body = await _read_body(request, rt.settings.max_request_bytes)
+    results: list[Decoded] = []
+    if body.lstrip()[:1] == b"[":
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
+        results = [decode_object(item) for item in parsed] if isinstance(parsed, list) else [decode_object(parsed)]
+    else:
+        results = [
+            decode_record(line, max_bytes=rt.settings.max_record_bytes) for line in body.splitlines() if line.strip()
+        ]
+    accepted = 0
+    reasons: Counter[str] = Counter()
+    errors: list[RejectedRecord] = []
+    for index, decoded in enumerate(results):
+        for event in decoded.events:
+            rt.state.observe(event)
+            accepted += 1
+        for rejection in decoded.rejections:
+            reasons[rejection.reason] += 1
+            if len(errors) < 100:
+                errors.append(RejectedRecord(index=index, reason=rejection.reason, detail=rejection.detail))
+    rt.state.metrics.ingested.labels("http").inc(accepted)
+    rt.state.count_rejections("http", reasons)
+    if accepted:
+        await rt.state.checkpoint()
+    result = IngestResult(accepted=accepted, rejected=sum(reasons.values()), errors=errors)
+    if not accepted and (reasons or not results):
+        return ORJSONResponse({"error": "no_valid_event", "detail": result.model_dump()}, status_code=400)
+    return ORJSONResponse(result.model_dump(), status_code=202)
+
+
+# -- verdicts ---------------------------------------------------------------------------------------
+
+
+class VerdictQuery(BaseModel):
+    """A verdict over the last ``window`` of event time."""
+
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=256)
+    canary: str = Field(min_length=1, max_length=256, description="Canary deployment (version or pod-template hash).")
+    baseline: str | None = Field(None, max_length=256, description="Control deployment; omit to use history.")
+    history: bool = Field(False, description="Compare with earlier deployments too (implied without baseline).")
+    window: str = Field("5m", description="Look-back window such as 90s, 5m, 1h, or 'all'.")
+    sensitivity: Sensitivity | None = None
+    fail_status: int | None = Field(
+        None, ge=400, le=599, description="HTTP status to answer with when the verdict is fail (e.g. 412 for Flagger)."
+    )
+
+
+def _verdict(request: Request, query: VerdictQuery) -> ORJSONResponse:
+    rt = runtime(request)
+    if query.service not in rt.state.engine.services:
+        raise HTTPException(404, f"no events seen for service {query.service!r}")
+    if query.window == "all":
+        window = None
+    else:
+        try:
+            seconds = parse_duration(query.window)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        now = time.time()
+        window = (now - seconds, now + 1e-6)
+    verdict: Verdict = rt.analyses.verdict(
+        query.service,
+        query.canary,
+        query.baseline,
+        query.history or query.baseline is None,
+        query.sensitivity,
+        window,
+    )
+    rt.analyses.count_verdict(verdict)
+    code = query.fail_status if (query.fail_status and verdict.verdict == "fail") else 200
+    return ORJSONResponse(verdict.model_dump(mode="json"), status_code=code)
+
+
+@router.get(
+    "/v1/verdict",
+    tags=["verdicts"],
+    summary="Verdict over the last window (one URL to poll)",
+    response_model=Verdict,
+    responses=responses(400, 404, 412, 422),
+)
+async def get_verdict(request: Request, query: Annotated[VerdictQuery, Query()]) -> ORJSONResponse:
+    """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with
+    `successCondition: result.verdict != 'fail'`. Always 200 unless `fail_status` is given."""
+    return _verdict(request, query)
+
+
+@router.post(
+    "/v1/verdict",
+    tags=["verdicts"],
+    summary="Verdict over the last window (JSON body)",
+    response_model=Verdict,
+    responses=responses(400, 404, 412, 422),
+)
+async def post_verdict(request: Request, query: VerdictQuery) -> ORJSONResponse:
+    """Same as GET, with the fields in a JSON body: Flagger webhooks send one and fail on a non-2xx answer,
+    so they set `fail_status` (e.g. 412)."""
+    return _verdict(request, query)
+
+
+# -- analyses ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/analyses",
+    tags=["analyses"],
+    summary="Start watching a canary",
+    status_code=201,
+    response_model=AnalysisOut,
+    responses=responses(401, 403, 422),
+    dependencies=[Auth],
+)
+async def create_analysis(request: Request, body: AnalysisIn) -> AnalysisOut:
+    rt = runtime(request)
+    return rt.analyses.view(rt.analyses.create(body))
+
+
+@router.get("/v1/analyses", tags=["analyses"], summary="List analyses", response_model=list[AnalysisOut])
+async def list_analyses(
+    request: Request,
+    service: str | None = None,
+    status_: Annotated[Literal["running", "completed", "cancelled"] | None, Query(alias="status")] = None,
+) -> list[AnalysisOut]:
+    rt = runtime(request)
+    records = sorted(rt.analyses.records.values(), key=lambda r: r.started_at, reverse=True)
+    return [
+        rt.analyses.view(r)
+        for r in records
+        if (service is None or r.service == service) and (status_ is None or r.status == status_)
+    ]
+
+
+def _analysis(request: Request, analysis_id: str) -> AnalysisRecord:
+    record = runtime(request).analyses.records.get(analysis_id)
+    if record is None:
+        raise HTTPException(404, f"no analysis {analysis_id!r}")
+    return record
+
+
+@router.get(
+    "/v1/analyses/{analysis_id}",
+    tags=["analyses"],
+    summary="An analysis with its current verdict",
+    response_model=AnalysisOut,
+    responses=responses(404),
+)
+async def get_analysis(request: Request, analysis_id: str) -> AnalysisOut:
+    rt = runtime(request)
+    record = _analysis(request, analysis_id)
+    if record.status == "running":
+        rt.analyses._evaluate(record, time.time())
+        if record.status != "running":
+            rt.store.save_analysis(record)
+    return rt.analyses.view(record)
+
+
+@router.delete(
+    "/v1/analyses/{analysis_id}",
+    tags=["analyses"],
+    summary="Cancel an analysis",
+    response_model=AnalysisOut,
+    responses=responses(401, 403, 404),
+    dependencies=[Auth],
+)
+async def cancel_analysis(request: Request, analysis_id: str) -> AnalysisOut:
+    rt = runtime(request)
+    record = _analysis(request, analysis_id)
+    rt.analyses.cancel(record)
+    return rt.analyses.view(record)
+
+
+# -- feedback ---------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/v1/feedback",
+    tags=["feedback"],
+    summary="Mark a cluster ignore or priority",
+    status_code=201,
+    response_model=Feedback,
+    responses=responses(401, 403, 422),
+    dependencies=[Auth],
+)
+async def add_feedback(request: Request, body: FeedbackIn) -> Feedback:
+    """`ignore`: events like this template are never anomalies again for this service.
+    `priority`: they always fail a canary when seen. Give the `template_id` from a verdict when you can."""
+    return runtime(request).analyses.add_feedback(body)
+
+
+@router.get("/v1/feedback", tags=["feedback"], summary="List feedback", response_model=list[Feedback])
+async def list_feedback(request: Request, service: str | None = None) -> list[Feedback]:
+    return [f for f in runtime(request).analyses.feedback if service is None or f.service == service]
+
+
+@router.delete(
+    "/v1/feedback/{feedback_id}",
+    tags=["feedback"],
+    summary="Remove feedback",
+    status_code=204,
+    responses=responses(401, 403, 404),
+    dependencies=[Auth],
+)
+async def delete_feedback(request: Request, feedback_id: str) -> Response:
+    if not runtime(request).analyses.delete_feedback(feedback_id):
+        raise HTTPException(404, f"no feedback {feedback_id!r}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- services ---------------------------------------------------------------------------------------
+
+
+class DeploymentInfo(BaseModel):
+    deployment: str
+    events: int
+    templates: int
+    clusters: int
+    first_seen: float | None = Field(description="Epoch seconds of the first event.")
+    last_seen: float | None = Field(description="Epoch seconds of the last event.")
+
+
+class ServiceInfo(BaseModel):
+    service: str
+    events: int
+    templates: int
+    deployments: list[DeploymentInfo]
+    last_seen: float | None
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@router.get(
+    "/v1/services", tags=["services"], summary="Services, deployments and counts", response_model=list[ServiceInfo]
+)
+async def list_services(request: Request) -> list[ServiceInfo]:
+    out = []
+    for name, service in sorted(runtime(request).state.engine.services.items()):
+        deployments = [
+            DeploymentInfo(
+                deployment=d,
+                events=m.events,
+                templates=len(m.stats),
+                clusters=len(m.clusterer),
+                first_seen=_finite(m.first_seen),
+                last_seen=_finite(m.last_seen),
+            )
+            for d, m in sorted(service.deployments.items())
+        ]
+        last = max((d.last_seen for d in deployments if d.last_seen is not None), default=None)
+        out.append(
+            ServiceInfo(
+                service=name,
+                events=sum(d.events for d in deployments),
+                templates=len(service.miner),
+                deployments=deployments,
+                last_seen=last,
+            )
+        )
+    return out
+
+
+class TemplateInfo(BaseModel):
+    template_id: str
+    template: str
+    count: int
+    level: str
+    hosts: list[str]
+    examples: list[str]
+    first_seen: float | None
+    last_seen: float | None
+
+
+class ClusterInfo(BaseModel):
+    cluster_id: str
+    count: int
+    templates: list[TemplateInfo]
+
+
+@router.get(
+    "/v1/services/{service}/clusters",
+    tags=["services"],
+    summary="Clusters of a deployment, with templates, counts and examples",
+    response_model=list[ClusterInfo],
+    responses=responses(404),
+)
+async def list_clusters(request: Request, service: str, deployment: str) -> list[ClusterInfo]:
+    model = runtime(request).state.engine.services.get(service)
+    if model is None or deployment not in model.deployments:
+        raise HTTPException(404, f"no deployment {deployment!r} of service {service!r}")
+    dep = model.deployments[deployment]
+    clusters: dict[str, ClusterInfo] = {}
+    for template, stats in dep.templates().items():
+        cluster = dep.cluster_of(template)
+        info = clusters.setdefault(
+            cluster.cluster_id, ClusterInfo(cluster_id=cluster.cluster_id, count=0, templates=[])
+        )
+        info.count += stats.count
+        info.templates.append(
+            TemplateInfo(
+                template_id=template.template_id,
+                template=template.text,
+                count=stats.count,
+                level=SEVERITY_NAMES[stats.max_severity],
+                hosts=sorted(stats.hosts),
+                examples=stats.examples,
+                first_seen=_finite(stats.first_seen),
+                last_seen=_finite(stats.last_seen),
+            )
+        )
+    return sorted(clusters.values(), key=lambda c: c.count, reverse=True)

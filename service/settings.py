@@ -1,0 +1,119 @@
+"""Service settings: environment variables ``LOGCANARY_*``, or a dotenv-style file
+named by ``LOGCANARY_ENV_FILE``. Invalid values stop the service at start with
+a message naming the variable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.schemas import Sensitivity
+
+
+class SettingsError(Exception):
+    """Settings that cannot work, worded for the operator."""
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Defaults run a single node with no Kafka (HTTP ingestion only)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGCANARY_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API (0 = any free port).")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    api_token: SecretStr | None = Field(None, description="Bearer token required by mutating endpoints when set.")
+    public_url: str | None = Field(None, description="Base URL shown in messages (default http://host:port).")
+
+    kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset = no Kafka.")
+    kafka_topics: Annotated[list[str], NoDecode] = Field(["logs"], description="Comma-separated topics to consume.")
+    kafka_group_id: str = "logcanary"
+    kafka_dead_letter_topic: str = "logs.dead-letter"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_max_batch_records: int = Field(5000, ge=1, description="Records taken from Kafka per batch.")
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+
+    state_dir: Path = Field(Path("state"), description="Folder of the SQLite state file.")
+    checkpoint_interval_seconds: float = Field(5.0, gt=0, description="How often state and offsets are saved.")
+    default_sensitivity: Sensitivity = "medium"
+    max_templates_per_service: int = Field(10_000, ge=10)
+    max_templates_per_deployment: int = Field(5_000, ge=10)
+    max_clusters_per_deployment: int = Field(2_000, ge=10)
+    mask_patterns: Annotated[list[str], NoDecode] = Field(
+        [], description="Extra regular expressions to mask, separated by ';;'."
+    )
+    max_record_bytes: int = Field(1_048_576, ge=256, description="Larger Kafka records or NDJSON lines are rejected.")
+    max_request_bytes: int = Field(16 * 1_048_576, ge=1024, description="Largest POST /v1/events body.")
+
+    @field_validator("kafka_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("mask_patterns", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(";;") if part]
+        return value
+
+    @field_validator("mask_patterns")
+    @classmethod
+    def _compile(cls, value: list[str]) -> list[str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return value
+
+    @field_validator("kafka_topics")
+    @classmethod
+    def _some_topic(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one topic")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "logcanary.sqlite"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (and LOGCANARY_ENV_FILE); raises SettingsError with readable reasons."""
+    env_file = os.environ.get("LOGCANARY_ENV_FILE")
+    if env_file and not Path(env_file).is_file():
+        raise SettingsError(f"LOGCANARY_ENV_FILE={env_file}: no such file")
+    try:
+        settings = Settings(_env_file=env_file)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LOGCANARY_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+    if settings.kafka_security_protocol.startswith("SASL") and not (
+        settings.kafka_sasl_mechanism and settings.kafka_sasl_username and settings.kafka_sasl_password
+    ):
+        raise SettingsError(
+            "LOGCANARY_KAFKA_SECURITY_PROTOCOL="
+            f"{settings.kafka_security_protocol} needs LOGCANARY_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
+        )
+    return settings
