@@ -127,7 +127,7 @@ class Analyses:
         window: tuple[float, float] | None,
     ) -> Verdict:
         """The verdict now; the canary's and control's counts are taken within ``window`` (event time)."""
-        model = self.state.engine.service(service)
+        model = self.state.engine.peek_service(service)
         rules = compile_rules([f for f in self.feedback if f.service == service], model.miner)
         verdict = analyze(
             model,

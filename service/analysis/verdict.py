@@ -127,7 +127,7 @@ def analyze(
     """The verdict on deployment ``canary`` of ``service`` against control deployments and/or history."""
     limits = thresholds(sensitivity)
     rules = list(feedback)
-    canary_model = service.deployment(canary)
+    canary_model = service.peek_deployment(canary)
     canary_side = _Side()
     canary_side.add(canary_model, window)
     base = _Side()

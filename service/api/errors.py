@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -35,13 +36,18 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": texts[status]} for status in statuses}
 
 
-def error(status: int, error: str, detail: Any = None) -> ORJSONResponse:
-    return ORJSONResponse({"error": error, "detail": detail}, status_code=status)
+def json_response(data: Any, status: int = 200) -> Response:
+    """A JSON response serialised with orjson (the data is already plain JSON types)."""
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def error(status: int, error: str, detail: Any = None) -> Response:
+    return json_response({"error": error, "detail": detail}, status)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         name = {
             401: "unauthorized",
             403: "forbidden",
@@ -55,7 +61,7 @@ def install(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def invalid(_: Request, exc: RequestValidationError) -> Response:
         problems = [
             {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type", "")}
             for item in exc.errors()
@@ -63,6 +69,6 @@ def install(app: FastAPI) -> None:
         return error(422, "invalid_request", problems)
 
     @app.exception_handler(Exception)
-    async def crashed(_: Request, exc: Exception) -> ORJSONResponse:
+    async def crashed(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return error(500, "internal_error", "the service failed to handle this request; see its logs")

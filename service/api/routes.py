@@ -9,13 +9,14 @@ from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from fastapi.responses import ORJSONResponse, RedirectResponse
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.analyses import AnalysisIn, AnalysisOut, parse_duration
-from service.api.errors import responses
+from service.api.errors import json_response, responses
 from service.engine.model import SEVERITY_NAMES
 from service.ingestion.records import Decoded, decode_object, decode_record
 from service.schemas import Feedback, FeedbackIn, Sensitivity, Verdict
@@ -61,14 +62,14 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", tags=["health"], summary="Readiness: state loaded and Kafka reachable (when configured)")
-async def readyz(request: Request) -> ORJSONResponse:
+async def readyz(request: Request) -> Response:
     rt = runtime(request)
     body = {
         "ready": rt.ready,
         "state_loaded": rt.state.loaded,
         "kafka": None if rt.kafka is None else rt.kafka.reachable,
     }
-    return ORJSONResponse(body, status_code=200 if rt.ready else 503)
+    return json_response(body, 200 if rt.ready else 503)
 
 
 @router.get("/metrics", tags=["health"], summary="Prometheus metrics")
@@ -114,7 +115,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     responses=responses(400, 401, 403, 413),
     dependencies=[Auth],
 )
-async def post_events(request: Request) -> ORJSONResponse:
+async def post_events(request: Request) -> Response:
     """Accepts a JSON array of events, or one event (or shipper record) per line (NDJSON).
 
     Shipper shapes (Fluent Bit, Vector, OpenTelemetry OTLP/JSON, rsyslog) are mapped as for Kafka.
@@ -150,8 +151,8 @@ async def post_events(request: Request) -> ORJSONResponse:
         await rt.state.checkpoint()
     result = IngestResult(accepted=accepted, rejected=sum(reasons.values()), errors=errors)
     if not accepted and (reasons or not results):
-        return ORJSONResponse({"error": "no_valid_event", "detail": result.model_dump()}, status_code=400)
-    return ORJSONResponse(result.model_dump(), status_code=202)
+        return json_response({"error": "no_valid_event", "detail": result.model_dump()}, 400)
+    return json_response(result.model_dump(), 202)
 
 
 # -- verdicts ---------------------------------------------------------------------------------------
@@ -172,7 +173,7 @@ class VerdictQuery(BaseModel):
     )
 
 
-def _verdict(request: Request, query: VerdictQuery) -> ORJSONResponse:
+def _verdict(request: Request, query: VerdictQuery) -> Response:
     rt = runtime(request)
     if query.service not in rt.state.engine.services:
         raise HTTPException(404, f"no events seen for service {query.service!r}")
@@ -195,7 +196,7 @@ def _verdict(request: Request, query: VerdictQuery) -> ORJSONResponse:
     )
     rt.analyses.count_verdict(verdict)
     code = query.fail_status if (query.fail_status and verdict.verdict == "fail") else 200
-    return ORJSONResponse(verdict.model_dump(mode="json"), status_code=code)
+    return json_response(verdict.model_dump(mode="json"), code)
 
 
 @router.get(
@@ -205,23 +206,43 @@ def _verdict(request: Request, query: VerdictQuery) -> ORJSONResponse:
     response_model=Verdict,
     responses=responses(400, 404, 412, 422),
 )
-async def get_verdict(request: Request, query: Annotated[VerdictQuery, Query()]) -> ORJSONResponse:
+async def get_verdict(request: Request, query: Annotated[VerdictQuery, Query()]) -> Response:
     """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with
     `successCondition: result.verdict != 'fail'`. Always 200 unless `fail_status` is given."""
     return _verdict(request, query)
 
 
+class FlaggerWebhook(BaseModel):
+    """The body Flagger sends to a webhook; the verdict's fields come as strings in ``metadata``."""
+
+    name: str
+    namespace: str | None = None
+    phase: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
+    """The query in a Flagger webhook's metadata; the service defaults to the canary's name."""
+    try:
+        return VerdictQuery.model_validate({"service": hook.name, **hook.metadata})
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+
+
 @router.post(
     "/v1/verdict",
     tags=["verdicts"],
-    summary="Verdict over the last window (JSON body)",
+    summary="Verdict over the last window (JSON body; Flagger webhooks too)",
     response_model=Verdict,
     responses=responses(400, 404, 412, 422),
 )
-async def post_verdict(request: Request, query: VerdictQuery) -> ORJSONResponse:
-    """Same as GET, with the fields in a JSON body: Flagger webhooks send one and fail on a non-2xx answer,
-    so they set `fail_status` (e.g. 412)."""
-    return _verdict(request, query)
+async def post_verdict(
+    request: Request, body: Annotated[VerdictQuery | FlaggerWebhook, Body(description="Flat query or Flagger webhook")]
+) -> Response:
+    """Same as GET, with the fields in a JSON body. Flagger webhooks send
+    `{"name", "namespace", "phase", "metadata": {...}}` with the fields as strings in `metadata`, and fail
+    the check on any non-2xx answer: put `"fail_status": "412"` in the metadata."""
+    return _verdict(request, _query_from_hook(body) if isinstance(body, FlaggerWebhook) else body)
 
 
 # -- analyses ---------------------------------------------------------------------------------------

@@ -155,11 +155,18 @@ class ServiceModel:
         self.deployments: dict[str, DeploymentModel] = {}
 
     def deployment(self, name: str) -> DeploymentModel:
+        """The deployment's model, created on first use."""
+        found = self.deployments.get(name)
+        if found is None:
+            found = self.deployments[name] = self.peek_deployment(name)
+        return found
+
+    def peek_deployment(self, name: str) -> DeploymentModel:
+        """The deployment's model, or an empty one that is not kept (reading must not create state)."""
         found = self.deployments.get(name)
         if found is None:
             clusterer = TemplateClusterer(max_clusters=self._engine.max_clusters_per_deployment)
             found = DeploymentModel(self.name, name, self._engine.max_templates_per_deployment, clusterer)
-            self.deployments[name] = found
         return found
 
 
@@ -180,10 +187,15 @@ class Engine:
         self.services: dict[str, ServiceModel] = {}
 
     def service(self, name: str) -> ServiceModel:
+        """The service's model, created on first use."""
         found = self.services.get(name)
         if found is None:
             found = self.services[name] = ServiceModel(name, self)
         return found
+
+    def peek_service(self, name: str) -> ServiceModel:
+        """The service's model, or an empty one that is not kept."""
+        return self.services.get(name) or ServiceModel(name, self)
 
     def observe(
         self, service: str, deployment: str, message: str, timestamp: float, host: str = "", level: str = "info"
