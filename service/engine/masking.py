@@ -45,6 +45,8 @@ UNITS = frozenset(["B", "KB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB"
 
 def _is_path(token: str) -> bool:
     """An absolute or relative path with at least two parts, e.g. /var/log/x or C:\\temp\\x."""
+    if token[0] not in "/.~" and token[1:3] != ":\\":
+        return False
     if token.startswith(("./", "../", "~/")):
         return True
     if token.startswith("/"):
@@ -76,9 +78,11 @@ class Masker:
             masked = cache.get(token)
             if masked is None:
                 masked = self.mask_token(token)
-                if len(cache) >= self._cache_size:
-                    cache.clear()
-                cache[token] = masked
+                # Values rarely repeat: caching them would only churn the cache of constant tokens.
+                if masked is token or len(token) < 5:
+                    if len(cache) >= self._cache_size:
+                        cache.clear()
+                    cache[token] = masked
             if out and out[-1] == WILDCARD and masked.rstrip(_TRAILING) in UNITS:
                 out[-1] = WILDCARD + masked[len(masked.rstrip(_TRAILING)) :]
                 continue
@@ -89,6 +93,8 @@ class Masker:
         """Masks one whitespace-free token."""
         if token.isalpha():
             return token
+        if token.isdigit():
+            return WILDCARD
         if "://" in token:
             return _URL.sub(lambda m: m.group(1) + WILDCARD, token)
         if "@" in token and _EMAIL.search(token):

@@ -98,6 +98,7 @@ class KafkaIngestor:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.kafka_max_batch_records,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, self.settings.kafka_session_timeout_ms // 4),
         )

@@ -1,0 +1,177 @@
+"""End-to-end ingestion: Kafka broker -> logcanary service process -> counted state.
+
+Starts the embedded Tansu broker and `logcanary serve` as a separate process,
+produces N log events (realistic Java service traffic) with aiokafka from this
+process, and measures how fast the service counts them (polling /v1/services):
+
+* ``live``: the producer runs while the service consumes (producer included in
+  the same run, as in production; both share this machine's cores);
+* ``preloaded``: all events are in the broker before the service starts, so the
+  number is the service's own ingestion rate.
+
+Usage: python bench/bench_kafka.py [--events 200000] [--mode live|preloaded|both] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from service.demo.traffic import events
+from service.ingestion.embedded_broker import EmbeddedBroker, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, payloads: list[bytes]) -> float:
+    """Sends every payload and waits for the acknowledgements; returns the seconds it took."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for payload in payloads:
+            pending.append(await producer.send(topic, payload))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+def start_service(bootstrap: str, topic: str, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "LOGCANARY_PORT": str(port),
+        "LOGCANARY_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "LOGCANARY_KAFKA_TOPICS": topic,
+        "LOGCANARY_KAFKA_GROUP_ID": f"bench-{topic}",
+        "LOGCANARY_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "LOGCANARY_STATE_DIR": str(state),
+        "LOGCANARY_LOG_LEVEL": "warning",
+    }
+    handle = log.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, stdout=handle, stderr=handle)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"service did not become ready:\n{log.read_text()[-2000:]}")
+
+
+def counted(port: int) -> int:
+    services = httpx.get(f"http://127.0.0.1:{port}/v1/services", timeout=10).json()
+    return sum(service["events"] for service in services)
+
+
+def wait_counted(port: int, total: int, timeout: float = 600) -> tuple[float, float, int]:
+    """Polls every 50 ms until ``total`` events are counted: (time of the first count, time of the last,
+    events already counted at the first count). The first count comes after the consumer group join."""
+    deadline = time.monotonic() + timeout
+    first: tuple[float, int] | None = None
+    while time.monotonic() < deadline:
+        now = counted(port)
+        if now and first is None:
+            first = (time.monotonic(), now)
+        if now >= total:
+            assert first is not None
+            return first[0], time.monotonic(), first[1]
+        time.sleep(0.05)
+    raise RuntimeError(f"only {counted(port)} of {total} events counted after {timeout}s")
+
+
+def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
+    half = count // 2
+    payloads = [orjson.dumps(e) for e in events("v1", half, seed=1)]
+    payloads += [orjson.dumps(e) for e in events("v2", count - half, seed=2, npe_rate=0.001)]
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        topic = f"bench-{mode}"
+        asyncio.run(create_topic(broker.bootstrap_servers, topic, partitions))
+        port = free_port()
+        result: dict[str, Any] = {"mode": mode, "events": count, "partitions": partitions}
+        if mode == "preloaded":
+            result["produce_seconds"] = asyncio.run(produce(broker.bootstrap_servers, topic, payloads))
+            service = start_service(broker.bootstrap_servers, topic, Path(tmp) / "state", port, Path(tmp) / "log")
+            started = time.monotonic()
+            first, finished, early = wait_counted(port, count)
+        else:
+            service = start_service(broker.bootstrap_servers, topic, Path(tmp) / "state", port, Path(tmp) / "log")
+            time.sleep(3)  # let the consumer join its group first: the producer is what is timed here
+            started = time.monotonic()
+            result["produce_seconds"] = asyncio.run(produce(broker.bootstrap_servers, topic, payloads))
+            first, finished, early = wait_counted(port, count)
+        try:
+            seconds = finished - started
+            result["seconds"] = round(seconds, 3)
+            result["events_per_second"] = round(count / seconds)
+            # Steady state: from the first counted batch to the last (excludes the group join).
+            result["steady_events_per_second"] = round((count - early) / max(finished - first, 1e-9))
+            result["exact"] = counted(port) == count
+        finally:
+            service.terminate()
+            service.wait(30)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--mode", choices=("live", "preloaded", "both"), default="both")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    modes = ("preloaded", "live") if args.mode == "both" else (args.mode,)
+    results = [run(mode, args.events, args.partitions) for mode in modes]
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
+    if args.json:
+        print(orjson.dumps({"machine": machine, "results": results}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
+    for r in results:
+        print(
+            f"kafka-e2e mode={r['mode']}: {r['events']} events in {r['seconds']:.2f}s = {r['events_per_second']} events/s,"
+            f" steady {r['steady_events_per_second']} events/s (producer {r['produce_seconds']:.2f}s, exact={r['exact']})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
