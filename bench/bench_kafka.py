@@ -167,8 +167,9 @@ def main() -> int:
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
     for r in results:
         print(
-            f"kafka-e2e mode={r['mode']}: {r['events']} events in {r['seconds']:.2f}s = {r['events_per_second']} events/s,"
-            f" steady {r['steady_events_per_second']} events/s (producer {r['produce_seconds']:.2f}s, exact={r['exact']})"
+            f"kafka-e2e mode={r['mode']}: {r['events']} events in {r['seconds']:.2f}s = "
+            f"{r['events_per_second']} events/s, steady {r['steady_events_per_second']} events/s "
+            f"(producer {r['produce_seconds']:.2f}s, exact={r['exact']})"
         )
     return 0
 
