@@ -34,7 +34,7 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, probe: str = "/readyz") -> None:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve"], env=self.env, stdout=handle, stderr=handle, cwd=ROOT
@@ -44,7 +44,7 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{probe}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from service.demo.traffic import events
-from service.ingestion.embedded_broker import EmbeddedBroker
+from service.ingestion.embedded_broker import EmbeddedBroker, free_port
 from service.ingestion.kafka import HEADER_REASON
 
 from .conftest import ServiceProcess
@@ -181,3 +181,17 @@ def test_sigkill_mid_stream_then_restart_counts_exactly(
         clusters = client.get("/v1/services/crash/clusters", params={"deployment": "v2"}).json()
         npe = sum(t["count"] for c in clusters for t in c["templates"] if "NullPointerException" in t["template"])
         assert npe == npe_expected
+
+
+def test_unreachable_kafka_makes_the_service_unready_not_dead(service_process: type[ServiceProcess]) -> None:
+    closed = free_port()
+    service = service_process({"LOGCANARY_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed}"})
+    service.start(probe="/healthz")
+    with service.client() as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json() == {"ready": False, "state_loaded": True, "kafka": False}
+        accepted = client.post("/v1/events", json=list(events("v1", 10, service="http-only")))
+        assert accepted.json()["accepted"] == 10
+    service.stop()
+    assert "Application shutdown complete" in service.log.read_text()

@@ -43,10 +43,6 @@ class Runtime:
         self.kafka: KafkaIngestor | None = None
         self.started = time.time()
 
-    @property
-    def ready(self) -> bool:
-        return self.state.loaded and (self.kafka is None or self.kafka.reachable)
-
 
 def create_app(settings: Settings) -> FastAPI:
     runtime = Runtime(settings)

@@ -64,12 +64,9 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", tags=["health"], summary="Readiness: state loaded and Kafka reachable (when configured)")
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
-    body = {
-        "ready": rt.ready,
-        "state_loaded": rt.state.loaded,
-        "kafka": None if rt.kafka is None else rt.kafka.reachable,
-    }
-    return json_response(body, 200 if rt.ready else 503)
+    kafka = None if rt.kafka is None else await rt.kafka.check_reachable()
+    ready = rt.state.loaded and kafka is not False
+    return json_response({"ready": ready, "state_loaded": rt.state.loaded, "kafka": kafka}, 200 if ready else 503)
 
 
 @router.get("/metrics", tags=["health"], summary="Prometheus metrics")

@@ -62,27 +62,46 @@ class Cluster:
         self.terms.update(terms)
 
 
+def _shard_key(template: Template, terms: Counter[str]) -> str:
+    """Templates only cluster with templates sharing their leading word (or trace exception).
+
+    TextClust compares a new template with every micro-cluster of its model, so
+    one model per leading word keeps learning cheap however many templates a
+    deployment has, while near-duplicates (which share their first words) still meet.
+    """
+    if template.signature:
+        return "@" + template.signature.split("|", 1)[0]
+    return next(iter(terms), "")
+
+
 class TemplateClusterer:
     """Assigns each new template to a cluster, learning one template at a time."""
 
     def __init__(self, radius: float = DEFAULT_RADIUS, max_clusters: int = DEFAULT_MAX_CLUSTERS) -> None:
-        # No fading and no automatic merging: a cluster must not vanish or change
-        # members behind the analysis' back while a canary is being judged.
-        self._river = TextClust(  # type: ignore[no-untyped-call]
-            radius=radius,
-            fading_factor=1e-9,
-            tgap=10**12,
-            term_fading=False,
-            real_time_fading=False,
-            auto_merge=False,
-        )
+        self.radius = radius
         self.max_clusters = max_clusters
-        self.clusters: dict[int, Cluster] = {}  # by river micro-cluster key
+        self.clusters: dict[tuple[str, int], Cluster] = {}  # by (shard, river micro-cluster key)
         self.other = Cluster(OTHER_CLUSTER_ID)
+        self._models: dict[str, TextClust] = {}
         self._of_template: dict[Template, Cluster] = {}
 
     def __len__(self) -> int:
         return len(self.clusters)
+
+    def _model(self, shard: str) -> TextClust:
+        model = self._models.get(shard)
+        if model is None:
+            # No fading and no automatic merging: a cluster must not vanish or change
+            # members behind the analysis' back while a canary is being judged.
+            model = self._models[shard] = TextClust(  # type: ignore[no-untyped-call]
+                radius=self.radius,
+                fading_factor=1e-9,
+                tgap=10**12,
+                term_fading=False,
+                real_time_fading=False,
+                auto_merge=False,
+            )
+        return model
 
     def cluster_of(self, template: Template) -> Cluster:
         """The cluster of a template, learning it first if it is new."""
@@ -92,17 +111,21 @@ class TemplateClusterer:
         terms = template_terms(template)
         if not terms:
             terms = Counter({"<empty>": 1})
-        micro = self._river.micro_clusters
-        sizes = {key: mc.n for key, mc in micro.items()}
-        if len(micro) >= self.max_clusters:
+        if len(self.clusters) >= self.max_clusters:
             cluster = self.other
         else:
-            self._river.learn_one(dict(terms))  # type: ignore[no-untyped-call]
+            shard = _shard_key(template, terms)
+            model = self._model(shard)
+            micro = model.micro_clusters
+            sizes = {key: mc.n for key, mc in micro.items()}
+            model.learn_one(dict(terms))  # type: ignore[no-untyped-call]
             key = next((k for k, mc in micro.items() if sizes.get(k) != mc.n), None)
             if key is None:  # nothing changed: river saw no terms
                 cluster = self.other
             else:
-                cluster = self.clusters.get(key) or self.clusters.setdefault(key, Cluster(template.template_id))
+                cluster = self.clusters.get((shard, key)) or self.clusters.setdefault(
+                    (shard, key), Cluster(template.template_id)
+                )
         cluster.add(template, terms)
         self._of_template[template] = cluster
         return cluster

@@ -41,6 +41,26 @@ _DIGIT = re.compile(r"\d")
 _TRAILING = ",;:.)]}'\""
 # Units that follow a number as a separate token ("93.0 KB"); folded into the number's wildcard.
 UNITS = frozenset(["B", "KB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB", "ns", "us", "µs", "ms", "s"])
+_UNIT_TOKENS = UNITS | {unit + mark for unit in UNITS for mark in _TRAILING}
+# Every digit read as 1: masking depends on where digits are, not on their values, with one exception,
+# the "0x" that starts a hex value, so text holding "0x" or "0X" is never looked up by shape.
+_SHAPE_TABLE = bytes.maketrans(b"0123456789", b"1111111111")
+
+
+def shape_of(text: str) -> bytes:
+    """The text with every ASCII digit as 1, as UTF-8 (bytes.translate is ten times faster than str's)."""
+    return text.encode("utf-8", "surrogatepass").translate(_SHAPE_TABLE)
+
+
+def _fold_units(tokens: list[str]) -> list[str]:
+    """``<*> KB,`` -> ``<*>,``: a unit after a masked number belongs to the value."""
+    out: list[str] = []
+    for token in tokens:
+        if out and out[-1] == WILDCARD and token in _UNIT_TOKENS:
+            out[-1] = WILDCARD + token[len(token.rstrip(_TRAILING)) :]
+        else:
+            out.append(token)
+    return out
 
 
 def _is_path(token: str) -> bool:
@@ -59,8 +79,13 @@ class Masker:
 
     def __init__(self, extra_patterns: Iterable[str] = (), cache_size: int = 65_536) -> None:
         self._extra = [re.compile(pattern) for pattern in extra_patterns]
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, str] = {}  # token -> masked, for tokens that are their own mask
+        self._by_shape: dict[str | bytes, str] = {}  # token shape (or the token itself) -> masked
         self._cache_size = cache_size
+
+    @property
+    def has_extra_patterns(self) -> bool:
+        return bool(self._extra)
 
     def mask_message(self, message: str) -> str:
         """Message-level rules: user patterns and quoted values (which may contain spaces)."""
@@ -72,22 +97,32 @@ class Masker:
 
     def tokens(self, message: str) -> list[str]:
         """The masked tokens of a message, split on whitespace."""
-        cache = self._cache
-        out: list[str] = []
-        for token in self.mask_message(message).split():
-            masked = cache.get(token)
-            if masked is None:
-                masked = self.mask_token(token)
-                # Values rarely repeat: caching them would only churn the cache of constant tokens.
-                if masked is token or len(token) < 5:
-                    if len(cache) >= self._cache_size:
-                        cache.clear()
-                    cache[token] = masked
-            if out and out[-1] == WILDCARD and masked.rstrip(_TRAILING) in UNITS:
-                out[-1] = WILDCARD + masked[len(masked.rstrip(_TRAILING)) :]
-                continue
-            out.append(masked)
+        if self._extra or '"' in message or "'" in message:
+            message = self.mask_message(message)
+        get = self._cache.get
+        out = [get(token) or self._miss(token) for token in message.split()]
+        if not _UNIT_TOKENS.isdisjoint(out):
+            return _fold_units(out)
         return out
+
+    def _miss(self, token: str) -> str:
+        """Masks a token the cache did not know; caches it by *shape* (every digit as 1).
+
+        Values rarely repeat but their shapes do (``blk_-1234`` and ``blk_-9876``
+        mask alike), so the expensive rules run once per shape. A result that
+        still holds digits (``ssh2``) depends on them and is cached as itself.
+        """
+        shape: str | bytes = token if ("0x" in token or "0X" in token) else shape_of(token)
+        masked = self._by_shape.get(shape)
+        if masked is None:
+            masked = self.mask_token(token)
+            if _DIGIT.search(masked) is None:
+                if len(self._by_shape) >= self._cache_size:
+                    self._by_shape.clear()
+                self._by_shape[shape] = masked
+            if (masked is token or _DIGIT.search(masked)) and len(self._cache) < self._cache_size:
+                self._cache[token] = masked
+        return masked
 
     def mask_token(self, token: str) -> str:
         """Masks one whitespace-free token."""
@@ -108,7 +143,8 @@ class Masker:
         if _DIGIT.search(token) is None:
             return token
         # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
-        return _REPEATED_WILDCARD.sub(WILDCARD, _VALUE.sub(WILDCARD, token))
+        masked = _VALUE.sub(WILDCARD, token)
+        return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
 
 
 def mask(message: str) -> str:

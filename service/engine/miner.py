@@ -22,10 +22,11 @@ id is kept as an alias so counts recorded under it still resolve.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.engine.masking import WILDCARD, Masker
+from service.engine.masking import WILDCARD, Masker, shape_of
 from service.engine.stacktrace import parse_stack_trace
 
 OTHER_ID = "other"
@@ -33,6 +34,9 @@ DEFAULT_SIMILARITY = 0.5
 DEFAULT_MAX_TEMPLATES = 10_000
 DEFAULT_VARIABLE_AFTER = 3
 _EXACT_CACHE_SIZE = 200_000
+
+
+_DIGIT = re.compile(r"\d")
 
 
 def template_id_of(signature: str, tokens: list[str]) -> str:
@@ -121,6 +125,10 @@ class TemplateMiner:
         self.version = 0  # bumped whenever the miner may have learnt something (for checkpoints)
         self._by_id: dict[str, Template] = {}  # every id ever given, live or former
         self._exact: dict[tuple[str, tuple[str, ...]], Template] = {}
+        # Message *shape* (every digit read as 1) -> template: most messages differ from one seen
+        # before only in their digits. Off with user patterns, which may look at digit values.
+        self._by_shape: dict[bytes, Template] = {}
+        self._shapes_ok = not self.masker.has_extra_patterns
         self._buckets: dict[tuple[str, int, str], list[_Group]] = {}
 
     def __len__(self) -> int:
@@ -142,11 +150,22 @@ class TemplateMiner:
 
     def add(self, message: str) -> Template:
         """Mines one message and returns its (live) template; ``OTHER`` past the cap."""
+        shape = (
+            shape_of(message)
+            if self._shapes_ok and "\n" not in message and "0x" not in message and "0X" not in message
+            else None
+        )
+        if shape is not None:
+            known = self._by_shape.get(shape)
+            if known is not None:
+                template = known.resolve()
+                template.size += 1
+                return template
         signature, tokens = self.split(message)
         key = (signature, tuple(tokens))
-        template = self._exact.get(key)
-        if template is not None:
-            template = template.resolve()
+        seen = self._exact.get(key)
+        if seen is not None:
+            template = seen.resolve()
         else:
             template = self._learn(signature, tokens)
             if template is OTHER:
@@ -155,6 +174,11 @@ class TemplateMiner:
             if len(self._exact) >= _EXACT_CACHE_SIZE:
                 self._exact.clear()
             self._exact[key] = template
+        if shape is not None and _DIGIT.search(" ".join(tokens)) is None:
+            # Every digit was masked, so any message of this shape has these tokens.
+            if len(self._by_shape) >= _EXACT_CACHE_SIZE:
+                self._by_shape.clear()
+            self._by_shape[shape] = template
         template.size += 1
         return template
 

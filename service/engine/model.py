@@ -29,11 +29,17 @@ _SEVERITY = {
     "fatal": 4, "critical": 4, "crit": 4, "alert": 4, "emerg": 4, "emergency": 4, "panic": 4,
 }  # fmt: skip
 SEVERITY_NAMES = ("debug", "info", "warn", "error", "fatal")
+_SEVERITY_SEEN: dict[str, int] = {}
 
 
 def severity(level: str) -> int:
     """0 debug, 1 info, 2 warn, 3 error, 4 fatal; unknown levels count as info."""
-    return _SEVERITY.get(level.strip().lower(), 1)
+    rank = _SEVERITY_SEEN.get(level)
+    if rank is None:
+        rank = _SEVERITY.get(level.strip().lower(), 1)
+        if len(_SEVERITY_SEEN) < 1024:  # level spellings are few; a flood of junk levels is not cached
+            _SEVERITY_SEEN[level] = rank
+    return rank
 
 
 @dataclass(slots=True)
@@ -51,9 +57,13 @@ class TemplateStats:
 
     def add(self, timestamp: float, host: str, level: int, message: str) -> None:
         self.count += 1
-        self.first_seen = min(self.first_seen, timestamp)
-        self.last_seen = max(self.last_seen, timestamp)
-        self.max_severity = max(self.max_severity, level)
+        # Comparisons, not min()/max(): this runs once per event.
+        if timestamp < self.first_seen:
+            self.first_seen = timestamp
+        if timestamp > self.last_seen:
+            self.last_seen = timestamp
+        if level > self.max_severity:
+            self.max_severity = level
         hosts = self.hosts
         if host in hosts:
             hosts[host] += 1
@@ -111,8 +121,10 @@ class DeploymentModel:
 
     def observe(self, template: Template, timestamp: float, host: str, level: int, message: str) -> None:
         self.events += 1
-        self.first_seen = min(self.first_seen, timestamp)
-        self.last_seen = max(self.last_seen, timestamp)
+        if timestamp < self.first_seen:
+            self.first_seen = timestamp
+        if timestamp > self.last_seen:
+            self.last_seen = timestamp
         stats = self.stats.get(template)
         if stats is None:
             if template is OTHER or len(self.stats) >= self.max_templates:
@@ -185,6 +197,7 @@ class Engine:
         self.max_templates_per_deployment = max_templates_per_deployment
         self.max_clusters_per_deployment = max_clusters_per_deployment
         self.services: dict[str, ServiceModel] = {}
+        self._routes: dict[tuple[str, str], tuple[TemplateMiner, DeploymentModel]] = {}
 
     def service(self, name: str) -> ServiceModel:
         """The service's model, created on first use."""
@@ -192,6 +205,10 @@ class Engine:
         if found is None:
             found = self.services[name] = ServiceModel(name, self)
         return found
+
+    def forget_routes(self) -> None:
+        """Drops the (service, deployment) shortcuts; call after replacing a service's miner."""
+        self._routes.clear()
 
     def peek_service(self, name: str) -> ServiceModel:
         """The service's model, or an empty one that is not kept."""
@@ -201,10 +218,14 @@ class Engine:
         self, service: str, deployment: str, message: str, timestamp: float, host: str = "", level: str = "info"
     ) -> Template:
         """Learns one event and counts it; returns its template."""
-        model = self.service(service)
-        template = model.miner.add(message)
+        route = self._routes.get((service, deployment))
+        if route is None:
+            model = self.service(service)
+            route = self._routes[(service, deployment)] = (model.miner, model.deployment(deployment))
+        miner, target = route
+        template = miner.add(message)
         rank = severity(level)
         if template.signature and rank < 3:
             rank = 3  # a stack trace is an error whatever level it was logged at
-        model.deployment(deployment).observe(template, timestamp, host, rank, message)
+        target.observe(template, timestamp, host, rank, message)
         return template

@@ -88,11 +88,16 @@ class KafkaIngestor:
         self.reachable = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._checked_at = 0.0
 
     async def start(self) -> None:
+        """Connects in the background: an unreachable cluster makes the service unready, not dead."""
+        self._task = asyncio.create_task(self._connect_and_run(), name="kafka-ingest")
+
+    async def _connect(self) -> None:
         options = client_options(self.settings)
-        self.producer = AIOKafkaProducer(**options, linger_ms=20)
-        self.consumer = AIOKafkaConsumer(
+        producer = AIOKafkaProducer(**options, linger_ms=20)
+        consumer = AIOKafkaConsumer(
             **options,
             group_id=self.settings.kafka_group_id,
             enable_auto_commit=False,
@@ -102,16 +107,57 @@ class KafkaIngestor:
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=max(100, self.settings.kafka_session_timeout_ms // 4),
         )
-        await self.producer.start()
-        await self.consumer.start()
-        self.consumer.subscribe(self.settings.kafka_topics, listener=_SeekToSavedOffsets(self))
+        try:
+            await producer.start()
+            await consumer.start()
+        except BaseException:
+            await producer.stop()
+            await consumer.stop()
+            raise
+        self.producer, self.consumer = producer, consumer
+        consumer.subscribe(self.settings.kafka_topics, listener=_SeekToSavedOffsets(self))
         self.reachable = True
-        self._task = asyncio.create_task(self._run(), name="kafka-ingest")
+
+    async def _connect_and_run(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._connect()
+                break
+            except KafkaError as exc:
+                log.warning(
+                    "cannot reach Kafka at %s (%s); retrying in %.1fs",
+                    self.settings.kafka_bootstrap_servers,
+                    exc,
+                    backoff,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, 10.0)
+        if self.consumer is not None:
+            await self._run()
+
+    async def check_reachable(self, timeout: float = 2.0) -> bool:
+        """Asks the cluster for metadata (at most every 5 s): the readiness probe's Kafka check."""
+        if self.consumer is None:
+            return False
+        now = time.monotonic()
+        if now - self._checked_at < 5.0:
+            return self.reachable
+        self._checked_at = now
+        try:
+            await asyncio.wait_for(self.consumer.topics(), timeout)
+            self.reachable = True
+        except (KafkaError, TimeoutError):
+            self.reachable = False
+        return self.reachable
 
     async def stop(self) -> None:
         """Finishes the batch in hand, checkpoints, leaves the group."""
         self._stopping.set()
         if self._task is not None:
+            if self.consumer is None:  # still trying to connect: nothing to finish
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.state.checkpoint()

@@ -67,6 +67,7 @@ def restore(engine: Engine, miners: dict[str, bytes], deployments: dict[tuple[st
             orjson.loads(blob), masker=Masker(engine.extra_patterns), max_templates=engine.max_templates_per_service
         )
         engine.service(name).miner = miner
+    engine.forget_routes()
     for (service_name, deployment_name), blob in deployments.items():
         data = orjson.loads(blob)
         service = engine.service(service_name)
