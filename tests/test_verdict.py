@@ -161,3 +161,20 @@ def test_binomial_tail() -> None:
     assert binomial_tail(10, 10, 0.5) == pytest.approx(0.5**10)
     assert binomial_tail(6, 10, 0.5) == pytest.approx(386 / 1024)
     assert binomial_tail(11, 10, 0.5) == 0.0
+
+
+def test_new_events_past_the_template_cap_still_fail_the_canary() -> None:
+    engine = Engine(max_templates_per_deployment=20)
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+             "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango"]  # fmt: skip
+    for deployment in ("v1", "v2"):
+        for index in range(2000):
+            engine.observe("s", deployment, f"{words[index % 20]} step {index} done", float(index))
+    for index in range(6):
+        engine.observe("s", "v2", f"disk {['sda', 'sdb', 'sdc'][index % 3]} failed with {index}", 1.0, "h", "error")
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "fail"
+    [anomaly] = verdict.anomalies
+    assert anomaly.cluster_id == "other"
+    assert anomaly.canary_count == 6
+    assert all(example.startswith("disk") for example in anomaly.examples)

@@ -25,7 +25,7 @@ from service.analysis.feedback import FeedbackRule
 from service.analysis.sensitivity import LEVEL_WEIGHTS, host_factor, thresholds
 from service.analysis.similarity import same_event
 from service.engine.clustering import Cluster, cosine
-from service.engine.miner import Template
+from service.engine.miner import OTHER, Template
 from service.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
 from service.schemas import Anomaly, Sensitivity, Suppressed, Thresholds, VanishedCluster, Verdict, to_rfc3339
 
@@ -36,6 +36,7 @@ MAX_REPORTED_VANISHED = 20
 DEFAULT_MAX_ANOMALIES = 10  # a gate's answer lists the strongest evidence; the count says how much more there is
 
 Window = tuple[float, float] | None
+OVERFLOW_TEMPLATE = "<*> (events of new types past the deployment's template cap)"
 
 
 @dataclass(slots=True)
@@ -48,15 +49,16 @@ class _Side:
     total: float = 0.0
 
     def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
-        total = model.other.count if window is None else model.other.count_between(*window)
-        for template, stats in model.templates().items():
+        total = 0
+        # Events past the template caps count as one pseudo-template: never silently ignored.
+        for template, stats in [*model.templates().items(), (OTHER, model.other)]:
             count = stats.count if window is None else stats.count_between(*window)
             if count <= 0:
                 continue
             total += count
             self.counts[template] = self.counts.get(template, 0.0) + weight * count
             self.stats.setdefault(template, stats)
-            cluster = model.cluster_of(template)
+            cluster = _cluster(model, template)
             self.clusters[id(cluster)] = cluster
         self.total += weight * total
 
@@ -73,6 +75,10 @@ class _Finding:
     ratio: float | None = None
     p_value: float | None = None
     priority: bool = False
+
+
+def _cluster(model: DeploymentModel, template: Template) -> Cluster:
+    return model.clusterer.other if template is OTHER else model.cluster_of(template)
 
 
 def history_weights(service: ServiceModel, canary: DeploymentModel, exclude: set[str]) -> list[tuple[str, float]]:
@@ -146,7 +152,7 @@ def analyze(
     suppressed: list[Suppressed] = []
     for template, count in canary_side.counts.items():
         stats = canary_side.stats[template]
-        cluster = canary_model.cluster_of(template)
+        cluster = _cluster(canary_model, template)
         finding = _judge(template, int(count), stats, cluster, canary_side, base, limits)
         rule_hits = [rule for rule in rules if rule.covers(template)]
         if any(rule.feedback.action == "ignore" for rule in rule_hits):
@@ -220,7 +226,7 @@ def _judge(
     weight = LEVEL_WEIGHTS[stats.max_severity]
     baseline_count = base.counts.get(template, 0.0)
     if baseline_count == 0:
-        match = _same_event_in(template, cluster, base)
+        match = None if template is OTHER else _same_event_in(template, cluster, base)
         if match is None:
             hosts = len(stats.hosts) + (1 if stats.other_hosts else 0)
             score = weight * count * host_factor(hosts)
@@ -289,7 +295,7 @@ def _anomaly(
     return Anomaly(
         kind=kind,
         cluster_id=cluster_id,
-        template=lead.template.text,
+        template=OVERFLOW_TEMPLATE if lead.template is OTHER else lead.template.text,
         template_ids=[f.template.template_id for f in members],
         examples=_examples(members),
         baseline_count=round(baseline_count),
