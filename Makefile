@@ -38,6 +38,7 @@ schemas: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_analysis.py
+	$(BIN)/python bench/bench_kafka.py
 
 score-grouping: $(STAMP)
 	$(BIN)/python $(EVAL)/grouping.py --cmd "$(BIN)/logcanary" $(EVAL)/data/loghub2k/*.csv
