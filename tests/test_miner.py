@@ -97,3 +97,11 @@ def test_match_does_not_learn() -> None:
     assert miner.match("Invalid user admin from 10.0.0.7") is not None
     assert miner.match("Something else entirely") is None
     assert len(miner) == 1
+
+
+def test_a_position_masked_in_the_first_message_is_a_wildcard_for_words_too() -> None:
+    miner = TemplateMiner()
+    miner.add("Failed none for invalid user 0 from 5.188.10.180 port 49811 ssh2")
+    users = [miner.add(f"Failed none for invalid user {name} from 10.0.0.1 port 22 ssh2") for name in ("ann", "bob")]
+    assert users[0] is users[1]
+    assert users[0].text == "Failed none for invalid user <*> from <*> port <*> ssh2"

@@ -18,12 +18,15 @@ from service.engine.masking import WILDCARD
 from service.engine.miner import Template
 
 MIN_SHARED = 0.5  # share of the longer template's tokens that must align exactly
-_VALUE_LIKE = re.compile(r"\d|[_./\\:@#]|[a-z][A-Z]|<\*>|^.{24,}$")
+_VALUE_LIKE = re.compile(r"\d|[_./\\:@#]|[a-z][A-Z]|^.{24,}$")
 
 
 def value_like(token: str) -> bool:
-    """A token more likely to be a value than a word."""
-    return bool(_VALUE_LIKE.search(token))
+    """A token more likely to be a value than a word. A masked key=value (``user=<*>``) is not:
+    its key names a field, and a new field is a new event."""
+    if token == WILDCARD:
+        return True
+    return bool(_VALUE_LIKE.search(token.replace(WILDCARD, "")))
 
 
 def same_event(left: Template, right: Template) -> bool:

@@ -218,7 +218,9 @@ class TemplateMiner:
         self.version += 1
         group = self._best(signature, tokens)
         if group is None:
-            group = _Group(tokens=list(tokens), signature=signature)
+            # A position masked to <*> in the founding message holds values: it is variable from the start.
+            variable = {index for index, token in enumerate(tokens) if token == WILDCARD}
+            group = _Group(tokens=list(tokens), signature=signature, variable=variable)
             self._buckets.setdefault((signature, len(tokens), _route(tokens)), []).append(group)
         else:
             self._widen(group, tokens)
