@@ -6,7 +6,8 @@ not new. But two templates that differ by a plain word (``stored as bytes`` /
 ``stored as values``) are different events, and flagging those is the point.
 So templates are aligned token by token, and every difference must involve a
 wildcard or a token that looks like a value: digits, identifier punctuation
-(``_ . / : @``), inner capitals (``camelCase``) or sheer length.
+(``_ / : @``, a dot between word characters), inner capitals (``camelCase``) or
+sheer length. Dots used as padding (``icbi.........<*>``) do not count.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from service.engine.masking import WILDCARD
 from service.engine.miner import Template
 
 MIN_SHARED = 0.5  # share of the longer template's tokens that must align exactly
-_VALUE_LIKE = re.compile(r"\d|[_./\\:@#]|[a-z][A-Z]|^.{24,}$")
+_VALUE_LIKE = re.compile(r"\d|[_/\\:@#]|\w\.\w|[a-z][A-Z]|^.{24,}$")
 
 
 def value_like(token: str) -> bool:
