@@ -74,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    _document_log_event(app)
     errors.install(app)
     app.include_router(routes.router)
 
@@ -98,3 +99,20 @@ async def _checkpoint_loop(state: LiveState) -> None:
             await state.checkpoint()
         except Exception:
             log.exception("checkpoint failed")
+
+
+def _document_log_event(app: FastAPI) -> None:
+    """Adds the LogEvent schema to OpenAPI: POST /v1/events reads its body itself (JSON or NDJSON)."""
+    from fastapi.openapi.utils import get_openapi
+
+    from service.schemas import LogEvent
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["LogEvent"] = LogEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -111,6 +111,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     response_model=IngestResult,
     responses=responses(400, 401, 403, 413),
     dependencies=[Auth],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/LogEvent"}}},
+                "application/x-ndjson": {"schema": {"type": "string", "description": "One event per line."}},
+            },
+        }
+    },
 )
 async def post_events(request: Request) -> Response:
     """Accepts a JSON array of events, or one event (or shipper record) per line (NDJSON).
@@ -166,7 +175,10 @@ class VerdictQuery(BaseModel):
     window: str = Field("5m", description="Look-back window such as 90s, 5m, 1h, or 'all'.")
     sensitivity: Sensitivity | None = None
     fail_status: int | None = Field(
-        None, ge=400, le=599, description="HTTP status to answer with when the verdict is fail (e.g. 412 for Flagger)."
+        None,
+        ge=400,
+        le=499,
+        description="HTTP status (4xx) to answer with when the verdict is fail (e.g. 412 for Flagger).",
     )
 
 
