@@ -87,6 +87,7 @@ def test_template_cap_counts_overflow_in_other() -> None:
     for index in range(5000):
         miner.add(f"{index:x}word{'q' * (index % 7)} {'z' * (index % 11)}x unique{index}")
     assert len(miner) <= 50
+    assert sum(len(bucket) for bucket in miner._buckets.values()) <= 50  # no hidden growth past the cap
     assert miner.overflow > 0
     assert miner.add("completely new line never seen before with words") in (OTHER, *miner.templates.values())
 

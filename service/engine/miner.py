@@ -34,6 +34,7 @@ DEFAULT_SIMILARITY = 0.5
 DEFAULT_MAX_TEMPLATES = 10_000
 DEFAULT_VARIABLE_AFTER = 3
 _EXACT_CACHE_SIZE = 200_000
+_MAX_GROUPS_SEARCHED = 256
 
 
 _DIGIT = re.compile(r"\d")
@@ -198,7 +199,9 @@ class TemplateMiner:
         best: _Group | None = None
         best_score = (-1.0, -1)
         length = len(tokens)
-        for group in self._buckets.get((signature, length, _route(tokens)), ()):
+        bucket = self._buckets.get((signature, length, _route(tokens)), ())
+        # Bounded search: real branches hold a handful of groups; adversarial input must not make it O(n).
+        for group in bucket[-_MAX_GROUPS_SEARCHED:] if len(bucket) > _MAX_GROUPS_SEARCHED else bucket:
             same = wild = 0
             for mine, theirs in zip(group.tokens, tokens, strict=True):
                 if mine == theirs:
@@ -218,6 +221,8 @@ class TemplateMiner:
         self.version += 1
         group = self._best(signature, tokens)
         if group is None:
+            if len(self.templates) >= self.max_templates:
+                return OTHER  # no new group either: past the cap nothing may grow
             # A position masked to <*> in the founding message holds values: it is variable from the start.
             variable = {index for index, token in enumerate(tokens) if token == WILDCARD}
             group = _Group(tokens=list(tokens), signature=signature, variable=variable)
@@ -228,6 +233,9 @@ class TemplateMiner:
         key = tuple(template_tokens)
         template = group.templates.get(key)
         if template is None:
+            twin = self._by_id.get(template_id_of(signature, template_tokens))
+            if twin is not None and twin.resolve().template_id in self.templates:
+                return twin.resolve()  # the same text was born in a group the bounded search did not reach
             if len(self.templates) >= self.max_templates:
                 return OTHER
             template = Template(tokens=template_tokens, signature=signature)
