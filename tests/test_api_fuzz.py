@@ -15,7 +15,7 @@ from .conftest import ServiceProcess
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
-def test_no_server_errors_for_any_generated_request(service_process: type[ServiceProcess]) -> None:
+def test_no_server_errors_for_any_generated_request(service_process: type[ServiceProcess], tmp_path: Path) -> None:
     service = service_process({})
     service.start()
     seed = [*events("v1", 200, seed=1), *events("v2", 200, seed=2, npe_rate=0.05)]
@@ -23,7 +23,7 @@ def test_no_server_errors_for_any_generated_request(service_process: type[Servic
     result = subprocess.run(
         [str(SCHEMATHESIS), "run", f"{service.url}/openapi.json", "--checks", "not_a_server_error",
          "--max-examples", "25", "--seed", "1", "--no-color"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]
     assert "internal_error" not in service.log.read_text()
