@@ -51,11 +51,16 @@ def cosine(left: Counter[str], right: Counter[str]) -> float:
 
 @dataclass(eq=False, slots=True)
 class Cluster:
-    """Templates river put together; its id is its founding template's id, so it is content-derived."""
+    """Templates river put together. Its id is its founding template's *current* id: content-derived,
+    and the same after a restart even if the founder has generalised since (None founder: 'other')."""
 
-    cluster_id: str
+    founder: Template | None
     templates: list[Template] = field(default_factory=list)
     terms: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def cluster_id(self) -> str:
+        return OTHER_CLUSTER_ID if self.founder is None else self.founder.resolve().template_id
 
     def add(self, template: Template, terms: Counter[str]) -> None:
         self.templates.append(template)
@@ -81,7 +86,7 @@ class TemplateClusterer:
         self.radius = radius
         self.max_clusters = max_clusters
         self.clusters: dict[tuple[str, int], Cluster] = {}  # by (shard, river micro-cluster key)
-        self.other = Cluster(OTHER_CLUSTER_ID)
+        self.other = Cluster(None)
         self._models: dict[str, TextClust] = {}
         self._of_template: dict[Template, Cluster] = {}
 
@@ -123,9 +128,7 @@ class TemplateClusterer:
             if key is None:  # nothing changed: river saw no terms
                 cluster = self.other
             else:
-                cluster = self.clusters.get((shard, key)) or self.clusters.setdefault(
-                    (shard, key), Cluster(template.template_id)
-                )
+                cluster = self.clusters.get((shard, key)) or self.clusters.setdefault((shard, key), Cluster(template))
         cluster.add(template, terms)
         self._of_template[template] = cluster
         return cluster
