@@ -106,3 +106,19 @@ def test_a_position_masked_in_the_first_message_is_a_wildcard_for_words_too() ->
     users = [miner.add(f"Failed none for invalid user {name} from 10.0.0.1 port 22 ssh2") for name in ("ann", "bob")]
     assert users[0] is users[1]
     assert users[0].text == "Failed none for invalid user <*> from <*> port <*> ssh2"
+
+
+def test_words_that_always_come_in_pairs_name_kinds_of_event() -> None:
+    miner = TemplateMiner()
+    kinds = [("illegal", "instruction"), ("trap", "exception"), ("privileged", "operation"), ("unaligned", "access")]
+    for first, second in kinds:
+        for _ in range(2):
+            miner.add(f"program interrupt: {first} {second} at 0x1f")
+    assert len({t.text for t in miner.templates.values()}) == 4  # pairs repeat: kinds, not values
+
+
+def test_unique_values_in_two_positions_are_still_parameters() -> None:
+    miner = TemplateMiner()
+    for user, host in [("alice", "hostA"), ("bob", "hostB"), ("carol", "hostC")]:
+        template = miner.add(f"Login user {user} on {host}")
+    assert template.text == "Login user <*> on <*>"

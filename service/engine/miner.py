@@ -35,6 +35,7 @@ DEFAULT_MAX_TEMPLATES = 10_000
 DEFAULT_VARIABLE_AFTER = 3
 _EXACT_CACHE_SIZE = 200_000
 _MAX_GROUPS_SEARCHED = 256
+_COVARYING_VARIABLE_AFTER = 3  # co-varying word positions need this many times more values to be variable
 
 
 _DIGIT = re.compile(r"\d")
@@ -256,13 +257,40 @@ class TemplateMiner:
         newly_variable = []
         for index, seen in group.values.items():
             seen.add(tokens[index])
-            if len(seen) >= self.variable_after:
+            if len(seen) >= self.variable_after and not (
+                len(seen) < _COVARYING_VARIABLE_AFTER * self.variable_after and self._covaries(group, index, tokens)
+            ):
                 newly_variable.append(index)
         if newly_variable:
             for index in newly_variable:
                 del group.values[index]
                 group.variable.add(index)
             self._collapse(group)
+
+    def _covaries(self, group: _Group, index: int, tokens: list[str]) -> bool:
+        """Whether another tracked position's values pair one-to-one with this one's.
+
+        Words that always come in the same pairs (``illegal instruction`` / ``trap instruction``,
+        ``from NEW to UNASSIGNED``) name kinds of event, not values: parameters vary independently.
+        """
+        # Only pairs seen again count: two unique parameters (user, host) also pair one-to-one at first.
+        if sum(1 for template in group.templates.values() if template.size >= 2) < 2:
+            return False
+        rows = [*group.templates, tuple(tokens)]  # the templates' token tuples, and this message
+        for other in group.values:
+            if other == index:
+                continue
+            forward: dict[str, str] = {}
+            backward: dict[str, str] = {}
+            paired = True
+            for row in rows:
+                value, partner = row[index], row[other]
+                if forward.setdefault(value, partner) != partner or backward.setdefault(partner, value) != value:
+                    paired = False
+                    break
+            if paired and len(backward) > 1:
+                return True
+        return False
 
     def _collapse(self, group: _Group) -> None:
         """Merges the group's templates that differ only at positions now variable."""
