@@ -41,7 +41,6 @@ class Runtime:
         self.state = LiveState(settings, self.store)
         self.analyses = Analyses(self.state)
         self.kafka: KafkaIngestor | None = None
-        self.started = time.time()
 
 
 def create_app(settings: Settings) -> FastAPI:
