@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EVAL ?= ../shared/eval
 
-.PHONY: install test lint typecheck unit demo schemas bench score-grouping score-canary clean
+.PHONY: install browser test lint typecheck unit demo schemas bench score-grouping score-canary clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
@@ -23,8 +23,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# tests/test_ui.py drives a real headless Chromium: installed here when missing and we are root (as in CI);
+# otherwise those tests skip, saying so.
+# Debian's Chromium for the UI tests. A failed install does not stop `make test`: the UI tests then
+# skip, saying why, in pytest's summary.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "could not install chromium: tests/test_ui.py will skip"; \
+	else echo "chromium not installed (needs root): tests/test_ui.py will skip"; fi
+
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit

@@ -29,6 +29,7 @@ def test_demo_ends_with_the_failing_verdict() -> None:
     assert "java.lang.NullPointerException" in result.stdout
     assert "EncryptionService" in result.stdout
     assert "/docs" in result.stdout
+    assert "/ui?service=payments" in result.stdout
 
 
 def test_invalid_settings_fail_at_start_with_the_variable_named(monkeypatch: pytest.MonkeyPatch) -> None:

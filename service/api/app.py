@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from service.analyses import Analyses
-from service.api import errors, routes
+from service.api import errors, routes, ui
 from service.ingestion.kafka import KafkaIngestor
 from service.settings import Settings
 from service.state import LiveState
@@ -26,6 +26,7 @@ logcanary watches the logs of a canary deployment and tells deploy tooling wheth
 * **Ask** for a verdict: `GET /v1/verdict` (one URL, for Argo Rollouts' web provider), or start an
   analysis with `POST /v1/analyses` and poll it.
 * **Teach** it: `POST /v1/feedback` with `ignore` or `priority`.
+* **Look**: the web page [/ui](/ui) shows a canary's verdict and clusters, with verbatim examples.
 
 Mutating endpoints need `Authorization: Bearer <token>` when `LOGCANARY_API_TOKEN` is set.
 Errors are JSON: `{"error": ..., "detail": ...}`.
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     _document_log_event(app)
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(ui.router)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

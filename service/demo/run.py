@@ -107,6 +107,7 @@ def _report(analysis: dict[str, Any], base: str) -> None:
         _line("    template: " + anomaly["template"].replace("\n", "\n              "))
         _line("    example:  " + anomaly["examples"][0].replace("\n", "\n              "))
     _line("")
+    _line(f"web page:  {base}/ui?service={SERVICE}&canary=v2&baseline=v1")
     _line(f"API docs:  {base}/docs")
     _line(f"verdict:   {base}/v1/verdict?service={SERVICE}&canary=v2&baseline=v1&window=5m")
     _line(f"analysis:  {base}/v1/analyses/{analysis['id']}")

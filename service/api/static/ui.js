@@ -1,0 +1,353 @@
+// logcanary's web page: reads the JSON API, renders the verdict and the canary's clusters.
+// Log text is only ever put in the page with textContent / text nodes, never as HTML.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "logcanary.token";
+  const $ = (id) => document.getElementById(id);
+  const state = { services: [], expanded: new Set(), ticket: 0 };
+
+  /** An element; string children become text nodes, so they are never parsed as HTML. */
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "text") node.textContent = String(value);
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children) if (child !== null && child !== undefined) node.append(child);
+    return node;
+  }
+
+  const number = (n) => Number(n).toLocaleString("en-US", { maximumFractionDigits: 1 });
+  const plural = (n, word, many = `${word}s`) => `${number(n)} ${n === 1 ? word : many}`;
+
+  // -- API ------------------------------------------------------------------------------------------
+
+  async function api(path, options = {}) {
+    const headers = { Accept: "application/json", ...(options.headers || {}) };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(path, { ...options, headers });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
+      const error = new Error(`${path.split("?")[0]} answered ${response.status}: ${detail}`);
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+
+  function showMessage(text, kind = "error") {
+    const box = $("message");
+    box.textContent = text;
+    box.className = `message message-${kind}`;
+    box.dataset.kind = kind;
+    box.setAttribute("role", kind === "error" ? "alert" : "status");
+    box.hidden = !text;
+  }
+
+  // -- pickers ------------------------------------------------------------------------------------
+
+  /** Deployments, most recently seen first (ties: later first_seen, then later name). */
+  function recentFirst(deployments) {
+    const key = (d) => [d.last_seen ?? -Infinity, d.first_seen ?? -Infinity, d.deployment];
+    return [...deployments].sort((a, b) => {
+      const [ka, kb] = [key(a), key(b)];
+      for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? 1 : -1;
+      return 0;
+    });
+  }
+
+  function fillSelect(select, options, chosen) {
+    select.replaceChildren(
+      ...options.map(([value, label]) => {
+        const option = el("option", { value }, label);
+        option.defaultSelected = value === chosen;
+        return option;
+      }),
+    );
+    select.value = chosen;
+  }
+
+  function fillServices(wanted) {
+    const names = state.services.map((s) => s.service);
+    const chosen = names.includes(wanted) ? wanted : names[0] || "";
+    fillSelect($("service"), names.map((n) => [n, n]), chosen);
+    return wanted && !names.includes(wanted) ? `No events seen for service "${wanted}": showing ${chosen || "nothing"}.` : "";
+  }
+
+  function fillDeployments(wantedCanary, wantedBaseline) {
+    const service = state.services.find((s) => s.service === $("service").value);
+    const deployments = service ? recentFirst(service.deployments) : [];
+    const names = deployments.map((d) => d.deployment);
+    const label = (d) => `${d.deployment} (${plural(d.events, "event")})`;
+    const canary = names.includes(wantedCanary) ? wantedCanary : names[0] || "";
+    let baseline = names.find((n) => n !== canary) || "";
+    if (wantedBaseline !== null && (wantedBaseline === "" || names.includes(wantedBaseline))) baseline = wantedBaseline;
+    fillSelect($("canary"), deployments.map((d) => [d.deployment, label(d)]), canary);
+    fillSelect(
+      $("baseline"),
+      [["", "earlier deployments"], ...deployments.map((d) => [d.deployment, label(d)])],
+      baseline,
+    );
+    return wantedCanary && !names.includes(wantedCanary) ? `No deployment "${wantedCanary}" of this service: showing ${canary || "nothing"}.` : "";
+  }
+
+  function selection() {
+    return { service: $("service").value, canary: $("canary").value, baseline: $("baseline").value };
+  }
+
+  /** Mirrors the choice (and the expanded clusters) in the query string, so the link can be shared. */
+  function syncUrl() {
+    const { service, canary, baseline } = selection();
+    const query = new URLSearchParams();
+    if (service) query.set("service", service);
+    if (canary) query.set("canary", canary);
+    if (service) query.set("baseline", baseline);
+    for (const id of state.expanded) query.append("expand", id);
+    history.replaceState(null, "", `${location.pathname}?${query}`);
+  }
+
+  // -- verdict ------------------------------------------------------------------------------------
+
+  function renderVerdict(verdict) {
+    const box = $("verdict");
+    box.className = `verdict verdict-${verdict.verdict}`;
+    box.dataset.verdict = verdict.verdict;
+    const compared = verdict.baseline.length ? verdict.baseline.join(", ") : "nothing";
+    box.replaceChildren(
+      el(
+        "div",
+        { class: "verdict-head" },
+        el("p", { class: "verdict-name" }, verdict.verdict.toUpperCase()),
+        el(
+          "p",
+          { class: "risk" },
+          el("label", { for: "risk-meter" }, `Risk ${number(verdict.risk)} / 100`),
+          el("meter", { id: "risk-meter", min: 0, max: 100, low: 40, high: 50, optimum: 0, value: verdict.risk }),
+        ),
+      ),
+      el("p", { class: "reason" }, verdict.reason),
+      el(
+        "p",
+        { class: "counts" },
+        `${verdict.service}: canary ${verdict.canary} with ${plural(verdict.canary_events, "event")} vs ` +
+          `${compared} with ${plural(verdict.baseline_events, "event")} · ` +
+          `${plural(verdict.anomaly_count, "anomaly", "anomalies")} at the fail score · ` +
+          `sensitivity ${verdict.thresholds.sensitivity}`,
+      ),
+    );
+  }
+
+  // -- clusters -----------------------------------------------------------------------------------
+
+  /** The anomalies that name this cluster (by cluster id or by one of its templates' ids). */
+  function anomaliesOf(cluster, verdict) {
+    const ids = new Set(cluster.templates.map((t) => t.template_id));
+    return verdict.anomalies.filter((a) => a.cluster_id === cluster.cluster_id || a.template_ids.some((id) => ids.has(id)));
+  }
+
+  function finding(anomalies, suppressed) {
+    if (!anomalies.length) {
+      return el("span", { class: suppressed ? "tag tag-ignored" : "tag tag-known" }, suppressed ? "ignored" : "known");
+    }
+    const top = anomalies.reduce((a, b) => (b.score > a.score ? b : a));
+    const kinds = [...new Set(anomalies.map((a) => a.kind))].join(", ");
+    return el(
+      "div",
+      { class: "finding" },
+      el("span", { class: "tag tag-anomalous", title: top.kind === "unknown" ? "never seen in the baseline" : "far more frequent than in the baseline" }, kinds),
+      el("span", { class: "score" }, `score ${number(top.score)}`),
+      top.priority ? el("span", { class: "tag tag-priority" }, "priority") : null,
+      el("span", { class: "counts" }, `${number(top.canary_count)} in canary · ${number(top.baseline_count)} in baseline`),
+    );
+  }
+
+  function renderDetail(cell, cluster, anomalous) {
+    const items = cluster.templates.map((t) =>
+      el(
+        "li",
+        { class: anomalous.has(t.template_id) ? "tpl tpl-anomalous" : "tpl" },
+        el(
+          "p",
+          { class: "tpl-head" },
+          el("code", {}, t.template_id),
+          ` · ${plural(t.count, "event")} · level `,
+          el("span", { class: `level level-${t.level}` }, t.level),
+          ` · ${t.hosts.length ? `hosts ${t.hosts.join(", ")}` : "no host"}`,
+          anomalous.has(t.template_id) ? el("span", { class: "tag tag-anomalous" }, "anomalous") : null,
+        ),
+        el("pre", { class: "template" }, t.template),
+        el("p", { class: "examples-title" }, `Examples (${t.examples.length})`),
+        el("ol", { class: "examples" }, ...t.examples.map((x) => el("li", {}, el("pre", { class: "example" }, x)))),
+      ),
+    );
+    cell.replaceChildren(el("ul", { class: "templates", "aria-label": `Templates of cluster ${cluster.cluster_id}` }, ...items));
+  }
+
+  async function ignore(cluster, anomalies, button) {
+    const { service } = selection();
+    const text = new Map(cluster.templates.map((t) => [t.template_id, t.template]));
+    const targets = new Map();
+    for (const a of anomalies) for (const id of a.template_ids) targets.set(id, text.get(id) || a.template);
+    if (!window.confirm(`Ignore cluster ${cluster.cluster_id} of ${service}? Similar events will never be anomalies again.`)) return;
+    button.disabled = true;
+    const created = [];
+    try {
+      for (const [id, template] of targets) {
+        const feedback = await api("v1/feedback", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ service, action: "ignore", template, template_id: id, author: "web ui" }),
+        });
+        created.push(feedback.id);
+      }
+      showMessage(`Cluster ${cluster.cluster_id} is ignored from now on; DELETE /v1/feedback/${created.join(", ")} undoes it.`, "info");
+      await load();
+    } catch (error) {
+      button.disabled = false;
+      if (error.status === 401) {
+        showMessage("An API token is needed to ignore a cluster: enter it under “API token” and try again.");
+        $("token-box").open = true;
+        $("token").focus();
+      } else if (error.status === 403) {
+        showMessage("The server refused the API token: check it under “API token”.");
+      } else {
+        showMessage(error.message);
+      }
+    }
+  }
+
+  function renderClusters(clusters, verdict) {
+    const table = $("clusters");
+    for (const body of table.querySelectorAll("tbody")) body.remove();
+    const suppressed = new Set(verdict.suppressed.map((s) => s.cluster_id));
+    const rows = clusters.map((cluster) => ({ cluster, anomalies: anomaliesOf(cluster, verdict) }));
+    const score = (r) => Math.max(-1, ...r.anomalies.map((a) => a.score));
+    rows.sort((a, b) => score(b) - score(a) || b.cluster.count - a.cluster.count);
+    if (!rows.length) {
+      table.append(el("tbody", {}, el("tr", {}, el("td", { colspan: 5, class: "empty" }, "No events for this deployment."))));
+    }
+    rows.forEach(({ cluster, anomalies }, index) => {
+      const anomalous = new Set(anomalies.flatMap((a) => a.template_ids));
+      cluster.templates.sort((a, b) => anomalous.has(b.template_id) - anomalous.has(a.template_id) || b.count - a.count);
+      const status = anomalies.length ? "anomalous" : "known";
+      const detailId = `detail-${index}`;
+      const detailCell = el("td", { colspan: 5 });
+      const detail = el("tr", { class: "detail", id: detailId, hidden: true }, detailCell);
+      const expander = el("button", { type: "button", class: "expander", "aria-expanded": "false", "aria-controls": detailId, title: "Show templates and examples" }, cluster.cluster_id);
+      const setExpanded = (open) => {
+        expander.setAttribute("aria-expanded", String(open));
+        detail.hidden = !open;
+        if (open) renderDetail(detailCell, cluster, anomalous);
+        else detailCell.replaceChildren();
+        if (open) state.expanded.add(cluster.cluster_id);
+        else state.expanded.delete(cluster.cluster_id);
+      };
+      expander.addEventListener("click", () => {
+        setExpanded(expander.getAttribute("aria-expanded") !== "true");
+        syncUrl();
+      });
+      const more = cluster.templates.length - 1;
+      const first = cluster.templates[0];
+      const actions = anomalies.length
+        ? el("button", { type: "button", class: "ignore", title: "Never report events like these again (POST /v1/feedback)" }, "Ignore")
+        : null;
+      if (actions) actions.addEventListener("click", () => ignore(cluster, anomalies, actions));
+      const row = el(
+        "tr",
+        { class: "summary" },
+        el("th", { scope: "row" }, expander),
+        el("td", { class: "num" }, number(cluster.count)),
+        el("td", {}, el("pre", { class: "template" }, first ? first.template : ""), more > 0 ? el("p", { class: "more" }, `+ ${plural(more, "more template")}`) : null),
+        el("td", {}, finding(anomalies, suppressed.has(cluster.cluster_id))),
+        el("td", {}, actions),
+      );
+      table.append(el("tbody", { class: `cluster cluster-${status}`, "data-status": status, "data-cluster-id": cluster.cluster_id }, row, detail));
+      if (state.expanded.has(cluster.cluster_id)) setExpanded(true);
+    });
+    const shown = new Set(clusters.map((c) => c.cluster_id));
+    for (const id of state.expanded) if (!shown.has(id)) state.expanded.delete(id);
+  }
+
+  // -- loading ------------------------------------------------------------------------------------
+
+  async function load() {
+    const ticket = ++state.ticket;
+    const { service, canary, baseline } = selection();
+    syncUrl();
+    document.body.dataset.loaded = "false";
+    if (!service || !canary) {
+      $("verdict").replaceChildren(el("p", { class: "verdict-name" }, "No events yet"), el("p", { class: "reason" }, "Send log events to POST /v1/events or through Kafka."));
+      renderClusters([], { anomalies: [], suppressed: [] });
+      document.body.dataset.loaded = "true";
+      return;
+    }
+    const query = new URLSearchParams({ service, canary, window: "all" });
+    if (baseline) query.set("baseline", baseline);
+    const clustersUrl = `v1/services/${encodeURIComponent(service)}/clusters?${new URLSearchParams({ deployment: canary })}`;
+    try {
+      const [verdict, clusters] = await Promise.all([api(`v1/verdict?${query}`), api(clustersUrl)]);
+      if (ticket !== state.ticket) return; // a newer choice is loading
+      renderVerdict(verdict);
+      renderClusters(clusters, verdict);
+      if ($("message").dataset.kind === "error") showMessage("");
+      syncUrl();
+      document.body.dataset.loaded = "true";
+    } catch (error) {
+      if (ticket !== state.ticket) return;
+      showMessage(error.message);
+      document.body.dataset.loaded = "error";
+    }
+  }
+
+  async function start() {
+    const params = new URLSearchParams(location.search);
+    for (const id of params.getAll("expand")) state.expanded.add(id);
+    const token = $("token");
+    token.value = sessionStorage.getItem(TOKEN_KEY) || "";
+    token.addEventListener("change", () => {
+      if (token.value.trim()) sessionStorage.setItem(TOKEN_KEY, token.value.trim());
+      else sessionStorage.removeItem(TOKEN_KEY);
+    });
+    $("pick").addEventListener("submit", (event) => {
+      event.preventDefault();
+      showMessage("");
+      load();
+    });
+    $("service").addEventListener("change", () => {
+      state.expanded.clear();
+      fillDeployments("", null);
+      load();
+    });
+    $("canary").addEventListener("change", () => {
+      state.expanded.clear();
+      if ($("baseline").value === $("canary").value) fillDeployments($("canary").value, null);
+      load();
+    });
+    $("baseline").addEventListener("change", () => load());
+    try {
+      state.services = await api("v1/services");
+    } catch (error) {
+      showMessage(error.message);
+      return;
+    }
+    const notes = [
+      fillServices(params.get("service") || ""),
+      fillDeployments(params.get("canary") || "", params.has("baseline") ? params.get("baseline") : null),
+    ];
+    showMessage(notes.filter(Boolean).join(" "), "warning");
+    await load();
+  }
+
+  start();
+})();

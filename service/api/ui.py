@@ -1,0 +1,44 @@
+"""The web page at ``/ui``: static HTML, JS and CSS that read the JSON API (no dependency, no CDN).
+
+Served by plain routes rather than a ``StaticFiles`` mount: ``include_router`` does not carry mounts,
+and a fixed list of files leaves no path to traverse. The page is left out of the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+_ASSETS = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
+
+# Defence in depth: log text is only ever set with textContent, and no inline script could run anyway.
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-cache",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/ui")
+async def page() -> FileResponse:
+    """The page: pick a service, canary and baseline (or pass them as ``?service=&canary=&baseline=``)."""
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_HEADERS)
+
+
+@router.get("/ui/static/{name}")
+async def asset(name: str) -> FileResponse:
+    """The page's script and style sheet."""
+    media_type = _ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(404, f"no UI file {name!r}")
+    return FileResponse(STATIC / name, media_type=media_type, headers=_HEADERS)
