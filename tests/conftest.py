@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -67,8 +67,11 @@ class ServiceProcess:
         return httpx.Client(base_url=self.url, timeout=30)
 
 
+Launcher = Callable[[dict[str, str]], ServiceProcess]  # env -> a service process, not started yet
+
+
 @pytest.fixture
-def service_process(tmp_path: Path) -> Iterator[type[ServiceProcess]]:
+def service_process(tmp_path: Path) -> Iterator[Launcher]:
     started: list[ServiceProcess] = []
 
     class Tracked(ServiceProcess):

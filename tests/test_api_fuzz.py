@@ -10,12 +10,12 @@ import httpx
 
 from service.demo.traffic import events
 
-from .conftest import ServiceProcess
+from .conftest import Launcher
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 
 
-def test_no_server_errors_for_any_generated_request(service_process: type[ServiceProcess], tmp_path: Path) -> None:
+def test_no_server_errors_for_any_generated_request(service_process: Launcher, tmp_path: Path) -> None:
     service = service_process({})
     service.start()
     seed = [*events("v1", 200, seed=1), *events("v2", 200, seed=2, npe_rate=0.05)]

@@ -14,7 +14,7 @@ from service.demo.traffic import events
 from service.ingestion.embedded_broker import EmbeddedBroker, free_port
 from service.ingestion.kafka import HEADER_REASON
 
-from .conftest import ServiceProcess
+from .conftest import Launcher
 from .kafka_helpers import consume_all, create_topics, deployment_events, produce, wait_for_events
 
 
@@ -34,9 +34,7 @@ def topic_env(kafka: EmbeddedBroker, **extra: str) -> tuple[dict[str, str], str,
     return env, topic, dead
 
 
-def test_100k_events_are_counted_exactly_and_verdicts_follow(
-    kafka: EmbeddedBroker, service_process: type[ServiceProcess]
-) -> None:
+def test_100k_events_are_counted_exactly_and_verdicts_follow(kafka: EmbeddedBroker, service_process: Launcher) -> None:
     env, topic, _ = topic_env(kafka)
     service = service_process(env)
     service.start()
@@ -100,9 +98,7 @@ def test_100k_events_are_counted_exactly_and_verdicts_follow(
     assert "Application shutdown complete" in service.log.read_text()
 
 
-def test_bad_records_go_to_the_dead_letter_topic_with_reasons(
-    kafka: EmbeddedBroker, service_process: type[ServiceProcess]
-) -> None:
+def test_bad_records_go_to_the_dead_letter_topic_with_reasons(kafka: EmbeddedBroker, service_process: Launcher) -> None:
     env, topic, dead = topic_env(kafka, LOGCANARY_MAX_RECORD_BYTES="2048")
     service = service_process(env)
     service.start()
@@ -126,9 +122,7 @@ def test_bad_records_go_to_the_dead_letter_topic_with_reasons(
         assert 'logcanary_events_dead_lettered_total{reason="too_large"} 1.0' in metrics
 
 
-def test_events_from_librdkafka_and_shipper_shapes(
-    kafka: EmbeddedBroker, service_process: type[ServiceProcess]
-) -> None:
+def test_events_from_librdkafka_and_shipper_shapes(kafka: EmbeddedBroker, service_process: Launcher) -> None:
     env, topic, _ = topic_env(kafka)
     service = service_process(env)
     service.start()
@@ -153,7 +147,7 @@ def test_events_from_librdkafka_and_shipper_shapes(
 
 @pytest.mark.parametrize("restarts", [1])
 def test_sigkill_mid_stream_then_restart_counts_exactly(
-    kafka: EmbeddedBroker, service_process: type[ServiceProcess], restarts: int
+    kafka: EmbeddedBroker, service_process: Launcher, restarts: int
 ) -> None:
     env, topic, _ = topic_env(kafka, LOGCANARY_KAFKA_MAX_BATCH_RECORDS="500")
     stream = [
@@ -183,7 +177,7 @@ def test_sigkill_mid_stream_then_restart_counts_exactly(
         assert npe == npe_expected
 
 
-def test_unreachable_kafka_makes_the_service_unready_not_dead(service_process: type[ServiceProcess]) -> None:
+def test_unreachable_kafka_makes_the_service_unready_not_dead(service_process: Launcher) -> None:
     closed = free_port()
     service = service_process({"LOGCANARY_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed}"})
     service.start(probe="/healthz")

@@ -24,7 +24,7 @@ from service.api.app import create_app
 from service.demo.traffic import events
 from service.settings import Settings
 
-from .conftest import ServiceProcess
+from .conftest import Launcher, ServiceProcess
 
 FLAGS = [
     "--headless",
@@ -103,7 +103,6 @@ def parse(html: str) -> Node:
 
 
 Browser = Callable[..., str]
-Launcher = Callable[[dict[str, str]], ServiceProcess]  # what the service_process fixture gives
 
 
 @pytest.fixture
