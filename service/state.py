@@ -31,6 +31,7 @@ class LiveState:
             max_templates_per_service=settings.max_templates_per_service,
             max_templates_per_deployment=settings.max_templates_per_deployment,
             max_clusters_per_deployment=settings.max_clusters_per_deployment,
+            max_deployments_per_service=settings.max_deployments_per_service,
         )
         self.metrics = Metrics(lambda: self.engine)
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to process
@@ -65,7 +66,7 @@ class LiveState:
 
     def snapshot(self) -> Checkpoint:
         """What changed since the last checkpoint, with the current offsets (on the loop thread)."""
-        checkpoint = Checkpoint(offsets=dict(self.offsets))
+        checkpoint = Checkpoint(offsets=dict(self.offsets), dropped=list(self.engine.evicted))
         for name, service in self.engine.services.items():
             if self._saved_miner_versions.get(name) != service.miner.version:
                 checkpoint.miners[name] = encode_miner(service.miner)
@@ -81,7 +82,10 @@ class LiveState:
             checkpoint = self.snapshot()
             versions = {name: s.miner.version for name, s in self.engine.services.items()}
             events = {(name, d): m.events for name, s in self.engine.services.items() for d, m in s.deployments.items()}
-            if not (checkpoint.miners or checkpoint.deployments) and checkpoint.offsets == self._saved_offsets:
+            if (
+                not (checkpoint.miners or checkpoint.deployments or checkpoint.dropped)
+                and checkpoint.offsets == self._saved_offsets
+            ):
                 return
             await asyncio.to_thread(self.store.write_checkpoint, checkpoint)
             # Mark what the snapshot held as saved (events that arrived during the write stay dirty).
@@ -89,6 +93,10 @@ class LiveState:
                 self._saved_miner_versions[name] = versions[name]
             for key in checkpoint.deployments:
                 self._saved_events[key] = events[key]
+            del self.engine.evicted[: len(checkpoint.dropped)]
+            for key in checkpoint.dropped:
+                if key not in events:
+                    self._saved_events.pop(key, None)
             self._saved_offsets = checkpoint.offsets
             self.last_checkpoint = time.time()
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)

@@ -73,3 +73,14 @@ def test_clusterer_caps_clusters() -> None:
     assert len(clusterer) == 3
     assert clusterer.other.templates
     assert template_terms(clusterer.other.templates[0])
+
+
+def test_deployments_per_service_are_capped_least_recently_seen_first() -> None:
+    engine = Engine(max_deployments_per_service=3)
+    for index, deployment in enumerate(["v1", "v2", "v3", "v4", "v5"]):
+        engine.observe("svc", deployment, "request served", float(index))
+    assert sorted(engine.service("svc").deployments) == ["v3", "v4", "v5"]
+    assert engine.evicted == [("svc", "v1"), ("svc", "v2")]
+    engine.observe("svc", "v3", "request served", 10.0)  # v3 is now the most recent
+    engine.observe("svc", "v6", "request served", 11.0)
+    assert sorted(engine.service("svc").deployments) == ["v3", "v5", "v6"]

@@ -167,9 +167,16 @@ class ServiceModel:
         self.deployments: dict[str, DeploymentModel] = {}
 
     def deployment(self, name: str) -> DeploymentModel:
-        """The deployment's model, created on first use."""
+        """The deployment's model, created on first use; past the cap the least recently seen one is dropped.
+
+        Teams deploy many times a day: without a cap, a long-running service would keep every
+        version it ever saw. History baselines only use the most recent ten anyway.
+        """
         found = self.deployments.get(name)
         if found is None:
+            if len(self.deployments) >= self._engine.max_deployments_per_service:
+                oldest = min(self.deployments.values(), key=lambda d: d.last_seen)
+                self._engine.evict(self.name, oldest.deployment)
             found = self.deployments[name] = self.peek_deployment(name)
         return found
 
@@ -191,13 +198,16 @@ class Engine:
         max_templates_per_service: int = 10_000,
         max_templates_per_deployment: int = DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT,
         max_clusters_per_deployment: int = 2_000,
+        max_deployments_per_service: int = 50,
     ) -> None:
         self.extra_patterns = extra_patterns
         self.max_templates_per_service = max_templates_per_service
         self.max_templates_per_deployment = max_templates_per_deployment
         self.max_clusters_per_deployment = max_clusters_per_deployment
+        self.max_deployments_per_service = max_deployments_per_service
         self.services: dict[str, ServiceModel] = {}
         self._routes: dict[tuple[str, str], tuple[TemplateMiner, DeploymentModel]] = {}
+        self.evicted: list[tuple[str, str]] = []  # (service, deployment) dropped since last asked (for the store)
 
     def service(self, name: str) -> ServiceModel:
         """The service's model, created on first use."""
@@ -205,6 +215,13 @@ class Engine:
         if found is None:
             found = self.services[name] = ServiceModel(name, self)
         return found
+
+    def evict(self, service: str, deployment: str) -> None:
+        """Forgets a deployment of a service (its counts go; the service's templates stay)."""
+        model = self.services.get(service)
+        if model is not None and model.deployments.pop(deployment, None) is not None:
+            self._routes.pop((service, deployment), None)
+            self.evicted.append((service, deployment))
 
     def forget_routes(self) -> None:
         """Drops the (service, deployment) shortcuts; call after replacing a service's miner."""

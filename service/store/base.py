@@ -20,6 +20,7 @@ class Checkpoint:
     miners: dict[str, bytes] = field(default_factory=dict)  # service -> miner state
     deployments: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (service, deployment) -> stats
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next offset
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (service, deployment) evicted by the caps
 
 
 @dataclass(slots=True)
