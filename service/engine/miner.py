@@ -65,12 +65,14 @@ class Template:
     @property
     def text(self) -> str:
         """Human-readable template; stack traces show their exception and frames."""
-        line = " ".join(self.tokens)
         if not self.signature:
-            return line
+            return " ".join(self.tokens)
         exception, *frames = self.signature.split("|")
+        marker = exception + ":"  # the miner puts "<exception>:" between the headline and the message
+        split = self.tokens.index(marker) if marker in self.tokens else len(self.tokens)
+        headline, message = " ".join(self.tokens[:split]), " ".join(self.tokens[split:])
         trace = "".join(f"\n\tat {frame}" for frame in frames)
-        return f"{line}\n{exception}{trace}" if line else f"{exception}{trace}"
+        return (f"{headline}\n" if headline else "") + (message or exception) + trace
 
     def resolve(self) -> Template:
         """The live template this one was merged into (itself when not merged)."""
@@ -146,7 +148,7 @@ class TemplateMiner:
         if "\n" in message:
             trace = parse_stack_trace(message)
             if trace is not None:
-                text = f"{trace.headline} {trace.message}"
+                text = f"{trace.headline} {trace.exception}: {trace.message}"
                 return trace.signature, self.masker.tokens(text)
         return "", self.masker.tokens(message)
 
