@@ -32,3 +32,26 @@ def test_engine_never_raises(messages: list[str]) -> None:
 @given(texts)
 def test_mining_is_deterministic(message: str) -> None:
     assert TemplateMiner().add(message).template_id == TemplateMiner().add(message).template_id
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(texts, st.sampled_from(["info", "WARN", "error", "fatal", "bogus", ""])), max_size=30),
+    st.lists(st.tuples(texts, st.sampled_from(["info", "ERROR", "debug"])), max_size=30),
+    st.sampled_from(["low", "medium", "high"]),
+)
+def test_analysis_never_raises(
+    baseline: list[tuple[str, str]], canary: list[tuple[str, str]], sensitivity: str
+) -> None:
+    from service.analysis.verdict import analyze
+
+    engine = Engine(max_templates_per_deployment=10)
+    for index, (message, level) in enumerate(baseline):
+        engine.observe("s", "v1", message, float(index), f"h{index % 2}", level)
+    for index, (message, level) in enumerate(canary):
+        engine.observe("s", "v2", message, float(index), f"h{index % 3}", level)
+    verdict = analyze(engine.peek_service("s"), canary="v2", baseline=["v1"], history=True, sensitivity=sensitivity)  # type: ignore[arg-type]
+    assert verdict.verdict in ("pass", "fail", "inconclusive")
+    assert 0 <= verdict.risk <= 100
+    canary_messages = {message for message, _ in canary}
+    assert all(example in canary_messages for a in verdict.anomalies for example in a.examples)
