@@ -57,9 +57,7 @@ class SqliteStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "DELETE FROM deployments WHERE service = ? AND deployment = ?", checkpoint.dropped
-                )
+                self._db.executemany("DELETE FROM deployments WHERE service = ? AND deployment = ?", checkpoint.dropped)
                 self._db.executemany(
                     "INSERT INTO miners (service, state) VALUES (?, ?) "
                     "ON CONFLICT (service) DO UPDATE SET state = excluded.state",
