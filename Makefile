@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_analysis.py
 	$(BIN)/python bench/bench_kafka.py
+	$(BIN)/python bench/bench_memory.py
 
 score-grouping: $(STAMP)
 	$(BIN)/python $(EVAL)/grouping.py --cmd "$(BIN)/logcanary" $(EVAL)/data/loghub2k/*.csv
