@@ -208,15 +208,19 @@ class Analyses:
             record.finished_at = now
             self.count_verdict(verdict)
 
+    def refresh(self, record: AnalysisRecord, now: float) -> None:
+        """Recomputes a running analysis' verdict; saves it when that completes the analysis."""
+        if record.status != "running":
+            return
+        self._evaluate(record, now)
+        if record.status != "running":
+            self.state.store.save_analysis(record)
+
     def evaluate_running(self) -> None:
         """Refreshes every running analysis; completes those whose time is up or that failed fast."""
         now = time.time()
         for record in list(self.records.values()):
-            if record.status != "running":
-                continue
-            self._evaluate(record, now)
-            if record.status != "running":
-                self.state.store.save_analysis(record)
+            self.refresh(record, now)
 
     async def run(self) -> None:
         while True:

@@ -303,10 +303,7 @@ def _analysis(request: Request, analysis_id: str) -> AnalysisRecord:
 async def get_analysis(request: Request, analysis_id: str) -> AnalysisOut:
     rt = runtime(request)
     record = _analysis(request, analysis_id)
-    if record.status == "running":
-        rt.analyses._evaluate(record, time.time())
-        if record.status != "running":
-            rt.store.save_analysis(record)
+    rt.analyses.refresh(record, time.time())
     return rt.analyses.view(record)
 
 
