@@ -116,11 +116,12 @@ class Masker:
         masked = self._by_shape.get(shape)
         if masked is None:
             masked = self.mask_token(token)
-            if _DIGIT.search(masked) is None:
+            keeps_digits = _DIGIT.search(masked) is not None
+            if not keeps_digits:
                 if len(self._by_shape) >= self._cache_size:
                     self._by_shape.clear()
                 self._by_shape[shape] = masked
-            if (masked is token or _DIGIT.search(masked)) and len(self._cache) < self._cache_size:
+            if (masked is token or keeps_digits) and len(self._cache) < self._cache_size:
                 self._cache[token] = masked
         return masked
 
