@@ -33,6 +33,11 @@ def _open_binary(path: str) -> BinaryIO:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from exc
 
 
+def _parse_record(template: Template) -> bytes:
+    """One output line of `logcanary parse`."""
+    return orjson.dumps({"template_id": template.template_id, "template": template.text}) + b"\n"
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     """Templates for raw lines. Each line gets its template's *final* form, so the
     input is mined fully before anything is written (``--streaming`` writes as it goes)."""
@@ -41,8 +46,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     with _open_binary(args.file) as handle:
         if args.streaming:
             for raw in handle:
-                template = miner.add(raw.decode("utf-8", "replace").rstrip("\r\n"))
-                out.write(orjson.dumps({"template_id": template.template_id, "template": template.text}) + b"\n")
+                out.write(_parse_record(miner.add(raw.decode("utf-8", "replace").rstrip("\r\n"))))
             out.flush()
             return 0
         templates: list[Template] = []
@@ -55,10 +59,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
                 slot = index_of[id(template)] = len(templates)
                 templates.append(template)
             order.append(slot)
-    lines = []
-    for template in templates:
-        live = template.resolve()
-        lines.append(orjson.dumps({"template_id": live.template_id, "template": live.text}) + b"\n")
+    lines = [_parse_record(template.resolve()) for template in templates]
     out.writelines(lines[slot] for slot in order)
     out.flush()
     return 0
