@@ -205,11 +205,9 @@ class KafkaIngestor:
         if dead:
             await self._dead_letter(dead)
         # From here to the offsets nothing awaits: the engine and the offsets move together.
-        observe = self.state.engine.observe
+        observe = self.state.observe
         for event in good:
-            observe(
-                event.service, event.deployment, event.message, event.timestamp.timestamp(), event.host, event.level
-            )
+            observe(event)
         offsets = self.state.offsets
         for tp, records in batch.items():
             if records:
