@@ -325,5 +325,6 @@ def _fail_reason(failing: list[Anomaly]) -> str:
     lead = failing[0]
     what = "a never-seen event" if lead.kind == "unknown" else f"an event {lead.ratio or 0:.1f}x more frequent"
     more = f" (and {len(failing) - 1} more anomalies)" if len(failing) > 1 else ""
-    first_line = lead.template.splitlines()[0] if lead.template else ""
-    return f"{what} in the canary: {first_line[:200]!r}{more}"
+    # A stack trace's template starts "headline\nException: message": name the exception too.
+    summary = " | ".join(lead.template.splitlines()[:2])
+    return f"{what} in the canary: {summary[:200]!r}{more}"
