@@ -11,7 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Sensitivity = Literal["low", "medium", "high"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
-AnomalyKind = Literal["unknown", "frequency"]
+AnomalyKind = Literal["unknown", "frequency", "drop", "priority"]
+# Why a verdict is what it is, for machines: the inconclusive ones say which data was missing.
+ReasonCode = Literal[
+    "anomalies",  # fail: at least one anomaly reached the fail score
+    "no_anomaly",  # pass: enough data on both sides, nothing reached the fail score
+    "unknown_canary",  # inconclusive: the service never logged under this deployment
+    "no_canary_events",  # inconclusive: the canary is known but logged nothing in the window
+    "no_baseline",  # inconclusive: no baseline deployment known (unknown name, none given and no history)
+    "no_baseline_events",  # inconclusive: the baseline logged nothing in the window
+    "canary_is_baseline",  # inconclusive: the canary was named as its own baseline
+    "too_few_events",  # inconclusive: a side logged fewer events than the sensitivity's minimum
+]
 FeedbackAction = Literal["ignore", "priority"]
 
 MAX_MESSAGE_CHARS = 64 * 1024
@@ -43,7 +54,11 @@ class LogEvent(BaseModel):
 class Anomaly(BaseModel):
     """A canary cluster that is new or far more frequent than in the baseline."""
 
-    kind: AnomalyKind = Field(description="unknown: no similar event in the baseline; frequency: share far above it.")
+    kind: AnomalyKind = Field(
+        description="unknown: no similar event in the baseline; frequency: share far above the baseline's; "
+        "drop: an established baseline event vanished or fell far below its share; "
+        "priority: a 'priority' feedback rule covers it."
+    )
     cluster_id: str = Field(description="Content-derived id of the canary cluster.")
     template: str = Field(description="Template of the most significant event type, `<*>` marking values.")
     template_ids: list[str] = Field(description="Ids of the anomalous templates in this cluster.")
@@ -96,6 +111,11 @@ class Verdict(BaseModel):
     verdict: VerdictName
     risk: float = Field(ge=0, le=100, description="0 = nothing unusual, 50 = at the fail threshold, 100 = certain.")
     reason: str = Field(description="One sentence saying why.")
+    reason_code: ReasonCode = Field(
+        description="Why, for machines: anomalies (fail), no_anomaly (pass), or which data an inconclusive "
+        "verdict lacked: unknown_canary, no_canary_events, no_baseline, no_baseline_events, "
+        "canary_is_baseline, too_few_events."
+    )
     service: str
     canary: str
     baseline: list[str] = Field(description="Baseline deployments compared against (control and/or history).")

@@ -27,7 +27,17 @@ from service.analysis.similarity import same_event
 from service.engine.clustering import Cluster, cosine
 from service.engine.miner import OTHER, Template
 from service.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
-from service.schemas import Anomaly, Sensitivity, Suppressed, Thresholds, VanishedCluster, Verdict, to_rfc3339
+from service.schemas import (
+    Anomaly,
+    ReasonCode,
+    Sensitivity,
+    Suppressed,
+    Thresholds,
+    VanishedCluster,
+    Verdict,
+    VerdictName,
+    to_rfc3339,
+)
 
 HISTORY_HALF_LIFE_SECONDS = 7 * 24 * 3600.0
 HISTORY_MAX_DEPLOYMENTS = 10
@@ -129,24 +139,53 @@ def analyze(
     feedback: Iterable[FeedbackRule] = (),
     window: Window = None,
     max_anomalies: int = DEFAULT_MAX_ANOMALIES,
+    exclude_history: Iterable[str] = (),
 ) -> Verdict:
-    """The verdict on deployment ``canary`` of ``service`` against control deployments and/or history."""
+    """The verdict on deployment ``canary`` of ``service`` against control deployments and/or history.
+
+    Data sufficiency is decided first: an unknown or silent canary, a missing or silent baseline,
+    or too few events on either side is ``inconclusive`` with a ``reason_code``, never a pass and
+    never a fail. ``exclude_history`` names deployments history must skip (failed or marked bad).
+    """
     limits = thresholds(sensitivity)
     rules = list(feedback)
     canary_model = service.peek_deployment(canary)
     canary_side = _Side()
     canary_side.add(canary_model, window)
     base = _Side()
-    control = [name for name in baseline if name != canary]
+    requested = [name for name in baseline if name]
+    control = [name for name in requested if name != canary]
     names: list[str] = []
     for name in control:
         if name in service.deployments:
             base.add(service.deployments[name], window)
             names.append(name)
     if history:
-        for name, weight in history_weights(service, canary_model, set(control)):
+        excluded = set(control) | set(exclude_history)
+        for name, weight in history_weights(service, canary_model, excluded):
             base.add(service.deployments[name], None, weight)
             names.append(f"history:{name}")
+
+    def verdict_of(verdict: VerdictName, code: ReasonCode, reason: str, risk: float = 0.0) -> Verdict:
+        return Verdict(
+            verdict=verdict,
+            risk=risk,
+            reason=reason,
+            reason_code=code,
+            service=service.name,
+            canary=canary,
+            baseline=names,
+            canary_events=int(canary_side.total),
+            baseline_events=round(base.total, 3),
+            anomalies=[],
+            anomaly_count=0,
+            vanished=_vanished(canary_side, base),
+            thresholds=limits,
+        )
+
+    insufficient = _insufficient(canary, canary_model, canary_side, requested, control, names, base, limits)
+    if insufficient is not None:
+        return verdict_of("inconclusive", *insufficient)
 
     findings: list[_Finding] = []
     suppressed: list[Suppressed] = []
@@ -170,13 +209,7 @@ def analyze(
         if any(rule.feedback.action == "priority" for rule in rule_hits):
             if finding is None:
                 finding = _Finding(
-                    "unknown" if template not in base.counts else "frequency",
-                    template,
-                    cluster,
-                    stats,
-                    int(count),
-                    base.counts.get(template, 0.0),
-                    0.0,
+                    "priority", template, cluster, stats, int(count), base.counts.get(template, 0.0), 0.0
                 )
             finding.priority = True
             finding.score = max(finding.score, 2 * limits.fail_score)
@@ -186,32 +219,47 @@ def analyze(
     anomalies = _group(findings, canary_side.total, base.total)
     failing = [a for a in anomalies if a.score >= limits.fail_score]
     top = max((a.score for a in anomalies), default=0.0)
-    risk = round(100 * top / (top + limits.fail_score), 1)
+    risk = min(round(100 * top / (top + limits.fail_score), 1), 100.0)
     if failing:
-        verdict, reason = "fail", _fail_reason(failing)
-    elif canary_side.total < limits.min_canary_events or base.total < limits.min_baseline_events:
-        verdict = "inconclusive"
-        reason = (
+        result = verdict_of("fail", "anomalies", _fail_reason(failing), risk)
+    else:
+        result = verdict_of("pass", "no_anomaly", f"no anomaly reached the fail score of {limits.fail_score:g}", risk)
+    result.anomalies = failing[:max_anomalies]
+    result.anomaly_count = len(failing)
+    result.suppressed = suppressed
+    return result
+
+
+def _insufficient(
+    canary: str,
+    canary_model: DeploymentModel,
+    canary_side: _Side,
+    requested: list[str],
+    control: list[str],
+    used: list[str],
+    base: _Side,
+    limits: Thresholds,
+) -> tuple[ReasonCode, str] | None:
+    """Why the data cannot support a verdict, or None when it can. Checked before any judgement."""
+    if canary_model.events == 0:
+        return "unknown_canary", f"no events were ever seen from deployment {canary!r} of this service"
+    if requested and not control:
+        return "canary_is_baseline", f"the canary {canary!r} was named as its own baseline"
+    if not used:
+        missing = [name for name in control if name]
+        if missing:
+            return "no_baseline", f"no events were ever seen from baseline deployment {missing[0]!r}"
+        return "no_baseline", "no baseline: name a baseline deployment, or the service needs earlier deployments"
+    if canary_side.total <= 0:
+        return "no_canary_events", f"the canary {canary!r} logged no events in the window"
+    if base.total <= 0:
+        return "no_baseline_events", "the baseline logged no events in the window"
+    if canary_side.total < limits.min_canary_events or base.total < limits.min_baseline_events:
+        return "too_few_events", (
             f"too little traffic to judge: canary {canary_side.total:g} events (needs {limits.min_canary_events}), "
             f"baseline {base.total:g} (needs {limits.min_baseline_events})"
         )
-    else:
-        verdict, reason = "pass", f"no anomaly reached the fail score of {limits.fail_score:g}"
-    return Verdict(
-        verdict=verdict,
-        risk=min(risk, 100.0),
-        reason=reason,
-        service=service.name,
-        canary=canary,
-        baseline=names,
-        canary_events=int(canary_side.total),
-        baseline_events=round(base.total, 3),
-        anomalies=failing[:max_anomalies],
-        anomaly_count=len(failing),
-        vanished=_vanished(canary_side, base),
-        suppressed=suppressed,
-        thresholds=limits,
-    )
+    return None
 
 
 def _judge(
