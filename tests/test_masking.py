@@ -1,14 +1,25 @@
 """Masking keeps event words and hides values."""
 
+from datetime import UTC, datetime
+
 import pytest
 
+from service.analysis.verdict import analyze
 from service.engine.masking import Masker, mask
+from service.engine.model import Engine
 
 
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        ("took 12ms", "took <*>ms"),
+        ("took 12ms", "took <*>"),
+        ("took 1.5s", "took <*>"),
+        ("done in 5.3s, read 2GiB", "done in <*>, read <*>"),
+        ("uptime 1h2m3.5s", "uptime <*>"),
+        ("wait 250us 10µs 7μs 40ns", "wait <*> <*> <*> <*>"),
+        ("heap 512MB of 4GB, 12 KiB (3 B)", "heap <*> of <*>, <*> (<*>)"),
+        ("retry in 5m or 2h", "retry in <*> or <*>"),
+        ("the 1st and 2nd try", "the <*>st and <*>nd try"),
         ("size 93.0 KB, free 317.1 MB)", "size <*>, free <*>)"),
         ("from 10.251.71.240:50010 ok", "from <*>:<*> ok"),
         ("peer [2001:db8::8a2e:370:7334]:443", "peer [<*>]:<*>"),
@@ -47,3 +58,18 @@ def test_cache_is_bounded() -> None:
     for index in range(1000):
         masker.tokens(f"value {index} token{index}x")
     assert len(masker._cache) <= 100
+
+
+def test_durations_in_other_units_do_not_fail_a_canary() -> None:
+    """A slower canary (5.3s against 523ms) logs the same events: latency is a value, not a new event type."""
+    engine = Engine()
+    start = datetime(2024, 5, 1, tzinfo=UTC).timestamp()
+    for index in range(400):
+        at = start + index * 0.1
+        engine.observe("api", "v1", f"GET /orders handled in {500 + index % 40}ms", at, "h1", "info")
+        engine.observe("api", "v1", f"order {index} stored", at, "h1", "info")
+        engine.observe("api", "v2", f"GET /orders handled in {5 + index % 7}.{index % 10}s", at, "h2", "info")
+        engine.observe("api", "v2", f"order {index} stored", at, "h2", "info")
+    verdict = analyze(engine.service("api"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "pass", [a.template for a in verdict.anomalies]
+    assert verdict.risk < 50

@@ -5,10 +5,11 @@ magnitude faster than running one big regex over every message, and tokens
 repeat a lot, so a bounded cache answers most of them. Words made only of
 letters are never touched: they are what identifies an event type.
 
-What is masked: numbers (with signs, decimals and unit suffixes such as ``12ms``
-or ``3.5KB``), hex values, IPv4/IPv6 addresses with ports, UUIDs, dates and
-times, URLs (the scheme is kept), e-mail addresses, file paths, quoted values
-and the value of ``key=value`` pairs. A single digit glued to a word
+What is masked: numbers (with signs, decimals and units, glued or not, such as
+``12ms``, ``1.5s``, ``1h2m3s`` or ``3.5 KB``: a duration or a size is one
+value, so ``523ms`` and ``5.3s`` mask alike), hex values, IPv4/IPv6 addresses
+with ports, UUIDs, dates and times, URLs (the scheme is kept), e-mail
+addresses, file paths, quoted values and the value of ``key=value`` pairs. A single digit glued to a word
 (``ssh2``, ``sda1``, ``log4j``) is kept: it is part of a name far more often
 than a value; two or more digits (``bglio716``, ``node-17``) are masked.
 """
@@ -20,6 +21,8 @@ from collections.abc import Iterable
 
 WILDCARD = "<*>"
 
+# Units glued to a number (durations and sizes): longer spellings first, so "ms" wins over "m".
+_UNIT = r"(?:ns|us|µs|μs|ms|secs?|s|mins?|m|hrs?|h|d|[KMGTP]i?B|kB|B|[kKMGT])"
 # One alternation for everything value-shaped inside a token; first match wins,
 # so the longer shapes come first.
 _VALUE = re.compile(
@@ -30,7 +33,8 @@ _VALUE = re.compile(
     r"|0[xX][0-9a-fA-F]+"  # 0x hex
     # bare hex of 8+ digits with at least one letter and one digit
     r"|(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]*\d[0-9a-fA-F]*(?![A-Za-z0-9])(?<=[0-9a-fA-F]{8})"
-    r"|(?<![A-Za-z0-9])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?"  # number (IPv4 is a dotted number)
+    # number (IPv4 is a dotted number), with its unit when one follows: 12ms, 1.5s, 5.2KB, 1h2m3.5s
+    rf"|(?<![A-Za-z0-9])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?(?:{_UNIT}(?:\d+(?:[.,]\d+)?{_UNIT})*(?![A-Za-z]))?"
     r"|(?<=[A-Za-z])\d{2,}"  # a number glued to a name (host17, U11); a single digit (ssh2) is kept
 )
 _URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S+")
@@ -40,7 +44,9 @@ _REPEATED_WILDCARD = re.compile(r"(?:<\*>){2,}")
 _DIGIT = re.compile(r"\d")
 _TRAILING = ",;:.)]}'\""
 # Units that follow a number as a separate token ("93.0 KB"); folded into the number's wildcard.
-UNITS = frozenset(["B", "KB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB", "ns", "us", "µs", "ms", "s"])
+UNITS = frozenset(["B", "KB", "kB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB"]) | frozenset(
+    ["ns", "us", "µs", "μs", "ms", "s", "sec", "secs"]
+)
 _UNIT_TOKENS = UNITS | {unit + mark for unit in UNITS for mark in _TRAILING}
 # Every digit read as 1: masking depends on where digits are, not on their values, with one exception,
 # the "0x" that starts a hex value, so text holding "0x" or "0X" is never looked up by shape.
@@ -53,11 +59,11 @@ def shape_of(text: str) -> bytes:
 
 
 def _fold_units(tokens: list[str]) -> list[str]:
-    """``<*> KB,`` -> ``<*>,``: a unit after a masked number belongs to the value."""
+    """``<*> KB,`` -> ``<*>,`` and ``(<*> B)`` -> ``(<*>)``: a unit after a masked number belongs to the value."""
     out: list[str] = []
     for token in tokens:
-        if out and out[-1] == WILDCARD and token in _UNIT_TOKENS:
-            out[-1] = WILDCARD + token[len(token.rstrip(_TRAILING)) :]
+        if out and out[-1].endswith(WILDCARD) and token in _UNIT_TOKENS:
+            out[-1] += token[len(token.rstrip(_TRAILING)) :]
         else:
             out.append(token)
     return out
