@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Sensitivity = Literal["low", "medium", "high"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
@@ -26,6 +26,7 @@ ReasonCode = Literal[
 FeedbackAction = Literal["ignore", "priority"]
 
 MAX_MESSAGE_CHARS = 64 * 1024
+PRIMARY_SUFFIX = "-primary"  # Flagger's primary of target <name> is <name>-primary, and so is its pods' app label
 
 
 class LogEvent(BaseModel):
@@ -44,6 +45,12 @@ class LogEvent(BaseModel):
         str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="The raw message; may span lines.")
     ]
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form extra fields.")
+    identities: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Other names of the deployment (version labels, pod-template hashes, OTLP service.version); "
+        "a verdict asked for any of them judges this deployment.",
+    )
 
     @field_validator("timestamp")
     @classmethod
@@ -138,16 +145,31 @@ class FeedbackIn(BaseModel):
     service: Annotated[str, Field(min_length=1, max_length=256)]
     action: FeedbackAction = Field(description="ignore: never an anomaly again; priority: always fail when seen.")
     template: Annotated[
-        str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="The template (or an example message).")
-    ]
-    template_id: str | None = Field(default=None, description="Template id from a verdict, when known.")
+        str | None,
+        Field(
+            min_length=1,
+            max_length=MAX_MESSAGE_CHARS,
+            description="The template (or an example message). May be left out when template_id is given: "
+            "the service's template of that id is used.",
+        ),
+    ] = None
+    template_id: Annotated[str | None, Field(min_length=1, max_length=256)] = Field(
+        default=None, description="Template id from a verdict (template_ids of an anomaly)."
+    )
     author: Annotated[str, Field(max_length=256)] = "unknown"
     reason: Annotated[str, Field(max_length=4096)] = ""
+
+    @model_validator(mode="after")
+    def _names_a_template(self) -> FeedbackIn:
+        if self.template is None and self.template_id is None:
+            raise ValueError("give template_id (from a verdict's anomaly), or template, or both")
+        return self
 
 
 class Feedback(FeedbackIn):
     """A stored feedback rule."""
 
+    template: Annotated[str, Field(min_length=1, description="The template the rule was given, or looked up.")]
     id: str
     created_at: datetime
 

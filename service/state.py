@@ -57,7 +57,13 @@ class LiveState:
 
     def observe(self, event: LogEvent) -> None:
         self.engine.observe(
-            event.service, event.deployment, event.message, event.timestamp.timestamp(), event.host, event.level
+            event.service,
+            event.deployment,
+            event.message,
+            event.timestamp.timestamp(),
+            event.host,
+            event.level,
+            event.identities,
         )
 
     def count_rejections(self, source: str, reasons: Counter[str]) -> None:

@@ -9,17 +9,20 @@ and never unbounded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from service.engine.clustering import Cluster, TemplateClusterer
 from service.engine.masking import Masker
 from service.engine.miner import OTHER, Template, TemplateMiner
+from service.schemas import PRIMARY_SUFFIX
 
 BUCKET_SECONDS = 10
 MAX_EXAMPLES = 5
 MAX_HOSTS = 64
 MAX_BUCKETS = 720  # two hours of 10-second buckets per template and deployment: enough for any window
 DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT = 5_000
+MAX_IDENTITIES = 16  # other names per deployment (labels, hashes): a few per release, the newest kept
 
 _SEVERITY = {
     "trace": 0, "debug": 0, "fine": 0, "finer": 0, "finest": 0,
@@ -118,6 +121,15 @@ class DeploymentModel:
         self.events = 0
         self.first_seen = float("inf")
         self.last_seen = float("-inf")
+        self.identities: dict[str, None] = {}  # other names its records carried, oldest first (an ordered set)
+
+    def add_identity(self, name: str) -> None:
+        """Remembers another name of this deployment; past the cap the oldest is forgotten (recent ones matter)."""
+        if name == self.deployment or name in self.identities:
+            return
+        if len(self.identities) >= MAX_IDENTITIES:
+            del self.identities[next(iter(self.identities))]
+        self.identities[name] = None
 
     def observe(self, template: Template, timestamp: float, host: str, level: int, message: str) -> None:
         self.events += 1
@@ -188,6 +200,24 @@ class ServiceModel:
             found = DeploymentModel(self.name, name, self._engine.max_templates_per_deployment, clusterer)
         return found
 
+    def resolve(self, name: str) -> str | None:
+        """The deployment a deploy tool means by ``name``, or None when no deployment answers to it.
+
+        Deploy tools name deployments their own way (Argo Rollouts by pod-template hash, Flagger by the
+        workload's name), while records are filed under one canonical name. In order: the canonical
+        name; else the newest deployment (by first event) whose records carried ``name``; else, for the
+        service's own name (Flagger's canary), its newest deployment that is not the primary.
+        """
+        if name in self.deployments:
+            return name
+        carriers = [d for d in self.deployments.values() if name in d.identities]
+        if not carriers and name == self.name:
+            primary = name + PRIMARY_SUFFIX
+            carriers = [d for d in self.deployments.values() if d.deployment != primary]
+        if not carriers:
+            return None
+        return max(carriers, key=lambda d: d.first_seen).deployment
+
 
 class Engine:
     """Entry point of the engine: feed it events, read templates and counts back."""
@@ -232,9 +262,16 @@ class Engine:
         return self.services.get(name) or ServiceModel(name, self)
 
     def observe(
-        self, service: str, deployment: str, message: str, timestamp: float, host: str = "", level: str = "info"
+        self,
+        service: str,
+        deployment: str,
+        message: str,
+        timestamp: float,
+        host: str = "",
+        level: str = "info",
+        identities: Sequence[str] = (),
     ) -> Template:
-        """Learns one event and counts it; returns its template."""
+        """Learns one event and counts it under ``deployment``, which is also known by ``identities``."""
         route = self._routes.get((service, deployment))
         if route is None:
             model = self.service(service)
@@ -245,4 +282,7 @@ class Engine:
         if template.signature and rank < 3:
             rank = 3  # a stack trace is an error whatever level it was logged at
         target.observe(template, timestamp, host, rank, message)
+        for name in identities:
+            if name not in target.identities:
+                target.add_identity(name)
         return template

@@ -70,7 +70,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from service.schemas import LogEvent
+from service.schemas import PRIMARY_SUFFIX, LogEvent
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -196,7 +196,7 @@ _SERVICE, _DEPLOYMENT, _HOST, _LEVEL, _MESSAGE, _TIMESTAMP = (
 )
 # Top-level keys that feed a field (used or not) never reach ``attributes``.
 _CONSUMED: Final = frozenset(
-    {"attributes", "kubernetes"}
+    {"attributes", "kubernetes", "identities"}
     | {source for sources in FIELD_SOURCES.values() for source in sources if not source.startswith("kubernetes.")}
 )
 # Kubernetes metadata kept as attributes: attribute -> keys (Fluent Bit, Vector).
@@ -208,6 +208,9 @@ _K8S_ATTRIBUTES: Final = (
 _OTLP_LABEL_PREFIX: Final = "k8s.pod.label."
 _OTLP_LEGACY_LABEL_PREFIX: Final = "k8s.pod.labels."
 _OTLP_RESOURCE_ATTRIBUTES: Final = ("k8s.namespace.name", "k8s.container.name", "k8s.node.name")
+_NAME_LABEL: Final = "app.kubernetes.io/name"
+_MAX_NAME: Final = 256  # LogEvent's limit on a deployment name
+_MAX_IDENTITIES: Final = 16  # LogEvent's limit on identities
 
 _SYSLOG_LEVELS: Final = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 _PINO_LEVELS: Final = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
@@ -337,6 +340,11 @@ def _map_flat(obj: dict[Any, Any], default_service: str | None) -> LogEvent:
         service = default_service or None
         if service is None:
             raise _Rejected("missing_service", "no service (service, kubernetes labels app, ...) and no default")
+    names = [_text(value) for value in _pick_all(obj, k8s, labels, _DEPLOYMENT)]
+    service, deployment, identities = _identify(service, names, (labels.get("app"), labels.get(_NAME_LABEL)))
+    explicit_identities = obj.get("identities")
+    if isinstance(explicit_identities, list):  # a native record with extra keys: keep the identities it names
+        identities = [*identities, *(n for n in explicit_identities if n not in identities and n != deployment)]
     message_key, message = _pick(obj, k8s, labels, _MESSAGE)
     if message_key == "log" and isinstance(message, str) and message.endswith("\n"):
         message = message[:-2] if message.endswith("\r\n") else message[:-1]
@@ -359,7 +367,8 @@ def _map_flat(obj: dict[Any, Any], default_service: str | None) -> LogEvent:
     fields: dict[str, Any] = {
         "timestamp": _timestamp(_pick(obj, k8s, labels, _TIMESTAMP)[1]),
         "service": service,
-        "deployment": _text(_pick(obj, k8s, labels, _DEPLOYMENT)[1]) or "unknown",
+        "deployment": deployment,
+        "identities": identities,
         "host": "unknown" if host is None else _text(host),
         "level": "info" if level is None else _level(level, level_key),
         "message": message,
@@ -387,6 +396,45 @@ def _pick(
             continue
         return key, value
     return "", None
+
+
+def _pick_all(
+    obj: dict[Any, Any], k8s: dict[Any, Any], labels: dict[Any, Any], sources: tuple[_Source, ...]
+) -> list[Any]:
+    """The values of every source holding one, in priority order (what :func:`_pick` would try in turn)."""
+    found = []
+    for source in sources:
+        key, value = _pick(obj, k8s, labels, (source,))
+        if key:
+            found.append(value)
+    return found
+
+
+def _identify(service: Any, names: list[Any], workloads: tuple[Any, ...]) -> tuple[Any, Any, list[str]]:
+    """(service, deployment, identities): the first deployment name, the other names as its identities.
+
+    Flagger runs a target ``<name>`` beside its primary ``<name>-primary`` and relabels the primary's pods
+    ``app: <name>-primary``. Records of those pods belong to service ``<name>`` as deployment
+    ``<name>-primary``, so that primary and canary are two deployments of one service (one miner, one
+    verdict) and the names Flagger knows find both. An explicit ``service`` key or a name without a
+    matching workload label is never rewritten.
+    """
+    deployment = names[0] if names else "unknown"
+    for workload in workloads:
+        if (
+            isinstance(workload, str)
+            and workload.endswith(PRIMARY_SUFFIX)
+            and len(workload) > len(PRIMARY_SUFFIX)
+            and service in (workload, workload[: -len(PRIMARY_SUFFIX)])
+        ):
+            service, deployment = workload[: -len(PRIMARY_SUFFIX)], workload
+            break
+    identities = [
+        name
+        for name in dict.fromkeys(names)
+        if isinstance(name, str) and 0 < len(name) <= _MAX_NAME and name != deployment
+    ]
+    return service, deployment, identities[:_MAX_IDENTITIES]
 
 
 def _text(value: Any) -> Any:
@@ -448,6 +496,7 @@ class _Resource:
     deployment: str
     host: str
     attributes: dict[str, Any]
+    identities: list[str]
 
 
 def _decode_otlp(obj: dict[Any, Any], default_service: str | None, out: Decoded) -> None:
@@ -493,7 +542,8 @@ def _decode_resource_logs(resource_log: Any, default_service: str | None, out: D
 
 
 def _resource(attributes: dict[str, Any], default_service: str | None) -> _Resource:
-    def first(names: tuple[str, ...], skip_unknown_service: bool = False) -> Any:
+    def every(names: tuple[str, ...], skip_unknown_service: bool = False) -> list[Any]:
+        found = []
         for name in names:
             value = attributes.get(name)
             if value is None and name.startswith(_OTLP_LABEL_PREFIX):
@@ -502,15 +552,25 @@ def _resource(attributes: dict[str, Any], default_service: str | None) -> _Resou
                 continue
             if skip_unknown_service and isinstance(value, str) and value.startswith("unknown_service"):
                 continue
-            return _text(value)
-        return None
+            found.append(_text(value))
+        return found
+
+    def first(names: tuple[str, ...], skip_unknown_service: bool = False) -> Any:
+        return next(iter(every(names, skip_unknown_service)), None)
 
     kept: dict[str, Any] = {name: attributes[name] for name in _OTLP_RESOURCE_ATTRIBUTES if name in attributes}
+    workloads = every((_OTLP_LABEL_PREFIX + "app", _OTLP_LABEL_PREFIX + _NAME_LABEL, "k8s.deployment.name"))
+    service, deployment, identities = _identify(
+        first(OTLP_RESOURCE_SOURCES["service"], skip_unknown_service=True) or default_service or None,
+        every(OTLP_RESOURCE_SOURCES["deployment"]),
+        tuple(workloads),
+    )
     return _Resource(
-        service=first(OTLP_RESOURCE_SOURCES["service"], skip_unknown_service=True) or default_service or None,
-        deployment=first(OTLP_RESOURCE_SOURCES["deployment"]) or "unknown",
+        service=service,
+        deployment=deployment,
         host=first(OTLP_RESOURCE_SOURCES["host"]) or "unknown",
         attributes=kept,
+        identities=identities,
     )
 
 
@@ -540,6 +600,7 @@ def _otlp_event(record: Any, resource: _Resource) -> LogEvent:
             "timestamp": timestamp,
             "service": resource.service,
             "deployment": resource.deployment,
+            "identities": resource.identities,
             "host": resource.host,
             "level": level,
             "message": message,

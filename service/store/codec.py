@@ -55,6 +55,7 @@ def encode_deployment(model: DeploymentModel) -> bytes:
             "first_seen": _finite(model.first_seen),
             "last_seen": _finite(model.last_seen),
             "other": _stats_data(model.other),
+            "identities": list(model.identities),
             "templates": [{"id": template.template_id, **_stats_data(stats)} for template, stats in templates],
         }
     )
@@ -76,6 +77,8 @@ def restore(engine: Engine, miners: dict[str, bytes], deployments: dict[tuple[st
         model.first_seen = math.inf if data["first_seen"] is None else data["first_seen"]
         model.last_seen = -math.inf if data["last_seen"] is None else data["last_seen"]
         model.other = _stats_from(data["other"])
+        for identity in data.get("identities", ()):  # absent from blobs written before identities were kept
+            model.add_identity(identity)
         for entry in data["templates"]:
             stats = _stats_from(entry)
             template = service.miner.get(entry["id"])
