@@ -2,13 +2,17 @@
 
 An analysis watches a canary for ``duration`` from its creation: its verdict is
 recomputed every few seconds over the events since it started, published as
-the ``logcanary_analysis_risk`` gauge, and frozen when it completes (or fails
-early with ``fail_fast``). Analyses and feedback live in the store.
+the ``logcanary_analysis_risk`` and ``logcanary_analysis_verdict`` gauges, and
+frozen when it completes (or fails early with ``fail_fast``). The gauges hold
+one series per running analysis, from its creation (and again after a restart)
+until it ends; verdicts asked on demand never touch metrics, so reads cannot
+move a gate. Analyses and feedback live in the store.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -20,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from service.analysis.feedback import compile_rules
 from service.analysis.verdict import analyze
+from service.metrics import VERDICTS
 from service.schemas import Feedback, FeedbackIn, Sensitivity, Verdict
 from service.state import LiveState
 from service.store.base import AnalysisRecord
@@ -102,6 +107,18 @@ def _time(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
 
+class TooManyAnalyses(Exception):
+    """More running analyses than LOGCANARY_MAX_RUNNING_ANALYSES: each is a metric series, so they are capped."""
+
+
+class UnknownTemplate(Exception):
+    """Feedback naming a template id the service does not know (and no template text)."""
+
+
+class AnalysisFinished(Exception):
+    """Cancelling an analysis that already completed: its verdict is final."""
+
+
 class Analyses:
     """Analyses, feedback and verdicts on top of the live state."""
 
@@ -112,8 +129,17 @@ class Analyses:
         self._task: asyncio.Task[None] | None = None
 
     def load(self) -> None:
+        """Reads analyses and feedback; running analyses get their gauges back at once (evaluated now)."""
         self.records = {record.id: record for record in self.state.store.load_analyses()}
         self.feedback = self.state.store.list_feedback()
+        now = time.time()
+        for record in self.records.values():
+            if record.status == "running":
+                self._publish(record)
+                try:
+                    self.refresh(record, now)
+                except Exception:  # the loop retries it; a bad analysis must not stop the start
+                    log.exception("evaluating analysis %s failed", record.id)
 
     # -- verdicts ---------------------------------------------------------------------------
 
@@ -129,7 +155,7 @@ class Analyses:
         """The verdict now; the canary's and control's counts are taken within ``window`` (event time)."""
         model = self.state.engine.peek_service(service)
         rules = compile_rules([f for f in self.feedback if f.service == service], model.miner)
-        verdict = analyze(
+        return analyze(
             model,
             canary=canary,
             baseline=[baseline] if baseline else [],
@@ -138,11 +164,9 @@ class Analyses:
             feedback=rules,
             window=window,
         )
-        metrics = self.state.metrics
-        metrics.risk.labels(service, canary).set(verdict.risk)
-        return verdict
 
     def count_verdict(self, verdict: Verdict) -> None:
+        """Counts a completed analysis' final verdict (never an on-demand one: reads change no metric)."""
         metrics = self.state.metrics
         metrics.analyses.labels(verdict.verdict).inc()
         for anomaly in verdict.anomalies:
@@ -150,7 +174,17 @@ class Analyses:
 
     # -- analyses -----------------------------------------------------------------------------
 
+    @property
+    def running(self) -> int:
+        return sum(1 for record in self.records.values() if record.status == "running")
+
     def create(self, request: AnalysisIn) -> AnalysisRecord:
+        """Starts an analysis; its gauges exist from now on. Raises TooManyAnalyses past the cap."""
+        limit = self.state.settings.max_running_analyses
+        if self.running >= limit:
+            raise TooManyAnalyses(
+                f"{limit} analyses are running (LOGCANARY_MAX_RUNNING_ANALYSES): wait for one to end or cancel one"
+            )
         now = time.time()
         data = request.model_dump(mode="json")
         data["sensitivity"] = request.sensitivity or self.state.settings.default_sensitivity
@@ -168,9 +202,16 @@ class Analyses:
         return record
 
     def cancel(self, record: AnalysisRecord) -> None:
+        """Stops a running analysis and removes its gauges; cancelling twice is a no-op.
+
+        Raises AnalysisFinished for a completed analysis: its final verdict stays as it is.
+        """
+        if record.status == "completed":
+            raise AnalysisFinished(f"analysis {record.id!r} already completed; its verdict is final")
         if record.status == "running":
             record.status = "cancelled"
             record.finished_at = time.time()
+            self._unpublish(record)
             self.state.store.save_analysis(record)
 
     def view(self, record: AnalysisRecord) -> AnalysisOut:
@@ -206,7 +247,31 @@ class Analyses:
         if done:
             record.status = "completed"
             record.finished_at = now
+            self._unpublish(record)
             self.count_verdict(verdict)
+        else:
+            self._publish(record)
+
+    def _labels(self, record: AnalysisRecord) -> tuple[str, str, str]:
+        return record.service, str(record.request["canary"]["deployment"]), record.id
+
+    def _publish(self, record: AnalysisRecord) -> None:
+        """Sets the running analysis' risk and verdict series (risk 0 and inconclusive before any verdict)."""
+        metrics = self.state.metrics
+        labels = self._labels(record)
+        verdict = record.verdict or {}
+        metrics.risk.labels(*labels).set(float(verdict.get("risk", 0.0)))
+        current = verdict.get("verdict", "inconclusive")
+        for name in VERDICTS:
+            metrics.verdict.labels(*labels, name).set(1.0 if name == current else 0.0)
+
+    def _unpublish(self, record: AnalysisRecord) -> None:
+        """Removes the analysis' series: a finished analysis no longer gates anything."""
+        metrics = self.state.metrics
+        labels = self._labels(record)
+        for gauge, values in [(metrics.risk, labels), *((metrics.verdict, (*labels, name)) for name in VERDICTS)]:
+            with contextlib.suppress(KeyError):  # never published (e.g. completed while the service was down)
+                gauge.remove(*values)
 
     def refresh(self, record: AnalysisRecord, now: float) -> None:
         """Recomputes a running analysis' verdict; saves it when that completes the analysis."""
@@ -233,7 +298,18 @@ class Analyses:
     # -- feedback -----------------------------------------------------------------------------
 
     def add_feedback(self, entry: FeedbackIn) -> Feedback:
-        feedback = Feedback(**entry.model_dump(), id=uuid.uuid4().hex, created_at=datetime.now(UTC))
+        """Stores a rule; a rule given only a template_id gets the template of that id (UnknownTemplate if none)."""
+        data = entry.model_dump()
+        if entry.template is None:
+            model = self.state.engine.services.get(entry.service)
+            template = model.miner.get(entry.template_id) if model is not None and entry.template_id else None
+            if template is None:
+                raise UnknownTemplate(
+                    f"no template {entry.template_id!r} in service {entry.service!r}: "
+                    "give a template_id from a verdict of this service, or the template text"
+                )
+            data["template"] = template.text
+        feedback = Feedback(**data, id=uuid.uuid4().hex, created_at=datetime.now(UTC))
         self.state.store.add_feedback(feedback)
         self.feedback.append(feedback)
         return feedback

@@ -15,6 +15,9 @@ from prometheus_client.registry import Collector
 
 from service.engine.model import Engine
 
+ANALYSIS_LABELS = ["service", "canary", "analysis"]
+VERDICTS = ("pass", "fail", "inconclusive")
+
 
 class _EngineCollector(Collector):
     """Templates per service and clusters per deployment, read when Prometheus scrapes."""
@@ -67,16 +70,25 @@ class Metrics:
             "Time to write a checkpoint (state and offsets in one transaction).",
             registry=r,
         )
-        self.analyses = Counter(
-            "logcanary_analyses", "Finished analyses and verdict requests, by verdict.", ["verdict"], registry=r
-        )
+        self.analyses = Counter("logcanary_analyses", "Completed analyses, by final verdict.", ["verdict"], registry=r)
         self.anomalies = Counter(
-            "logcanary_anomalies", "Anomalies in finished analyses and verdict requests, by kind.", ["kind"], registry=r
+            "logcanary_anomalies",
+            "Anomalies in the final verdicts of completed analyses, by kind.",
+            ["kind"],
+            registry=r,
         )
+        # One series per *running* analysis (at most LOGCANARY_MAX_RUNNING_ANALYSES): set by the analysis alone,
+        # from its creation until it completes or is cancelled. Reads (GET /v1/verdict) never touch them.
         self.risk = Gauge(
             "logcanary_analysis_risk",
-            "Latest risk (0-100) of a canary; 50 is the fail threshold.",
-            ["service", "canary"],
+            "Current risk (0-100) of a running analysis; 50 is the fail threshold.",
+            ANALYSIS_LABELS,
+            registry=r,
+        )
+        self.verdict = Gauge(
+            "logcanary_analysis_verdict",
+            "1 for the current verdict of a running analysis (pass, fail or inconclusive), 0 for the others.",
+            [*ANALYSIS_LABELS, "verdict"],
             registry=r,
         )
         self.http_requests = Counter(

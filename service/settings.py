@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API (0 = any free port).")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     api_token: SecretStr | None = Field(None, description="Bearer token required by mutating endpoints when set.")
+    protect_reads: bool = Field(
+        False,
+        description="With api_token set, reads (verdicts, analyses, feedback, services, clusters) need it too: "
+        "they return verbatim log lines. Health and metrics stay open.",
+    )
     public_url: str | None = Field(None, description="Base URL shown in messages (default http://host:port).")
 
     kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset = no Kafka.")
@@ -55,6 +60,12 @@ class Settings(BaseSettings):
     )
     max_record_bytes: int = Field(1_048_576, ge=256, description="Larger Kafka records or NDJSON lines are rejected.")
     max_request_bytes: int = Field(16 * 1_048_576, ge=1024, description="Largest POST /v1/events body.")
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1024, description="Longer messages keep their head (UTF-8 bytes), marked truncated, and count."
+    )
+    max_running_analyses: int = Field(
+        100, ge=1, description="Running analyses at most (each is one series of logcanary_analysis_risk)."
+    )
 
     @field_validator("kafka_topics", mode="before")
     @classmethod

@@ -132,13 +132,18 @@ def test_verdict_errors(client: TestClient) -> None:
 
 def test_analysis_lifecycle(client: TestClient) -> None:
     body = {"service": "payments", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}, "duration": "10m"}
+    unknown = client.post("/v1/analyses", json=body, headers=AUTH)  # as /v1/verdict: a service never seen is a 404
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "not_found", "detail": "no events seen for service 'payments'"}
+    assert client.get("/v1/verdict", params={"service": "payments", "canary": "v2"}).json() == unknown.json()
+    assert client.get("/v1/services").json() == []  # asking does not create a service
+    client.post("/v1/events", content=ndjson(live("v0", 5, 3)), headers=AUTH)
     created = client.post("/v1/analyses", json=body, headers=AUTH)
     assert created.status_code == 201
     analysis = created.json()
     assert analysis["status"] == "running"
     assert analysis["sensitivity"] == "medium"
     assert analysis["verdict"]["verdict"] == "inconclusive"  # nothing logged yet
-    assert client.get("/v1/services").json() == []  # asking does not create a service
     client.post("/v1/events", content=ndjson(live("v1", 2000, 1) + live("v2", 2000, 2)), headers=AUTH)
     fetched = client.get(f"/v1/analyses/{analysis['id']}").json()
     assert fetched["verdict"]["verdict"] == "pass"

@@ -29,9 +29,11 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing bearer token",
         403: "Wrong bearer token",
         404: "Not found",
+        409: "Conflict with the resource's state",
         412: "The verdict is fail (only when fail_status asks for it)",
         413: "Body too large",
         422: "Invalid request",
+        429: "Too many running analyses",
     }
     return {status: {"model": ErrorResponse, "description": texts[status]} for status in statuses}
 
@@ -53,7 +55,9 @@ def install(app: FastAPI) -> None:
             403: "forbidden",
             404: "not_found",
             405: "method_not_allowed",
+            409: "conflict",
             413: "too_large",
+            429: "too_many_analyses",
         }.get(exc.status_code, "bad_request" if exc.status_code < 500 else "error")
         response = error(exc.status_code, name, exc.detail)
         if exc.headers:

@@ -15,7 +15,14 @@ from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.analyses import AnalysisIn, AnalysisOut, parse_duration
+from service.analyses import (
+    AnalysisFinished,
+    AnalysisIn,
+    AnalysisOut,
+    TooManyAnalyses,
+    UnknownTemplate,
+    parse_duration,
+)
 from service.api.errors import json_response, responses
 from service.engine.model import SEVERITY_NAMES
 from service.ingestion.records import Decoded, decode_object, decode_record
@@ -46,6 +53,15 @@ def require_token(request: Request) -> None:
 
 
 Auth = Depends(require_token)
+
+
+def require_token_to_read(request: Request) -> None:
+    """Reads return verbatim log lines: with LOGCANARY_PROTECT_READS=true they need the token as well."""
+    if runtime(request).settings.protect_reads:
+        require_token(request)
+
+
+ReadAuth = Depends(require_token_to_read)
 
 
 # -- health --------------------------------------------------------------------------------------
@@ -203,7 +219,6 @@ def _verdict(request: Request, query: VerdictQuery) -> Response:
         query.sensitivity,
         window,
     )
-    rt.analyses.count_verdict(verdict)
     code = query.fail_status if (query.fail_status and verdict.verdict == "fail") else 200
     return json_response(verdict.model_dump(mode="json"), code)
 
@@ -213,7 +228,8 @@ def _verdict(request: Request, query: VerdictQuery) -> Response:
     tags=["verdicts"],
     summary="Verdict over the last window (one URL to poll)",
     response_model=Verdict,
-    responses=responses(400, 404, 412, 422),
+    responses=responses(400, 401, 403, 404, 412, 422),
+    dependencies=[ReadAuth],
 )
 async def get_verdict(request: Request, query: Annotated[VerdictQuery, Query()]) -> Response:
     """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with
@@ -243,7 +259,8 @@ def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
     tags=["verdicts"],
     summary="Verdict over the last window (JSON body; Flagger webhooks too)",
     response_model=Verdict,
-    responses=responses(400, 404, 412, 422),
+    responses=responses(400, 401, 403, 404, 412, 422),
+    dependencies=[ReadAuth],
 )
 async def post_verdict(
     request: Request, body: Annotated[VerdictQuery | FlaggerWebhook, Body(description="Flat query or Flagger webhook")]
@@ -263,15 +280,29 @@ async def post_verdict(
     summary="Start watching a canary",
     status_code=201,
     response_model=AnalysisOut,
-    responses=responses(401, 403, 422),
+    responses=responses(401, 403, 404, 422, 429),
     dependencies=[Auth],
 )
 async def create_analysis(request: Request, body: AnalysisIn) -> AnalysisOut:
+    """Its `logcanary_analysis_risk` and `logcanary_analysis_verdict` series exist from now until it ends.
+    404 for a service never seen (as `/v1/verdict`); 429 past `LOGCANARY_MAX_RUNNING_ANALYSES`."""
     rt = runtime(request)
-    return rt.analyses.view(rt.analyses.create(body))
+    if body.service not in rt.state.engine.services:
+        raise HTTPException(404, f"no events seen for service {body.service!r}")
+    try:
+        return rt.analyses.view(rt.analyses.create(body))
+    except TooManyAnalyses as exc:
+        raise HTTPException(429, str(exc)) from exc
 
 
-@router.get("/v1/analyses", tags=["analyses"], summary="List analyses", response_model=list[AnalysisOut])
+@router.get(
+    "/v1/analyses",
+    tags=["analyses"],
+    summary="List analyses",
+    response_model=list[AnalysisOut],
+    responses=responses(401, 403),
+    dependencies=[ReadAuth],
+)
 async def list_analyses(
     request: Request,
     service: str | None = None,
@@ -298,7 +329,8 @@ def _analysis(request: Request, analysis_id: str) -> AnalysisRecord:
     tags=["analyses"],
     summary="An analysis with its current verdict",
     response_model=AnalysisOut,
-    responses=responses(404),
+    responses=responses(401, 403, 404),
+    dependencies=[ReadAuth],
 )
 async def get_analysis(request: Request, analysis_id: str) -> AnalysisOut:
     rt = runtime(request)
@@ -312,13 +344,17 @@ async def get_analysis(request: Request, analysis_id: str) -> AnalysisOut:
     tags=["analyses"],
     summary="Cancel an analysis",
     response_model=AnalysisOut,
-    responses=responses(401, 403, 404),
+    responses=responses(401, 403, 404, 409),
     dependencies=[Auth],
 )
 async def cancel_analysis(request: Request, analysis_id: str) -> AnalysisOut:
+    """Stops a running analysis and removes its metric series. 409 when it already completed."""
     rt = runtime(request)
     record = _analysis(request, analysis_id)
-    rt.analyses.cancel(record)
+    try:
+        rt.analyses.cancel(record)
+    except AnalysisFinished as exc:
+        raise HTTPException(409, str(exc)) from exc
     return rt.analyses.view(record)
 
 
@@ -331,16 +367,27 @@ async def cancel_analysis(request: Request, analysis_id: str) -> AnalysisOut:
     summary="Mark a cluster ignore or priority",
     status_code=201,
     response_model=Feedback,
-    responses=responses(401, 403, 422),
+    responses=responses(401, 403, 404, 422),
     dependencies=[Auth],
 )
 async def add_feedback(request: Request, body: FeedbackIn) -> Feedback:
     """`ignore`: events like this template are never anomalies again for this service.
-    `priority`: they always fail a canary when seen. Give the `template_id` from a verdict when you can."""
-    return runtime(request).analyses.add_feedback(body)
+    `priority`: they always fail a canary when seen. Give the `template_id` from a verdict's anomaly, the
+    `template` text, or both; a `template_id` alone that the service does not know is a 404."""
+    try:
+        return runtime(request).analyses.add_feedback(body)
+    except UnknownTemplate as exc:
+        raise HTTPException(404, str(exc)) from exc
 
 
-@router.get("/v1/feedback", tags=["feedback"], summary="List feedback", response_model=list[Feedback])
+@router.get(
+    "/v1/feedback",
+    tags=["feedback"],
+    summary="List feedback",
+    response_model=list[Feedback],
+    responses=responses(401, 403),
+    dependencies=[ReadAuth],
+)
 async def list_feedback(request: Request, service: str | None = None) -> list[Feedback]:
     return [f for f in runtime(request).analyses.feedback if service is None or f.service == service]
 
@@ -384,7 +431,12 @@ def _finite(value: float) -> float | None:
 
 
 @router.get(
-    "/v1/services", tags=["services"], summary="Services, deployments and counts", response_model=list[ServiceInfo]
+    "/v1/services",
+    tags=["services"],
+    summary="Services, deployments and counts",
+    response_model=list[ServiceInfo],
+    responses=responses(401, 403),
+    dependencies=[ReadAuth],
 )
 async def list_services(request: Request) -> list[ServiceInfo]:
     out = []
@@ -435,7 +487,8 @@ class ClusterInfo(BaseModel):
     tags=["services"],
     summary="Clusters of a deployment, with templates, counts and examples",
     response_model=list[ClusterInfo],
-    responses=responses(404),
+    responses=responses(401, 403, 404),
+    dependencies=[ReadAuth],
 )
 async def list_clusters(request: Request, service: str, deployment: str) -> list[ClusterInfo]:
     model = runtime(request).state.engine.services.get(service)
