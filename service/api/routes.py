@@ -23,6 +23,7 @@ from service.analyses import (
     UnknownTemplate,
     parse_duration,
 )
+from service.api.compact import compact
 from service.api.errors import json_response, responses
 from service.engine.model import SEVERITY_NAMES
 from service.ingestion.records import Decoded, decode_object, decode_record
@@ -196,6 +197,12 @@ class VerdictQuery(BaseModel):
         le=499,
         description="HTTP status (4xx) to answer with when the verdict is fail (e.g. 412 for Flagger).",
     )
+    compact: bool = Field(
+        False,
+        description="Answer a bounded verdict (about 3 KB at most) for tools that store it, such as Argo Rollouts' "
+        "web provider: verdict, risk, reason, reason_code, counts and thresholds unchanged; at most 3 anomalies "
+        "with one example each, 3 vanished and 3 suppressed entries; texts cut to 200 characters.",
+    )
 
 
 def _verdict(request: Request, query: VerdictQuery) -> Response:
@@ -219,6 +226,8 @@ def _verdict(request: Request, query: VerdictQuery) -> Response:
         query.sensitivity,
         window,
     )
+    if query.compact:
+        verdict = compact(verdict)
     code = query.fail_status if (query.fail_status and verdict.verdict == "fail") else 200
     return json_response(verdict.model_dump(mode="json"), code)
 
@@ -232,8 +241,10 @@ def _verdict(request: Request, query: VerdictQuery) -> Response:
     dependencies=[ReadAuth],
 )
 async def get_verdict(request: Request, query: Annotated[VerdictQuery, Query()]) -> Response:
-    """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with
-    `successCondition: result.verdict != 'fail'`. Always 200 unless `fail_status` is given."""
+    """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with `compact=true`,
+    `successCondition: result.verdict == 'pass'` and `failureCondition: result.verdict == 'fail'` (an
+    inconclusive verdict then pauses the rollout). Always 200 unless `fail_status` is given; 404 for a service
+    never seen."""
     return _verdict(request, query)
 
 
