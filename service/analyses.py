@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from service.analysis.feedback import compile_rules
 from service.analysis.verdict import analyze
 from service.metrics import VERDICTS
-from service.schemas import Feedback, FeedbackIn, Sensitivity, Verdict
+from service.schemas import DeploymentMark, DeploymentMarkIn, Feedback, FeedbackIn, Sensitivity, Verdict
 from service.state import LiveState
 from service.store.base import AnalysisRecord
 
@@ -126,12 +126,14 @@ class Analyses:
         self.state = state
         self.records: dict[str, AnalysisRecord] = {}
         self.feedback: list[Feedback] = []
+        self.marks: dict[tuple[str, str], DeploymentMark] = {}  # (service, canonical deployment) -> a person's mark
         self._task: asyncio.Task[None] | None = None
 
     def load(self) -> None:
         """Reads analyses and feedback; running analyses get their gauges back at once (evaluated now)."""
         self.records = {record.id: record for record in self.state.store.load_analyses()}
         self.feedback = self.state.store.list_feedback()
+        self.marks = {(mark.service, mark.deployment): mark for mark in self.state.store.load_marks()}
         now = time.time()
         for record in self.records.values():
             if record.status == "running":
@@ -152,9 +154,16 @@ class Analyses:
         sensitivity: Sensitivity | None,
         window: tuple[float, float] | None,
     ) -> Verdict:
-        """The verdict now; the canary's and control's counts are taken within ``window`` (event time)."""
+        """The verdict now; the canary's and control's counts are taken within ``window`` (event time).
+
+        ``canary`` and ``baseline`` may be any identity of a deployment (a hash, a version, Flagger's names):
+        the verdict judges, and names, the deployments they resolve to.
+        """
         model = self.state.engine.peek_service(service)
         rules = compile_rules([f for f in self.feedback if f.service == service], model.miner)
+        canary = model.resolve(canary) or canary
+        if baseline:
+            baseline = model.resolve(baseline) or baseline
         return analyze(
             model,
             canary=canary,
@@ -163,7 +172,29 @@ class Analyses:
             sensitivity=sensitivity or self.state.settings.default_sensitivity,
             feedback=rules,
             window=window,
+            exclude_history=self.excluded_from_history(service),
         )
+
+    def excluded_from_history(self, service: str) -> set[str]:
+        """Deployments no history baseline may use: the canaries of completed analyses that failed, and those
+        a person marked bad. A person's mark wins either way (``bad: false`` lets a false alarm back in)."""
+        failed = {
+            str(record.verdict["canary"])
+            for record in self.records.values()
+            if record.service == service
+            and record.status == "completed"
+            and record.verdict is not None
+            and record.verdict.get("verdict") == "fail"
+        }
+        marked = {deployment: mark.bad for (name, deployment), mark in self.marks.items() if name == service}
+        return {name for name in failed if marked.get(name, True)} | {name for name, bad in marked.items() if bad}
+
+    def mark(self, service: str, deployment: str, entry: DeploymentMarkIn) -> DeploymentMark:
+        """Stores a person's mark on a deployment (its canonical name), replacing an earlier one."""
+        mark = DeploymentMark(**entry.model_dump(), service=service, deployment=deployment, marked_at=datetime.now(UTC))
+        self.state.store.save_mark(mark)
+        self.marks[(service, deployment)] = mark
+        return mark
 
     def count_verdict(self, verdict: Verdict) -> None:
         """Counts a completed analysis' final verdict (never an on-demand one: reads change no metric)."""

@@ -174,6 +174,26 @@ class Feedback(FeedbackIn):
     created_at: datetime
 
 
+class DeploymentMarkIn(BaseModel):
+    """A person's judgement of a deployment: one marked bad is never part of a history baseline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bad: bool = Field(
+        True, description="true: keep it out of history baselines; false: let it back in, even after a failed analysis."
+    )
+    author: Annotated[str, Field(max_length=256)] = "unknown"
+    reason: Annotated[str, Field(max_length=4096)] = ""
+
+
+class DeploymentMark(DeploymentMarkIn):
+    """A stored mark, on the deployment's canonical name."""
+
+    service: str
+    deployment: str
+    marked_at: datetime
+
+
 def to_rfc3339(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 

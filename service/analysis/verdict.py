@@ -92,8 +92,14 @@ def _cluster(model: DeploymentModel, template: Template) -> Cluster:
 
 
 def history_weights(service: ServiceModel, canary: DeploymentModel, exclude: set[str]) -> list[tuple[str, float]]:
-    """Earlier deployments, most recent first, weighted by exponential decay of their age."""
-    others = [d for name, d in service.deployments.items() if name != canary.deployment and name not in exclude]
+    """Strictly earlier deployments (first seen before the canary), most recent first, weighted by the decay
+    of their age. A later deployment is no precedent for the canary, and ``exclude`` (failed or marked bad)
+    never is one."""
+    others = [
+        d
+        for name, d in service.deployments.items()
+        if name != canary.deployment and name not in exclude and d.first_seen < canary.first_seen
+    ]
     others.sort(key=lambda d: d.last_seen, reverse=True)
     reference = canary.first_seen if math.isfinite(canary.first_seen) else max((d.last_seen for d in others), default=0)
     weights = []

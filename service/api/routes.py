@@ -25,9 +25,17 @@ from service.analyses import (
 )
 from service.api.compact import compact
 from service.api.errors import json_response, responses
-from service.engine.model import SEVERITY_NAMES
+from service.engine.model import SEVERITY_NAMES, DeploymentModel
 from service.ingestion.records import Decoded, decode_object, decode_record
-from service.schemas import Feedback, FeedbackIn, Sensitivity, Verdict
+from service.schemas import (
+    PRIMARY_SUFFIX,
+    DeploymentMark,
+    DeploymentMarkIn,
+    Feedback,
+    FeedbackIn,
+    Sensitivity,
+    Verdict,
+)
 
 if TYPE_CHECKING:
     from service.api.app import Runtime
@@ -205,7 +213,9 @@ class VerdictQuery(BaseModel):
     )
 
 
-def _verdict(request: Request, query: VerdictQuery) -> Response:
+def _verdict(request: Request, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
+    """The verdict as an HTTP answer: ``fail_status`` for a fail (and, with ``inconclusive_fails``, for an
+    inconclusive verdict too), else 200."""
     rt = runtime(request)
     if query.service not in rt.state.engine.services:
         raise HTTPException(404, f"no events seen for service {query.service!r}")
@@ -228,7 +238,8 @@ def _verdict(request: Request, query: VerdictQuery) -> Response:
     )
     if query.compact:
         verdict = compact(verdict)
-    code = query.fail_status if (query.fail_status and verdict.verdict == "fail") else 200
+    failing = verdict.verdict == "fail" or (inconclusive_fails and verdict.verdict == "inconclusive")
+    code = query.fail_status if (query.fail_status and failing) else 200
     return json_response(verdict.model_dump(mode="json"), code)
 
 
@@ -248,19 +259,32 @@ async def get_verdict(request: Request, query: Annotated[VerdictQuery, Query()])
     return _verdict(request, query)
 
 
-class FlaggerWebhook(BaseModel):
-    """The body Flagger sends to a webhook; the verdict's fields come as strings in ``metadata``."""
+FLAGGER_FAIL_STATUS = 412  # Flagger fails a check on any status above 202
 
-    name: str
+
+class FlaggerWebhook(BaseModel):
+    """The body Flagger sends to a webhook (``checksum`` and other keys are ignored); the query's fields,
+    all optional, come as strings in ``metadata``."""
+
+    name: str = Field(min_length=1, max_length=256, description="The Canary's target: the service's name.")
     namespace: str | None = None
     phase: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
 
 
 def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
-    """The query in a Flagger webhook's metadata; the service defaults to the canary's name."""
+    """The query of a Flagger webhook. Without metadata it judges the canary ``<name>`` (the service's newest
+    deployment that is not the primary) against ``<name>-primary``, and a fail answers 412. Metadata keys
+    override these; keys that are not query fields are ignored, as Flagger users add their own."""
+    defaults = {
+        "service": hook.name,
+        "canary": hook.name,
+        "baseline": hook.name + PRIMARY_SUFFIX,
+        "fail_status": FLAGGER_FAIL_STATUS,
+    }
+    given = {key: value for key, value in hook.metadata.items() if key in VerdictQuery.model_fields}
     try:
-        return VerdictQuery.model_validate({"service": hook.name, **hook.metadata})
+        return VerdictQuery.model_validate({**defaults, **given})
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
 
@@ -277,9 +301,13 @@ async def post_verdict(
     request: Request, body: Annotated[VerdictQuery | FlaggerWebhook, Body(description="Flat query or Flagger webhook")]
 ) -> Response:
     """Same as GET, with the fields in a JSON body. Flagger webhooks send
-    `{"name", "namespace", "phase", "metadata": {...}}` with the fields as strings in `metadata`, and fail
-    the check on any non-2xx answer: put `"fail_status": "412"` in the metadata."""
-    return _verdict(request, _query_from_hook(body) if isinstance(body, FlaggerWebhook) else body)
+    `{"name", "namespace", "phase", "checksum", "metadata": {...}}` and fail the check on any status above 202.
+    For them a `fail` **and** an `inconclusive` verdict answer `fail_status` (default 412): Flagger has no
+    'inconclusive', and too little data must not pass. With no metadata, the canary `<name>` is judged
+    against the primary `<name>-primary`; metadata (strings) may set any query field, other keys are ignored."""
+    if isinstance(body, FlaggerWebhook):
+        return _verdict(request, _query_from_hook(body), inconclusive_fails=True)
+    return _verdict(request, body)
 
 
 # -- analyses ---------------------------------------------------------------------------------------
@@ -420,8 +448,27 @@ async def delete_feedback(request: Request, feedback_id: str) -> Response:
 # -- services ---------------------------------------------------------------------------------------
 
 
+def _deployment(request: Request, service: str, name: str) -> DeploymentModel:
+    """The deployment of ``service`` that ``name`` (any of its identities) means; 404 when there is none."""
+    model = runtime(request).state.engine.services.get(service)
+    if model is None:
+        raise HTTPException(404, f"no events seen for service {service!r}")
+    canonical = model.resolve(name)
+    if canonical is None:
+        raise HTTPException(404, f"no deployment {name!r} of service {service!r}")
+    return model.deployments[canonical]
+
+
 class DeploymentInfo(BaseModel):
     deployment: str
+    identities: list[str] = Field(
+        description="Other names its records carried (version labels, pod-template hashes, OTLP service.version); "
+        "a query by any of them means this deployment."
+    )
+    mark: DeploymentMark | None = Field(description="A person's mark (bad or not), if any.")
+    excluded_from_history: bool = Field(
+        description="Never part of a history baseline: marked bad, or the canary of an analysis that failed."
+    )
     events: int
     templates: int
     clusters: int
@@ -450,11 +497,16 @@ def _finite(value: float) -> float | None:
     dependencies=[ReadAuth],
 )
 async def list_services(request: Request) -> list[ServiceInfo]:
+    rt = runtime(request)
     out = []
-    for name, service in sorted(runtime(request).state.engine.services.items()):
+    for name, service in sorted(rt.state.engine.services.items()):
+        excluded = rt.analyses.excluded_from_history(name)
         deployments = [
             DeploymentInfo(
                 deployment=d,
+                identities=list(m.identities),
+                mark=rt.analyses.marks.get((name, d)),
+                excluded_from_history=d in excluded,
                 events=m.events,
                 templates=len(m.stats),
                 clusters=len(m.clusterer),
@@ -502,10 +554,8 @@ class ClusterInfo(BaseModel):
     dependencies=[ReadAuth],
 )
 async def list_clusters(request: Request, service: str, deployment: str) -> list[ClusterInfo]:
-    model = runtime(request).state.engine.services.get(service)
-    if model is None or deployment not in model.deployments:
-        raise HTTPException(404, f"no deployment {deployment!r} of service {service!r}")
-    dep = model.deployments[deployment]
+    """`deployment` may be any of its identities (a version, a pod-template hash, ...)."""
+    dep = _deployment(request, service, deployment)
     clusters: dict[str, ClusterInfo] = {}
     for template, stats in dep.templates().items():
         cluster = dep.cluster_of(template)
@@ -526,3 +576,19 @@ async def list_clusters(request: Request, service: str, deployment: str) -> list
             )
         )
     return sorted(clusters.values(), key=lambda c: c.count, reverse=True)
+
+
+@router.post(
+    "/v1/services/{service}/deployments/{deployment}/mark",
+    tags=["services"],
+    summary="Mark a deployment bad (never a history baseline) or not",
+    response_model=DeploymentMark,
+    responses=responses(401, 403, 404, 422),
+    dependencies=[Auth],
+)
+async def mark_deployment(request: Request, service: str, deployment: str, body: DeploymentMarkIn) -> DeploymentMark:
+    """`{"bad": true, "author", "reason"}` keeps the deployment out of every history baseline; `{"bad": false}`
+    lets it back in, even when an analysis failed it. `deployment` may be any of its identities; the mark is
+    stored on its canonical name, replaces an earlier mark, and is listed in `/v1/services`."""
+    dep = _deployment(request, service, deployment)
+    return runtime(request).analyses.mark(service, dep.deployment, body)

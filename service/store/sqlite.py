@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from service.schemas import Feedback
+from service.schemas import DeploymentMark, Feedback
 from service.store.base import AnalysisRecord, Checkpoint
 
 SCHEMA = """
@@ -24,7 +24,13 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_service ON feedback (service);
 CREATE TABLE IF NOT EXISTS analyses (id TEXT PRIMARY KEY, service TEXT NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS deployment_marks (
+    service TEXT NOT NULL, deployment TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (service, deployment)
+);
 """
+# Upgrades are additive: every table is created IF NOT EXISTS when a file is opened, so a file written by an
+# older version gains the new ones (deployment_marks), and blobs without newer keys (a deployment's identities)
+# decode with defaults.
 
 
 class SqliteStore:
@@ -98,6 +104,19 @@ class SqliteStore:
     def delete_feedback(self, feedback_id: str) -> bool:
         with self._lock:
             return self._db.execute("DELETE FROM feedback WHERE id = ?", (feedback_id,)).rowcount > 0
+
+    def save_mark(self, mark: DeploymentMark) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO deployment_marks (service, deployment, body) VALUES (?, ?, ?) "
+                "ON CONFLICT (service, deployment) DO UPDATE SET body = excluded.body",
+                (mark.service, mark.deployment, mark.model_dump_json().encode()),
+            )
+
+    def load_marks(self) -> list[DeploymentMark]:
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM deployment_marks").fetchall()
+        return [DeploymentMark.model_validate_json(body) for (body,) in rows]
 
     def save_analysis(self, record: AnalysisRecord) -> None:
         body = orjson.dumps(
