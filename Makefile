@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EVAL ?= ../shared/eval
 
-.PHONY: install browser test lint typecheck unit demo schemas bench score-grouping score-canary clean
+.PHONY: install browser prometheus test lint typecheck unit demo schemas bench score-grouping score-canary clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
@@ -34,8 +34,17 @@ browser:
 			|| echo "could not install chromium: tests/test_ui.py will skip"; \
 	else echo "chromium not installed (needs root): tests/test_ui.py will skip"; fi
 
+# Debian's Prometheus for tests/test_prometheus.py (the Flagger MetricTemplate example, evaluated for real).
+# A failed install does not stop `make test`: that test then skips, saying why.
+prometheus:
+	@if command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+			|| echo "could not install prometheus: tests/test_prometheus.py will skip"; \
+	else echo "prometheus not installed (needs root): tests/test_prometheus.py will skip"; fi
+
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
-unit: $(STAMP) browser
+unit: $(STAMP) browser prometheus
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit

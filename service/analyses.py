@@ -209,8 +209,16 @@ class Analyses:
     def running(self) -> int:
         return sum(1 for record in self.records.values() if record.status == "running")
 
-    def create(self, request: AnalysisIn) -> AnalysisRecord:
-        """Starts an analysis; its gauges exist from now on. Raises TooManyAnalyses past the cap."""
+    def create(self, request: AnalysisIn, replace: bool = False) -> AnalysisRecord:
+        """Starts an analysis; its gauges exist from now on. Raises TooManyAnalyses past the cap.
+
+        ``replace`` first cancels running analyses of the same service and canary (a new rollout of it).
+        """
+        if replace:
+            for record in list(self.records.values()):
+                same = record.service == request.service and record.request["canary"] == request.canary.model_dump()
+                if same and record.status == "running":
+                    self.cancel(record)
         limit = self.state.settings.max_running_analyses
         if self.running >= limit:
             raise TooManyAnalyses(

@@ -322,16 +322,43 @@ async def post_verdict(
     responses=responses(401, 403, 404, 422, 429),
     dependencies=[Auth],
 )
-async def create_analysis(request: Request, body: AnalysisIn) -> AnalysisOut:
+async def create_analysis(
+    request: Request,
+    body: Annotated[AnalysisIn | FlaggerWebhook, Body(description="An analysis, or a Flagger pre-rollout webhook")],
+) -> AnalysisOut:
     """Its `logcanary_analysis_risk` and `logcanary_analysis_verdict` series exist from now until it ends.
-    404 for a service never seen (as `/v1/verdict`); 429 past `LOGCANARY_MAX_RUNNING_ANALYSES`."""
+    404 for a service never seen (as `/v1/verdict`); 429 past `LOGCANARY_MAX_RUNNING_ANALYSES`.
+
+    A Flagger `pre-rollout` webhook body starts an analysis of the canary `<name>` against `<name>-primary`
+    (metadata may set `service`, `canary`, `baseline`, `history`, `duration`, `sensitivity`, `fail_fast`); it
+    replaces a running analysis of the same canary, as a new rollout makes the old one moot."""
     rt = runtime(request)
-    if body.service not in rt.state.engine.services:
-        raise HTTPException(404, f"no events seen for service {body.service!r}")
+    replace = isinstance(body, FlaggerWebhook)
+    analysis = _analysis_from_hook(body) if isinstance(body, FlaggerWebhook) else body
+    if analysis.service not in rt.state.engine.services:
+        raise HTTPException(404, f"no events seen for service {analysis.service!r}")
     try:
-        return rt.analyses.view(rt.analyses.create(body))
+        return rt.analyses.view(rt.analyses.create(analysis, replace=replace))
     except TooManyAnalyses as exc:
         raise HTTPException(429, str(exc)) from exc
+
+
+def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
+    """The analysis a Flagger webhook asks for; metadata keys that are not analysis fields are ignored."""
+    meta = hook.metadata
+    baseline: dict[str, object] = {"deployment": meta.get("baseline", hook.name + PRIMARY_SUFFIX)}
+    if "history" in meta:
+        baseline["history"] = meta["history"]
+    data: dict[str, object] = {
+        "service": meta.get("service", hook.name),
+        "canary": {"deployment": meta.get("canary", hook.name)},
+        "baseline": baseline,
+        **{key: meta[key] for key in ("duration", "sensitivity", "fail_fast") if key in meta},
+    }
+    try:
+        return AnalysisIn.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
 
 
 @router.get(
