@@ -128,4 +128,6 @@ def load_settings() -> Settings:
             "LOGCANARY_KAFKA_SECURITY_PROTOCOL="
             f"{settings.kafka_security_protocol} needs LOGCANARY_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
         )
+    if settings.protect_reads and settings.api_token is None:
+        raise SettingsError("LOGCANARY_PROTECT_READS=true needs LOGCANARY_API_TOKEN: there is no token to require")
     return settings

@@ -5,7 +5,7 @@
 (() => {
   const TOKEN_KEY = "logcanary.token";
   const $ = (id) => document.getElementById(id);
-  const state = { services: [], expanded: new Set(), ticket: 0 };
+  const state = { services: [], expanded: new Set(), ticket: 0, needsToken: false };
 
   /** An element; string children become text nodes, so they are never parsed as HTML. */
   function el(tag, attrs = {}, ...children) {
@@ -305,9 +305,23 @@
       document.body.dataset.loaded = "true";
     } catch (error) {
       if (ticket !== state.ticket) return;
-      showMessage(error.message);
+      readFailed(error);
       document.body.dataset.loaded = "error";
     }
+  }
+
+  /** Reads need the token when the server sets LOGCANARY_PROTECT_READS: ask for it instead of a bare 401. */
+  function readFailed(error) {
+    if (error.status !== 401 && error.status !== 403) {
+      showMessage(error.message);
+      return;
+    }
+    state.needsToken = true;
+    showMessage(error.status === 401
+      ? "This server protects its logs: enter the API token under “API token”."
+      : "The server refused the API token: check it under “API token”.");
+    $("token-box").open = true;
+    $("token").focus();
   }
 
   async function start() {
@@ -318,6 +332,7 @@
     token.addEventListener("change", () => {
       if (token.value.trim()) sessionStorage.setItem(TOKEN_KEY, token.value.trim());
       else sessionStorage.removeItem(TOKEN_KEY);
+      if (state.needsToken) location.reload(); // the page could not read anything yet: start again
     });
     $("pick").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -338,7 +353,7 @@
     try {
       state.services = await api("v1/services");
     } catch (error) {
-      showMessage(error.message);
+      readFailed(error);
       return;
     }
     const notes = [
