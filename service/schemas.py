@@ -81,6 +81,9 @@ class Anomaly(BaseModel):
     first_seen: datetime | None = Field(description="First occurrence in the canary.")
     score: float = Field(ge=0, description="Weighted evidence; the verdict fails when a score reaches the threshold.")
     priority: bool = Field(default=False, description="Raised by a 'priority' feedback rule.")
+    baseline_examples: list[str] = Field(
+        default_factory=list, description="For a drop: up to 5 verbatim baseline messages of the event that fell."
+    )
 
 
 class VanishedCluster(BaseModel):

@@ -389,10 +389,6 @@ def argo_metric(template: dict[str, Any], args: dict[str, str]) -> dict[str, Any
 
 
 TEMPLATES = ("example", "notes")
-VERDICT_MODEL = (
-    "verdict model rework in service/analysis/verdict.py not landed: start-up output of a fresh canary still fails "
-    "it (the baseline logged the same lines at its own start, hours before the window)"
-)
 ARGO_EXPECTED: dict[str, str] = {
     "npe": "Failed",
     "error-storm": "Failed",  # ten anomalies with deep traces: hundreds of KB uncompacted
@@ -402,7 +398,6 @@ ARGO_EXPECTED: dict[str, str] = {
     "too-little-data": "Inconclusive",
     "unknown-service": "Error",  # 404: Argo counts an Error; consecutiveErrorLimit of them end the run in Error
 }
-ARGO_XFAIL: dict[str, str] = {"startup-noise": VERDICT_MODEL}
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +421,6 @@ def _argo_params() -> list[Any]:
             source,
             name,
             id=f"{source}-{name}",
-            marks=[pytest.mark.xfail(strict=True, reason=ARGO_XFAIL[name])] if name in ARGO_XFAIL else [],
         )
         for source in TEMPLATES
         for name in ARGO_EXPECTED

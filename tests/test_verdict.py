@@ -127,7 +127,7 @@ def test_too_little_traffic_is_inconclusive_and_vanished_events_never_fail() -> 
         engine.observe("s", "v2", f"request {index} ok", float(index))
     verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
     assert verdict.verdict == "inconclusive"
-    assert "too little traffic" in verdict.reason
+    assert "too little traffic" in verdict.reason and verdict.reason_code == "too_few_events"
     assert any("cache warmed" in v.template for v in verdict.vanished)
 
 
@@ -178,3 +178,131 @@ def test_new_events_past_the_template_cap_still_fail_the_canary() -> None:
     assert anomaly.cluster_id == "other"
     assert anomaly.canary_count == 6
     assert all(example.startswith("disk") for example in anomaly.examples)
+
+
+def _steady(engine: Engine, deployment: str, start: float, flows: int = 8, rounds: int = 200) -> None:
+    """``flows`` kinds of request events, interleaved, one round per second from ``start``."""
+    for index in range(rounds):
+        for flow in range(flows):
+            engine.observe(
+                "s", deployment, f"flow{'abcdefgh'[flow]} step completed for item {index}", start + index, "h1"
+            )
+
+
+def test_start_up_output_of_a_fresh_canary_does_not_fail_it() -> None:
+    engine = Engine()
+    _steady(engine, "v1", 0.0)
+    _steady(engine, "v2", 0.0)
+    for index in range(800):  # a configuration dump at DEBUG
+        engine.observe("s", "v2", f"cfg.option_{index} = value{index} log_opt_values", 0.5, "h1", "debug")
+    for group in ("database", "cache", "auth"):  # deprecation warnings of a fresh start
+        engine.observe("s", "v2", f'Option "legacy" from group "{group}" is deprecated for removal.', 1.0, "h1", "warn")
+        engine.observe("s", "v2", f'Option "legacy" from group "{group}" is deprecated for removal.', 9.0, "h1", "warn")
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "pass", verdict.reason
+    assert verdict.reason_code == "no_anomaly"
+
+
+def test_a_single_new_error_fails_even_among_start_up_noise() -> None:
+    engine = Engine()
+    _steady(engine, "v1", 0.0)
+    _steady(engine, "v2", 0.0)
+    for index in range(300):
+        engine.observe("s", "v2", f"cfg.option_{index} = value{index} log_opt_values", 0.5, "h1", "debug")
+    engine.observe("s", "v2", "Unexpected exception in API method: KeyError 'instances'", 50.0, "h1", "error")
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "fail"
+    assert verdict.anomalies[0].kind == "unknown" and verdict.anomalies[0].level == "error"
+
+
+def test_start_up_lines_the_baseline_logged_before_the_window_are_known() -> None:
+    engine = Engine()
+    hour = 3600.0
+    for index in range(20):  # the baseline started an hour before the window, with the same start-up lines
+        engine.observe("s", "v1", f"Registered handler number {index} for route group alpha", 0.0, "h1")
+    _steady(engine, "v1", hour)
+    for index in range(20):
+        engine.observe("s", "v2", f"Registered handler number {index} for route group alpha", hour, "h2")
+    _steady(engine, "v2", hour)
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"], window=(hour, hour + 400))
+    assert verdict.verdict == "pass", verdict.reason
+
+
+def test_several_established_flows_that_stop_fail_as_drops() -> None:
+    engine = Engine()
+    _steady(engine, "v1", 0.0)
+    _steady(engine, "v2", 0.0, flows=4)  # the canary runs only half of the flows: a silent failure
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "fail"
+    drops = [a for a in verdict.anomalies if a.kind == "drop"]
+    assert len(drops) == 4
+    assert all(a.canary_count == 0 and a.baseline_examples and not a.examples for a in drops)
+    assert "baseline share" in verdict.reason
+
+
+def test_one_flow_that_drops_is_reported_but_a_mix_change_alone_does_not_fail() -> None:
+    engine = Engine()
+    _steady(engine, "v1", 0.0)
+    _steady(engine, "v2", 0.0, flows=7)
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "pass"
+    assert verdict.risk > 0  # the drop is evidence, below the fail score on its own
+
+
+def test_an_event_with_a_list_of_another_length_is_the_same_event() -> None:
+    engine = Engine()
+    _steady(engine, "v1", 0.0)
+    _steady(engine, "v2", 0.0)
+    for index in range(30):
+        engine.observe("s", "v1", f"Running command: ['ip', 'link', 'set', 'tap{index}', 'up']", index, "h1")
+        engine.observe(
+            "s", "v2", f"Running command: ['ip', 'link', 'set', 'tap{index}', 'mtu', '{index}', 'up']", index, "h1"
+        )
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "pass", verdict.reason
+
+
+def test_a_rare_info_event_a_small_baseline_could_not_have_shown_is_not_new() -> None:
+    engine = Engine()
+    _steady(engine, "v1", 0.0, rounds=20)  # 160 baseline events
+    _steady(engine, "v2", 0.0, rounds=100)  # 800 canary events
+    for index in range(4):
+        engine.observe("s", "v2", f"Saved order changes for order {index}", index, "h1")
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "pass", verdict.reason
+
+
+def test_priority_rule_on_an_unremarkable_event_has_its_own_kind() -> None:
+    service = service_with(0.0)
+    template = next(t for t in service.miner.templates.values() if "Card declined" in t.text)
+    rule = Feedback(id="fb-3", created_at=datetime.now(UTC), service=SERVICE, action="priority", template=template.text)
+    verdict = analyze(service, canary="v2", baseline=["v1"], feedback=compile_rules([rule], service.miner))
+    [anomaly] = verdict.anomalies
+    assert anomaly.kind == "priority" and anomaly.ratio is None
+    assert "marked priority" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("canary", "baseline", "window", "code"),
+    [
+        ("nosuch", ["v1"], None, "unknown_canary"),
+        ("v2", ["nosuch"], None, "no_baseline"),
+        ("v2", ["v2"], None, "canary_is_baseline"),
+        ("v2", ["v1"], (1e12, 2e12), "no_canary_events"),
+    ],
+)
+def test_missing_data_is_inconclusive_with_a_reason_code(
+    canary: str, baseline: list[str], window: tuple[float, float] | None, code: str
+) -> None:
+    verdict = analyze(service_with(0.01), canary=canary, baseline=baseline, window=window)
+    assert verdict.verdict == "inconclusive"
+    assert verdict.reason_code == code
+    assert verdict.anomalies == [] and verdict.risk == 0
+
+
+def test_a_silent_baseline_window_is_inconclusive() -> None:
+    engine = Engine()
+    _steady(engine, "v1", 0.0)
+    _steady(engine, "v2", 10_000.0)
+    verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"], window=(10_000.0, 20_000.0))
+    assert (verdict.verdict, verdict.reason_code) == ("inconclusive", "no_baseline_events")

@@ -11,6 +11,9 @@ one-sided binomial p-value of at most ``frequency_max_p``; it then scores
 
 from __future__ import annotations
 
+import re
+
+from service.engine.miner import Template
 from service.schemas import Sensitivity, Thresholds
 
 SENSITIVITIES: dict[str, Thresholds] = {
@@ -45,6 +48,23 @@ SENSITIVITIES: dict[str, Thresholds] = {
 
 # Weight of an event by its highest level (debug, info, warn, error, fatal).
 LEVEL_WEIGHTS = (0.5, 1.0, 1.5, 3.0, 4.0)
+# Weight of a *new* event by its evidence class (see evidence_class): debug output and deprecation
+# notices never fail a canary alone; they are what a new build or a fresh start prints.
+UNKNOWN_WEIGHTS = (0.0, 1.0, 1.5, 3.0, 4.0)
+_DEPRECATION = re.compile(r"deprecat", re.IGNORECASE)
+
+
+def evidence_class(template: Template, severity: int) -> int:
+    """How strongly a new event speaks against a canary: 0 debug-like, 1 info, 2 warn, 3 error, 4 fatal.
+
+    A stack trace is at least an error whatever its level. A deprecation warning is debug-like: it
+    announces a future change, printed at start-up by configuration and libraries, never a failure.
+    """
+    if template.signature:
+        return max(severity, 3)
+    if severity == 2 and _DEPRECATION.search(template.text):
+        return 0
+    return severity
 
 
 def thresholds(name: Sensitivity) -> Thresholds:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 
+from service.engine.clustering import template_terms
 from service.engine.masking import WILDCARD
 from service.engine.miner import Template
 
@@ -48,3 +49,19 @@ def same_event(left: Template, right: Template) -> bool:
         if tag != "equal" and not all(value_like(token) for token in (*a[i1:i2], *b[j1:j2])):
             return False
     return True
+
+
+def same_words(left: Template, right: Template) -> bool:
+    """True when two templates of one signature use the same words, whatever their number and order.
+
+    The miner splits an event whose value is a list or a structure of varying length
+    (``[a, b]`` / ``[a, b, c]``) into one template per length: the words say it is one event. A
+    message cut short by its shipper ends in a fragment of a word, which is forgiven.
+    """
+    if left.signature != right.signature:
+        return False
+    mine, theirs = set(template_terms(left)), set(template_terms(right))
+    if not mine or theirs - mine:
+        return False
+    extra = mine - theirs
+    return not extra or (len(extra) == 1 and any(word.startswith(next(iter(extra))) for word in theirs))

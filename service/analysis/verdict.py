@@ -9,10 +9,18 @@ Each event type (template) the canary logged is compared with the baseline:
   baseline traffic (effect size, minimum count and a one-sided binomial test
   on the counts): **frequency**.
 
-Anomalies are weighted by level and hosts and grouped by canary cluster. The
-verdict fails when one reaches the sensitivity's ``fail_score``; it is
-inconclusive when either side logged too little to judge; else it passes.
-Pure computation: the caller supplies the models, feedback and time window.
+* a baseline cluster whose share of the canary's traffic fell far below its
+  baseline share, or vanished (same tests, the other side): **drop**. Drops
+  fail a canary only together (a silent failure stops several flows at once).
+
+New events are weighed by evidence class (debug output and deprecation notices
+never fail alone; an error or stack trace fails even once), by a test that the
+baseline was big enough to have shown them, and by how much other low-level
+novelty the canary logs (a chatty new build is not a broken one). Data
+sufficiency is decided first: missing or too little data is ``inconclusive``
+with a ``reason_code``. Anomalies are grouped by cluster; the verdict fails when
+one reaches the sensitivity's ``fail_score``, else it passes. Pure computation:
+the caller supplies the models, feedback and time window.
 """
 
 from __future__ import annotations
@@ -22,8 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from service.analysis.feedback import FeedbackRule
-from service.analysis.sensitivity import LEVEL_WEIGHTS, host_factor, thresholds
-from service.analysis.similarity import same_event
+from service.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
+from service.analysis.similarity import same_event, same_words
 from service.engine.clustering import Cluster, cosine
 from service.engine.miner import OTHER, Template
 from service.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
@@ -56,19 +64,23 @@ class _Side:
     counts: dict[Template, float] = field(default_factory=dict)
     stats: dict[Template, TemplateStats] = field(default_factory=dict)
     clusters: dict[int, Cluster] = field(default_factory=dict)  # by id(), deduplicated
+    cluster_of: dict[Template, Cluster] = field(default_factory=dict)
+    ever: set[Template] = field(default_factory=set)  # every template the side's deployments logged, any time
     total: float = 0.0
 
     def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
         total = 0
         # Events past the template caps count as one pseudo-template: never silently ignored.
         for template, stats in [*model.templates().items(), (OTHER, model.other)]:
+            if template is not OTHER:
+                self.ever.add(template)
             count = stats.count if window is None else stats.count_between(*window)
             if count <= 0:
                 continue
             total += count
             self.counts[template] = self.counts.get(template, 0.0) + weight * count
             self.stats.setdefault(template, stats)
-            cluster = _cluster(model, template)
+            cluster = self.cluster_of.setdefault(template, _cluster(model, template))
             self.clusters[id(cluster)] = cluster
         self.total += weight * total
 
@@ -85,6 +97,9 @@ class _Finding:
     ratio: float | None = None
     p_value: float | None = None
     priority: bool = False
+    novelty: int = 3  # the evidence class of an unknown event (0 debug-like .. 4 fatal)
+    baseline_examples: list[str] = field(default_factory=list)
+    baseline_level: int = 0
 
 
 def _cluster(model: DeploymentModel, template: Template) -> Cluster:
@@ -195,10 +210,15 @@ def analyze(
 
     findings: list[_Finding] = []
     suppressed: list[Suppressed] = []
-    for template, count in canary_side.counts.items():
-        stats = canary_side.stats[template]
-        cluster = _cluster(canary_model, template)
-        finding = _judge(template, int(count), stats, cluster, canary_side, base, limits)
+    matched: dict[Template, Template] = {}  # canary template -> the baseline template of the same event
+    judged = [
+        _judge(template, int(count), canary_side, base, limits, matched)
+        for template, count in canary_side.counts.items()
+    ]
+    judged.extend(_drops(canary_side, base, matched, judged, limits))
+    for judgement in judged:
+        template, cluster = judgement.template, judgement.cluster
+        finding = judgement if judgement.kind != "none" else None
         rule_hits = [rule for rule in rules if rule.covers(template)]
         if any(rule.feedback.action == "ignore" for rule in rule_hits):
             if finding is not None:
@@ -207,21 +227,21 @@ def analyze(
                     Suppressed(
                         cluster_id=cluster.cluster_id,
                         template=template.text,
-                        canary_count=int(count),
+                        canary_count=judgement.canary_count,
                         feedback_id=ignore.feedback.id,
                     )
                 )
             continue
         if any(rule.feedback.action == "priority" for rule in rule_hits):
-            if finding is None:
-                finding = _Finding(
-                    "priority", template, cluster, stats, int(count), base.counts.get(template, 0.0), 0.0
-                )
+            finding = finding or judgement
+            if finding.kind == "none":
+                finding.kind = "priority"
             finding.priority = True
             finding.score = max(finding.score, 2 * limits.fail_score)
         if finding is not None:
             findings.append(finding)
 
+    _discount_noisy_novelty(findings)
     anomalies = _group(findings, canary_side.total, base.total)
     failing = [a for a in anomalies if a.score >= limits.fail_score]
     top = max((a.score for a in anomalies), default=0.0)
@@ -271,34 +291,121 @@ def _insufficient(
 def _judge(
     template: Template,
     count: int,
-    stats: TemplateStats,
-    cluster: Cluster,
     canary: _Side,
     base: _Side,
     limits: Thresholds,
-) -> _Finding | None:
+    matched: dict[Template, Template],
+) -> _Finding:
+    """The finding on one canary template: kind ``none`` when it is not anomalous.
+
+    An unknown event scores by its evidence class (:func:`evidence_class`), count and hosts. Below
+    the error class it must also be significant: a baseline that saw events of its size would have
+    shown it (``ABSENCE_MAX_P``), since a small baseline cannot call a rare event new.
+    """
+    stats, cluster = canary.stats[template], canary.cluster_of[template]
+    nothing = _Finding("none", template, cluster, stats, count, base.counts.get(template, 0.0), 0.0)
     weight = LEVEL_WEIGHTS[stats.max_severity]
     baseline_count = base.counts.get(template, 0.0)
+    if baseline_count == 0 and template in base.ever:
+        return nothing  # logged by the baseline before the window (its own start-up): known, not new
     if baseline_count == 0:
         match = None if template is OTHER else _same_event_in(template, cluster, base)
         if match is None:
             hosts = len(stats.hosts) + (1 if stats.other_hosts else 0)
-            score = weight * count * host_factor(hosts)
-            return _Finding("unknown", template, cluster, stats, count, 0.0, score)
+            novelty = evidence_class(template, stats.max_severity)
+            score = UNKNOWN_WEIGHTS[novelty] * count * host_factor(hosts)
+            if novelty < 3 and (canary.total / (canary.total + base.total)) ** count > ABSENCE_MAX_P:
+                score = 0.0  # the baseline was too small to have shown an event this rare
+            return _Finding("unknown", template, cluster, stats, count, 0.0, score, novelty=novelty)
+        matched[template] = match
         baseline_count = base.counts[match]
     if count < limits.frequency_min_count or base.total <= 0 or canary.total <= 0:
-        return None
+        return nothing
     canary_share = count / canary.total
     baseline_share = (baseline_count + 0.5) / (base.total + 0.5)
     ratio = canary_share / baseline_share
     if ratio < limits.frequency_min_ratio:
-        return None
+        return nothing
     trials = count + round(baseline_count)
     p_value = binomial_tail(count, trials, canary.total / (canary.total + base.total))
     if p_value > limits.frequency_max_p:
-        return None
+        return nothing
     score = limits.fail_score * weight * math.log(ratio) / math.log(limits.frequency_min_ratio)
     return _Finding("frequency", template, cluster, stats, count, baseline_count, score, ratio, p_value)
+
+
+def _drops(
+    canary: _Side, base: _Side, matched: dict[Template, Template], judged: list[_Finding], limits: Thresholds
+) -> list[_Finding]:
+    """Established baseline clusters that vanished from the canary or fell far below their share.
+
+    Judged per baseline cluster, so an event the canary logs under a split or reworded template
+    still counts for its cluster. The canary's scale leaves out its debug-like novelty (start-up
+    dumps), so a burst of start-up output does not make every established event look rarer. One
+    drop can be a change in the traffic mix; a silent failure stops several flows at once, so
+    drops fail a canary only together: each scores at most ``fail_score x drops / DROP_QUORUM``.
+    """
+    chatter = sum(f.canary_count for f in judged if f.kind == "unknown" and f.novelty == 0)
+    scale = canary.total - chatter
+    if scale <= 0 or base.total <= 0:
+        return []
+    groups: dict[int, list[Template]] = {}
+    for template in base.counts:
+        if template is not OTHER:
+            groups.setdefault(id(base.cluster_of[template]), []).append(template)
+    credit: dict[int, float] = {}  # canary events per baseline cluster, same events under other templates included
+    for template, count in canary.counts.items():
+        home = template if template in base.counts else matched.get(template)
+        if home is not None and home is not OTHER:
+            key = id(base.cluster_of[home])
+            credit[key] = credit.get(key, 0.0) + count
+    found = []
+    share = scale / (scale + base.total)
+    for key, members in groups.items():
+        baseline_count = sum(base.counts[t] for t in members)
+        count = credit.get(key, 0.0)
+        expected = baseline_count * scale / base.total
+        if expected < DROP_MIN_EXPECTED:
+            continue
+        ratio = (count + 0.5) / expected
+        if ratio > 1 / limits.frequency_min_ratio:
+            continue
+        p_value = binomial_head(round(count), round(count + baseline_count), share)
+        if p_value > limits.frequency_max_p:
+            continue
+        lead = max(members, key=lambda t: base.counts[t])
+        stats = canary.stats.get(lead) or TemplateStats()
+        strength = min(2.0, math.log(1 / ratio) / math.log(limits.frequency_min_ratio))
+        finding = _Finding(
+            "drop", lead, base.cluster_of[lead], stats, round(count), baseline_count, strength, ratio, p_value
+        )
+        finding.baseline_examples = list(base.stats[lead].examples)
+        finding.baseline_level = base.stats[lead].max_severity
+        found.append(finding)
+    quorum = min(1.0, len(found) / DROP_QUORUM)
+    for finding in found:
+        finding.score = round(limits.fail_score * finding.score * quorum, 3)
+    return found
+
+
+def binomial_head(successes: int, trials: int, p: float) -> float:
+    """P(X <= successes) for X ~ Binomial(trials, p): the lower tail, as the upper tail of the failures."""
+    return binomial_tail(trials - successes, trials, 1.0 - p)
+
+
+DROP_QUORUM = 3  # distinct baseline clusters that must drop together to fail a canary alone
+DROP_MIN_EXPECTED = 5.0  # a drop needs at least this many expected canary events
+NOISY_NOVELTY = 5  # low-level new event types a canary may log before their evidence is diluted
+ABSENCE_MAX_P = 0.2  # chance that the baseline missed a low-level event by luck, above which it is not new
+
+
+def _discount_noisy_novelty(findings: list[_Finding]) -> None:
+    """A new version that logs many new info-level event types at once is chatty, not broken: their
+    evidence is shared out, so that only one standing out from that noise (or an error) fails it."""
+    low = [f for f in findings if f.kind == "unknown" and f.novelty <= 1 and not f.priority]
+    noise = max(1.0, len(low) / NOISY_NOVELTY)
+    for finding in low:
+        finding.score /= noise
 
 
 def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Template | None:
@@ -307,7 +414,7 @@ def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Templat
     for candidate in ranked[:CANDIDATE_CLUSTERS]:
         for other in candidate.templates:
             live = other.resolve()
-            if base.counts.get(live) and same_event(template, live):
+            if base.counts.get(live) and (same_event(template, live) or same_words(template, live)):
                 return live
     return None
 
@@ -358,11 +465,12 @@ def _anomaly(
         canary_share=canary_count / canary_total if canary_total else 0.0,
         ratio=lead.ratio,
         p_value=lead.p_value,
-        level=SEVERITY_NAMES[max(f.canary.max_severity for f in members)],
+        level=SEVERITY_NAMES[max(max(f.canary.max_severity, f.baseline_level) for f in members)],
         hosts=hosts[:64],
         first_seen=to_rfc3339(first) if math.isfinite(first) else None,
         score=round(sum(f.score for f in members), 3),
         priority=any(f.priority for f in members),
+        baseline_examples=[e for f in members for e in f.baseline_examples][:MAX_EXAMPLES],
     )
 
 
@@ -377,7 +485,12 @@ def _vanished(canary: _Side, base: _Side) -> list[VanishedCluster]:
 
 def _fail_reason(failing: list[Anomaly]) -> str:
     lead = failing[0]
-    what = "a never-seen event" if lead.kind == "unknown" else f"an event {lead.ratio or 0:.1f}x more frequent"
+    what = {
+        "unknown": "a never-seen event",
+        "frequency": f"an event {lead.ratio or 0:.1f}x more frequent",
+        "drop": f"an established event at {lead.ratio or 0:.2f}x its baseline share",
+        "priority": "an event a person marked priority",
+    }[lead.kind]
     more = f" (and {len(failing) - 1} more anomalies)" if len(failing) > 1 else ""
     # A stack trace's template starts "headline\nException: message": name the exception too.
     summary = " | ".join(lead.template.splitlines()[:2])
