@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from service.analysis.verdict import analyze
 from service.engine.miner import Template, TemplateMiner
 from service.engine.model import Engine
+from service.ingestion.records import truncate_message
 from service.schemas import LogEvent, schema_documents
 
 EXIT_BAD_INPUT = 2
@@ -72,13 +73,15 @@ def read_events(path: str) -> Iterator[LogEvent]:
             if not raw.strip():
                 continue
             try:
-                yield LogEvent.model_validate_json(raw)
+                event = LogEvent.model_validate_json(raw)
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(part) for part in error['loc']) or 'event'}: {error['msg']}"
                     for error in exc.errors()[:3]
                 )
                 raise InputError(f"{path}:{number}: invalid log event: {problems}") from exc
+            truncate_message(event)  # as ingestion does: a huge message keeps its head and is judged
+            yield event
 
 
 def load(engine: Engine, path: str, deployment: str) -> str | None:

@@ -25,7 +25,9 @@ ReasonCode = Literal[
 ]
 FeedbackAction = Literal["ignore", "priority"]
 
-MAX_MESSAGE_CHARS = 64 * 1024
+MAX_MESSAGE_CHARS = 64 * 1024  # feedback templates; a log message longer than its limit is truncated, not refused
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # LOGCANARY_MAX_MESSAGE_BYTES
+TRUNCATED_ATTRIBUTE = "logcanary.truncated_bytes"  # set on an event whose message lost its tail
 PRIMARY_SUFFIX = "-primary"  # Flagger's primary of target <name> is <name>-primary, and so is its pods' app label
 
 
@@ -42,7 +44,12 @@ class LogEvent(BaseModel):
     host: Annotated[str, Field(max_length=256, description="Host or pod that emitted the event.")] = "unknown"
     level: Annotated[str, Field(max_length=32, description="Log level (debug, info, warn, error, fatal ...).")] = "info"
     message: Annotated[
-        str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="The raw message; may span lines.")
+        str,
+        Field(
+            min_length=1,
+            description="The raw message; may span lines. Longer than LOGCANARY_MAX_MESSAGE_BYTES (64 KiB) of "
+            "UTF-8, it keeps its head, ends with ' …[truncated N bytes]' and is judged like any event.",
+        ),
     ]
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form extra fields.")
     identities: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(

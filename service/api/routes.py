@@ -160,10 +160,13 @@ async def post_events(request: Request) -> Response:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
-        results = [decode_object(item) for item in parsed] if isinstance(parsed, list) else [decode_object(parsed)]
+        items = parsed if isinstance(parsed, list) else [parsed]
+        results = [decode_object(item, max_message_bytes=rt.settings.max_message_bytes) for item in items]
     else:
         results = [
-            decode_record(line, max_bytes=rt.settings.max_record_bytes) for line in body.splitlines() if line.strip()
+            decode_record(line, max_bytes=rt.settings.max_record_bytes, max_message_bytes=rt.settings.max_message_bytes)
+            for line in body.splitlines()
+            if line.strip()
         ]
     accepted = 0
     reasons: Counter[str] = Counter()

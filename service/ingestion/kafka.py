@@ -192,12 +192,13 @@ class KafkaIngestor:
         started = time.perf_counter()
         metrics = self.state.metrics
         max_bytes = self.settings.max_record_bytes
+        max_message_bytes = self.settings.max_message_bytes
         good = []
         reasons: Counter[str] = Counter()
         dead: list[Any] = []
         for records in batch.values():
             for record in records:
-                decoded = decode_record(record.value or b"", max_bytes=max_bytes)
+                decoded = decode_record(record.value or b"", max_bytes=max_bytes, max_message_bytes=max_message_bytes)
                 good.extend(decoded.events)
                 if decoded.rejections:
                     reasons.update(rejection.reason for rejection in decoded.rejections)

@@ -53,8 +53,11 @@ Decisions worth knowing:
   that is not a string (say, an object) becomes its compact JSON text.
 * Missing service: ``missing_service`` unless ``default_service`` is given;
   missing or empty message: ``missing_message``; anything else pydantic refuses
-  (a too-long message, a bad timestamp, a non-string service ...):
-  ``invalid_event`` with pydantic's first error as the detail.
+  (a bad timestamp, a non-string service ...): ``invalid_event`` with
+  pydantic's first error as the detail.
+* A message longer than ``max_message_bytes`` (UTF-8, 64 KiB by default) is
+  not refused: it keeps its head, ends with `` …[truncated N bytes]`` and has
+  the ``logcanary.truncated_bytes`` attribute (:func:`truncate_message`).
 * Bytes: too long (``> max_bytes``) is checked before parsing; a parse failure
   is ``invalid_utf8`` when the bytes are not valid UTF-8, else ``not_json``
   (orjson also refuses lone-surrogate escapes such as ``"\\ud800"``: not_json).
@@ -70,7 +73,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from service.schemas import PRIMARY_SUFFIX, LogEvent
+from service.schemas import DEFAULT_MAX_MESSAGE_BYTES, PRIMARY_SUFFIX, TRUNCATED_ATTRIBUTE, LogEvent
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -81,6 +84,7 @@ __all__ = [
     "Rejection",
     "decode_object",
     "decode_record",
+    "truncate_message",
 ]
 
 REJECT_REASONS: Final = (
@@ -234,8 +238,16 @@ class _Rejected(Exception):
 # --- entry points -----------------------------------------------------------------------------------------------
 
 
-def decode_record(raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES, default_service: str | None = None) -> Decoded:
-    """Decodes one raw record (a Kafka message value or one NDJSON line); never raises."""
+def decode_record(
+    raw: bytes,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    default_service: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> Decoded:
+    """Decodes one raw record (a Kafka message value or one NDJSON line); never raises.
+
+    The whole record is refused past ``max_bytes``; a message past ``max_message_bytes`` is truncated.
+    """
     try:
         if len(raw) > max_bytes:
             return _reject("too_large", f"{len(raw)} bytes, limit {max_bytes}")
@@ -244,9 +256,13 @@ def decode_record(raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES, default_servic
         except orjson.JSONDecodeError as exc:
             value = _parse_again(raw, exc)
         if type(value) is dict and "resourceLogs" not in value:
-            return Decoded([_event_from_dict(value, default_service)], [])
+            event = _event_from_dict(value, default_service)
+            truncate_message(event, max_message_bytes)
+            return Decoded([event], [])
         out = Decoded([], [])
         _decode_value(value, default_service, out, nested=False)
+        for event in out.events:
+            truncate_message(event, max_message_bytes)
         return out
     except _Rejected as rejected:
         return _reject(rejected.reason, rejected.detail)
@@ -254,7 +270,9 @@ def decode_record(raw: bytes, max_bytes: int = DEFAULT_MAX_BYTES, default_servic
         return _reject("invalid_event", f"undecodable record ({type(exc).__name__}: {exc})")
 
 
-def decode_object(obj: object, *, default_service: str | None = None) -> Decoded:
+def decode_object(
+    obj: object, *, default_service: str | None = None, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Decoded:
     """Like :func:`decode_record` for an already parsed JSON value (e.g. an HTTP JSON-array body); never raises."""
     out = Decoded([], [])
     try:
@@ -263,7 +281,25 @@ def decode_object(obj: object, *, default_service: str | None = None) -> Decoded
         out.rejections.append(Rejection(rejected.reason, _clip(rejected.detail)))
     except Exception as exc:
         out.rejections.append(Rejection("invalid_event", _clip(f"undecodable value ({type(exc).__name__}: {exc})")))
+    for event in out.events:
+        truncate_message(event, max_message_bytes)
     return out
+
+
+def truncate_message(event: LogEvent, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+    """Keeps the first ``max_bytes`` (UTF-8) of a longer message and marks the cut, in the text and in
+    ``attributes``. A huge event (a deep StackOverflowError trace) is still an event: its head names the
+    exception and the top frames, which is what types it, so it is judged instead of being dropped."""
+    message = event.message
+    if len(message) <= max_bytes // 4:  # a UTF-8 character is at most 4 bytes: surely short enough
+        return
+    data = message.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return
+    dropped = len(data) - max_bytes
+    head = data[:max_bytes].decode("utf-8", "ignore")  # a character cut in two is dropped whole
+    event.message = f"{head} …[truncated {dropped} bytes]"
+    event.attributes[TRUNCATED_ATTRIBUTE] = dropped
 
 
 # --- parsing ----------------------------------------------------------------------------------------------------
