@@ -146,7 +146,7 @@ FIELD_SOURCES: Final[dict[str, tuple[str, ...]]] = {
         "kubernetes.host",  # Fluent Bit: the node
         "kubernetes.pod_node_name",  # Vector: the node
     ),
-    "level": ("level", "severity", "log.level", "syslog-severity-text", "syslogseverity"),
+    "level": ("level", "severity", "log.level", "syslogseverity-text", "syslogseverity"),  # rsyslog's properties
     "message": ("message", "log", "msg"),
     "timestamp": ("timestamp", "@timestamp", "time", "date", "timereported", "ts"),
 }
