@@ -8,7 +8,7 @@ EVAL ?= ../shared/eval
 export LOGCANARY_CONTRACTS_SRC ?= $(abspath ../shared/contracts)
 export LOGCANARY_CONTRACTS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/logcanary-contracts
 
-.PHONY: install browser prometheus contracts test lint typecheck unit demo schemas bench score-grouping score-canary clean
+.PHONY: install browser prometheus contracts test lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
@@ -77,10 +77,17 @@ bench: $(STAMP)
 score-grouping: $(STAMP)
 	$(BIN)/python $(EVAL)/grouping.py --cmd "$(BIN)/logcanary" $(EVAL)/data/loghub2k/*.csv
 
+# Generated scenarios, seeds FIRST_SEED..FIRST_SEED+4 (make score-canary FIRST_SEED=5 for the second set).
+FIRST_SEED ?= 0
+SENSITIVITY ?= medium
 score-canary: $(STAMP)
 	rm -rf bench/out/scenarios
-	$(BIN)/python $(EVAL)/scenarios.py --seeds 5 $(EVAL)/data/loghub2k/*.csv --out bench/out/scenarios > /dev/null
-	$(BIN)/python $(EVAL)/score_canary.py --cmd "$(BIN)/logcanary" bench/out/scenarios
+	$(BIN)/python $(EVAL)/scenarios.py --seeds 5 --first-seed $(FIRST_SEED) $(EVAL)/data/loghub2k/*.csv --out bench/out/scenarios > /dev/null
+	$(BIN)/python $(EVAL)/score_canary.py --cmd "$(BIN)/logcanary" bench/out/scenarios --sensitivity $(SENSITIVITY)
+
+# Real incidents (OpenStack bug injection, Train-Ticket): baseline/canary pairs recorded by real systems.
+score-real: $(STAMP)
+	$(BIN)/python $(EVAL)/score_real.py --cmd "$(BIN)/logcanary" $(EVAL)/data/real-dev --sensitivity $(SENSITIVITY)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/out

@@ -62,7 +62,7 @@ def evidence_class(template: Template, severity: int) -> int:
     """
     if template.signature:
         return max(severity, 3)
-    if severity == 2 and _DEPRECATION.search(template.text):
+    if severity < 3 and _DEPRECATION.search(template.text):
         return 0
     return severity
 
