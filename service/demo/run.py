@@ -66,16 +66,18 @@ async def _produce(bootstrap: str, seconds: float, rate: int, npe_after: float) 
 
 async def _watch(base: str, seconds: float) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        created = await client.post(
-            "/v1/analyses",
-            json={
-                "service": SERVICE,
-                "canary": {"deployment": "v2"},
-                "baseline": {"deployment": "v1"},
-                "duration": seconds,
-                "fail_fast": False,
-            },
-        )
+        body = {
+            "service": SERVICE,
+            "canary": {"deployment": "v2"},
+            "baseline": {"deployment": "v1"},
+            "duration": seconds,
+            "fail_fast": False,
+        }
+        created = await client.post("/v1/analyses", json=body)
+        deadline = time.monotonic() + 15
+        while created.status_code == 404 and time.monotonic() < deadline:  # the service exists once it logged
+            await asyncio.sleep(0.1)
+            created = await client.post("/v1/analyses", json=body)
         created.raise_for_status()
         analysis = created.json()
         _line(f"analysis {analysis['id']} started: canary v2 vs baseline v1 of '{SERVICE}'")
