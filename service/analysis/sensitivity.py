@@ -57,12 +57,13 @@ _DEPRECATION = re.compile(r"deprecat", re.IGNORECASE)
 def evidence_class(template: Template, severity: int) -> int:
     """How strongly a new event speaks against a canary: 0 debug-like, 1 info, 2 warn, 3 error, 4 fatal.
 
-    A stack trace is at least an error whatever its level. A deprecation warning is debug-like: it
-    announces a future change, printed at start-up by configuration and libraries, never a failure.
+    A stack trace is at least an error whatever its level. A deprecation *warning* is debug-like: it
+    announces a future change, printed at start-up by configuration and libraries, never a failure
+    (logged at info, a deprecation notice is judged as any info line).
     """
     if template.signature:
         return max(severity, 3)
-    if severity < 3 and _DEPRECATION.search(template.text):
+    if severity == 2 and _DEPRECATION.search(template.text):
         return 0
     return severity
 

@@ -26,13 +26,14 @@ the caller supplies the models, feedback and time window.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from service.analysis.feedback import FeedbackRule
 from service.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
 from service.analysis.similarity import same_event, same_words
-from service.engine.clustering import Cluster, cosine
+from service.engine.clustering import Cluster, cosine, template_terms
 from service.engine.miner import OTHER, Template
 from service.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
 from service.schemas import (
@@ -211,10 +212,15 @@ def analyze(
     findings: list[_Finding] = []
     suppressed: list[Suppressed] = []
     matched: dict[Template, Template] = {}  # canary template -> the baseline template of the same event
+    kin = _kin_counts(canary_side, base)
     judged = [
-        _judge(template, int(count), canary_side, base, limits, matched)
+        _judge(template, int(count), canary_side, base, limits, matched, kin)
         for template, count in canary_side.counts.items()
     ]
+    rises = _rises(canary_side, base, matched, limits)
+    leads = {finding.template for finding in rises}
+    judged = [j for j in judged if j.kind != "none" or j.template not in leads]
+    judged.extend(rises)
     judged.extend(_drops(canary_side, base, matched, judged, limits))
     for judgement in judged:
         template, cluster = judgement.template, judgement.cluster
@@ -295,8 +301,10 @@ def _judge(
     base: _Side,
     limits: Thresholds,
     matched: dict[Template, Template],
+    kin: Counter[tuple[str, frozenset[str]]],
 ) -> _Finding:
-    """The finding on one canary template: kind ``none`` when it is not anomalous.
+    """Whether one canary template is new: an ``unknown`` finding, or kind ``none`` (known, or the same
+    event as the baseline template recorded in ``matched``; :func:`_rises` judges its frequency).
 
     An unknown event scores by its evidence class (:func:`evidence_class`), count and hosts. Below
     the error class it must also be significant: a baseline that saw events of its size would have
@@ -304,7 +312,6 @@ def _judge(
     """
     stats, cluster = canary.stats[template], canary.cluster_of[template]
     nothing = _Finding("none", template, cluster, stats, count, base.counts.get(template, 0.0), 0.0)
-    weight = LEVEL_WEIGHTS[stats.max_severity]
     baseline_count = base.counts.get(template, 0.0)
     if baseline_count == 0 and template in base.ever:
         return nothing  # logged by the baseline before the window (its own start-up): known, not new
@@ -314,24 +321,63 @@ def _judge(
             hosts = len(stats.hosts) + (1 if stats.other_hosts else 0)
             novelty = evidence_class(template, stats.max_severity)
             score = UNKNOWN_WEIGHTS[novelty] * count * host_factor(hosts)
-            if novelty < 3 and (canary.total / (canary.total + base.total)) ** count > ABSENCE_MAX_P:
+            seen = kin.get(_word_key(template), count)  # the event's count over all its split templates
+            if novelty < 3 and (canary.total / (canary.total + base.total)) ** seen > ABSENCE_MAX_P:
                 score = 0.0  # the baseline was too small to have shown an event this rare
             return _Finding("unknown", template, cluster, stats, count, 0.0, score, novelty=novelty)
         matched[template] = match
-        baseline_count = base.counts[match]
-    if count < limits.frequency_min_count or base.total <= 0 or canary.total <= 0:
-        return nothing
-    canary_share = count / canary.total
-    baseline_share = (baseline_count + 0.5) / (base.total + 0.5)
-    ratio = canary_share / baseline_share
-    if ratio < limits.frequency_min_ratio:
-        return nothing
-    trials = count + round(baseline_count)
-    p_value = binomial_tail(count, trials, canary.total / (canary.total + base.total))
-    if p_value > limits.frequency_max_p:
-        return nothing
-    score = limits.fail_score * weight * math.log(ratio) / math.log(limits.frequency_min_ratio)
-    return _Finding("frequency", template, cluster, stats, count, baseline_count, score, ratio, p_value)
+    return nothing
+
+
+def _rises(canary: _Side, base: _Side, matched: dict[Template, Template], limits: Thresholds) -> list[_Finding]:
+    """Known events whose share of canary traffic is far above their baseline share.
+
+    Judged per baseline event, with the canary's events of it under split or reworded templates
+    added up (an effect size, a minimum count and a one-sided binomial test); the finding names
+    the canary template that holds most of them.
+    """
+    if base.total <= 0 or canary.total <= 0:
+        return []
+    members: dict[Template, list[Template]] = {}
+    for template in canary.counts:
+        home = template if base.counts.get(template) else matched.get(template)
+        if home is not None:
+            members.setdefault(home, []).append(template)
+    found = []
+    for home, templates in members.items():
+        count = round(sum(canary.counts[t] for t in templates))
+        if count < limits.frequency_min_count:
+            continue
+        baseline_count = base.counts[home]
+        ratio = (count / canary.total) / ((baseline_count + 0.5) / (base.total + 0.5))
+        if ratio < limits.frequency_min_ratio:
+            continue
+        p_value = binomial_tail(count, count + round(baseline_count), canary.total / (canary.total + base.total))
+        if p_value > limits.frequency_max_p:
+            continue
+        lead = max(templates, key=lambda t: canary.counts[t])
+        stats = canary.stats[lead]
+        # Debug-like events (debug lines, deprecation warnings) never fail a canary alone, new or not.
+        weight = LEVEL_WEIGHTS[stats.max_severity] if evidence_class(lead, stats.max_severity) else 0.0
+        score = limits.fail_score * weight * math.log(ratio) / math.log(limits.frequency_min_ratio)
+        found.append(
+            _Finding("frequency", lead, canary.cluster_of[lead], stats, count, baseline_count, score, ratio, p_value)
+        )
+    return found
+
+
+def _word_key(template: Template) -> tuple[str, frozenset[str]]:
+    return template.signature, frozenset(template_terms(template))
+
+
+def _kin_counts(canary: _Side, base: _Side) -> Counter[tuple[str, frozenset[str]]]:
+    """Canary counts of the canary-only templates, summed over templates with the same words: the
+    miner splits one event whose value is a list of varying length into one template per length."""
+    kin: Counter[tuple[str, frozenset[str]]] = Counter()
+    for template, count in canary.counts.items():
+        if template is not OTHER and template not in base.counts:
+            kin[_word_key(template)] += round(count)
+    return kin
 
 
 def _drops(
@@ -359,8 +405,9 @@ def _drops(
         if home is not None and home is not OTHER:
             key = id(base.cluster_of[home])
             credit[key] = credit.get(key, 0.0) + count
-    found = []
+    found: list[_Finding] = []
     share = scale / (scale + base.total)
+    found = []
     for key, members in groups.items():
         baseline_count = sum(base.counts[t] for t in members)
         count = credit.get(key, 0.0)
