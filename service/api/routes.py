@@ -6,7 +6,7 @@ import hmac
 import math
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, cast
 
 import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, Response, status
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from service.store.base import AnalysisRecord
 
 router = APIRouter()
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def runtime(request: Request) -> Runtime:
@@ -286,8 +287,13 @@ def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
         "fail_status": FLAGGER_FAIL_STATUS,
     }
     given = {key: value for key, value in hook.metadata.items() if key in VerdictQuery.model_fields}
+    return _validated(VerdictQuery, {**defaults, **given})
+
+
+def _validated(model: type[_Model], data: dict[str, object]) -> _Model:
+    """``data`` as ``model``; invalid webhook metadata answers 422 like any invalid body."""
     try:
-        return VerdictQuery.model_validate({**defaults, **given})
+        return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
 
@@ -358,10 +364,7 @@ def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
         "baseline": baseline,
         **{key: meta[key] for key in ("duration", "sensitivity", "fail_fast") if key in meta},
     }
-    try:
-        return AnalysisIn.model_validate(data)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from exc
+    return _validated(AnalysisIn, data)
 
 
 @router.get(
