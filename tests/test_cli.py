@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from service.demo.traffic import events
 
@@ -82,3 +83,13 @@ def test_analyze_rejects_non_json_and_missing_files(tmp_path: Path) -> None:
 def test_checked_in_schemas_match_the_models() -> None:
     result = run("schemas", "--check", "--out", str(ROOT / "schemas"))
     assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.mark.parametrize(("baseline_lines", "code"), [(0, "no_baseline"), (8, "too_few_events")])
+def test_analyze_with_an_empty_or_tiny_baseline_is_inconclusive(tmp_path: Path, baseline_lines: int, code: str) -> None:
+    write_jsonl(tmp_path / "b.jsonl", list(events("v1", baseline_lines, seed=1)))
+    write_jsonl(tmp_path / "c.jsonl", list(events("v2", 1500, seed=2, npe_rate=0.02)))
+    result = run("analyze", "--baseline", str(tmp_path / "b.jsonl"), "--canary", str(tmp_path / "c.jsonl"))
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)
+    assert (verdict["verdict"], verdict["reason_code"]) == ("inconclusive", code)
