@@ -239,3 +239,25 @@ def test_log_text_is_shown_as_text_never_as_html(service_process: Launcher, brow
     assert {message.format(n=0) for message in HOSTILE} <= set(examples)
     assert '&lt;b id="host"&gt;pod-1&lt;/b&gt;' in raw
     assert "&lt;script&gt;document.documentElement" in raw
+
+
+def test_events_that_stopped_are_shown_with_baseline_examples(service_process: Launcher, browser: Browser) -> None:
+    now = datetime.now(UTC).isoformat()
+
+    def flows(deployment: str, kinds: str) -> list[dict[str, Any]]:
+        return [
+            {"timestamp": now, "service": "volumes", "deployment": deployment, "host": "pod-1",
+             "message": f"flow{kind} step completed for item {n}"}
+            for n in range(100)
+            for kind in kinds
+        ]  # fmt: skip
+
+    service = start_with(service_process, flows("v1", "abcdefgh") + flows("v2", "abcd"))
+    doc = parse(browser(f"{service.url}/ui?service=volumes&canary=v2&baseline=v1", "--dump-dom"))
+    assert doc.by_id("verdict").attrs["data-verdict"] == "fail"
+    section = doc.by_id("drops")
+    assert "hidden" not in section.attrs
+    items = section.find_all("li", "tpl-anomalous")
+    assert len(items) == 4
+    assert {"flowe", "flowf", "flowg", "flowh"} == {i.find_all("pre", "template")[0].text().split()[0] for i in items}
+    assert all(i.find_all("pre", "example") for i in items)  # verbatim baseline lines

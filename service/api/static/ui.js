@@ -148,6 +148,23 @@
     );
   }
 
+  /** Drops name baseline events the canary stopped logging: they have no canary cluster to show. */
+  function renderDrops(verdict) {
+    const drops = verdict.anomalies.filter((a) => a.kind === "drop");
+    $("drops").hidden = !drops.length;
+    $("drop-list").replaceChildren(
+      ...drops.map((a) =>
+        el(
+          "li",
+          { class: "tpl tpl-anomalous", "data-cluster-id": a.cluster_id },
+          el("p", { class: "tpl-head" }, `${number(a.canary_count)} in canary · ${number(a.baseline_count)} in baseline · ${(a.ratio ?? 0).toFixed(2)}x its share · score ${number(a.score)}`),
+          el("pre", { class: "template" }, a.template),
+          el("ol", { class: "examples" }, ...a.baseline_examples.map((x) => el("li", {}, el("pre", { class: "example" }, x)))),
+        ),
+      ),
+    );
+  }
+
   // -- clusters -----------------------------------------------------------------------------------
 
   /** The anomalies that name this cluster (by cluster id or by one of its templates' ids). */
@@ -299,6 +316,7 @@
       const [verdict, clusters] = await Promise.all([api(`v1/verdict?${query}`), api(clustersUrl)]);
       if (ticket !== state.ticket) return; // a newer choice is loading
       renderVerdict(verdict);
+      renderDrops(verdict);
       renderClusters(clusters, verdict);
       if ($("message").dataset.kind === "error") showMessage("");
       syncUrl();
