@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Sensitivity = Literal["low", "medium", "high"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
-AnomalyKind = Literal["unknown", "frequency", "drop", "priority"]
+AnomalyKind = Literal["unknown", "frequency", "priority"]
 # Why a verdict is what it is, for machines: the inconclusive ones say which data was missing.
 ReasonCode = Literal[
     "anomalies",  # fail: at least one anomaly reached the fail score
@@ -69,9 +69,13 @@ class Anomaly(BaseModel):
     """A canary cluster that is new or far more frequent than in the baseline."""
 
     kind: AnomalyKind = Field(
-        description="unknown: no similar event in the baseline; frequency: share far above the baseline's; "
-        "drop: an established baseline event vanished or fell far below its share; "
-        "priority: a 'priority' feedback rule covers it."
+        description="unknown: no similar event in the baseline; frequency: share far from the baseline's "
+        "(see direction); priority: a 'priority' feedback rule covers it."
+    )
+    direction: Literal["up", "down"] | None = Field(
+        default=None,
+        description="For frequency: up = far more frequent than in the baseline; down = an established baseline "
+        "event that fell far below its share or vanished (a drop; its examples are in baseline_examples).",
     )
     cluster_id: str = Field(description="Content-derived id of the canary cluster.")
     template: str = Field(description="Template of the most significant event type, `<*>` marking values.")
@@ -89,7 +93,7 @@ class Anomaly(BaseModel):
     score: float = Field(ge=0, description="Weighted evidence; the verdict fails when a score reaches the threshold.")
     priority: bool = Field(default=False, description="Raised by a 'priority' feedback rule.")
     baseline_examples: list[str] = Field(
-        default_factory=list, description="For a drop: up to 5 verbatim baseline messages of the event that fell."
+        default_factory=list, description="For a drop (direction down): up to 5 verbatim baseline messages."
     )
 
 

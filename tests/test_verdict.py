@@ -112,7 +112,7 @@ def test_frequency_spike_fails_and_names_the_event() -> None:
     verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
     assert verdict.verdict == "fail"
     [anomaly] = verdict.anomalies
-    assert anomaly.kind == "frequency"
+    assert anomaly.kind == "frequency" and anomaly.direction == "up"
     assert anomaly.template == "retrying connection to db-<*> after timeout"
     assert anomaly.ratio is not None and anomaly.ratio > 5
     assert anomaly.p_value is not None and anomaly.p_value < 1e-6
@@ -234,7 +234,7 @@ def test_several_established_flows_that_stop_fail_as_drops() -> None:
     _steady(engine, "v2", 0.0, flows=4)  # the canary runs only half of the flows: a silent failure
     verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
     assert verdict.verdict == "fail"
-    drops = [a for a in verdict.anomalies if a.kind == "drop"]
+    drops = [a for a in verdict.anomalies if a.kind == "frequency" and a.direction == "down"]
     assert len(drops) == 4
     assert all(a.canary_count == 0 and a.baseline_examples and not a.examples for a in drops)
     assert "baseline share" in verdict.reason

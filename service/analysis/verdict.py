@@ -338,17 +338,23 @@ def _rises(canary: _Side, base: _Side, matched: dict[Template, Template], limits
     """
     if base.total <= 0 or canary.total <= 0:
         return []
-    members: dict[Template, list[Template]] = {}
+    # One event may hold several templates on each side (lists of other lengths): add them all up.
+    baseline_by_event: dict[tuple[str, frozenset[str]], float] = {}
+    for template, count in base.counts.items():
+        if template is not OTHER:
+            key = _word_key(template)
+            baseline_by_event[key] = baseline_by_event.get(key, 0.0) + count
+    members: dict[tuple[str, frozenset[str]], list[Template]] = {}
     for template in canary.counts:
         home = template if base.counts.get(template) else matched.get(template)
-        if home is not None:
-            members.setdefault(home, []).append(template)
+        if home is not None and home is not OTHER:
+            members.setdefault(_word_key(home), []).append(template)
     found = []
-    for home, templates in members.items():
+    for event, templates in members.items():
         count = round(sum(canary.counts[t] for t in templates))
         if count < limits.frequency_min_count:
             continue
-        baseline_count = base.counts[home]
+        baseline_count = baseline_by_event[event]
         ratio = (count / canary.total) / ((baseline_count + 0.5) / (base.total + 0.5))
         if ratio < limits.frequency_min_ratio:
             continue
@@ -501,7 +507,8 @@ def _anomaly(
     hosts = sorted({host for f in members for host in f.canary.hosts})
     first = min(f.canary.first_seen for f in members)
     return Anomaly(
-        kind=kind,
+        kind="frequency" if kind == "drop" else kind,
+        direction="down" if kind == "drop" else "up" if kind == "frequency" else None,
         cluster_id=cluster_id,
         template=OVERFLOW_TEMPLATE if lead.template is OTHER else lead.template.text,
         template_ids=[f.template.template_id for f in members],
@@ -532,12 +539,14 @@ def _vanished(canary: _Side, base: _Side) -> list[VanishedCluster]:
 
 def _fail_reason(failing: list[Anomaly]) -> str:
     lead = failing[0]
-    what = {
-        "unknown": "a never-seen event",
-        "frequency": f"an event {lead.ratio or 0:.1f}x more frequent",
-        "drop": f"an established event at {lead.ratio or 0:.2f}x its baseline share",
-        "priority": "an event a person marked priority",
-    }[lead.kind]
+    if lead.kind == "unknown":
+        what = "a never-seen event"
+    elif lead.kind == "priority":
+        what = "an event a person marked priority"
+    elif lead.direction == "down":
+        what = f"an established event at {lead.ratio or 0:.2f}x its baseline share"
+    else:
+        what = f"an event {lead.ratio or 0:.1f}x more frequent"
     more = f" (and {len(failing) - 1} more anomalies)" if len(failing) > 1 else ""
     # A stack trace's template starts "headline\nException: message": name the exception too.
     summary = " | ".join(lead.template.splitlines()[:2])

@@ -150,7 +150,7 @@
 
   /** Drops name baseline events the canary stopped logging: they have no canary cluster to show. */
   function renderDrops(verdict) {
-    const drops = verdict.anomalies.filter((a) => a.kind === "drop");
+    const drops = verdict.anomalies.filter((a) => a.direction === "down");
     $("drops").hidden = !drops.length;
     $("drop-list").replaceChildren(
       ...drops.map((a) =>
