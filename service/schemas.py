@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Sensitivity = Literal["low", "medium", "high"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
@@ -30,6 +31,36 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # LOGCANARY_MAX_MESSAGE_BYTES
 TRUNCATED_ATTRIBUTE = "logcanary.truncated_bytes"  # set on an event whose message lost its tail
 PRIMARY_SUFFIX = "-primary"  # Flagger's primary of target <name> is <name>-primary, and so is its pods' app label
 
+# Service and deployment names (and identities): 1-253 characters of NAME_CHARACTERS, no '..' path segment. So no
+# NUL, control characters, spaces or '../../etc/passwd'; every Kubernetes name, label value, version and hash fits.
+NAME_MAX_LENGTH = 253
+NAME_PATTERN = r"^[A-Za-z0-9._:/@+-]+$"
+NAME_RULE = "1-253 characters of A-Z a-z 0-9 . _ : / @ + - with no '..' path segment"
+
+
+def _no_dot_dot(value: str) -> str:
+    if ".." in value.split("/"):
+        raise ValueError("a '..' path segment is not allowed in a name")
+    return value
+
+
+def valid_name(value: object) -> bool:
+    """True for a service or deployment name that :data:`Name` accepts."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= NAME_MAX_LENGTH
+        and _NAME_RE.match(value) is not None
+        and ".." not in value.split("/")
+    )
+
+
+_NAME_RE = re.compile(NAME_PATTERN)
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN),
+    AfterValidator(_no_dot_dot),
+]
+
 
 class LogEvent(BaseModel):
     """One log event of one deployment (version) of one service."""
@@ -37,10 +68,8 @@ class LogEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, title="LogEvent")
 
     timestamp: datetime = Field(description="When the event happened (RFC 3339); without a zone it is UTC.")
-    service: Annotated[str, Field(min_length=1, max_length=256, description="Service name, e.g. 'checkout'.")]
-    deployment: Annotated[
-        str, Field(min_length=1, max_length=256, description="Deployment / version / pod-template hash, e.g. 'v2'.")
-    ]
+    service: Annotated[Name, Field(description=f"Service name, e.g. 'checkout': {NAME_RULE}.")]
+    deployment: Annotated[Name, Field(description=f"Deployment / version / pod-template hash, e.g. 'v2': {NAME_RULE}.")]
     host: Annotated[str, Field(max_length=256, description="Host or pod that emitted the event.")] = "unknown"
     level: Annotated[str, Field(max_length=32, description="Log level (debug, info, warn, error, fatal ...).")] = "info"
     message: Annotated[
@@ -52,7 +81,7 @@ class LogEvent(BaseModel):
         ),
     ]
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form extra fields.")
-    identities: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+    identities: list[Name] = Field(
         default_factory=list,
         max_length=16,
         description="Other names of the deployment (version labels, pod-template hashes, OTLP service.version); "

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from service.ingestion import records
 from service.ingestion.records import REJECT_REASONS, Decoded, Rejection, decode_object, decode_record
-from service.schemas import LogEvent
+from service.schemas import LogEvent, valid_name
 
 
 def _raw(value: Any) -> bytes:
@@ -514,6 +514,12 @@ def test_every_rejection_reason() -> None:
             b'"a string"',
             b"null",
         ],
+        "invalid_name": [
+            b'{"service":"a\\u0000b","message":"m"}',
+            b'{"service":"../../etc/passwd","deployment":"v1","message":"m"}',
+            b'{"service":"s","deployment":"v 2","message":"m"}',
+            b'{"service":"s","deployment":"v2","identities":["ok","bad\\u0007"],"message":"m"}',
+        ],
     }
     assert set(cases) == set(REJECT_REASONS)
     for reason, raws in cases.items():
@@ -613,12 +619,13 @@ def test_decode_never_raises_on_json_shaped_like_shipper_records(value: Any) -> 
         assert all(isinstance(event, LogEvent) for event in decoded.events)
 
 
+_names = st.from_regex(r"[A-Za-z0-9._:/@+-]{1,10}", fullmatch=True).filter(valid_name)
 _native = st.fixed_dictionaries(
     {
         "timestamp": st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat)
         | st.integers(min_value=0, max_value=250_000_000_000_000),
-        "service": st.text(min_size=1, max_size=10),
-        "deployment": st.text(min_size=1, max_size=10),
+        "service": _names,
+        "deployment": _names,
         "message": st.text(min_size=1, max_size=30),
     },
     optional={

@@ -55,6 +55,12 @@ Decisions worth knowing:
   missing or empty message: ``missing_message``; anything else pydantic refuses
   (a bad timestamp, a non-string service ...): ``invalid_event`` with
   pydantic's first error as the detail.
+* A service, deployment or identity name outside the documented rule
+  (:data:`~service.schemas.NAME_RULE`: 1-253 characters of ``A-Za-z0-9._:/@+-``,
+  no ``..`` path segment; so no NUL, control character or ``../../etc/passwd``)
+  is ``invalid_name``.  A mapped record's *extra* identity (a second version
+  label) that breaks the rule is dropped instead, as the record still names its
+  deployment.
 * A message longer than ``max_message_bytes`` (UTF-8, 64 KiB by default) is
   not refused: it keeps its head, ends with `` …[truncated N bytes]`` and has
   the ``logcanary.truncated_bytes`` attribute (:func:`truncate_message`).
@@ -73,7 +79,14 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from service.schemas import DEFAULT_MAX_MESSAGE_BYTES, PRIMARY_SUFFIX, TRUNCATED_ATTRIBUTE, LogEvent
+from service.schemas import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    NAME_RULE,
+    PRIMARY_SUFFIX,
+    TRUNCATED_ATTRIBUTE,
+    LogEvent,
+    valid_name,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -94,6 +107,7 @@ REJECT_REASONS: Final = (
     "missing_service",
     "missing_message",
     "invalid_event",
+    "invalid_name",
 )
 DEFAULT_MAX_BYTES: Final = 1_048_576
 
@@ -213,7 +227,6 @@ _OTLP_LABEL_PREFIX: Final = "k8s.pod.label."
 _OTLP_LEGACY_LABEL_PREFIX: Final = "k8s.pod.labels."
 _OTLP_RESOURCE_ATTRIBUTES: Final = ("k8s.namespace.name", "k8s.container.name", "k8s.node.name")
 _NAME_LABEL: Final = "app.kubernetes.io/name"
-_MAX_NAME: Final = 256  # LogEvent's limit on a deployment name
 _MAX_IDENTITIES: Final = 16  # LogEvent's limit on identities
 
 _SYSLOG_LEVELS: Final = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -221,6 +234,8 @@ _PINO_LEVELS: Final = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "er
 _OTLP_LEVELS: Final = ("trace", "debug", "info", "warn", "error", "fatal")  # severityNumber 1-4, 5-8, ... 21-24
 
 _DETAIL_MAX: Final = 300
+_NAMES: Final = frozenset({"service", "deployment", "identities"})
+_NAME_ERRORS: Final = frozenset({"string_pattern_mismatch", "string_too_long", "string_too_short", "value_error"})
 _MAX_ANY_VALUE_DEPTH: Final = 32
 _BOM: Final = b"\xef\xbb\xbf"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -468,7 +483,7 @@ def _identify(service: Any, names: list[Any], workloads: tuple[Any, ...]) -> tup
     identities = [
         name
         for name in dict.fromkeys(names)
-        if isinstance(name, str) and 0 < len(name) <= _MAX_NAME and name != deployment
+        if valid_name(name) and name != deployment  # an odd extra label value is dropped, not fatal
     ]
     return service, deployment, identities[:_MAX_IDENTITIES]
 
@@ -737,6 +752,8 @@ def _validate(fields: dict[str, Any]) -> LogEvent:
             raise _Rejected("invalid_event", str(exc)) from None
         first = errors[0]
         where = ".".join(str(part) for part in first["loc"]) or "event"
+        if first["loc"] and first["loc"][0] in _NAMES and first["type"] in _NAME_ERRORS:
+            raise _Rejected("invalid_name", f"{where}: {first['msg']} (names: {NAME_RULE})") from None
         raise _Rejected("invalid_event", f"{where}: {first['msg']}") from None
 
 
