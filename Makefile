@@ -8,7 +8,7 @@ EVAL ?= ../shared/eval
 export LOGCANARY_CONTRACTS_SRC ?= $(abspath ../shared/contracts)
 export LOGCANARY_CONTRACTS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/logcanary-contracts
 
-.PHONY: install browser prometheus contracts test lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
+.PHONY: install browser prometheus contracts test chaos lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
@@ -61,6 +61,11 @@ unit: $(STAMP) browser prometheus contracts
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
+
+# The long fault-injection runs (pytest marker `chaos`, deselected by `make test`): 10 fresh starts, 10 SIGKILLs,
+# a 65 s broker pause; real broker, real `logcanary serve` processes. Each test prints its figures.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos
 
 demo: $(STAMP)
 	$(BIN)/logcanary demo

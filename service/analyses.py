@@ -240,6 +240,24 @@ class Analyses:
         self.state.store.save_analysis(record)
         return record
 
+    def prune(self, now: float) -> list[str]:
+        """Forgets completed and cancelled analyses that ended over LOGCANARY_RETENTION_ANALYSES_DAYS ago.
+
+        Returns their ids, for the store to delete. Running analyses are never pruned.
+        """
+        days = self.state.settings.retention_analyses_days
+        if days <= 0:
+            return []
+        cutoff = now - days * 86_400.0
+        old = [
+            record.id
+            for record in self.records.values()
+            if record.status != "running" and (record.finished_at if record.finished_at is not None else now) < cutoff
+        ]
+        for analysis_id in old:
+            del self.records[analysis_id]
+        return old
+
     def cancel(self, record: AnalysisRecord) -> None:
         """Stops a running analysis and removes its gauges; cancelling twice is a no-op.
 

@@ -66,6 +66,46 @@ class Settings(BaseSettings):
     max_running_analyses: int = Field(
         100, ge=1, description="Running analyses at most (each is one series of logcanary_analysis_risk)."
     )
+    retention_deployments_days: float = Field(
+        30.0,
+        ge=0,
+        description="Deployments with no event for this long are dropped, in memory and in the store (0 = never).",
+    )
+    retention_analyses_days: float = Field(
+        30.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
+    )
+    store_maintenance_interval_seconds: float = Field(
+        300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
+    )
+    retention_deployments_days: float = Field(
+        30.0,
+        ge=0,
+        description="Deployments with no event for this long are dropped, in memory and in the store (0 = never).",
+    )
+    retention_analyses_days: float = Field(
+        30.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
+    )
+    store_maintenance_interval_seconds: float = Field(
+        300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
+    )
+    max_clock_skew_seconds: float = Field(
+        300.0, ge=0, description="Events stamped further ahead of the receive time are clamped to it (and counted)."
+    )
+    metrics_max_services: int = Field(
+        50, ge=0, description="Services with series of their own on /metrics (most events first); the rest add up."
+    )
+    metrics_max_deployments: int = Field(
+        200, ge=0, description="Deployments with series of their own on /metrics (most events first); the rest add up."
+    )
+    idempotency_ttl_seconds: float = Field(
+        86_400.0, gt=0, description="How long an Idempotency-Key of POST /v1/events is remembered (durably)."
+    )
+    idempotency_max_keys: int = Field(
+        100_000, ge=1, description="Idempotency keys remembered at most; the oldest are forgotten first."
+    )
+    ingest_chunk_events: int = Field(
+        1000, ge=1, description="POST /v1/events applies its events in chunks of this many, yielding between them."
+    )
 
     @field_validator("kafka_topics", mode="before")
     @classmethod

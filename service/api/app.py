@@ -54,9 +54,13 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.kafka_bootstrap_servers:
             runtime.kafka = KafkaIngestor(settings, runtime.state)
             await runtime.kafka.start()
-        loops = [asyncio.create_task(runtime.analyses.run(), name="analyses")]
+        loops = [
+            asyncio.create_task(runtime.analyses.run(), name="analyses"),
+            asyncio.create_task(_loop_lag_monitor(runtime.state), name="loop-lag"),
+        ]
         if runtime.kafka is None:
             loops.append(asyncio.create_task(_checkpoint_loop(runtime.state), name="checkpoints"))
+        loops.append(asyncio.create_task(_maintenance_loop(runtime), name="store-maintenance"))
         try:
             yield
         finally:
@@ -64,7 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
             if runtime.kafka is not None:
                 await runtime.kafka.stop()
-            await runtime.state.checkpoint()
+            await runtime.state.checkpoint(force=True)
             runtime.store.close()
 
     app = FastAPI(
@@ -91,6 +95,38 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     return app
+
+
+LOOP_LAG_PERIOD = 0.1
+
+
+async def _loop_lag_monitor(state: LiveState) -> None:
+    """Sleeps 100 ms again and again; how late each wake-up comes is the time the loop was blocked."""
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(LOOP_LAG_PERIOD)
+        state.metrics.loop_lag.observe(max(0.0, loop.time() - started - LOOP_LAG_PERIOD))
+
+
+async def maintain(runtime: Runtime) -> None:
+    """Retention, then a bounded file: old deployments and analyses go, the WAL is truncated, free pages returned."""
+    now = time.time()
+    runtime.state.prune(now)  # dropped through the engine's eviction; the checkpoint deletes their rows
+    forgotten = runtime.analyses.prune(now)
+    await runtime.state.checkpoint()
+    if forgotten:
+        await asyncio.to_thread(runtime.store.delete_analyses, forgotten)
+    await asyncio.to_thread(runtime.store.maintain)
+
+
+async def _maintenance_loop(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(runtime.settings.store_maintenance_interval_seconds)
+        try:
+            await maintain(runtime)
+        except Exception:
+            log.exception("store maintenance failed")
 
 
 async def _checkpoint_loop(state: LiveState) -> None:

@@ -82,17 +82,24 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/docs")
 
 
-@router.get("/healthz", tags=["health"], summary="Liveness: the process serves requests")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get("/healthz", tags=["health"], summary="Liveness: the process serves requests and its ingest task lives")
+async def healthz(request: Request) -> Response:
+    kafka = runtime(request).kafka
+    if kafka is not None and kafka.dead:  # it will never ingest again: let Kubernetes restart the pod
+        return json_response({"status": "ingest_dead", "ingest": kafka.status()}, 503)
+    return json_response({"status": "ok"}, 200)
 
 
-@router.get("/readyz", tags=["health"], summary="Readiness: state loaded and Kafka reachable (when configured)")
+@router.get("/readyz", tags=["health"], summary="Readiness: state loaded (verdicts can be served); ingest status")
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
-    kafka = None if rt.kafka is None else await rt.kafka.check_reachable()
-    ready = rt.state.loaded and kafka is not False
-    return json_response({"ready": ready, "state_loaded": rt.state.loaded, "kafka": kafka}, 200 if ready else 503)
+    kafka = None if rt.kafka is None else rt.kafka.reachable  # checked in the background: never waits
+    ingest = None if rt.kafka is None else rt.kafka.status()
+    ready = rt.state.loaded
+    if ingest is not None and rt.settings.kafka_required_for_ready:
+        ready = ready and ingest["state"] == "running" and kafka is True
+    body = {"ready": ready, "state_loaded": rt.state.loaded, "kafka": kafka, "ingest": ingest}
+    return json_response(body, 200 if ready else 503)
 
 
 @router.get("/metrics", tags=["health"], summary="Prometheus metrics")

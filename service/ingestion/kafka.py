@@ -9,7 +9,17 @@ tooling only.
 
 Within a batch nothing awaits between changing the engine and recording the
 offsets, so a checkpoint can never see one without the other. Dead letters are
-sent (and acknowledged) before either.
+sent (and acknowledged, or given up after a bounded time) before either.
+
+Records below the next expected offset of their partition are dropped on sight,
+and records of a partition the rebalance listener has not positioned yet are
+never counted: a batch fetched before a seek cannot count twice, and the
+offsets never move backwards.
+
+The consume loop is supervised: an unexpected exception is logged with its
+traceback, counted (``logcanary_ingest_restarts_total``), and the loop starts
+again with a new consumer after a capped exponential backoff, resuming from the
+live offsets. ``status()`` tells readiness and liveness how ingestion is doing.
 """
 
 from __future__ import annotations
@@ -19,13 +29,16 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.helpers import create_ssl_context
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Gauge
 
-from service.ingestion.records import decode_record
+from service.ingestion.records import Rejection, decode_record
 from service.settings import Settings
 from service.state import LiveState
 
@@ -34,6 +47,22 @@ log = logging.getLogger(__name__)
 HEADER_REASON = "logcanary-reason"
 HEADER_DETAIL = "logcanary-detail"
 HEADER_SOURCE = "logcanary-source"
+HEADER_ORIGINAL_BYTES = "logcanary-original-bytes"
+
+#: Head kept of a dead letter the producer or the broker refused even once truncated.
+SMALL_HEAD_BYTES = 1024
+#: Longest dead-letter key kept (a key is only used for partitioning).
+MAX_KEY_BYTES = 1024
+#: How often the cluster's reachability is checked in the background, and how long one check may take.
+PROBE_INTERVAL_SECONDS = 2.0
+PROBE_TIMEOUT_SECONDS = 1.5
+#: Longest wait to connect, and to close clients that cannot reach the broker.
+CONNECT_TIMEOUT_SECONDS = 30.0
+CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+class _Stopping(Exception):
+    """Raised inside a batch when the service stops before the batch's dead letters were sent."""
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -58,27 +87,68 @@ def client_options(settings: Settings) -> dict[str, Any]:
 
 
 class _SeekToSavedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, ingestor: KafkaIngestor) -> None:
+    """Positions every assigned partition at its live offset, without awaiting between assignment and seek."""
+
+    def __init__(self, ingestor: KafkaIngestor, consumer: AIOKafkaConsumer) -> None:
         self._ingestor = ingestor
+        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._ingestor.state.checkpoint()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         offsets = self._ingestor.state.offsets
-        consumer = self._ingestor.consumer
-        assert consumer is not None
         for tp in assigned:
-            saved = offsets.get((tp.topic, tp.partition))
-            if saved is not None:
-                consumer.seek(tp, saved)
-            else:
-                await consumer.seek_to_beginning(tp)
+            # A partition never seen starts at offset 0; if its log starts later, the consumer's
+            # auto_offset_reset=earliest moves to the real start (records above the expected offset count).
+            # seek() is synchronous: no batch can be counted between the assignment and the seek.
+            self._consumer.seek(tp, offsets.setdefault((tp.topic, tp.partition), 0))
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
 
 
+class IngestMetrics:
+    """The consume loop's health, registered in the service's registry."""
+
+    def __init__(self, ingestor: KafkaIngestor) -> None:
+        r = ingestor.state.metrics.registry
+        self.restarts = PromCounter(
+            "logcanary_ingest_restarts",
+            "Restarts of the Kafka consume loop after an unexpected error.",
+            registry=r,
+        )
+        self.last_progress = Gauge(
+            "logcanary_ingest_last_progress_timestamp_seconds",
+            "Unix time of the last poll that reached the broker and processed its batch.",
+            registry=r,
+        )
+        self.stalled = Gauge(
+            "logcanary_ingest_stalled",
+            "1 when Kafka ingestion made no progress for LOGCANARY_KAFKA_STALL_SECONDS (or its task died).",
+            registry=r,
+        )
+        self.stalled.set_function(lambda: 1.0 if ingestor.status()["state"] in ("stalled", "dead") else 0.0)
+        self.dead_letter_truncated = PromCounter(
+            "logcanary_dead_letters_truncated",
+            "Records dead-lettered with only their head (original size in the logcanary-original-bytes header).",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_letter_failed = PromCounter(
+            "logcanary_dead_letters_failed",
+            "Bad records that could not be dead-lettered in time: logged and skipped.",
+            ["reason"],
+            registry=r,
+        )
+        self.below_offset = PromCounter(
+            "logcanary_ingest_records_skipped",
+            "Records fetched again below the next expected offset (or before their partition was positioned): "
+            "dropped, never counted.",
+            registry=r,
+        )
+
+
 class KafkaIngestor:
-    """Consumes log records into the live state until stopped."""
+    """Consumes log records into the live state until stopped, restarting its loop after any failure."""
 
     def __init__(self, settings: Settings, state: LiveState) -> None:
         self.settings = settings
@@ -86,13 +156,69 @@ class KafkaIngestor:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.reachable = False
+        self.restarts = 0
+        self.phase = "connecting"  # connecting | running | backing_off | stopped
+        self.last_error: str | None = None
+        self._last_progress = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._checked_at = 0.0
+        self.metrics = IngestMetrics(self)
 
     async def start(self) -> None:
-        """Connects in the background: an unreachable cluster makes the service unready, not dead."""
-        self._task = asyncio.create_task(self._connect_and_run(), name="kafka-ingest")
+        """Connects in the background: an unreachable cluster never stops the service."""
+        self._task = asyncio.create_task(self._supervise(), name="kafka-ingest")
+        self._probe = asyncio.create_task(self._probe_loop(), name="kafka-probe")
+
+    # -- health --------------------------------------------------------------------------------------
+
+    @property
+    def dead(self) -> bool:
+        """The ingest task ended while the service is not stopping: it will never ingest again."""
+        return self._task is not None and self._task.done() and not self._stopping.is_set()
+
+    def status(self) -> dict[str, Any]:
+        """``state``: running, connecting, backing_off, stalled (no progress for KAFKA_STALL_SECONDS), dead."""
+        age = time.monotonic() - self._last_progress
+        if self.dead:
+            state = "dead"
+        elif self.phase != "stopped" and age > self.settings.kafka_stall_seconds:
+            state = "stalled"
+        else:
+            state = self.phase
+        return {
+            "state": state,
+            "last_progress_age_seconds": round(age, 3),
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+        }
+
+    def _progressed(self) -> None:
+        self._last_progress = time.monotonic()
+        self.metrics.last_progress.set(time.time())
+
+    async def _probe_loop(self) -> None:
+        """Keeps ``reachable`` fresh (metadata request, bounded): readiness reads it without waiting."""
+        while not self._stopping.is_set():
+            consumer = self.consumer
+            if consumer is not None:
+                try:
+                    await asyncio.wait_for(consumer.topics(), PROBE_TIMEOUT_SECONDS)
+                    self.reachable = True
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.reachable = False
+            else:
+                self.reachable = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), PROBE_INTERVAL_SECONDS)
+
+    async def check_reachable(self) -> bool:
+        """The cached result of the background check (never waits on the broker)."""
+        return self.reachable
+
+    # -- supervision ---------------------------------------------------------------------------------
 
     async def _connect(self) -> None:
         options = client_options(self.settings)
@@ -108,84 +234,114 @@ class KafkaIngestor:
             heartbeat_interval_ms=max(100, self.settings.kafka_session_timeout_ms // 4),
         )
         try:
-            await producer.start()
-            await consumer.start()
+            await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_SECONDS)
+            await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_SECONDS)
         except BaseException:
-            await producer.stop()
-            await consumer.stop()
+            await _bounded(producer.stop(), CLOSE_TIMEOUT_SECONDS)
+            await _bounded(consumer.stop(), CLOSE_TIMEOUT_SECONDS)
             raise
         self.producer, self.consumer = producer, consumer
-        consumer.subscribe(self.settings.kafka_topics, listener=_SeekToSavedOffsets(self))
+        consumer.subscribe(self.settings.kafka_topics, listener=_SeekToSavedOffsets(self, consumer))
         self.reachable = True
 
-    async def _connect_and_run(self) -> None:
+    async def _close_clients(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        consumer, producer = self.consumer, self.producer
+        self.consumer = self.producer = None
+        if consumer is not None:
+            await _bounded(consumer.stop(), timeout)
+        if producer is not None:
+            await _bounded(producer.stop(), timeout)
+
+    async def _supervise(self) -> None:
+        """Connects and runs the consume loop; after any failure, closes the clients and starts again."""
         backoff = 0.5
+        cap = self.settings.kafka_restart_backoff_max_seconds
         while not self._stopping.is_set():
+            self.phase = "connecting"
+            connected = False
+            started = time.monotonic()
             try:
                 await self._connect()
-                break
-            except KafkaError as exc:
-                log.warning(
-                    "cannot reach Kafka at %s (%s); retrying in %.1fs",
-                    self.settings.kafka_bootstrap_servers,
-                    exc,
-                    backoff,
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                backoff = min(backoff * 2, 10.0)
-        if self.consumer is not None:
-            await self._run()
-
-    async def check_reachable(self, timeout: float = 2.0) -> bool:
-        """Asks the cluster for metadata (at most every 5 s): the readiness probe's Kafka check."""
-        if self.consumer is None:
-            return False
-        now = time.monotonic()
-        if now - self._checked_at < 5.0:
-            return self.reachable
-        self._checked_at = now
-        try:
-            await asyncio.wait_for(self.consumer.topics(), timeout)
-            self.reachable = True
-        except (KafkaError, TimeoutError):
-            self.reachable = False
-        return self.reachable
+                connected = True
+                self.phase = "running"
+                await self._run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.reachable = False
+                if not connected and isinstance(exc, KafkaError | TimeoutError):
+                    log.warning(
+                        "cannot reach Kafka at %s (%s); retrying in %.1fs",
+                        self.settings.kafka_bootstrap_servers,
+                        self.last_error,
+                        backoff,
+                    )
+                else:
+                    self.restarts += 1
+                    self.metrics.restarts.inc()
+                    log.exception("Kafka ingestion failed (restart %d in %.1fs)", self.restarts, backoff)
+            await self._close_clients()
+            if time.monotonic() - started > 60:  # it ran well for a while: a new failure starts small again
+                backoff = 0.5
+            self.phase = "backing_off"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            backoff = min(backoff * 2, cap)
 
     async def stop(self) -> None:
-        """Finishes the batch in hand, checkpoints, leaves the group."""
+        """Finishes the batch in hand, checkpoints, leaves the group: within LOGCANARY_SHUTDOWN_TIMEOUT_SECONDS.
+
+        The state is checkpointed to the store whatever happens; committing offsets to Kafka (for lag tools)
+        and leaving the group are skipped when the broker does not answer in time.
+        """
+        deadline = time.monotonic() + self.settings.shutdown_timeout_seconds
         self._stopping.set()
-        if self._task is not None:
-            if self.consumer is None:  # still trying to connect: nothing to finish
-                self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task, share in ((self._task, 0.25), (self._probe, 0.05)):
+            if task is None:
+                continue
+            _, pending = await asyncio.wait({task}, timeout=max(0.1, (deadline - time.monotonic()) * share))
+            if pending:
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+        self.phase = "stopped"
         await self.state.checkpoint()
-        await self._commit_to_kafka()
-        if self.consumer is not None:
-            await self.consumer.stop()
-        if self.producer is not None:
-            await self.producer.stop()
+        remaining = deadline - time.monotonic()
+        await _bounded(self._commit_to_kafka(), max(0.1, min(5.0, remaining / 3)))
+        await self._close_clients(timeout=max(0.1, (deadline - time.monotonic()) / 2))
+
+    # -- the consume loop ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        assert self.consumer is not None
+        consumer = self.consumer
+        assert consumer is not None
         backoff = 0.5
         while not self._stopping.is_set():
             try:
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=self.settings.kafka_max_batch_records)
-                self.reachable = True
-                backoff = 0.5
+                batch = await consumer.getmany(timeout_ms=200, max_records=self.settings.kafka_max_batch_records)
             except KafkaError as exc:
                 self.reachable = False
                 log.warning("kafka poll failed (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
+            backoff = 0.5
             if batch:
-                await self.process(batch)
+                try:
+                    await self.process(batch)
+                except _Stopping:
+                    return  # the batch was not counted: it is read again after the restart
+                self.reachable = True
+                self._progressed()
+            elif self.reachable:
+                self._progressed()
             if time.time() - self.state.last_checkpoint >= self.settings.checkpoint_interval_seconds:
                 await self.state.checkpoint()
-                await self._commit_to_kafka()
+                await _bounded(self._commit_to_kafka(), 5.0)
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Decodes a batch, dead-letters bad records, then counts the good ones and moves the offsets."""
@@ -193,56 +349,141 @@ class KafkaIngestor:
         metrics = self.state.metrics
         max_bytes = self.settings.max_record_bytes
         max_message_bytes = self.settings.max_message_bytes
+        offsets = self.state.offsets
         good = []
         reasons: Counter[str] = Counter()
-        dead: list[Any] = []
-        for records in batch.values():
+        dead: list[tuple[Any, Rejection]] = []
+        fresh: dict[tuple[str, int], int] = {}  # partition -> next offset after this batch
+        skipped = 0
+        for tp, records in batch.items():
+            key = (tp.topic, tp.partition)
+            expected = offsets.get(key)
+            if expected is None:  # not positioned yet: the listener's seek fetches these again
+                skipped += len(records)
+                continue
             for record in records:
+                if record.offset < expected:  # fetched again (a seek after a fetch): counted already
+                    skipped += 1
+                    continue
                 decoded = decode_record(record.value or b"", max_bytes=max_bytes, max_message_bytes=max_message_bytes)
                 good.extend(decoded.events)
                 if decoded.rejections:
                     reasons.update(rejection.reason for rejection in decoded.rejections)
                     dead.append((record, decoded.rejections[0]))
+                fresh[key] = record.offset + 1
+        if skipped:
+            self.metrics.below_offset.inc(skipped)
         if dead:
             await self._dead_letter(dead)
         # From here to the offsets nothing awaits: the engine and the offsets move together.
         observe = self.state.observe
         for event in good:
             observe(event)
-        offsets = self.state.offsets
-        for tp, records in batch.items():
-            if records:
-                offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+        for key, next_offset in fresh.items():
+            offsets[key] = max(offsets.get(key, 0), next_offset)  # never backwards
         metrics.ingested.labels("kafka").inc(len(good))
         self.state.count_rejections("kafka", reasons)
         metrics.batch_seconds.observe(time.perf_counter() - started)
-        assert self.consumer is not None
+        consumer = self.consumer
+        if consumer is None:
+            return
         for tp in batch:
-            highwater = self.consumer.highwater(tp)
+            highwater = consumer.highwater(tp)
             if highwater is not None:
                 lag = max(0, highwater - offsets.get((tp.topic, tp.partition), 0))
                 metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
-    async def _dead_letter(self, dead: list[Any]) -> None:
-        assert self.producer is not None
+    # -- dead letters --------------------------------------------------------------------------------
+
+    def _dead_letter_message(self, record: Any, rejection: Rejection, head: int) -> dict[str, Any]:
+        value: bytes = record.value or b""
+        headers = [
+            (HEADER_REASON, rejection.reason.encode()),
+            (HEADER_DETAIL, rejection.detail[:1000].encode("utf-8", "replace")),
+            (HEADER_SOURCE, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        ]
+        if len(value) > head:
+            headers.append((HEADER_ORIGINAL_BYTES, str(len(value)).encode()))
+            value = value[:head]
+        key = record.key[:MAX_KEY_BYTES] if record.key else record.key
+        return {"value": value, "key": key, "headers": headers}
+
+    async def _dead_letter(self, dead: list[tuple[Any, Rejection]]) -> None:
+        """Sends bad records to the dead-letter topic, pipelined, retrying with backoff for a bounded time.
+
+        A record too large for the producer's request limit goes with its head only; one refused even so
+        goes with a 1 KiB head; one that cannot be sent before LOGCANARY_KAFKA_DEAD_LETTER_TIMEOUT_SECONDS is
+        counted (``logcanary_dead_letters_failed_total``), logged and skipped. Stopping abandons the batch.
+        """
+        producer = self.producer
+        assert producer is not None
         topic = self.settings.kafka_dead_letter_topic
-        sends = []
-        for record, rejection in dead:
-            headers = [
-                (HEADER_REASON, rejection.reason.encode()),
-                (HEADER_DETAIL, rejection.detail[:1000].encode("utf-8", "replace")),
-                (HEADER_SOURCE, f"{record.topic}/{record.partition}/{record.offset}".encode()),
-            ]
-            sends.append(await self.producer.send(topic, value=record.value, key=record.key, headers=headers))
-        await asyncio.gather(*sends)
-        for _, rejection in dead:
-            self.state.metrics.dead_lettered.labels(rejection.reason).inc()
+        deadline = time.monotonic() + self.settings.kafka_dead_letter_timeout_seconds
+        heads = {id(record): self.settings.kafka_dead_letter_max_bytes for record, _ in dead}
+        pending = list(dead)
+        backoff = 0.2
+        while pending:
+            sends: list[tuple[Any, Rejection, asyncio.Future[Any] | BaseException]] = []
+            for record, rejection in pending:
+                message = self._dead_letter_message(record, rejection, heads[id(record)])
+                try:
+                    remaining = max(0.01, deadline - time.monotonic())
+                    future = await asyncio.wait_for(producer.send(topic, **message), remaining)
+                    sends.append((record, rejection, future))
+                except (KafkaError, TimeoutError) as exc:
+                    sends.append((record, rejection, exc))
+            futures = [outcome for _, _, outcome in sends if isinstance(outcome, asyncio.Future)]
+            if futures:
+                await asyncio.wait(futures, timeout=max(0.01, deadline - time.monotonic()))
+            retry: list[tuple[Any, Rejection]] = []
+            transient = False
+            for record, rejection, outcome in sends:
+                error: BaseException | None
+                if isinstance(outcome, asyncio.Future):
+                    error = outcome.exception() if outcome.done() else TimeoutError("no acknowledgement in time")
+                else:
+                    error = outcome
+                if error is None:
+                    self.state.metrics.dead_lettered.labels(rejection.reason).inc()
+                    if len(record.value or b"") > heads[id(record)]:
+                        self.metrics.dead_letter_truncated.labels(rejection.reason).inc()
+                    continue
+                too_large = isinstance(error, MessageSizeTooLargeError) or "too large" in str(error).lower()
+                if too_large and heads[id(record)] > SMALL_HEAD_BYTES:
+                    heads[id(record)] = SMALL_HEAD_BYTES
+                    retry.append((record, rejection))
+                    continue
+                if not too_large and time.monotonic() < deadline:
+                    retry.append((record, rejection))
+                    transient = True
+                    continue
+                self.metrics.dead_letter_failed.labels(rejection.reason).inc()
+                log.error(
+                    "could not dead-letter %s/%s/%s (%s, %d bytes): %s; skipped",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    rejection.reason,
+                    len(record.value or b""),
+                    error,
+                )
+            pending = retry
+            if pending and self._stopping.is_set():
+                raise _Stopping
+            if transient:
+                self.reachable = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), min(backoff, max(0.0, deadline - time.monotonic())))
+                backoff = min(backoff * 2, 5.0)
+                if self._stopping.is_set():
+                    raise _Stopping
 
     async def _commit_to_kafka(self) -> None:
         """Best effort, for lag tools: the truth is in the state store."""
-        if self.consumer is None:
+        consumer = self.consumer
+        if consumer is None:
             return
-        assignment = self.consumer.assignment()
+        assignment = consumer.assignment()
         offsets = {
             tp: self.state.offsets[(tp.topic, tp.partition)]
             for tp in assignment
@@ -250,4 +491,14 @@ class KafkaIngestor:
         }
         if offsets:
             with contextlib.suppress(KafkaError):
-                await self.consumer.commit(offsets)
+                await consumer.commit(offsets)
+
+
+async def _bounded(awaitable: Awaitable[Any], timeout: float) -> None:
+    """Awaits at most ``timeout`` seconds; a client that cannot reach the broker is abandoned, not waited for."""
+    try:
+        await asyncio.wait_for(awaitable, timeout)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("gave up waiting for Kafka (%s: %s)", type(exc).__name__, exc)

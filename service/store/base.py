@@ -11,16 +11,40 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from service.schemas import DeploymentMark, Feedback
+from service.store.codec import StoredState
 
 
 @dataclass(slots=True)
 class Checkpoint:
-    """What changed since the last checkpoint (blobs are opaque, encoded by service.store.codec)."""
+    """What changed since the last checkpoint (blobs are opaque, encoded by service.store.codec).
 
-    miners: dict[str, bytes] = field(default_factory=dict)  # service -> miner state
-    deployments: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (service, deployment) -> stats
+    A store applies it in one transaction, deletions first: dropped services, dropped deployments (header and
+    template rows), the rows of replaced miners and deployments, templates gone; then the upserts.
+    """
+
+    miners: dict[str, bytes] = field(default_factory=dict)  # service -> miner header
+    groups: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (service, group key) -> group and templates
+    deployments: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (service, deployment) -> header
+    templates: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # (service, deployment, id) -> stats
+    templates_gone: list[tuple[str, str, str]] = field(default_factory=list)  # ids merged into others since
+    miners_replaced: list[str] = field(default_factory=list)  # services whose group rows are all rewritten
+    deployments_replaced: list[tuple[str, str]] = field(default_factory=list)  # template rows all rewritten
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next offset
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (service, deployment) evicted by the caps
+    dropped_services: list[str] = field(default_factory=list)  # services evicted (all their rows go)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.miners
+            or self.groups
+            or self.deployments
+            or self.templates
+            or self.templates_gone
+            or self.miners_replaced
+            or self.deployments_replaced
+            or self.dropped
+            or self.dropped_services
+        )
 
 
 @dataclass(slots=True)
@@ -40,10 +64,10 @@ class AnalysisRecord:
 class Store(Protocol):
     """Persistence used by the service; every method is blocking (call it off the event loop)."""
 
-    def load_miners(self) -> dict[str, bytes]: ...
-    def load_deployments(self) -> dict[tuple[str, str], bytes]: ...
+    def load_state(self) -> StoredState: ...
     def load_offsets(self) -> dict[tuple[str, int], int]: ...
     def write_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def maintain(self) -> None: ...  # bound the file: WAL truncated, free pages returned
 
     def add_feedback(self, feedback: Feedback) -> None: ...
     def list_feedback(self, service: str | None = None) -> list[Feedback]: ...
@@ -54,5 +78,6 @@ class Store(Protocol):
 
     def save_analysis(self, record: AnalysisRecord) -> None: ...
     def load_analyses(self) -> list[AnalysisRecord]: ...
+    def delete_analyses(self, ids: list[str]) -> None: ...
 
     def close(self) -> None: ...

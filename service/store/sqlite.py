@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 
 from service.schemas import DeploymentMark, Feedback
+from service.settings import SettingsError
 from service.store.base import AnalysisRecord, Checkpoint
+from service.store.codec import StoredState
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS miners (service TEXT PRIMARY KEY, state BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS miner_groups (
+    service TEXT NOT NULL, key TEXT NOT NULL, state BLOB NOT NULL, PRIMARY KEY (service, key)
+);
 CREATE TABLE IF NOT EXISTS deployments (
     service TEXT NOT NULL, deployment TEXT NOT NULL, state BLOB NOT NULL, PRIMARY KEY (service, deployment)
+);
+CREATE TABLE IF NOT EXISTS deployment_templates (
+    service TEXT NOT NULL, deployment TEXT NOT NULL, template TEXT NOT NULL, state BLOB NOT NULL,
+    PRIMARY KEY (service, deployment, template)
 );
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition)
@@ -29,30 +43,80 @@ CREATE TABLE IF NOT EXISTS deployment_marks (
 );
 """
 # Upgrades are additive: every table is created IF NOT EXISTS when a file is opened, so a file written by an
-# older version gains the new ones (deployment_marks), and blobs without newer keys (a deployment's identities)
-# decode with defaults.
+# older version gains the new ones (deployment_marks, miner_groups, deployment_templates), and blobs without
+# newer keys (a deployment's identities) decode with defaults. Engine state written before rows (one blob per
+# miner and per deployment, codec format 1) is read as such and rewritten as rows by the next checkpoint.
+
+WAL_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, set explicitly: the WAL is copied back every ~4 MB
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # a WAL grown past this by a large transaction is truncated back after it
+VACUUM_PAGES = 2048  # free pages returned to the file system per maintenance pass (8 MB of 4 KiB pages)
+
+
+class StoreOpenError(SettingsError):
+    """The state file cannot be opened or written: worded for the operator, naming the setting."""
 
 
 class SqliteStore:
     """Thread-safe (one connection behind a lock); WAL keeps readers off the writer's back."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints in WAL mode, survives process kill
-        self._db.executescript(SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            new = not path.exists() or path.stat().st_size == 0
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            if new:  # only settable before the first table: files made by older versions keep auto_vacuum off
+                self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints in WAL mode, survives process kill
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+            self._db.executescript(SCHEMA)
+            with self._transaction():  # the write lock can be taken: the file and its folder are writable
+                pass
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreOpenError(
+                f"cannot open the state file {path} for writing ({exc}); LOGCANARY_STATE_DIR={path.parent} "
+                "must name a folder this process can create files in"
+            ) from exc
 
-    def load_miners(self) -> dict[str, bytes]:
-        with self._lock:
-            return dict(self._db.execute("SELECT service, state FROM miners").fetchall())
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT; on any error, ROLLBACK only if SQLite has not already rolled back.
 
-    def load_deployments(self) -> dict[tuple[str, str], bytes]:
+        SQLite rolls a transaction back by itself on some errors (SQLITE_FULL, SQLITE_IOERR): a ROLLBACK then
+        fails with "no transaction is active" and would hide the real error, so the connection's own
+        transaction state decides, and a failing ROLLBACK is logged, never raised over the first error.
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error as rollback_error:
+                    log.warning("rollback after a failed transaction also failed: %s", rollback_error)
+            raise
+
+    def load_state(self) -> StoredState:
+        """Engine state: headers (or format-1 blobs) and rows, rows in key order."""
+        stored = StoredState()
         with self._lock:
-            rows = self._db.execute("SELECT service, deployment, state FROM deployments").fetchall()
-        return {(service, deployment): state for service, deployment, state in rows}
+            stored.miners = dict(self._db.execute("SELECT service, state FROM miners").fetchall())
+            for service, key, state in self._db.execute(
+                "SELECT service, key, state FROM miner_groups ORDER BY service, key"
+            ):
+                stored.groups.setdefault(service, []).append((key, state))
+            for service, deployment, state in self._db.execute("SELECT service, deployment, state FROM deployments"):
+                stored.deployments[(service, deployment)] = state
+            for service, deployment, template, state in self._db.execute(
+                "SELECT service, deployment, template, state FROM deployment_templates"
+            ):
+                stored.templates.setdefault((service, deployment), []).append((template, state))
+        return stored
 
     def load_offsets(self) -> dict[tuple[str, int], int]:
         with self._lock:
@@ -60,29 +124,58 @@ class SqliteStore:
         return {(topic, partition): offset for topic, partition, offset in rows}
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        db = self._db
+        with self._lock, self._transaction():
+            for service in checkpoint.dropped_services:
+                for table in ("miners", "miner_groups", "deployments", "deployment_templates"):
+                    db.execute(f"DELETE FROM {table} WHERE service = ?", (service,))  # fixed table names
+            db.executemany("DELETE FROM deployments WHERE service = ? AND deployment = ?", checkpoint.dropped)
+            db.executemany(
+                "DELETE FROM deployment_templates WHERE service = ? AND deployment = ?",
+                [*checkpoint.dropped, *checkpoint.deployments_replaced],
+            )
+            db.executemany("DELETE FROM miner_groups WHERE service = ?", [(s,) for s in checkpoint.miners_replaced])
+            db.executemany(
+                "DELETE FROM deployment_templates WHERE service = ? AND deployment = ? AND template = ?",
+                checkpoint.templates_gone,
+            )
+            db.executemany(
+                "INSERT INTO miners (service, state) VALUES (?, ?) "
+                "ON CONFLICT (service) DO UPDATE SET state = excluded.state",
+                checkpoint.miners.items(),
+            )
+            db.executemany(
+                "INSERT INTO miner_groups (service, key, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (service, key) DO UPDATE SET state = excluded.state",
+                [(service, key, state) for (service, key), state in checkpoint.groups.items()],
+            )
+            db.executemany(
+                "INSERT INTO deployments (service, deployment, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (service, deployment) DO UPDATE SET state = excluded.state",
+                [(service, deployment, state) for (service, deployment), state in checkpoint.deployments.items()],
+            )
+            db.executemany(
+                "INSERT INTO deployment_templates (service, deployment, template, state) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (service, deployment, template) DO UPDATE SET state = excluded.state",
+                [(s, d, template, state) for (s, d, template), state in checkpoint.templates.items()],
+            )
+            db.executemany(
+                "INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
+                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                [(topic, partition, offset) for (topic, partition), offset in checkpoint.offsets.items()],
+            )
+
+    def maintain(self) -> None:
+        """Keeps the file bounded: WAL copied back and truncated, free pages returned (incremental vacuum)."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("DELETE FROM deployments WHERE service = ? AND deployment = ?", checkpoint.dropped)
-                self._db.executemany(
-                    "INSERT INTO miners (service, state) VALUES (?, ?) "
-                    "ON CONFLICT (service) DO UPDATE SET state = excluded.state",
-                    checkpoint.miners.items(),
-                )
-                self._db.executemany(
-                    "INSERT INTO deployments (service, deployment, state) VALUES (?, ?, ?) "
-                    "ON CONFLICT (service, deployment) DO UPDATE SET state = excluded.state",
-                    [(service, deployment, state) for (service, deployment), state in checkpoint.deployments.items()],
-                )
-                self._db.executemany(
-                    "INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
-                    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                    [(topic, partition, offset) for (topic, partition), offset in checkpoint.offsets.items()],
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # INCREMENTAL (new files)
+                self._db.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def delete_analyses(self, ids: list[str]) -> None:
+        with self._lock, self._transaction():
+            self._db.executemany("DELETE FROM analyses WHERE id = ?", [(i,) for i in ids])
 
     def add_feedback(self, feedback: Feedback) -> None:
         with self._lock:
