@@ -77,17 +77,6 @@ class Settings(BaseSettings):
     store_maintenance_interval_seconds: float = Field(
         300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
     )
-    retention_deployments_days: float = Field(
-        30.0,
-        ge=0,
-        description="Deployments with no event for this long are dropped, in memory and in the store (0 = never).",
-    )
-    retention_analyses_days: float = Field(
-        30.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
-    )
-    store_maintenance_interval_seconds: float = Field(
-        300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
-    )
     max_clock_skew_seconds: float = Field(
         300.0, ge=0, description="Events stamped further ahead of the receive time are clamped to it (and counted)."
     )
