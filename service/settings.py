@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_max_batch_records: int = Field(5000, ge=1, description="Records taken from Kafka per batch.")
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_dead_letter_max_bytes: int = Field(
+        256 * 1024, ge=1024, description="Longer bad records are dead-lettered with their head only."
+    )
+    kafka_dead_letter_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long a batch retries its dead letters before counting and skipping them."
+    )
+    kafka_stall_seconds: float = Field(60.0, gt=0, description="No ingest progress this long = stalled.")
+    kafka_restart_backoff_max_seconds: float = Field(30.0, gt=0, description="Longest wait between ingest restarts.")
+    kafka_required_for_ready: bool = Field(
+        False, description="true: /readyz answers 503 while Kafka ingestion is not running (default: verdicts served)."
+    )
+    shutdown_timeout_seconds: float = Field(
+        20.0, gt=0, description="SIGTERM to exit at most, broker reachable or not (state checkpointed first)."
+    )
 
     state_dir: Path = Field(Path("state"), description="Folder of the SQLite state file.")
     checkpoint_interval_seconds: float = Field(5.0, gt=0, description="How often state and offsets are saved.")
