@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from service.engine.miner import TemplateMiner
 from service.engine.model import DeploymentModel, Engine
+from service.idempotency import IdempotencyKeys
 from service.metrics import Metrics
 from service.schemas import LogEvent
 from service.settings import Settings
@@ -82,7 +83,11 @@ class LiveState:
             max_deployments_per_service=settings.max_deployments_per_service,
             max_services=settings.max_services,
         )
-        self.metrics = Metrics(lambda: self.engine)
+        self.metrics = Metrics(
+            lambda: self.engine,
+            max_services=settings.metrics_max_services,
+            max_deployments=settings.metrics_max_deployments,
+        )
         self.offsets: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to process
         self.loaded = False
         self.last_checkpoint = 0.0
@@ -94,12 +99,14 @@ class LiveState:
         self._checkpoint_lock = asyncio.Lock()
         # Held by POST /v1/events while it applies a body in chunks: no checkpoint saves half a request.
         self.applying = self._checkpoint_lock
+        self.idempotency = IdempotencyKeys(settings.idempotency_ttl_seconds, settings.idempotency_max_keys)
 
     def load(self) -> None:
         """Restores the engine and offsets from the store (blocking; call at start)."""
         rewrite = restore(self.engine, self.store.load_state())
         self.offsets = self.store.load_offsets()
         self._saved_offsets = dict(self.offsets)
+        self.idempotency.load(self.store.load_idempotency_keys(self.idempotency.horizon()))
         for name, service in self.engine.services.items():
             if name not in rewrite.services:  # else unknown: rewritten whole at the next checkpoint
                 self._saved_miners[name] = self._saved_miner(service.miner)
@@ -119,11 +126,17 @@ class LiveState:
         return _SavedDeployment(model, model.events, counts)
 
     def observe(self, event: LogEvent) -> None:
+        timestamp = event.timestamp.timestamp()
+        received = time.time()
+        if timestamp > received + self.settings.max_clock_skew_seconds:
+            # A stamp from the future (a wrong clock, 2099) would sit in every "last N minutes" window for ever.
+            timestamp = received
+            self.metrics.timestamps_clamped.inc()
         self.engine.observe(
             event.service,
             event.deployment,
             event.message,
-            event.timestamp.timestamp(),
+            timestamp,
             event.host,
             event.level,
             event.identities,
@@ -136,6 +149,9 @@ class LiveState:
     def snapshot(self) -> tuple[Checkpoint, _Pending]:
         """What changed since the last checkpoint, with the current offsets (on the loop thread)."""
         checkpoint = Checkpoint(offsets=dict(self.offsets))
+        checkpoint.idempotency = self.idempotency.pending()  # saved with the events they counted
+        checkpoint.idempotency_horizon = self.idempotency.horizon()
+        checkpoint.idempotency_max_keys = self.idempotency.max_keys
         pending = _Pending(evicted=len(self.engine.evicted))
         for name, service in self.engine.services.items():
             miner = service.miner
@@ -192,7 +208,7 @@ class LiveState:
                 return False
             started = time.perf_counter()
             checkpoint, pending = self.snapshot()
-            if checkpoint.is_empty() and checkpoint.offsets == self._saved_offsets:
+            if checkpoint.is_empty() and not checkpoint.idempotency and checkpoint.offsets == self._saved_offsets:
                 return True
             try:
                 await asyncio.to_thread(self.store.write_checkpoint, checkpoint)
@@ -222,6 +238,7 @@ class LiveState:
             for key in checkpoint.dropped:
                 self._saved_deployments.pop(key, None)
             del self.engine.evicted[: pending.evicted]
+            self.idempotency.saved(checkpoint.idempotency)
             self._saved_offsets = checkpoint.offsets
             self.last_checkpoint = time.time()
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)

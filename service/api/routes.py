@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import math
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar, cast
 
 import orjson
@@ -26,7 +27,8 @@ from service.analyses import (
 from service.api.compact import compact
 from service.api.errors import json_response, responses
 from service.engine.model import SEVERITY_NAMES, DeploymentModel
-from service.ingestion.records import Decoded, decode_object, decode_record
+from service.idempotency import IdempotencyRecord, valid_key
+from service.ingestion import http as ingest_http
 from service.schemas import (
     PRIMARY_SUFFIX,
     DeploymentMark,
@@ -116,10 +118,23 @@ class RejectedRecord(BaseModel):
     detail: str
 
 
+class PartialRecord(BaseModel):
+    index: int = Field(description="0-based position of a record (an OTLP batch, ...) only partly counted.")
+    accepted: int = Field(description="Its events that were counted (never rejected, never dead-lettered).")
+    rejected: int = Field(description="Its events or parts that were rejected (listed in errors).")
+
+
 class IngestResult(BaseModel):
     accepted: int = Field(description="Events counted (and durably saved before this response).")
     rejected: int
     errors: list[RejectedRecord] = Field(description="The first 100 rejections.")
+    partial: list[PartialRecord] = Field(
+        default_factory=list, description="The first 100 records of which some events were counted and some rejected."
+    )
+
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -159,42 +174,87 @@ async def post_events(request: Request) -> Response:
 
     Shipper shapes (Fluent Bit, Vector, OpenTelemetry OTLP/JSON, rsyslog) are mapped as for Kafka.
     Events are saved durably before the answer. A body with no valid event is a 400.
+
+    With an `Idempotency-Key` header (1-255 printable ASCII characters), a retry of the same body with the same key
+    (after a timeout or a restart) counts nothing again and gets the original answer, with
+    `Idempotent-Replayed: true`; the same key with another body is a 422.
     """
     rt = runtime(request)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not valid_key(key):
+        raise HTTPException(400, "Idempotency-Key: 1-255 printable ASCII characters")
     body = await _read_body(request, rt.settings.max_request_bytes)
-    results: list[Decoded] = []
-    if body.lstrip()[:1] == b"[":
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
-        items = parsed if isinstance(parsed, list) else [parsed]
-        results = [decode_object(item, max_message_bytes=rt.settings.max_message_bytes) for item in items]
-    else:
-        results = [
-            decode_record(line, max_bytes=rt.settings.max_record_bytes, max_message_bytes=rt.settings.max_message_bytes)
-            for line in body.splitlines()
-            if line.strip()
-        ]
-    accepted = 0
-    reasons: Counter[str] = Counter()
-    errors: list[RejectedRecord] = []
-    for index, decoded in enumerate(results):
-        for event in decoded.events:
-            rt.state.observe(event)
-            accepted += 1
-        for rejection in decoded.rejections:
-            reasons[rejection.reason] += 1
-            if len(errors) < 100:
-                errors.append(RejectedRecord(index=index, reason=rejection.reason, detail=rejection.detail))
-    rt.state.metrics.ingested.labels("http").inc(accepted)
-    rt.state.count_rejections("http", reasons)
-    if accepted:
-        await rt.state.checkpoint()
-    result = IngestResult(accepted=accepted, rejected=sum(reasons.values()), errors=errors)
-    if not accepted and (reasons or not results):
-        return json_response({"error": "no_valid_event", "detail": result.model_dump()}, 400)
-    return json_response(result.model_dump(), 202)
+    if key is None:
+        return await _ingest(rt, body, None)
+    keys = rt.state.idempotency
+    fingerprint = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+    async with keys.exclusive(key):  # a retry racing the first attempt waits for its answer
+        known = keys.lookup(key)
+        if known is None:
+            return await _ingest(rt, body, (key, fingerprint))
+        known_fingerprint, unsaved = known
+        if known_fingerprint != fingerprint:
+            return json_response(
+                {"error": "idempotency_key_reused", "detail": "this Idempotency-Key was used with another body"}, 422
+            )
+        if unsaved is not None:  # counted, not yet durable (a failed checkpoint): save it before answering
+            if not await rt.state.checkpoint(force=True):
+                return _not_saved()
+            answer: tuple[int, bytes] | None = (unsaved.status, unsaved.body)
+        else:
+            answer = await asyncio.to_thread(rt.store.load_idempotency_result, key)
+        if answer is None:  # forgotten in between (its TTL passed): a new request
+            return await _ingest(rt, body, (key, fingerprint))
+        rt.state.metrics.idempotent_replays.inc()
+        status_code, content = answer
+        return Response(content, status_code, media_type="application/json", headers={REPLAYED_HEADER: "true"})
+
+
+async def _ingest(rt: Runtime, body: bytes, idempotency: tuple[str, str] | None) -> Response:
+    answer: list[tuple[int, bytes]] = []
+
+    def applied(outcome: ingest_http.Outcome) -> None:
+        # Runs before any checkpoint can see the events: the key is saved in the same transaction as they are.
+        answer.append(_answer(outcome))
+        if idempotency is not None:
+            key, fingerprint = idempotency
+            record = IdempotencyRecord(key, time.time(), fingerprint, *answer[0])
+            rt.state.idempotency.remember(record)
+
+    # Shielded: a client that disconnects mid-body must not leave half of it counted without its key.
+    work = asyncio.ensure_future(ingest_http.ingest(rt.state, body, applied))
+    try:
+        outcome = await asyncio.shield(work)
+    except ingest_http.BadBody as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if (outcome.accepted or idempotency is not None) and not await rt.state.checkpoint(force=True):
+        return _not_saved()
+    status_code, content = answer[0]
+    return Response(content, status_code, media_type="application/json")
+
+
+def _not_saved() -> Response:
+    return json_response(
+        {
+            "error": "not_saved",
+            "detail": "the events are counted and kept in memory, but the state could not be saved yet (see the "
+            "logs); a retry with the same Idempotency-Key counts nothing twice and answers once they are saved",
+        },
+        503,
+    )
+
+
+def _answer(outcome: ingest_http.Outcome) -> tuple[int, bytes]:
+    result = IngestResult(
+        accepted=outcome.accepted,
+        rejected=outcome.rejected,
+        errors=[RejectedRecord(index=e.index, reason=e.reason, detail=e.detail) for e in outcome.errors],
+        partial=[PartialRecord(index=p.index, accepted=p.accepted, rejected=p.rejected) for p in outcome.partial],
+    )
+    data = result.model_dump(exclude=None if result.partial else {"partial"})  # listed when there are some
+    if not outcome.accepted and (outcome.rejected or not outcome.records):
+        return 400, orjson.dumps({"error": "no_valid_event", "detail": data})
+    return 202, orjson.dumps(data)
 
 
 # -- verdicts ---------------------------------------------------------------------------------------

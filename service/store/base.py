@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from service.idempotency import IdempotencyRecord
 from service.schemas import DeploymentMark, Feedback
 from service.store.codec import StoredState
 
@@ -32,6 +33,9 @@ class Checkpoint:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next offset
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (service, deployment) evicted by the caps
     dropped_services: list[str] = field(default_factory=list)  # services evicted (all their rows go)
+    idempotency: list[IdempotencyRecord] = field(default_factory=list)  # POST /v1/events answers to remember
+    idempotency_horizon: float = 0.0  # keys created before this time are forgotten
+    idempotency_max_keys: int = 100_000  # and only the newest this many are kept
 
     def is_empty(self) -> bool:
         return not (
@@ -67,6 +71,8 @@ class Store(Protocol):
     def load_state(self) -> StoredState: ...
     def load_offsets(self) -> dict[tuple[str, int], int]: ...
     def write_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def load_idempotency_keys(self, since: float) -> list[tuple[str, float, str]]: ...  # (key, created, sha256)
+    def load_idempotency_result(self, key: str) -> tuple[int, bytes] | None: ...  # (status, body)
     def maintain(self) -> None: ...  # bound the file: WAL truncated, free pages returned
 
     def add_feedback(self, feedback: Feedback) -> None: ...

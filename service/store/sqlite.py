@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS deployment_templates (
     service TEXT NOT NULL, deployment TEXT NOT NULL, template TEXT NOT NULL, state BLOB NOT NULL,
     PRIMARY KEY (service, deployment, template)
 );
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY, created_at REAL NOT NULL, fingerprint TEXT NOT NULL, status INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition)
 );
@@ -118,6 +123,33 @@ class SqliteStore:
                 stored.templates.setdefault((service, deployment), []).append((template, state))
         return stored
 
+    def _write_idempotency(self, checkpoint: Checkpoint) -> None:
+        """POST /v1/events answers, in the checkpoint's transaction (with the events they counted); bounded."""
+        db = self._db
+        db.executemany(
+            "INSERT OR REPLACE INTO idempotency_keys (key, created_at, fingerprint, status, body) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(r.key, r.created_at, r.fingerprint, r.status, r.body) for r in checkpoint.idempotency],
+        )
+        db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (checkpoint.idempotency_horizon,))
+        db.execute(
+            "DELETE FROM idempotency_keys WHERE key IN "
+            "(SELECT key FROM idempotency_keys ORDER BY created_at DESC LIMIT -1 OFFSET ?)",
+            (checkpoint.idempotency_max_keys,),
+        )
+
+    def load_idempotency_keys(self, since: float) -> list[tuple[str, float, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, created_at, fingerprint FROM idempotency_keys WHERE created_at >= ?", (since,)
+            ).fetchall()
+        return [(key, created_at, fingerprint) for key, created_at, fingerprint in rows]
+
+    def load_idempotency_result(self, key: str) -> tuple[int, bytes] | None:
+        with self._lock:
+            row = self._db.execute("SELECT status, body FROM idempotency_keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
     def load_offsets(self) -> dict[tuple[str, int], int]:
         with self._lock:
             rows = self._db.execute("SELECT topic, partition, next_offset FROM offsets").fetchall()
@@ -164,6 +196,7 @@ class SqliteStore:
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
                 [(topic, partition, offset) for (topic, partition), offset in checkpoint.offsets.items()],
             )
+            self._write_idempotency(checkpoint)
 
     def maintain(self) -> None:
         """Keeps the file bounded: WAL copied back and truncated, free pages returned (incremental vacuum)."""
