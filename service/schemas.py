@@ -169,6 +169,10 @@ class Verdict(BaseModel):
     service: str
     canary: str
     baseline: list[str] = Field(description="Baseline deployments compared against (control and/or history).")
+    window_start: datetime | None = Field(
+        default=None, description="Start of the event-time window the canary and control were counted in; null: all."
+    )
+    window_end: datetime | None = Field(default=None, description="End of that window; null: open-ended (now).")
     canary_events: int = Field(ge=0)
     baseline_events: float = Field(ge=0, description="Baseline events (history is time-decayed, so may be fractional).")
     anomalies: list[Anomaly] = Field(

@@ -70,3 +70,14 @@ def test_compact_leaves_a_small_verdict_alone() -> None:
     small = full.model_copy(update={"anomalies": [one], "vanished": [], "suppressed": [], "anomaly_count": 1})
     one_host = one.model_copy(update={"hosts": one.hosts[:3], "template_ids": one.template_ids[:3]})
     assert compact(small) == small.model_copy(update={"anomalies": [one_host]})
+
+
+def test_compact_bounds_the_baseline_examples_of_drops() -> None:
+    drop = anomaly(0).model_copy(
+        update={"kind": "frequency", "direction": "down", "examples": [], "baseline_examples": [TRACE] * 5}
+    )
+    full = huge_verdict().model_copy(update={"anomalies": [drop], "anomaly_count": 1})
+    assert stored_size(full) > 100_000
+    small = compact(full)
+    assert stored_size(small) <= COMPACT_MAX_BYTES
+    assert small.anomalies[0].direction == "down"

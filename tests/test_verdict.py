@@ -1,5 +1,6 @@
 """Canary verdicts: the motivating NullPointerException case, noise, frequency, feedback."""
 
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -288,7 +289,7 @@ def test_priority_rule_on_an_unremarkable_event_has_its_own_kind() -> None:
         ("nosuch", ["v1"], None, "unknown_canary"),
         ("v2", ["nosuch"], None, "no_baseline"),
         ("v2", ["v2"], None, "canary_is_baseline"),
-        ("v2", ["v1"], (1e12, 2e12), "no_canary_events"),
+        ("v2", ["v1"], (4e9, 4.1e9), "no_canary_events"),
     ],
 )
 def test_missing_data_is_inconclusive_with_a_reason_code(
@@ -306,3 +307,10 @@ def test_a_silent_baseline_window_is_inconclusive() -> None:
     _steady(engine, "v2", 10_000.0)
     verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"], window=(10_000.0, 20_000.0))
     assert (verdict.verdict, verdict.reason_code) == ("inconclusive", "no_baseline_events")
+
+
+def test_a_verdict_names_the_window_it_was_computed_over() -> None:
+    verdict = analyze(service_with(0.0), canary="v2", baseline=["v1"], window=(1000.0, math.inf))
+    assert verdict.window_start is not None and verdict.window_start.timestamp() == 1000.0
+    assert verdict.window_end is None  # open-ended: up to now
+    assert analyze(service_with(0.0), canary="v2", baseline=["v1"]).window_start is None  # all events

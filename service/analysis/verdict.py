@@ -197,6 +197,8 @@ def analyze(
             service=service.name,
             canary=canary,
             baseline=names,
+            window_start=to_rfc3339(window[0]) if window and math.isfinite(window[0]) else None,
+            window_end=to_rfc3339(window[1]) if window and math.isfinite(window[1]) else None,
             canary_events=int(canary_side.total),
             baseline_events=round(base.total, 3),
             anomalies=[],

@@ -35,6 +35,7 @@ def _anomaly(anomaly: Anomaly, examples: int) -> Anomaly:
             "template": _cut(anomaly.template),
             "template_ids": anomaly.template_ids[:COMPACT_LIST_ITEMS],
             "examples": [_cut(example) for example in anomaly.examples[:examples]],
+            "baseline_examples": [_cut(example) for example in anomaly.baseline_examples[:examples]],
             "hosts": anomaly.hosts[:COMPACT_LIST_ITEMS],
         }
     )
