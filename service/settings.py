@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_templates_per_deployment: int = Field(5_000, ge=10)
     max_clusters_per_deployment: int = Field(2_000, ge=10)
     max_deployments_per_service: int = Field(50, ge=2, description="Least recently seen ones are dropped past it.")
+    max_services: int = Field(
+        1_000, ge=1, description="Services held at most; past it the least recently seen is dropped whole (and stored)."
+    )
     mask_patterns: Annotated[list[str], NoDecode] = Field(
         [], description="Extra regular expressions to mask, separated by ';;'."
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from service.engine.model import MAX_EXAMPLE_BYTES
 from service.ingestion.records import decode_object, decode_record
 from service.schemas import TRUNCATED_ATTRIBUTE
 from tests.test_api import live, make_client, ndjson
@@ -87,4 +88,7 @@ def test_a_68_kb_stack_overflow_fails_the_canary(tmp_path: Path) -> None:
         assert "java.lang.StackOverflowError" in anomaly["template"]
         assert "RuleTree.evaluate" in anomaly["template"]
         assert (anomaly["canary_count"], anomaly["level"]) == (1, "error")
-        assert anomaly["examples"][0].endswith(f"…[truncated {len(stack_overflow().encode()) - LIMIT} bytes]")
+        # The example keeps MAX_EXAMPLE_BYTES of the message, and says how much of the original it dropped.
+        example = anomaly["examples"][0]
+        assert example.endswith(f"…[truncated {len(stack_overflow().encode()) - MAX_EXAMPLE_BYTES} bytes]")
+        assert len(example.encode()) < MAX_EXAMPLE_BYTES + 40

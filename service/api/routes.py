@@ -135,6 +135,7 @@ class IngestResult(BaseModel):
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 REPLAYED_HEADER = "Idempotent-Replayed"
+SAVED_HEADER = "Logcanary-Saved"  # "false": counted and kept in memory, saved by the next successful checkpoint
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -211,6 +212,8 @@ async def post_events(request: Request) -> Response:
 
 
 async def _ingest(rt: Runtime, body: bytes, idempotency: tuple[str, str] | None) -> Response:
+    if not await rt.state.ensure_saved():  # the store takes no writes (disk full): apply nothing; a retry counts once
+        return _store_unavailable()
     answer: list[tuple[int, bytes]] = []
 
     def applied(outcome: ingest_http.Outcome) -> None:
@@ -227,10 +230,29 @@ async def _ingest(rt: Runtime, body: bytes, idempotency: tuple[str, str] | None)
         outcome = await asyncio.shield(work)
     except ingest_http.BadBody as exc:
         raise HTTPException(400, str(exc)) from exc
-    if (outcome.accepted or idempotency is not None) and not await rt.state.checkpoint(force=True):
-        return _not_saved()
+    saved = True
+    if outcome.accepted or idempotency is not None:
+        # Counted events are never answered with an error: a retry without a key would count them twice. If this
+        # write fails they stay in memory, dirty, and the retried checkpoint saves them once the store takes writes.
+        saved = await rt.state.checkpoint(force=True)
     status_code, content = answer[0]
-    return Response(content, status_code, media_type="application/json")
+    response = Response(content, status_code, media_type="application/json")
+    if not saved:
+        response.headers[SAVED_HEADER] = "false"
+    return response
+
+
+def _store_unavailable() -> Response:
+    response = json_response(
+        {
+            "error": "store_unavailable",
+            "detail": "the state cannot be saved (disk full? see the logs): nothing of this request was counted; "
+            "retry later",
+        },
+        503,
+    )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _not_saved() -> Response:

@@ -27,12 +27,23 @@ from service.engine.miner import Template
 DEFAULT_RADIUS = 0.3  # TextClust's tf-idf cosine distance under which a template joins a cluster
 DEFAULT_MAX_CLUSTERS = 2_000
 OTHER_CLUSTER_ID = "other"
+MAX_TERMS = 64  # distinct words per template given to river and kept per cluster member, first seen first
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_$]+")
 
 
 def template_terms(template: Template) -> Counter[str]:
-    """The words a template is made of: constant words, exception class and frames."""
-    words = Counter(word.lower() for token in template.tokens if token != WILDCARD for word in _WORD.findall(token))
+    """The words a template is made of: constant words, exception class and frames.
+
+    A bounded bag: the first ``MAX_TERMS`` distinct words (the first words name the event), then the trace's
+    exception and frames, so river's state per template does not grow with the message.
+    """
+    words: Counter[str] = Counter()
+    for token in template.tokens:
+        if token != WILDCARD:
+            for found in _WORD.findall(token):
+                word = found.lower()
+                if word in words or len(words) < MAX_TERMS:
+                    words[word] += 1
     if template.signature:
         words.update(f"@{part}" for part in template.signature.split("|"))
     return words

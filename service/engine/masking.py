@@ -51,6 +51,10 @@ _UNIT_TOKENS = UNITS | {unit + mark for unit in UNITS for mark in _TRAILING}
 # Every digit read as 1: masking depends on where digits are, not on their values, with one exception,
 # the "0x" that starts a hex value, so text holding "0x" or "0X" is never looked up by shape.
 _SHAPE_TABLE = bytes.maketrans(b"0123456789", b"1111111111")
+_CACHED_TOKEN_CHARS = 128  # longer tokens are masked every time, never cached (a cache entry is as long)
+# Masking caches shared by every Masker with the same patterns and cache size: the engine's services all mask
+# alike, so one bounded cache serves them, instead of one cache per service.
+_SHARED_CACHES: dict[tuple[tuple[str, ...], int], tuple[dict[str, str], dict[str | bytes, str]]] = {}
 
 
 def shape_of(text: str) -> bytes:
@@ -84,9 +88,13 @@ class Masker:
     """Masks variable parts of messages; ``extra_patterns`` are applied first to the whole message."""
 
     def __init__(self, extra_patterns: Iterable[str] = (), cache_size: int = 65_536) -> None:
-        self._extra = [re.compile(pattern) for pattern in extra_patterns]
-        self._cache: dict[str, str] = {}  # token -> masked, for tokens that are their own mask
-        self._by_shape: dict[str | bytes, str] = {}  # token shape (or the token itself) -> masked
+        patterns = tuple(extra_patterns)
+        self._extra = [re.compile(pattern) for pattern in patterns]
+        caches = _SHARED_CACHES.get((patterns, cache_size))
+        if caches is None:
+            caches = _SHARED_CACHES[(patterns, cache_size)] = ({}, {})
+        self._cache: dict[str, str] = caches[0]  # token -> masked, for tokens that are their own mask
+        self._by_shape: dict[str | bytes, str] = caches[1]  # token shape (or the token itself) -> masked
         self._cache_size = cache_size
 
     @property
@@ -117,7 +125,10 @@ class Masker:
         Values rarely repeat but their shapes do (``blk_-1234`` and ``blk_-9876``
         mask alike), so the expensive rules run once per shape. A result that
         still holds digits (``ssh2``) depends on them and is cached as itself.
+        Tokens longer than ``_CACHED_TOKEN_CHARS`` are never cached.
         """
+        if len(token) > _CACHED_TOKEN_CHARS:
+            return self.mask_token(token)
         shape: str | bytes = token if ("0x" in token or "0X" in token) else shape_of(token)
         masked = self._by_shape.get(shape)
         if masked is None:

@@ -17,17 +17,24 @@ How a message is typed:
 Template ids are a hash of the template's text, so the same event type gets the
 same id in any process. When a template generalises, its id changes; the old
 id is kept as an alias so counts recorded under it still resolve.
+
+Memory does not grow with message length: a template holds at most
+``MAX_TEMPLATE_TOKENS`` tokens of at most ``MAX_TOKEN_CHARS`` characters,
+``MAX_TEMPLATE_CHARS`` in all; a longer message is mined from its head and its
+template ends with the ``…`` marker. The exact-match and shape caches of every
+miner in the process share one budget (``CACHE_BUDGET_BYTES``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.engine.masking import WILDCARD, Masker, shape_of
-from service.engine.stacktrace import parse_stack_trace
+from service.engine.stacktrace import VIEW_CHARS, parse_stack_trace
 
 OTHER_ID = "other"
 DEFAULT_SIMILARITY = 0.5
@@ -36,9 +43,80 @@ DEFAULT_VARIABLE_AFTER = 3
 _EXACT_CACHE_SIZE = 200_000
 _MAX_GROUPS_SEARCHED = 256
 _COVARYING_VARIABLE_AFTER = 3  # co-varying word positions need this many times more values to be variable
+MAX_TEMPLATE_TOKENS = 128  # tokens of a template at most, its marker included
+MAX_TEMPLATE_CHARS = 4096  # characters of a template's tokens at most
+MAX_TOKEN_CHARS = 256  # a longer (masked) token keeps this head and ends with the marker
+TRUNCATED = "\u2026"  # "…": ends a cut token, and is the last token of a template mined from a message's head
+_SHAPE_MAX_CHARS = 1024  # longer messages are not cached by shape (the key would be as long as the message)
+CACHE_BUDGET_BYTES = 128 * 1024 * 1024  # exact-match and shape caches of all miners of the process, estimated
 
 
 _DIGIT = re.compile(r"\d")
+
+
+def bound_tokens(tokens: list[str]) -> list[str]:
+    """A message's masked tokens as a template may hold them: at most ``MAX_TEMPLATE_TOKENS`` tokens of at most
+    ``MAX_TOKEN_CHARS`` characters, ``MAX_TEMPLATE_CHARS`` in all. Past a limit the head is kept and ends with
+    the ``…`` token, so messages that only differ past the head are one type (their first tokens name it)."""
+    if (
+        len(tokens) <= MAX_TEMPLATE_TOKENS
+        and max(map(len, tokens), default=0) <= MAX_TOKEN_CHARS
+        and sum(map(len, tokens)) <= MAX_TEMPLATE_CHARS
+    ):
+        return tokens
+    keep = MAX_TEMPLATE_TOKENS if len(tokens) <= MAX_TEMPLATE_TOKENS else MAX_TEMPLATE_TOKENS - 1
+    out: list[str] = []
+    total = 0
+    for whole in tokens:
+        token = whole if len(whole) <= MAX_TOKEN_CHARS else whole[:MAX_TOKEN_CHARS] + TRUNCATED
+        if len(out) >= keep or total + len(token) > MAX_TEMPLATE_CHARS - len(TRUNCATED):
+            out.append(TRUNCATED)
+            break
+        out.append(token)
+        total += len(token)
+    return out
+
+
+def _message_head(message: str) -> str:
+    """A long message's first tokens (twice what a template keeps: masking may join two), each cut, so a
+    huge message costs a bounded amount to mask. Short messages are returned as they are."""
+    if len(message) <= VIEW_CHARS:
+        return message
+    pieces = message.split(None, 2 * MAX_TEMPLATE_TOKENS)[: 2 * MAX_TEMPLATE_TOKENS]
+    return " ".join(piece[: 4 * MAX_TOKEN_CHARS] for piece in pieces)
+
+
+class CacheBudget:
+    """One memory budget for the caches of many miners: past it, every miner's caches are emptied.
+
+    The caches only save work (a hit skips masking and the tree search), so emptying them is always safe.
+    Sizes are estimates of CPython's (a token is counted as a string of its own, though it is often shared).
+    """
+
+    def __init__(self, limit_bytes: int = CACHE_BUDGET_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0
+        self.resets = 0
+        self._miners: weakref.WeakSet[TemplateMiner] = weakref.WeakSet()
+
+    def register(self, miner: TemplateMiner) -> None:
+        self._miners.add(miner)
+
+    def charge(self, size: int) -> None:
+        """Accounts for an entry about to be cached, emptying every cache first when it would not fit."""
+        if self.used_bytes + size > self.limit_bytes:
+            for miner in list(self._miners):
+                miner.clear_caches()
+            self.used_bytes = 0
+            self.resets += 1
+        self.used_bytes += size
+
+
+SHARED_CACHE_BUDGET = CacheBudget()
+
+
+def _exact_size(tokens: tuple[str, ...]) -> int:
+    return 200 + 64 * len(tokens) + sum(map(len, tokens))
 
 
 def template_id_of(signature: str, tokens: list[str]) -> str:
@@ -119,6 +197,7 @@ class TemplateMiner:
         similarity: float = DEFAULT_SIMILARITY,
         max_templates: int = DEFAULT_MAX_TEMPLATES,
         variable_after: int = DEFAULT_VARIABLE_AFTER,
+        cache_budget: CacheBudget | None = None,
     ) -> None:
         self.masker = masker or Masker()
         self.similarity = similarity
@@ -134,6 +213,13 @@ class TemplateMiner:
         self._by_shape: dict[bytes, Template] = {}
         self._shapes_ok = not self.masker.has_extra_patterns
         self._buckets: dict[tuple[str, int, str], list[_Group]] = {}
+        self._budget = SHARED_CACHE_BUDGET if cache_budget is None else cache_budget
+        self._budget.register(self)
+
+    def clear_caches(self) -> None:
+        """Empties the exact-match and shape caches (they only save work; mining goes on the same)."""
+        self._exact.clear()
+        self._by_shape.clear()
 
     def __len__(self) -> int:
         return len(self.templates)
@@ -144,19 +230,23 @@ class TemplateMiner:
         return template.resolve() if template is not None else None
 
     def split(self, message: str) -> tuple[str, list[str]]:
-        """The signature and masked tokens of a message."""
+        """The signature and masked tokens of a message, bounded (:func:`bound_tokens`)."""
         if "\n" in message:
             trace = parse_stack_trace(message)
             if trace is not None:
                 text = f"{trace.headline} {trace.exception}: {trace.message}"
-                return trace.signature, self.masker.tokens(text)
-        return "", self.masker.tokens(message)
+                return trace.signature, bound_tokens(self.masker.tokens(_message_head(text)))
+        return "", bound_tokens(self.masker.tokens(_message_head(message)))
 
     def add(self, message: str) -> Template:
         """Mines one message and returns its (live) template; ``OTHER`` past the cap."""
         shape = (
             shape_of(message)
-            if self._shapes_ok and "\n" not in message and "0x" not in message and "0X" not in message
+            if self._shapes_ok
+            and len(message) <= _SHAPE_MAX_CHARS
+            and "\n" not in message
+            and "0x" not in message
+            and "0X" not in message
             else None
         )
         if shape is not None:
@@ -177,11 +267,13 @@ class TemplateMiner:
                 return OTHER
             if len(self._exact) >= _EXACT_CACHE_SIZE:
                 self._exact.clear()
+            self._budget.charge(_exact_size(key[1]))
             self._exact[key] = template
         if shape is not None and _DIGIT.search(" ".join(tokens)) is None:
             # Every digit was masked, so any message of this shape has these tokens.
             if len(self._by_shape) >= _EXACT_CACHE_SIZE:
                 self._by_shape.clear()
+            self._budget.charge(100 + len(shape))
             self._by_shape[shape] = template
         template.size += 1
         return template

@@ -1,14 +1,20 @@
 """What the engine knows: per service a template miner, per deployment the counts.
 
 ``Engine.observe`` is the hot path: one call per log event, no I/O. State is
-bounded whatever the input: templates per service and per deployment, clusters
-per deployment, hosts, examples and time buckets per template all have caps,
-and whatever does not fit is counted in an explicit *other* bucket, never lost
-and never unbounded.
+bounded whatever the input: services, deployments per service, templates per
+service and per deployment, clusters per deployment, hosts, examples and time
+buckets per template all have caps, and whatever does not fit is counted in an
+explicit *other* bucket, never lost and never unbounded. Nothing grows with a
+message's length either: an example keeps ``MAX_EXAMPLE_BYTES`` of it, a
+template its head (``service.engine.miner.bound_tokens``), river a bounded bag
+of its words (``service.engine.clustering.MAX_TERMS``).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +25,9 @@ from service.schemas import PRIMARY_SUFFIX
 
 BUCKET_SECONDS = 10
 MAX_EXAMPLES = 5
+MAX_EXAMPLE_BYTES = 4096  # an example keeps this head of a longer message (UTF-8), marked truncated
+DEFAULT_MAX_SERVICES = 1_000
+_TRUNCATION_MARK = re.compile(r" …\[truncated (\d+) bytes\]$")
 MAX_HOSTS = 64
 MAX_BUCKETS = 720  # two hours of 10-second buckets per template and deployment: enough for any window
 DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT = 5_000
@@ -33,6 +42,23 @@ _SEVERITY = {
 }  # fmt: skip
 SEVERITY_NAMES = ("debug", "info", "warn", "error", "fatal")
 _SEVERITY_SEEN: dict[str, int] = {}
+
+
+def clip_example(message: str) -> str:
+    """The message as an example keeps it: whole, or its first ``MAX_EXAMPLE_BYTES`` (UTF-8) followed by
+    `` …[truncated N bytes]``, the marker ingestion uses for messages past LOGCANARY_MAX_MESSAGE_BYTES. N counts
+    from the original message: a message ingestion already cut adds the bytes its marker says were dropped."""
+    if len(message) <= MAX_EXAMPLE_BYTES // 4:  # a UTF-8 character is at most 4 bytes: surely short enough
+        return message
+    data = message.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_EXAMPLE_BYTES:
+        return message
+    size = len(data)
+    earlier = _TRUNCATION_MARK.search(message, len(message) - 40) if message.endswith(" bytes]") else None
+    if earlier is not None:
+        size += int(earlier.group(1)) - len(earlier.group(0).encode())
+    head = data[:MAX_EXAMPLE_BYTES].decode("utf-8", "ignore")  # a character cut in two is dropped whole
+    return f"{head} …[truncated {size - MAX_EXAMPLE_BYTES} bytes]"
 
 
 def severity(level: str) -> int:
@@ -74,8 +100,10 @@ class TemplateStats:
             hosts[host] = 1
         else:
             self.other_hosts += 1
-        if len(self.examples) < MAX_EXAMPLES and message not in self.examples:
-            self.examples.append(message)
+        if len(self.examples) < MAX_EXAMPLES:
+            example = clip_example(message)
+            if example not in self.examples:
+                self.examples.append(example)
         bucket = int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS
         buckets = self.buckets
         buckets[bucket] = buckets.get(bucket, 0) + 1
@@ -177,6 +205,12 @@ class ServiceModel:
         self._engine = engine
         self.miner = TemplateMiner(Masker(engine.extra_patterns), max_templates=engine.max_templates_per_service)
         self.deployments: dict[str, DeploymentModel] = {}
+        self.serial = next(_SERIALS)  # tells this model from an evicted one of the same name
+
+    @property
+    def last_seen(self) -> float:
+        """Its latest event's time (any deployment); -inf before the first."""
+        return max((d.last_seen for d in self.deployments.values()), default=float("-inf"))
 
     def deployment(self, name: str) -> DeploymentModel:
         """The deployment's model, created on first use; past the cap the least recently seen one is dropped.
@@ -219,6 +253,9 @@ class ServiceModel:
         return max(carriers, key=lambda d: d.first_seen).deployment
 
 
+_SERIALS = itertools.count()
+
+
 class Engine:
     """Entry point of the engine: feed it events, read templates and counts back."""
 
@@ -229,8 +266,10 @@ class Engine:
         max_templates_per_deployment: int = DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT,
         max_clusters_per_deployment: int = 2_000,
         max_deployments_per_service: int = 50,
+        max_services: int = DEFAULT_MAX_SERVICES,
     ) -> None:
         self.extra_patterns = extra_patterns
+        self.max_services = max_services
         self.max_templates_per_service = max_templates_per_service
         self.max_templates_per_deployment = max_templates_per_deployment
         self.max_clusters_per_deployment = max_clusters_per_deployment
@@ -238,13 +277,42 @@ class Engine:
         self.services: dict[str, ServiceModel] = {}
         self._routes: dict[tuple[str, str], tuple[TemplateMiner, DeploymentModel]] = {}
         self.evicted: list[tuple[str, str]] = []  # (service, deployment) dropped since last asked (for the store)
+        self.services_evicted = 0  # services dropped whole by the services cap, since start
+        # (last seen, serial, name) of every service, least recently seen first; an entry is refreshed lazily,
+        # when it comes up for eviction, so keeping it costs nothing per event.
+        self._by_recency: list[tuple[float, int, str]] = []
 
     def service(self, name: str) -> ServiceModel:
-        """The service's model, created on first use."""
+        """The service's model, created on first use (an event creating one past the cap evicts another)."""
         found = self.services.get(name)
         if found is None:
             found = self.services[name] = ServiceModel(name, self)
+            heapq.heappush(self._by_recency, (found.last_seen, found.serial, name))
         return found
+
+    def _make_room(self) -> None:
+        """Evicts least recently seen services until a new one fits under ``max_services``."""
+        heap = self._by_recency
+        while len(self.services) >= self.max_services and heap:
+            seen, serial, name = heapq.heappop(heap)
+            model = self.services.get(name)
+            if model is None or model.serial != serial:
+                continue  # the entry of a service evicted before
+            now = model.last_seen
+            if now > seen:  # seen since the entry was made: back in line with its real time
+                heapq.heappush(heap, (now, serial, name))
+                continue
+            self.evict_service(name)
+
+    def evict_service(self, name: str) -> None:
+        """Forgets a service whole: its miner and deployments (each recorded in ``evicted`` for the store)."""
+        model = self.services.pop(name, None)
+        if model is None:
+            return
+        for deployment in model.deployments:
+            self._routes.pop((name, deployment), None)
+            self.evicted.append((name, deployment))
+        self.services_evicted += 1
 
     def evict(self, service: str, deployment: str) -> None:
         """Forgets a deployment of a service (its counts go; the service's templates stay)."""
@@ -274,6 +342,8 @@ class Engine:
         """Learns one event and counts it under ``deployment``, which is also known by ``identities``."""
         route = self._routes.get((service, deployment))
         if route is None:
+            if service not in self.services:
+                self._make_room()
             model = self.service(service)
             route = self._routes[(service, deployment)] = (model.miner, model.deployment(deployment))
         miner, target = route

@@ -13,6 +13,13 @@ import re
 from dataclasses import dataclass
 
 TOP_FRAMES = 3
+# A long message is typed from a bounded view of it: its first and last lines, each cut. The head holds the
+# headline, the exception and the top frames (Java, Go); the tail holds the innermost "Caused by:" with its
+# frames (Java) and the exception line (Python, which prints it last).
+VIEW_CHARS = 16 * 1024  # messages up to this long are parsed whole
+VIEW_HEAD_LINES = 100
+VIEW_TAIL_LINES = 100
+VIEW_LINE_CHARS = 1024
 
 _JAVA_FRAME = re.compile(r"^\s*at\s+([\w$.<>/]+)\(")
 _JAVA_EXCEPTION = re.compile(
@@ -58,9 +65,39 @@ def _python_module(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def bounded_lines(message: str) -> list[str]:
+    """The message's lines, or for a long message (past ``VIEW_CHARS``) a bounded view: the first
+    ``VIEW_HEAD_LINES`` and last ``VIEW_TAIL_LINES`` lines, each cut to ``VIEW_LINE_CHARS``. Found with
+    ``str.find``, so a 1 MB message costs one scan and a few hundred short strings, whatever its shape."""
+    if len(message) <= VIEW_CHARS:
+        return message.splitlines()
+    head: list[str] = []
+    position, size = 0, len(message)
+    while len(head) < VIEW_HEAD_LINES:
+        end = message.find("\n", position)
+        if end < 0:
+            head.append(message[position : position + VIEW_LINE_CHARS].rstrip("\r"))
+            return head
+        head.append(message[position : min(end, position + VIEW_LINE_CHARS)].rstrip("\r"))
+        position = end + 1
+    tail: list[str] = []
+    stop = size - 1 if message.endswith("\n") else size
+    while len(tail) < VIEW_TAIL_LINES and stop > position:
+        start = message.rfind("\n", position, stop) + 1  # 0 when none: then the line starts at position
+        start = max(start, position)
+        tail.append(message[start : min(stop, start + VIEW_LINE_CHARS)].rstrip("\r"))
+        stop = start - 1
+    tail.reverse()
+    return head + tail
+
+
 def parse_stack_trace(message: str) -> StackTrace | None:
-    """The trace in a multi-line message, or None when it holds no recognisable trace."""
-    lines = message.splitlines()
+    """The trace in a multi-line message, or None when it holds no recognisable trace.
+
+    A message past ``VIEW_CHARS`` is read through :func:`bounded_lines`: typing a huge trace costs a bounded
+    amount and still sees its exception, its top frames and its innermost cause.
+    """
+    lines = bounded_lines(message)
     if len(lines) < 2:
         return None
     return _parse_java(lines) or _parse_python(lines) or _parse_go(lines)
