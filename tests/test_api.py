@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,8 +146,11 @@ def test_analysis_lifecycle(client: TestClient) -> None:
     assert analysis["sensitivity"] == "medium"
     assert analysis["verdict"]["verdict"] == "inconclusive"  # nothing logged yet
     client.post("/v1/events", content=ndjson(live("v1", 2000, 1) + live("v2", 2000, 2)), headers=AUTH)
-    fetched = client.get(f"/v1/analyses/{analysis['id']}").json()
-    assert fetched["verdict"]["verdict"] == "pass"
+    # Reading does not evaluate: the analysis loop does, every 2 s.
+    deadline = time.monotonic() + 10
+    while (fetched := client.get(f"/v1/analyses/{analysis['id']}").json())["verdict"]["verdict"] != "pass":
+        assert time.monotonic() < deadline, fetched["verdict"]
+        time.sleep(0.2)
     assert fetched["verdict"]["canary_events"] == 2000
     assert [a["id"] for a in client.get("/v1/analyses", params={"service": "payments"}).json()] == [analysis["id"]]
     cancelled = client.delete(f"/v1/analyses/{analysis['id']}", headers=AUTH)

@@ -494,10 +494,10 @@ def _analysis(request: Request, analysis_id: str) -> AnalysisRecord:
     dependencies=[ReadAuth],
 )
 async def get_analysis(request: Request, analysis_id: str) -> AnalysisOut:
+    """The verdict as the analysis last evaluated it (every 2 s while it runs, final once it ends).
+    Reading never evaluates, completes or counts anything: only the analysis loop does."""
     rt = runtime(request)
-    record = _analysis(request, analysis_id)
-    rt.analyses.refresh(record, time.time())
-    return rt.analyses.view(record)
+    return rt.analyses.view(_analysis(request, analysis_id))
 
 
 @router.delete(
