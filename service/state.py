@@ -248,18 +248,21 @@ class LiveState:
         """True when the store holds the state, trying a checkpoint now if the last one failed."""
         return self.checkpoint_failures == 0 or await self.checkpoint(force=True)
 
-    def prune(self, now: float) -> list[tuple[str, str]]:
-        """Drops deployments whose last event is older than the retention (through the engine's eviction)."""
+    def prune(self, now: float) -> list[tuple[str, str | None]]:
+        """Drops what saw no event within LOGCANARY_RETENTION_DEPLOYMENTS_DAYS, through the engine's eviction:
+        whole services (``(service, None)``), else single deployments. The next checkpoint deletes their rows."""
         days = self.settings.retention_deployments_days
         if days <= 0:
             return []
         cutoff = now - days * DAY
-        old = [
-            (name, deployment)
-            for name, service in self.engine.services.items()
-            for deployment, model in service.deployments.items()
-            if model.last_seen < cutoff
-        ]
-        for name, deployment in old:
-            self.engine.evict(name, deployment)
+        old: list[tuple[str, str | None]] = []
+        for name, service in list(self.engine.services.items()):
+            if service.last_seen < cutoff:  # every deployment is old (or none is left): the miner goes too
+                self.engine.evict_service(name)
+                old.append((name, None))
+                continue
+            for deployment, model in list(service.deployments.items()):
+                if model.last_seen < cutoff:
+                    self.engine.evict(name, deployment)
+                    old.append((name, deployment))
         return old

@@ -155,13 +155,17 @@ def test_retention_drops_old_deployments_and_analyses(tmp_path: Path) -> None:
     now = 100 * 86_400.0
     state.engine.observe("svc", "old", "hello", now - 31 * 86_400)
     state.engine.observe("svc", "new", "hello", now - 29 * 86_400)
-    assert state.prune(now) == [("svc", "old")]
+    state.engine.observe("quiet", "v1", "hello", now - 40 * 86_400)
+    assert state.prune(now) == [("svc", "old"), ("quiet", None)]
     assert asyncio.run(state.checkpoint())
     state.store.maintain()
     state.store.close()
     restored = make_state(tmp_path)
+    assert list(restored.engine.services) == ["svc"]
     assert list(restored.engine.services["svc"].deployments) == ["new"]
     restored.store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "logcanary.sqlite")) as db:
+        assert db.execute("SELECT count(*) FROM miner_groups WHERE service = 'quiet'").fetchone()[0] == 0
 
 
 def test_upgrade_from_a_format1_file(tmp_path: Path) -> None:
@@ -288,3 +292,45 @@ def test_full_disk_checkpoint_fails_cleanly_and_resumes(tmp_path: Path) -> None:
         assert counts(restored) == expected
         assert restored.offsets == {("logs", 0): 3500}
         restored.store.close()
+
+
+def test_maintenance_truncates_the_wal_and_returns_free_pages(tmp_path: Path) -> None:
+    state = make_state(tmp_path, retention_deployments_days=1)
+    rng = random.Random(9)
+    for n, message in enumerate(messages(rng, 5000)):
+        state.engine.observe(f"svc{n % 5}", "v1", message + f" padding{n}" * 20, float(n))
+    assert asyncio.run(state.checkpoint())
+    state.store.maintain()
+    full = (tmp_path / "logcanary.sqlite").stat().st_size
+    assert state.prune(10 * 86_400.0) == [(f"svc{k}", None) for k in range(5)]  # everything is old
+    assert asyncio.run(state.checkpoint())
+    assert (tmp_path / "logcanary.sqlite-wal").stat().st_size > 0
+    state.store.maintain()
+    assert (tmp_path / "logcanary.sqlite-wal").stat().st_size == 0  # TRUNCATE
+    assert (tmp_path / "logcanary.sqlite").stat().st_size < full / 3  # left: the empty tables
+    state.store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "logcanary.sqlite")) as db:
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+
+def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path) -> None:
+    from service.analyses import Analyses
+    from service.store.base import AnalysisRecord
+
+    state = make_state(tmp_path, retention_analyses_days=30)
+    day = 86_400.0
+    now = 100 * day
+    records = [
+        AnalysisRecord("old", "svc", {}, "completed", now - 40 * day, now - 39 * day, None, now - 39 * day),
+        AnalysisRecord("recent", "svc", {}, "cancelled", now - 2 * day, now - day, None, now - day),
+    ]
+    for record in records:
+        state.store.save_analysis(record)
+    analyses = Analyses(state)
+    analyses.load()
+    forgotten = analyses.prune(now)
+    assert forgotten == ["old"]
+    state.store.delete_analyses(forgotten)
+    assert [record.id for record in state.store.load_analyses()] == ["recent"]
+    assert list(analyses.records) == ["recent"]
+    state.store.close()

@@ -203,7 +203,8 @@ class SqliteStore:
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # INCREMENTAL (new files)
-                self._db.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+                # executescript steps the pragma to the end: execute() would free one page per call.
+                self._db.executescript(f"PRAGMA incremental_vacuum({VACUUM_PAGES});")
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def delete_analyses(self, ids: list[str]) -> None:
