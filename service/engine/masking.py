@@ -51,7 +51,7 @@ _UNIT_TOKENS = UNITS | {unit + mark for unit in UNITS for mark in _TRAILING}
 # Every digit read as 1: masking depends on where digits are, not on their values, with one exception,
 # the "0x" that starts a hex value, so text holding "0x" or "0X" is never looked up by shape.
 _SHAPE_TABLE = bytes.maketrans(b"0123456789", b"1111111111")
-_CACHED_TOKEN_CHARS = 128  # longer tokens are masked every time, never cached (a cache entry is as long)
+_CACHED_TOKEN_CHARS = 256  # longer tokens are masked every time, never cached (a cache entry is as long)
 # Masking caches shared by every Masker with the same patterns and cache size: the engine's services all mask
 # alike, so one bounded cache serves them, instead of one cache per service.
 _SHARED_CACHES: dict[tuple[tuple[str, ...], int], tuple[dict[str, str], dict[str | bytes, str]]] = {}

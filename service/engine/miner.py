@@ -58,12 +58,12 @@ def bound_tokens(tokens: list[str]) -> list[str]:
     """A message's masked tokens as a template may hold them: at most ``MAX_TEMPLATE_TOKENS`` tokens of at most
     ``MAX_TOKEN_CHARS`` characters, ``MAX_TEMPLATE_CHARS`` in all. Past a limit the head is kept and ends with
     the ``…`` token, so messages that only differ past the head are one type (their first tokens name it)."""
-    if (
-        len(tokens) <= MAX_TEMPLATE_TOKENS
-        and max(map(len, tokens), default=0) <= MAX_TOKEN_CHARS
-        and sum(map(len, tokens)) <= MAX_TEMPLATE_CHARS
-    ):
-        return tokens
+    if len(tokens) <= MAX_TEMPLATE_TOKENS:
+        total = sum(map(len, tokens))
+        if total <= MAX_TOKEN_CHARS or (
+            total <= MAX_TEMPLATE_CHARS and max(map(len, tokens), default=0) <= MAX_TOKEN_CHARS
+        ):
+            return tokens  # the common case: no token can be too long when all of them together are not
     keep = MAX_TEMPLATE_TOKENS if len(tokens) <= MAX_TEMPLATE_TOKENS else MAX_TEMPLATE_TOKENS - 1
     out: list[str] = []
     total = 0
@@ -236,7 +236,9 @@ class TemplateMiner:
             if trace is not None:
                 text = f"{trace.headline} {trace.exception}: {trace.message}"
                 return trace.signature, bound_tokens(self.masker.tokens(_message_head(text)))
-        return "", bound_tokens(self.masker.tokens(_message_head(message)))
+        if len(message) > VIEW_CHARS:
+            message = _message_head(message)
+        return "", bound_tokens(self.masker.tokens(message))
 
     def add(self, message: str) -> Template:
         """Mines one message and returns its (live) template; ``OTHER`` past the cap."""

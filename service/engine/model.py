@@ -27,6 +27,7 @@ BUCKET_SECONDS = 10
 MAX_EXAMPLES = 5
 MAX_EXAMPLE_BYTES = 4096  # an example keeps this head of a longer message (UTF-8), marked truncated
 DEFAULT_MAX_SERVICES = 1_000
+_SURELY_SHORT = MAX_EXAMPLE_BYTES // 4  # characters: a UTF-8 character is at most 4 bytes
 _TRUNCATION_MARK = re.compile(r" …\[truncated (\d+) bytes\]$")
 MAX_HOSTS = 64
 MAX_BUCKETS = 720  # two hours of 10-second buckets per template and deployment: enough for any window
@@ -48,7 +49,7 @@ def clip_example(message: str) -> str:
     """The message as an example keeps it: whole, or its first ``MAX_EXAMPLE_BYTES`` (UTF-8) followed by
     `` …[truncated N bytes]``, the marker ingestion uses for messages past LOGCANARY_MAX_MESSAGE_BYTES. N counts
     from the original message: a message ingestion already cut adds the bytes its marker says were dropped."""
-    if len(message) <= MAX_EXAMPLE_BYTES // 4:  # a UTF-8 character is at most 4 bytes: surely short enough
+    if len(message) <= _SURELY_SHORT:
         return message
     data = message.encode("utf-8", "surrogatepass")
     if len(data) <= MAX_EXAMPLE_BYTES:
@@ -100,8 +101,8 @@ class TemplateStats:
             hosts[host] = 1
         else:
             self.other_hosts += 1
-        if len(self.examples) < MAX_EXAMPLES:
-            example = clip_example(message)
+        if len(self.examples) < MAX_EXAMPLES and message not in self.examples:
+            example = message if len(message) <= _SURELY_SHORT else clip_example(message)
             if example not in self.examples:
                 self.examples.append(example)
         bucket = int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS
