@@ -334,3 +334,27 @@ def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path) -> None
     assert [record.id for record in state.store.load_analyses()] == ["recent"]
     assert list(analyses.records) == ["recent"]
     state.store.close()
+
+
+def test_a_template_renamed_by_another_deployment_is_not_counted_twice_after_restarts(tmp_path: Path) -> None:
+    """v1's template generalises (a new id) through v2's messages while v1 logs nothing: v1's row under the old id
+    must not survive beside the new one, or two restarts later both would be loaded and added up."""
+    state = make_state(tmp_path)
+    state.engine.observe("svc", "v1", "stored as bytes", 1.0)
+    state.engine.observe("svc", "v1", "stored as bytes", 2.0)
+    assert asyncio.run(state.checkpoint())
+    for n, kind in enumerate(["values", "chars", "words", "lines"]):
+        state.engine.observe("svc", "v2", f"stored as {kind}", 3.0 + n)  # "stored as <*>" from the third value on
+    assert asyncio.run(state.checkpoint())
+    state.store.close()
+
+    state = make_state(tmp_path)
+    state.engine.observe("svc", "v1", "stored as bytes", 10.0)
+    assert asyncio.run(state.checkpoint())
+    expected = counts(state)
+    state.store.close()
+    restored = make_state(tmp_path)
+    assert counts(restored) == expected
+    assert expected["svc/v1"]["events"] == 3
+    assert sum(expected["svc/v1"]["templates"].values()) == 3
+    restored.store.close()

@@ -202,6 +202,8 @@ def restore(engine: Engine, stored: StoredState) -> Restored:
                 model.other.merge(stats)
                 rewrite.deployments.add((service_name, deployment_name))
                 continue
+            if template.template_id != template_id:  # stored under a former id: rewrite, or it would stay beside
+                rewrite.deployments.add((service_name, deployment_name))  # the new one and be added up again
             if template in model.stats:
                 model.stats[template].merge(stats)
                 rewrite.deployments.add((service_name, deployment_name))
