@@ -176,6 +176,10 @@ def test_the_cache_budget_empties_every_miners_caches() -> None:
     for index in range(300):
         alone.add(f"order {words(3, chr(97 + index % 26) + chr(97 + index // 26))} placed")
     assert sorted(t.text for t in miners[0].templates.values()) == sorted(t.text for t in alone.templates.values())
+    # A miner's share goes back to the budget when it empties its caches (an evicted service does).
+    used = budget.used_bytes
+    miners[1].clear_caches()
+    assert budget.used_bytes < used or used == 0
 
 
 long_texts = st.lists(

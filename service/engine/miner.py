@@ -111,6 +111,10 @@ class CacheBudget:
             self.resets += 1
         self.used_bytes += size
 
+    def release(self, size: int) -> None:
+        """Accounts for cache entries dropped by their miner."""
+        self.used_bytes = max(0, self.used_bytes - size)
+
 
 SHARED_CACHE_BUDGET = CacheBudget()
 
@@ -215,11 +219,14 @@ class TemplateMiner:
         self._buckets: dict[tuple[str, int, str], list[_Group]] = {}
         self._budget = SHARED_CACHE_BUDGET if cache_budget is None else cache_budget
         self._budget.register(self)
+        self._exact_bytes = self._shape_bytes = 0  # this miner's share of the budget
 
     def clear_caches(self) -> None:
         """Empties the exact-match and shape caches (they only save work; mining goes on the same)."""
+        self._budget.release(self._exact_bytes + self._shape_bytes)
         self._exact.clear()
         self._by_shape.clear()
+        self._exact_bytes = self._shape_bytes = 0
 
     def __len__(self) -> int:
         return len(self.templates)
@@ -268,15 +275,23 @@ class TemplateMiner:
                 self.overflow += 1
                 return OTHER
             if len(self._exact) >= _EXACT_CACHE_SIZE:
+                self._budget.release(self._exact_bytes)
                 self._exact.clear()
-            self._budget.charge(_exact_size(key[1]))
+                self._exact_bytes = 0
+            size = _exact_size(key[1])
+            self._budget.charge(size)  # may empty this miner's caches too
             self._exact[key] = template
+            self._exact_bytes += size
         if shape is not None and _DIGIT.search(" ".join(tokens)) is None:
             # Every digit was masked, so any message of this shape has these tokens.
             if len(self._by_shape) >= _EXACT_CACHE_SIZE:
+                self._budget.release(self._shape_bytes)
                 self._by_shape.clear()
-            self._budget.charge(100 + len(shape))
+                self._shape_bytes = 0
+            size = 100 + len(shape)
+            self._budget.charge(size)
             self._by_shape[shape] = template
+            self._shape_bytes += size
         template.size += 1
         return template
 

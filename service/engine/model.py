@@ -313,6 +313,7 @@ class Engine:
         for deployment in model.deployments:
             self._routes.pop((name, deployment), None)
             self.evicted.append((name, deployment))
+        model.miner.clear_caches()  # gives its share of the shared cache budget back
         self.services_evicted += 1
 
     def evict(self, service: str, deployment: str) -> None:
