@@ -370,15 +370,17 @@ def letters(n: int) -> str:
             return out
 
 
-@pytest.mark.parametrize(("seed", "cap"), [(1, 3), (2, 3), (3, 3), (4, 2), (5, 2)])
-def test_random_streams_across_many_restarts_restore_exactly(tmp_path: Path, seed: int, cap: int) -> None:
+@pytest.mark.parametrize(("seed", "cap", "services"), [(1, 3, 9), (2, 3, 9), (3, 3, 9), (4, 2, 9), (5, 2, 1)])
+def test_random_streams_across_many_restarts_restore_exactly(
+    tmp_path: Path, seed: int, cap: int, services: int
+) -> None:
     """Restart after every segment: what a process held at its last checkpoint is what the next one loads.
 
     Many event families generalise at different times (a word position becomes ``<*>`` at its third value), so
     templates get new ids through some deployments while others are idle, and log again after a restart. With a
-    cap of 2 deployments, deployments are evicted and re-created all along too."""
+    cap of 2 deployments, deployments are evicted and re-created all along too; with a cap of 1 service, services."""
     rng = random.Random(seed)
-    state = make_state(tmp_path, max_deployments_per_service=cap)
+    state = make_state(tmp_path, max_deployments_per_service=cap, max_services=services)
     clock = 0.0
     for segment in range(15):
         active = rng.sample(["v1", "v2", "v3"], rng.randrange(1, 3))  # the others are idle for this segment
@@ -394,6 +396,6 @@ def test_random_streams_across_many_restarts_restore_exactly(tmp_path: Path, see
         assert asyncio.run(state.checkpoint())
         expected = counts(state)
         state.store.close()
-        state = make_state(tmp_path, max_deployments_per_service=cap)
+        state = make_state(tmp_path, max_deployments_per_service=cap, max_services=services)
         assert counts(state) == expected, f"segment {segment}"
     state.store.close()
