@@ -94,7 +94,7 @@ class _SeekToSavedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self._ingestor.state.checkpoint()
+        await self._ingestor.state.checkpoint(force=True)  # the next owner starts from what is saved: try now
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         offsets = self._ingestor.state.offsets
@@ -308,7 +308,7 @@ class KafkaIngestor:
                 task.cancel()
                 await asyncio.wait({task}, timeout=1.0)
         self.phase = "stopped"
-        await self.state.checkpoint()
+        await self.state.checkpoint(force=True)  # the last chance before exit, whatever the retry backoff
         remaining = deadline - time.monotonic()
         await _bounded(self._commit_to_kafka(), max(0.1, min(5.0, remaining / 3)))
         await self._close_clients(timeout=max(0.1, (deadline - time.monotonic()) / 2))
