@@ -145,8 +145,9 @@ def test_history_is_earlier_deployments_that_did_not_fail_and_are_not_marked_bad
         ("v1", now - timedelta(days=2), 0.0),
         ("v3", now - timedelta(days=1), 0.0),
         ("v2", now + timedelta(seconds=30), 0.05),  # analysed below: its events fall in the analysis' window
-        ("v4", now + timedelta(hours=1), 0.0),  # the canary judged against history
-        ("v5", now + timedelta(hours=2), 0.0),  # later than the canary: never its history
+        # Within the clock-skew allowance (LOGCANARY_MAX_CLOCK_SKEW_SECONDS): later stamps would be clamped.
+        ("v4", now + timedelta(minutes=2), 0.0),  # the canary judged against history
+        ("v5", now + timedelta(minutes=4), 0.0),  # later than the canary: never its history
     ]
     for index, (deployment, start, npe_rate) in enumerate(plan):
         labels = {"app": "payments", "version": deployment, "pod-template-hash": f"hash{deployment}"}

@@ -59,13 +59,20 @@ class Outcome:
 
 
 class _Source:
-    """The body's records, decoded a chunk at a time (called in a worker thread)."""
+    """The body's records, decoded a chunk at a time (called in a worker thread).
+
+    NDJSON lines are cut from the body as they are needed, never all at once: one ``splitlines`` of 16 MiB
+    is a single C call that holds the GIL for tens of milliseconds, and the loop would wait for it. A JSON
+    array can only be parsed whole (the same holds for ``orjson.loads``): prefer NDJSON for large bodies.
+    """
 
     def __init__(self, body: bytes, max_record_bytes: int, max_message_bytes: int) -> None:
+        self.body = body
         self.max_record_bytes = max_record_bytes
         self.max_message_bytes = max_message_bytes
         self.items: list[object] = []
-        self.lines: list[bytes] = []
+        self.position = 0  # of the next NDJSON line in the body
+        self.index = 0  # of the next record
         self.array = body.lstrip()[:1] == b"["
         if self.array:
             try:
@@ -73,23 +80,28 @@ class _Source:
             except orjson.JSONDecodeError as exc:
                 raise BadBody(f"body is not valid JSON: {exc}") from exc
             self.items = parsed if isinstance(parsed, list) else [parsed]
-        else:
-            self.lines = [line for line in body.splitlines() if line.strip()]
 
-    def __len__(self) -> int:
-        return len(self.items) if self.array else len(self.lines)
-
-    def decode(self, start: int, stop: int) -> list[Decoded]:
+    def decode(self, count: int) -> list[tuple[int, Decoded]]:
+        """The next ``count`` records (fewer at the end, none once the body is read), with their indexes."""
+        out: list[tuple[int, Decoded]] = []
         if self.array:
-            chunk = self.items[start:stop]
-            self.items[start:stop] = [None] * len(chunk)  # let the parsed values go as they are decoded
-            return [decode_object(item, max_message_bytes=self.max_message_bytes) for item in chunk]
-        chunk_lines = self.lines[start:stop]
-        self.lines[start:stop] = [b""] * len(chunk_lines)
-        return [
-            decode_record(line, max_bytes=self.max_record_bytes, max_message_bytes=self.max_message_bytes)
-            for line in chunk_lines
-        ]
+            chunk = self.items[self.index : self.index + count]
+            self.items[self.index : self.index + len(chunk)] = [None] * len(chunk)  # let parsed values go
+            for item in chunk:
+                out.append((self.index, decode_object(item, max_message_bytes=self.max_message_bytes)))
+                self.index += 1
+            return out
+        body, end = self.body, len(self.body)
+        while len(out) < count and self.position < end:
+            stop = body.find(b"\n", self.position)
+            stop = end if stop < 0 else stop
+            line = body[self.position : stop]
+            self.position = stop + 1
+            if line.strip():
+                decoded = decode_record(line, max_bytes=self.max_record_bytes, max_message_bytes=self.max_message_bytes)
+                out.append((self.index, decoded))
+                self.index += 1
+        return out
 
 
 async def ingest(state: LiveState, body: bytes, applied: Callable[[Outcome], None] | None = None) -> Outcome:
@@ -101,14 +113,13 @@ async def ingest(state: LiveState, body: bytes, applied: Callable[[Outcome], Non
     settings = state.settings
     chunk = settings.ingest_chunk_events
     source = await asyncio.to_thread(_Source, body, settings.max_record_bytes, settings.max_message_bytes)
-    outcome = Outcome(records=len(source))
+    outcome = Outcome()
     observe = state.observe
     async with state.applying:
-        for start in range(0, len(source), chunk):
-            decoded = await asyncio.to_thread(source.decode, start, start + chunk)
+        while decoded := await asyncio.to_thread(source.decode, chunk):
+            outcome.records += len(decoded)
             observed = 0
-            for offset, record in enumerate(decoded):
-                index = start + offset
+            for index, record in decoded:
                 for event in record.events:
                     observe(event)
                     observed += 1
