@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from service.demo.traffic import events
 from service.ingestion.embedded_broker import EmbeddedBroker, free_port
-from service.ingestion.kafka import HEADER_REASON
+from service.ingestion.kafka import HEADER_ACCEPTED, HEADER_REASON, HEADER_REJECTED
 
 from .conftest import Launcher
 from .kafka_helpers import consume_all, create_topics, deployment_events, produce, wait_for_events
@@ -114,13 +114,18 @@ def test_bad_records_go_to_the_dead_letter_topic_with_reasons(kafka: EmbeddedBro
         orjson.dumps({**good, "message": ""}),
         orjson.dumps({**good, "message": "x" * 4000}),
     ]
-    produce(kafka.bootstrap_servers, topic, [good, *bad, good])
+    partial = orjson.dumps([good, {**good, "message": ""}])  # one event counted, one rejected
+    produce(kafka.bootstrap_servers, topic, [good, *bad, partial, good])
     with service.client() as client:
-        assert wait_for_events(client, "dlq", 2) == {"v1": 2}
-        records = consume_all(kafka.bootstrap_servers, dead, expected=5)
+        assert wait_for_events(client, "dlq", 3) == {"v1": 3}
+        records = consume_all(kafka.bootstrap_servers, dead, expected=6)
         reasons = sorted(dict(r.headers)[HEADER_REASON].decode() for r in records)
-        assert reasons == sorted(["not_json", "invalid_utf8", "missing_service", "missing_message", "too_large"])
-        assert {r.value for r in records} == set(bad)
+        expected = ["not_json", "invalid_utf8", "missing_service", "missing_message", "too_large", "missing_message"]
+        assert reasons == sorted(expected)
+        assert {r.value for r in records} == {*bad, partial}
+        [partly] = [dict(r.headers) for r in records if r.value == partial]
+        assert (partly[HEADER_ACCEPTED], partly[HEADER_REJECTED]) == (b"1", b"1")  # the replayer knows 1 was counted
+        assert all(HEADER_ACCEPTED not in dict(r.headers) for r in records if r.value != partial)
         metrics = client.get("/metrics").text
         assert 'logcanary_events_rejected_total{reason="not_json",source="kafka"} 1.0' in metrics
         assert 'logcanary_events_dead_lettered_total{reason="too_large"} 1.0' in metrics

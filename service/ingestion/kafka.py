@@ -38,7 +38,7 @@ from aiokafka.helpers import create_ssl_context
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
-from service.ingestion.records import Rejection, decode_record
+from service.ingestion.records import Decoded, decode_record
 from service.settings import Settings
 from service.state import LiveState
 
@@ -48,6 +48,10 @@ HEADER_REASON = "logcanary-reason"
 HEADER_DETAIL = "logcanary-detail"
 HEADER_SOURCE = "logcanary-source"
 HEADER_ORIGINAL_BYTES = "logcanary-original-bytes"
+# A record of several events, some counted and some rejected, is dead-lettered whole with these counts, so
+# that whoever replays it knows how many of its events logcanary already counted.
+HEADER_ACCEPTED = "logcanary-accepted-events"
+HEADER_REJECTED = "logcanary-rejected-events"
 
 #: Head kept of a dead letter the producer or the broker refused even once truncated.
 SMALL_HEAD_BYTES = 1024
@@ -352,7 +356,7 @@ class KafkaIngestor:
         offsets = self.state.offsets
         good = []
         reasons: Counter[str] = Counter()
-        dead: list[tuple[Any, Rejection]] = []
+        dead: list[tuple[Any, Decoded]] = []
         fresh: dict[tuple[str, int], int] = {}  # partition -> next offset after this batch
         skipped = 0
         for tp, records in batch.items():
@@ -369,7 +373,7 @@ class KafkaIngestor:
                 good.extend(decoded.events)
                 if decoded.rejections:
                     reasons.update(rejection.reason for rejection in decoded.rejections)
-                    dead.append((record, decoded.rejections[0]))
+                    dead.append((record, decoded))
                 fresh[key] = record.offset + 1
         if skipped:
             self.metrics.below_offset.inc(skipped)
@@ -395,20 +399,24 @@ class KafkaIngestor:
 
     # -- dead letters --------------------------------------------------------------------------------
 
-    def _dead_letter_message(self, record: Any, rejection: Rejection, head: int) -> dict[str, Any]:
+    def _dead_letter_message(self, record: Any, decoded: Decoded, head: int) -> dict[str, Any]:
         value: bytes = record.value or b""
+        rejection = decoded.rejections[0]
         headers = [
             (HEADER_REASON, rejection.reason.encode()),
             (HEADER_DETAIL, rejection.detail[:1000].encode("utf-8", "replace")),
             (HEADER_SOURCE, f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
+        if decoded.events:  # partly counted
+            headers.append((HEADER_ACCEPTED, str(len(decoded.events)).encode()))
+            headers.append((HEADER_REJECTED, str(len(decoded.rejections)).encode()))
         if len(value) > head:
             headers.append((HEADER_ORIGINAL_BYTES, str(len(value)).encode()))
             value = value[:head]
         key = record.key[:MAX_KEY_BYTES] if record.key else record.key
         return {"value": value, "key": key, "headers": headers}
 
-    async def _dead_letter(self, dead: list[tuple[Any, Rejection]]) -> None:
+    async def _dead_letter(self, dead: list[tuple[Any, Decoded]]) -> None:
         """Sends bad records to the dead-letter topic, pipelined, retrying with backoff for a bounded time.
 
         A record too large for the producer's request limit goes with its head only; one refused even so
@@ -423,21 +431,22 @@ class KafkaIngestor:
         pending = list(dead)
         backoff = 0.2
         while pending:
-            sends: list[tuple[Any, Rejection, asyncio.Future[Any] | BaseException]] = []
-            for record, rejection in pending:
-                message = self._dead_letter_message(record, rejection, heads[id(record)])
+            sends: list[tuple[Any, Decoded, asyncio.Future[Any] | BaseException]] = []
+            for record, decoded in pending:
+                message = self._dead_letter_message(record, decoded, heads[id(record)])
                 try:
                     remaining = max(0.01, deadline - time.monotonic())
                     future = await asyncio.wait_for(producer.send(topic, **message), remaining)
-                    sends.append((record, rejection, future))
+                    sends.append((record, decoded, future))
                 except (KafkaError, TimeoutError) as exc:
-                    sends.append((record, rejection, exc))
+                    sends.append((record, decoded, exc))
             futures = [outcome for _, _, outcome in sends if isinstance(outcome, asyncio.Future)]
             if futures:
                 await asyncio.wait(futures, timeout=max(0.01, deadline - time.monotonic()))
-            retry: list[tuple[Any, Rejection]] = []
+            retry: list[tuple[Any, Decoded]] = []
             transient = False
-            for record, rejection, outcome in sends:
+            for record, decoded, outcome in sends:
+                rejection = decoded.rejections[0]
                 error: BaseException | None
                 if isinstance(outcome, asyncio.Future):
                     error = outcome.exception() if outcome.done() else TimeoutError("no acknowledgement in time")
@@ -451,10 +460,10 @@ class KafkaIngestor:
                 too_large = isinstance(error, MessageSizeTooLargeError) or "too large" in str(error).lower()
                 if too_large and heads[id(record)] > SMALL_HEAD_BYTES:
                     heads[id(record)] = SMALL_HEAD_BYTES
-                    retry.append((record, rejection))
+                    retry.append((record, decoded))
                     continue
                 if not too_large and time.monotonic() < deadline:
-                    retry.append((record, rejection))
+                    retry.append((record, decoded))
                     transient = True
                     continue
                 self.metrics.dead_letter_failed.labels(rejection.reason).inc()
