@@ -144,7 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        app = create_app(settings)  # opens the state file: an unwritable LOGCANARY_STATE_DIR stops here, named
+        app = create_app(settings)  # opens the store: an unusable LOGCANARY_STORE_URL or _STATE_DIR stops here, named
     except SettingsError as exc:
         print(f"logcanary: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Field(Path("state"), description="Folder of the SQLite state file.")
+    store_url: str | None = Field(
+        None,
+        description="sqlite:///path/to/file.sqlite or postgresql://user[:password]@host[:port]/database; "
+        "unset = the SQLite file in state_dir.",
+    )
+    store_schema: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="PostgreSQL schema holding logcanary's tables (created if missing); unset = the connection's "
+        "default (search_path, usually public).",
+    )
     checkpoint_interval_seconds: float = Field(5.0, gt=0, description="How often state and offsets are saved.")
     default_sensitivity: Sensitivity = "medium"
     max_templates_per_service: int = Field(10_000, ge=10)
@@ -137,6 +148,24 @@ class Settings(BaseSettings):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith("sqlite://"):
+            if not value.removeprefix("sqlite://") or "?" in value:
+                raise ValueError(
+                    "sqlite:// needs a file path and no query, e.g. sqlite:///var/lib/logcanary/state.sqlite"
+                )
+        elif not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must start with sqlite:// (e.g. sqlite:///var/lib/logcanary/state.sqlite) or postgresql:// "
+                "(e.g. postgresql://logcanary@db:5432/logcanary)"
+            )
         return value
 
     @field_validator("kafka_topics")

@@ -15,7 +15,7 @@ from service.api import errors, routes, ui
 from service.ingestion.kafka import KafkaIngestor
 from service.settings import Settings
 from service.state import LiveState
-from service.store.sqlite import SqliteStore
+from service.store.factory import open_store
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Runtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = SqliteStore(settings.state_file)
+        self.store = open_store(settings)
         self.state = LiveState(settings, self.store)
         self.analyses = Analyses(self.state)
         self.kafka: KafkaIngestor | None = None

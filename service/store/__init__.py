@@ -1,7 +1,8 @@
-"""Durable state behind a small interface: the embedded SQLite store, or another
-implementation (e.g. PostgreSQL for several replicas) with the same methods."""
+"""Durable state behind a small interface: the embedded SQLite store or PostgreSQL (several replicas), chosen by
+``LOGCANARY_STORE_URL`` through ``open_store``."""
 
-from service.store.base import AnalysisRecord, Checkpoint, Store
+from service.store.base import AnalysisRecord, Checkpoint, Store, StoreOpenError
+from service.store.factory import open_store
 from service.store.sqlite import SqliteStore
 
-__all__ = ["AnalysisRecord", "Checkpoint", "SqliteStore", "Store"]
+__all__ = ["AnalysisRecord", "Checkpoint", "SqliteStore", "Store", "StoreOpenError", "open_store"]

@@ -12,7 +12,12 @@ from typing import Any, Protocol
 
 from service.idempotency import IdempotencyRecord
 from service.schemas import DeploymentMark, Feedback
+from service.settings import SettingsError
 from service.store.codec import StoredState
+
+
+class StoreOpenError(SettingsError):
+    """The store cannot be opened, written or migrated: worded for the operator, naming the setting."""
 
 
 @dataclass(slots=True)

@@ -12,9 +12,10 @@ from pathlib import Path
 import orjson
 
 from service.schemas import DeploymentMark, Feedback
-from service.settings import SettingsError
-from service.store.base import AnalysisRecord, Checkpoint
+from service.store.base import AnalysisRecord, Checkpoint, StoreOpenError
 from service.store.codec import StoredState
+
+__all__ = ["SqliteStore", "StoreOpenError"]
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,11 @@ JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # a WAL grown past this by a large transa
 VACUUM_PAGES = 2048  # free pages returned to the file system per maintenance pass (8 MB of 4 KiB pages)
 
 
-class StoreOpenError(SettingsError):
-    """The state file cannot be opened or written: worded for the operator, naming the setting."""
-
-
 class SqliteStore:
     """Thread-safe (one connection behind a lock); WAL keeps readers off the writer's back."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, setting: str | None = None) -> None:
+        """``setting`` names what chose the file in errors (default: LOGCANARY_STATE_DIR, the file's folder)."""
         self.path = path
         self._lock = threading.Lock()
         try:
@@ -81,8 +79,9 @@ class SqliteStore:
             with self._transaction():  # the write lock can be taken: the file and its folder are writable
                 pass
         except (OSError, sqlite3.Error) as exc:
+            named = setting or f"LOGCANARY_STATE_DIR={path.parent}"
             raise StoreOpenError(
-                f"cannot open the state file {path} for writing ({exc}); LOGCANARY_STATE_DIR={path.parent} "
+                f"cannot open the state file {path} for writing ({exc}); {named} "
                 "must name a folder this process can create files in"
             ) from exc
 
