@@ -84,3 +84,12 @@ def service_process(tmp_path: Path) -> Iterator[Launcher]:
         if process.process is not None and process.process.poll() is None:
             process.process.kill()
             process.process.wait(10)
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema on this machine's server (tests/postgres_helpers.py), dropped after the test."""
+    from tests.postgres_helpers import fresh_schema
+
+    with fresh_schema() as schema:
+        yield schema

@@ -22,17 +22,42 @@ import pytest
 from service.settings import Settings
 from service.state import LiveState
 from service.store.base import Checkpoint
+from service.store.factory import open_store
 from service.store.sqlite import SqliteStore, StoreOpenError
+from tests.postgres_helpers import TEST_URL
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_state(state_dir: Path, **settings: Any) -> LiveState:
+    """A loaded state on the store the settings name (``**backend`` adds the PostgreSQL ones)."""
     config = Settings(state_dir=state_dir, **settings)
-    state = LiveState(config, SqliteStore(config.state_file))
+    state = LiveState(config, open_store(config))
     state.load()
     return state
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Store settings: none (the SQLite file in the state dir), or a fresh PostgreSQL schema on this machine."""
+    if request.param == "sqlite":
+        return {}
+    schema: str = request.getfixturevalue("pg_schema")
+    return {"store_url": TEST_URL, "store_schema": schema}
+
+
+def query(state_dir: Path, backend: dict[str, str], text: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on the store's tables, whichever the backend."""
+    if not backend:
+        with contextlib.closing(sqlite3.connect(state_dir / "logcanary.sqlite")) as db:
+            return db.execute(text).fetchall()
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(backend["store_url"], autocommit=True) as pg:
+        pg.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(backend["store_schema"])))
+        return pg.execute(text.encode()).fetchall()
 
 
 def counts(state: LiveState) -> dict[str, Any]:
@@ -73,8 +98,8 @@ def messages(rng: random.Random, n: int) -> Iterator[str]:
             yield f"unique event number {rng.choice(words)}{i % 50} happened"
 
 
-def test_checkpoints_write_only_changed_rows(tmp_path: Path) -> None:
-    state = make_state(tmp_path)
+def test_checkpoints_write_only_changed_rows(tmp_path: Path, backend: dict[str, str]) -> None:
+    state = make_state(tmp_path, **backend)
     for n in range(50):
         state.engine.observe("svc", "v1", f"request {n} served", float(n))
         state.engine.observe("svc", "v1", f"job {n % 7} started by worker", float(n))
@@ -96,9 +121,9 @@ def test_checkpoints_write_only_changed_rows(tmp_path: Path) -> None:
     state.store.close()
 
 
-def test_random_streams_restore_exactly(tmp_path: Path) -> None:
+def test_random_streams_restore_exactly(tmp_path: Path, backend: dict[str, str]) -> None:
     rng = random.Random(3)
-    state = make_state(tmp_path, max_deployments_per_service=3)
+    state = make_state(tmp_path, **backend, max_deployments_per_service=3)
     for n, message in enumerate(messages(rng, 4000)):
         service = rng.choice(["a", "b"])
         state.engine.observe(service, rng.choice(["v1", "v2", "v3", "v4"]), message, float(n), f"h{n % 3}")
@@ -109,15 +134,15 @@ def test_random_streams_restore_exactly(tmp_path: Path) -> None:
     miners = {name: without_sizes(service.miner.to_state()) for name, service in state.engine.services.items()}
     state.store.close()
 
-    restored = make_state(tmp_path, max_deployments_per_service=3)
+    restored = make_state(tmp_path, **backend, max_deployments_per_service=3)
     assert counts(restored) == expected
     assert {name: without_sizes(s.miner.to_state()) for name, s in restored.engine.services.items()} == miners
     restored.store.close()
 
 
-def test_eviction_and_recreation_before_a_checkpoint_loses_nothing(tmp_path: Path) -> None:
+def test_eviction_and_recreation_before_a_checkpoint_loses_nothing(tmp_path: Path, backend: dict[str, str]) -> None:
     """Issue 8, item 4: v1 evicted and re-created with the same event count used to be deleted, not rewritten."""
-    state = make_state(tmp_path, max_deployments_per_service=2)
+    state = make_state(tmp_path, **backend, max_deployments_per_service=2)
     state.engine.observe("svc", "v1", "hello from v1", 1.0)
     state.engine.observe("svc", "v2", "hello from v2", 2.0)
     assert asyncio.run(state.checkpoint())
@@ -128,16 +153,15 @@ def test_eviction_and_recreation_before_a_checkpoint_loses_nothing(tmp_path: Pat
     assert {key: value["events"] for key, value in expected.items()} == {"svc/v3": 1, "svc/v1": 1}
     state.store.close()
 
-    restored = make_state(tmp_path, max_deployments_per_service=2)
+    restored = make_state(tmp_path, **backend, max_deployments_per_service=2)
     assert counts(restored) == expected
     restored.store.close()
-    with contextlib.closing(sqlite3.connect(tmp_path / "logcanary.sqlite")) as db:
-        rows = db.execute("SELECT deployment, template FROM deployment_templates ORDER BY deployment").fetchall()
+    rows = query(tmp_path, backend, "SELECT deployment, template FROM deployment_templates ORDER BY deployment")
     assert [deployment for deployment, _ in rows] == ["v1", "v3"]  # v1's old template row went with it
 
 
-def test_evicted_service_leaves_the_store(tmp_path: Path) -> None:
-    state = make_state(tmp_path)
+def test_evicted_service_leaves_the_store(tmp_path: Path, backend: dict[str, str]) -> None:
+    state = make_state(tmp_path, **backend)
     state.engine.observe("gone", "v1", "hello", 1.0)
     state.engine.observe("kept", "v1", "hello", 1.0)
     assert asyncio.run(state.checkpoint())
@@ -145,13 +169,13 @@ def test_evicted_service_leaves_the_store(tmp_path: Path) -> None:
     state.engine.forget_routes()
     assert asyncio.run(state.checkpoint())
     state.store.close()
-    restored = make_state(tmp_path)
+    restored = make_state(tmp_path, **backend)
     assert list(restored.engine.services) == ["kept"]
     restored.store.close()
 
 
-def test_retention_drops_old_deployments_and_analyses(tmp_path: Path) -> None:
-    state = make_state(tmp_path, retention_deployments_days=30)
+def test_retention_drops_old_deployments_and_analyses(tmp_path: Path, backend: dict[str, str]) -> None:
+    state = make_state(tmp_path, **backend, retention_deployments_days=30)
     now = 100 * 86_400.0
     state.engine.observe("svc", "old", "hello", now - 31 * 86_400)
     state.engine.observe("svc", "new", "hello", now - 29 * 86_400)
@@ -160,12 +184,11 @@ def test_retention_drops_old_deployments_and_analyses(tmp_path: Path) -> None:
     assert asyncio.run(state.checkpoint())
     state.store.maintain()
     state.store.close()
-    restored = make_state(tmp_path)
+    restored = make_state(tmp_path, **backend)
     assert list(restored.engine.services) == ["svc"]
     assert list(restored.engine.services["svc"].deployments) == ["new"]
     restored.store.close()
-    with contextlib.closing(sqlite3.connect(tmp_path / "logcanary.sqlite")) as db:
-        assert db.execute("SELECT count(*) FROM miner_groups WHERE service = 'quiet'").fetchone()[0] == 0
+    assert query(tmp_path, backend, "SELECT count(*) FROM miner_groups WHERE service = 'quiet'") == [(0,)]
 
 
 def test_upgrade_from_a_format1_file(tmp_path: Path) -> None:
@@ -313,11 +336,11 @@ def test_maintenance_truncates_the_wal_and_returns_free_pages(tmp_path: Path) ->
         assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
 
 
-def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path) -> None:
+def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path, backend: dict[str, str]) -> None:
     from service.analyses import Analyses
     from service.store.base import AnalysisRecord
 
-    state = make_state(tmp_path, retention_analyses_days=30)
+    state = make_state(tmp_path, **backend, retention_analyses_days=30)
     day = 86_400.0
     now = 100 * day
     records = [
@@ -336,10 +359,12 @@ def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path) -> None
     state.store.close()
 
 
-def test_a_template_renamed_by_another_deployment_is_not_counted_twice_after_restarts(tmp_path: Path) -> None:
+def test_a_template_renamed_by_another_deployment_is_not_counted_twice_after_restarts(
+    tmp_path: Path, backend: dict[str, str]
+) -> None:
     """v1's template generalises (a new id) through v2's messages while v1 logs nothing: v1's row under the old id
     must not survive beside the new one, or two restarts later both would be loaded and added up."""
-    state = make_state(tmp_path)
+    state = make_state(tmp_path, **backend)
     state.engine.observe("svc", "v1", "stored as bytes", 1.0)
     state.engine.observe("svc", "v1", "stored as bytes", 2.0)
     assert asyncio.run(state.checkpoint())
@@ -348,12 +373,12 @@ def test_a_template_renamed_by_another_deployment_is_not_counted_twice_after_res
     assert asyncio.run(state.checkpoint())
     state.store.close()
 
-    state = make_state(tmp_path)
+    state = make_state(tmp_path, **backend)
     state.engine.observe("svc", "v1", "stored as bytes", 10.0)
     assert asyncio.run(state.checkpoint())
     expected = counts(state)
     state.store.close()
-    restored = make_state(tmp_path)
+    restored = make_state(tmp_path, **backend)
     assert counts(restored) == expected
     assert expected["svc/v1"]["events"] == 3
     assert sum(expected["svc/v1"]["templates"].values()) == 3
@@ -372,7 +397,7 @@ def letters(n: int) -> str:
 
 @pytest.mark.parametrize(("seed", "cap", "services"), [(1, 3, 9), (2, 3, 9), (3, 3, 9), (4, 2, 9), (5, 2, 1)])
 def test_random_streams_across_many_restarts_restore_exactly(
-    tmp_path: Path, seed: int, cap: int, services: int
+    tmp_path: Path, backend: dict[str, str], seed: int, cap: int, services: int
 ) -> None:
     """Restart after every segment: what a process held at its last checkpoint is what the next one loads.
 
@@ -380,7 +405,7 @@ def test_random_streams_across_many_restarts_restore_exactly(
     templates get new ids through some deployments while others are idle, and log again after a restart. With a
     cap of 2 deployments, deployments are evicted and re-created all along too; with a cap of 1 service, services."""
     rng = random.Random(seed)
-    state = make_state(tmp_path, max_deployments_per_service=cap, max_services=services)
+    state = make_state(tmp_path, **backend, max_deployments_per_service=cap, max_services=services)
     clock = 0.0
     for segment in range(15):
         active = rng.sample(["v1", "v2", "v3"], rng.randrange(1, 3))  # the others are idle for this segment
@@ -396,6 +421,6 @@ def test_random_streams_across_many_restarts_restore_exactly(
         assert asyncio.run(state.checkpoint())
         expected = counts(state)
         state.store.close()
-        state = make_state(tmp_path, max_deployments_per_service=cap, max_services=services)
+        state = make_state(tmp_path, **backend, max_deployments_per_service=cap, max_services=services)
         assert counts(state) == expected, f"segment {segment}"
     state.store.close()

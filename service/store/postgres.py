@@ -94,8 +94,11 @@ def migrate(db: psycopg.Connection[Any], schema: str | None, target: int = LATES
 
     One transaction under ``pg_advisory_xact_lock``: a second process starting at the same time waits, then finds
     nothing left to do. A database migrated past ``target`` by a newer logcanary is refused, not guessed at.
+    With a ``schema``, the connection's search_path is set to it (and stays so): the tables live there only.
     """
     applied: list[int] = []
+    if schema is not None:
+        db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(schema),))
         if schema is not None:

@@ -1,0 +1,292 @@
+"""The PostgreSQL store on this machine's server: what the SQLite store guarantees (tests/test_store.py runs the
+shared ones on both), plus what is PostgreSQL's own: migrations (upgrade from the previous schema, idempotent,
+two processes at once, a newer schema refused), a failing checkpoint leaves nothing half-written, a lost
+connection is reopened, a bad URL is named, and a real `logcanary serve` SIGKILLed mid-stream counts exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from psycopg import sql
+
+from service.idempotency import IdempotencyRecord
+from service.schemas import DeploymentMark, Feedback
+from service.settings import SettingsError, load_settings
+from service.store.base import AnalysisRecord, Checkpoint, StoreOpenError
+from service.store.postgres import LATEST, MIGRATIONS, PostgresStore, migrate, redacted
+from tests.conftest import ROOT, Launcher
+from tests.postgres_helpers import TEST_URL
+from tests.test_store import counts, make_state
+
+
+def connect(schema: str) -> psycopg.Connection[Any]:
+    db = psycopg.connect(TEST_URL, autocommit=True)
+    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    return db
+
+
+def versions(schema: str) -> list[int]:
+    with connect(schema) as db:
+        return [v for (v,) in db.execute("SELECT version FROM schema_version ORDER BY version")]
+
+
+def pg(tmp_path: Path, schema: str, **settings: Any) -> Any:
+    return make_state(tmp_path, store_url=TEST_URL, store_schema=schema, **settings)
+
+
+def test_checkpoint_that_fails_midway_leaves_nothing_half_written(tmp_path: Path, pg_schema: str) -> None:
+    """The last statements (offsets) fail after the engine rows were sent: the transaction rolls back whole,
+    the state stays dirty, and the next checkpoint saves it all with its offsets."""
+    state = pg(tmp_path, pg_schema)
+    for n in range(200):
+        state.engine.observe("svc", "v1", f"request {n} served in {n}ms", float(n))
+    state.offsets[("logs", 0)] = 200
+    assert asyncio.run(state.checkpoint())
+    saved = counts(state)
+
+    for n in range(300):
+        state.engine.observe("svc", "v2" if n % 2 else "v1", f"cache miss {n} for key k{n}", 1000.0 + n)
+    checkpoint, _ = state.snapshot()
+    assert checkpoint.templates and checkpoint.groups
+    bad = dataclasses.replace(checkpoint, offsets={("logs", 2**40): 1})
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        state.store.write_checkpoint(bad)  # partition past INTEGER: the offsets insert fails after the rows
+    with connect(pg_schema) as db:
+        assert db.execute("SELECT deployment FROM deployments ORDER BY deployment").fetchall() == [("v1",)]
+        assert db.execute("SELECT topic, partition, next_offset FROM offsets").fetchall() == [("logs", 0, 200)]
+    assert counts(pg(tmp_path, pg_schema)) == saved  # a restart now loads the last good checkpoint exactly
+
+    state.offsets[("logs", 0)] = 500
+    assert asyncio.run(state.checkpoint(force=True))  # the same store connection works on
+    expected = counts(state)
+    state.store.close()
+    restored = pg(tmp_path, pg_schema)
+    assert counts(restored) == expected
+    assert restored.offsets == {("logs", 0): 500}
+    restored.store.close()
+
+
+def test_idempotency_keys_are_saved_with_the_checkpoint_and_bounded(pg_schema: str) -> None:
+    store = PostgresStore(TEST_URL, pg_schema)
+    records = [IdempotencyRecord(f"k{n}", 100.0 + n, f"sha{n}", 202, b'{"accepted": %d}' % n) for n in range(10)]
+    store.write_checkpoint(Checkpoint(idempotency=records[:6], idempotency_horizon=0.0))
+    assert store.load_idempotency_result("k3") == (202, b'{"accepted": 3}')
+    assert store.load_idempotency_result("nope") is None
+    # Older than the horizon (k0, k1) and past the newest 5 go, in the same transaction.
+    store.write_checkpoint(Checkpoint(idempotency=records[6:], idempotency_horizon=102.0, idempotency_max_keys=5))
+    assert sorted(store.load_idempotency_keys(0.0)) == [(f"k{n}", 100.0 + n, f"sha{n}") for n in range(5, 10)]
+    assert store.load_idempotency_keys(108.0) == [("k8", 108.0, "sha8"), ("k9", 109.0, "sha9")]
+    store.close()
+
+
+def test_analyses_feedback_and_marks(pg_schema: str) -> None:
+    store = PostgresStore(TEST_URL, pg_schema)
+    record = AnalysisRecord("a1", "svc", {"canary": {"deployment": "v2"}}, "running", 10.0, 610.0)
+    store.save_analysis(record)
+    record.status, record.verdict, record.finished_at = "completed", {"result": "pass"}, 620.0
+    store.save_analysis(record)
+    assert store.load_analyses() == [record]
+    with connect(pg_schema) as db:  # migration 2's columns follow the body
+        assert db.execute("SELECT status, finished_at FROM analyses").fetchall() == [("completed", 620.0)]
+    store.delete_analyses(["a1"])
+    assert store.load_analyses() == []
+
+    now = datetime.now(UTC)
+    first = Feedback(id="f1", service="svc", action="ignore", template="a <*>", author="ana", created_at=now)
+    second = Feedback(id="f2", service="other", action="priority", template="b <*>", created_at=now + timedelta(1))
+    store.add_feedback(first)
+    store.add_feedback(second)
+    assert store.list_feedback() == [first, second]
+    assert store.list_feedback("svc") == [first]
+    assert store.delete_feedback("f1") and not store.delete_feedback("f1")
+
+    mark = DeploymentMark(service="svc", deployment="v2", bad=True, author="ana", reason="NPE", marked_at=now)
+    store.save_mark(mark)
+    store.save_mark(mark.model_copy(update={"bad": False}))
+    assert store.load_marks() == [mark.model_copy(update={"bad": False})]
+    store.close()
+
+
+def test_upgrade_from_the_previous_schema(pg_schema: str) -> None:
+    """A database made by migration 1 only, with rows in it, is migrated at start: rows kept, the new columns
+    filled from them; opening again applies nothing."""
+    with psycopg.connect(TEST_URL, autocommit=True) as db:
+        assert migrate(db, pg_schema, target=1) == [1]
+        for status, finished in (("running", None), ("completed", 99.5)):
+            body = orjson.dumps(
+                {"id": status, "service": "svc", "request": {}, "status": status, "started_at": 1.0,
+                 "ends_at": 2.0, "verdict": None, "finished_at": finished}
+            )  # fmt: skip
+            db.execute("INSERT INTO analyses (id, service, body) VALUES (%s, 'svc', %s)", (status, body))
+        db.execute("INSERT INTO offsets VALUES ('logs', 3, 1234)")
+        db.execute("INSERT INTO miners VALUES ('svc', %s)", (b'{"format": 2, "overflow": 0}',))
+    assert versions(pg_schema) == [1]
+
+    store = PostgresStore(TEST_URL, pg_schema)
+    assert versions(pg_schema) == [v for v, _, _ in MIGRATIONS] == list(range(1, LATEST + 1))
+    assert sorted((r.id, r.status, r.finished_at) for r in store.load_analyses()) == [
+        ("completed", "completed", 99.5),
+        ("running", "running", None),
+    ]
+    assert store.load_offsets() == {("logs", 3): 1234}
+    assert store.load_state().miners == {"svc": b'{"format": 2, "overflow": 0}'}
+    with connect(pg_schema) as db:
+        rows = db.execute("SELECT id, status, finished_at FROM analyses ORDER BY id").fetchall()
+        assert rows == [("completed", "completed", 99.5), ("running", "running", None)]
+    store.close()
+    PostgresStore(TEST_URL, pg_schema).close()
+    assert versions(pg_schema) == list(range(1, LATEST + 1))  # idempotent
+
+
+def test_replicas_starting_at_once_migrate_once(pg_schema: str) -> None:
+    """Eight stores open one new schema at the same moment: the advisory lock lets one migrate, the rest wait
+    and find it done (without it, CREATE SCHEMA/TABLE race and fail)."""
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+    stores: list[PostgresStore] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            stores.append(PostgresStore(TEST_URL, pg_schema))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert versions(pg_schema) == list(range(1, LATEST + 1))
+    for store in stores:
+        store.close()
+
+
+def test_a_newer_schema_is_refused(pg_schema: str) -> None:
+    PostgresStore(TEST_URL, pg_schema).close()
+    with connect(pg_schema) as db:
+        db.execute("INSERT INTO schema_version (version, description) VALUES (%s, 'from the future')", (LATEST + 1,))
+    with pytest.raises(StoreOpenError, match=f"schema version {LATEST + 1}, newer"):
+        PostgresStore(TEST_URL, pg_schema)
+
+
+def test_a_lost_connection_is_reopened(tmp_path: Path, pg_schema: str) -> None:
+    """The server ends the session (a restart, a failover): one checkpoint fails and stays dirty, the next one
+    reconnects and saves everything."""
+    state = pg(tmp_path, pg_schema)
+    state.engine.observe("svc", "v1", "hello", 1.0)
+    assert asyncio.run(state.checkpoint())
+    with psycopg.connect(TEST_URL, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'logcanary' "
+            "AND pid <> pg_backend_pid() AND pid = %s",
+            (state.store._db.info.backend_pid,),
+        )
+    state.engine.observe("svc", "v1", "hello again", 2.0)
+    assert not asyncio.run(state.checkpoint(force=True))
+    assert asyncio.run(state.checkpoint(force=True))
+    expected = counts(state)
+    state.store.close()
+    assert counts(pg(tmp_path, pg_schema)) == expected
+
+
+def test_bad_store_urls_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGCANARY_STORE_URL", "mysql://root@db/logcanary")
+    with pytest.raises(SettingsError, match="LOGCANARY_STORE_URL"):
+        load_settings()
+    monkeypatch.setenv("LOGCANARY_STORE_URL", "sqlite://")
+    with pytest.raises(SettingsError, match="LOGCANARY_STORE_URL"):
+        load_settings()
+    assert redacted("postgresql://lc:s3cret@db:5432/x") == "postgresql://lc:***@db:5432/x"
+    with pytest.raises(StoreOpenError, match=r"LOGCANARY_STORE_URL=postgresql://lc:\*\*\*@127.0.0.1:1/x") as info:
+        PostgresStore("postgresql://lc:s3cret@127.0.0.1:1/x")
+    assert "s3cret" not in str(info.value)
+
+    env = {**os.environ, "LOGCANARY_STORE_URL": "postgresql://lc:s3cret@127.0.0.1:1/x", "LOGCANARY_PORT": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "LOGCANARY_STORE_URL" in result.stderr and "s3cret" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_postgres_sigkilled_mid_stream_counts_exactly(
+    service_process: Launcher, pg_schema: str, tmp_path: Path
+) -> None:
+    """A real `logcanary serve` on PostgreSQL: batches with idempotency keys, SIGKILLed mid-stream twice,
+    retried after each restart; the final count is exact, and nothing was written to the SQLite state dir."""
+    env = {
+        "LOGCANARY_STORE_URL": TEST_URL,
+        "LOGCANARY_STORE_SCHEMA": pg_schema,
+        "LOGCANARY_CHECKPOINT_INTERVAL_SECONDS": "0.2",
+    }
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    batches, per_batch = 100, 100
+
+    def body(index: int) -> list[dict[str, object]]:
+        return [
+            {
+                "timestamp": (start + timedelta(milliseconds=index * per_batch + n)).isoformat(),
+                "service": "orders",
+                "deployment": "v1",
+                "message": f"order {index}-{n} accepted for customer {n * 7919 % 1000}",
+            }
+            for n in range(per_batch)
+        ]
+
+    pending = list(range(batches))
+    left_after_kills: list[int] = []
+    for run in range(3):
+        service = service_process(env)
+        service.start()
+        killer = threading.Timer(0.05, service.kill)  # killed with requests in flight
+        with service.client() as client:
+            for posted, index in enumerate(list(pending)):
+                if run < 2 and posted == 20:
+                    killer.start()
+                try:
+                    answer = client.post("/v1/events", json=body(index), headers={"Idempotency-Key": f"b{index}"})
+                except httpx.TransportError:
+                    break
+                assert answer.status_code == 202, answer.text
+                pending.remove(index)
+        if killer.is_alive() or killer.finished.is_set():
+            killer.join()
+            if service.process is not None and service.process.poll() is None:
+                service.kill()  # the timer fired after the last answer: a kill all the same
+            left_after_kills.append(len(pending))
+    assert not pending
+    service.stop()
+    print(f"\nPostgreSQL store: {batches} batches, batches left after each SIGKILL: {left_after_kills}")
+    assert left_after_kills[0] > 0  # the first kill (at least) came mid-stream
+
+    service = service_process(env)
+    service.start()
+    with service.client() as client:
+        [orders] = [s for s in client.get("/v1/services").json() if s["service"] == "orders"]
+        again = client.post("/v1/events", json=body(0), headers={"Idempotency-Key": "b0"})
+    service.stop()
+    assert orders["events"] == batches * per_batch
+    assert again.headers.get("Idempotent-Replayed") == "true"  # the key was saved in PostgreSQL with its events
+    assert not (tmp_path / "state" / "logcanary.sqlite").exists()
+    assert versions(pg_schema) == list(range(1, LATEST + 1))
