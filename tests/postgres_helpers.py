@@ -22,6 +22,7 @@ def in_ci() -> bool:
 
 def require_postgres() -> None:
     """Skips (or with CI=true fails) the calling test when PostgreSQL or its driver is unavailable."""
+    reason = ""
     try:
         import psycopg
 
@@ -29,8 +30,9 @@ def require_postgres() -> None:
             db.execute("SELECT 1")
     except Exception as exc:
         reason = f"PostgreSQL unavailable at {TEST_URL} ({type(exc).__name__}: {str(exc).strip()})"
-        if in_ci():
-            pytest.fail(f"CI=true and {reason}", pytrace=False)
+    if reason and in_ci():
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    if reason:
         pytest.skip(f"{reason}; set CI=true to make this an error")
 
 

@@ -290,3 +290,18 @@ def test_serve_on_postgres_sigkilled_mid_stream_counts_exactly(
     assert again.headers.get("Idempotent-Replayed") == "true"  # the key was saved in PostgreSQL with its events
     assert not (tmp_path / "state" / "logcanary.sqlite").exists()
     assert versions(pg_schema) == list(range(1, LATEST + 1))
+
+
+def test_a_sqlite_url_names_the_file(tmp_path: Path) -> None:
+    """sqlite:// + the path (three slashes: absolute); an unusable one is named by LOGCANARY_STORE_URL."""
+    from service.settings import Settings
+    from service.store.factory import open_store
+    from service.store.sqlite import SqliteStore
+
+    store = open_store(Settings(state_dir=tmp_path / "unused", store_url=f"sqlite://{tmp_path}/elsewhere/s.sqlite"))
+    assert isinstance(store, SqliteStore) and store.path == tmp_path / "elsewhere" / "s.sqlite"
+    store.close()
+    assert (tmp_path / "elsewhere" / "s.sqlite").is_file() and not (tmp_path / "unused").exists()
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(StoreOpenError, match="LOGCANARY_STORE_URL=sqlite://"):
+        open_store(Settings(store_url=f"sqlite://{tmp_path}/a-file/s.sqlite"))
