@@ -27,8 +27,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
 
+# The postgres extra (psycopg) lets the image use LOGCANARY_STORE_URL=postgresql://...
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel . -w /wheels
+    pip wheel ".[postgres]" -w /wheels
 
 # ---------------------------------------------------------------------------
 # Stage 2: runtime
@@ -60,7 +61,7 @@ RUN groupadd --system --gid 10001 logcanary \
 # so they never become a layer of this image. pip compiles the .pyc files here,
 # which lets the container run with a read-only root filesystem.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels /wheels/logcanary-*.whl \
+    pip install --no-index --find-links=/wheels "logcanary[postgres]" \
     && logcanary --help > /dev/null
 
 WORKDIR /var/lib/logcanary
