@@ -7,18 +7,42 @@ frozen when it completes (or fails early with ``fail_fast``). The gauges hold
 one series per running analysis, from its creation (and again after a restart)
 until it ends; verdicts asked on demand never touch metrics, so reads cannot
 move a gate. Analyses and feedback live in the store.
+
+**Off the loop, and no queue of gates.** The event loop also ingests, so it never waits on the store: every
+store call made here (analyses, feedback, marks) runs in one dedicated writer thread, in the order the loop
+asked for it (a later save of a record never lands before an earlier one), on a copy of the record taken on
+the loop. The store's lock may be held by a checkpoint for a while; only that thread waits for it.
+
+Verdicts are computed on the loop thread, on purpose: the engine has a single writer (the loop, in
+``LiveState.observe``), and a Kafka batch or an HTTP chunk is applied with no await inside, so a verdict
+computed on the loop always reads whole batches and a consistent cut of every count. A worker thread would
+read dicts while they change (or need a copy of the engine per verdict), and ``analyze`` is pure Python:
+under the GIL a thread would not make it run beside ingestion anyway. So verdicts are made cheap instead,
+and are not computed once per gate: :class:`VerdictCache` answers a question (service, canary, baseline,
+history, sensitivity, window, compact) from the verdict computed for it at most
+``LOGCANARY_VERDICT_MAX_AGE_SECONDS`` (1 s) ago, with the same feedback, marks and failed analyses. Twenty
+gates polling one canary cost one computation per second; concurrent identical questions share it (the
+first computes it while the loop runs nothing else; the others, queued behind it, find it). A gate
+tolerates a lag of one checkpoint interval (5 s); a cached answer is at most 1 s behind ingestion, and says
+how old it is (``Logcanary-Computed-At``, ``Logcanary-Verdict-Age``). Feedback, a mark, or an analysis that
+ends changes the rules version in the key, so those are seen by the next verdict at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -119,6 +143,61 @@ class AnalysisFinished(Exception):
     """Cancelling an analysis that already completed: its verdict is final."""
 
 
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class CachedVerdict:
+    """A verdict answered for a question, with when it was computed."""
+
+    verdict: Verdict
+    body: dict[str, Any]  # the verdict as JSON data, serialised once
+    computed_at: float  # epoch seconds
+    monotonic: float  # the cache's clock when computed
+    rules: int  # Analyses.rules_version it was computed with
+
+
+class VerdictCache:
+    """Verdicts by question, each answered again for at most ``max_age`` seconds (0: never).
+
+    An entry is served only if it is younger than ``max_age`` by the cache's clock and was computed under the
+    current rules version (feedback, marks, ended analyses); it never changes state or metrics. At most
+    ``max_entries`` questions are kept, the least recently used going first.
+    """
+
+    def __init__(self, max_age: float, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: OrderedDict[Hashable, CachedVerdict] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable, rules: int) -> CachedVerdict | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.rules != rules or self.clock() - entry.monotonic > self.max_age:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def answer(self, key: Hashable, rules: int, compute: Callable[[], Verdict]) -> CachedVerdict:
+        """The cached verdict for ``key``, or ``compute()``'s (then kept when caching is on)."""
+        found = self.get(key, rules)
+        if found is not None:
+            return found
+        verdict = compute()
+        entry = CachedVerdict(verdict, verdict.model_dump(mode="json"), time.time(), self.clock(), rules)
+        if self.max_age > 0:
+            self._entries[key] = entry
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return entry
+
+
 class Analyses:
     """Analyses, feedback and verdicts on top of the live state."""
 
@@ -128,6 +207,23 @@ class Analyses:
         self.feedback: list[Feedback] = []
         self.marks: dict[tuple[str, str], DeploymentMark] = {}  # (service, canonical deployment) -> a person's mark
         self._task: asyncio.Task[None] | None = None
+        # Bumped by whatever changes a verdict besides events: feedback, marks, analyses that end.
+        self.rules_version = 0
+        self.verdicts = VerdictCache(state.settings.verdict_max_age_seconds)
+        # One thread for every store call made from the loop: in order, and the loop never waits on the store lock.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logcanary-analyses-store")
+
+    async def _store(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Runs a store call in the writer thread (after those asked before it) and awaits its result."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, call, *args)
+
+    async def _save(self, record: AnalysisRecord) -> None:
+        # A copy: the loop may change the record (its next evaluation) while the thread writes this one.
+        await self._store(self.state.store.save_analysis, dataclasses.replace(record))
+
+    def close(self) -> None:
+        """Waits for the store calls asked so far (before the store is closed)."""
+        self._writer.shutdown(wait=True)
 
     def load(self) -> None:
         """Reads analyses and feedback; running analyses get their gauges back at once (evaluated now)."""
@@ -139,7 +235,8 @@ class Analyses:
             if record.status == "running":
                 self._publish(record)
                 try:
-                    self.refresh(record, now)
+                    if self._refresh(record, now):  # load runs in a worker thread: the store may be called here
+                        self.state.store.save_analysis(record)
                 except Exception:  # the loop retries it; a bad analysis must not stop the start
                     log.exception("evaluating analysis %s failed", record.id)
 
@@ -189,11 +286,17 @@ class Analyses:
         marked = {deployment: mark.bad for (name, deployment), mark in self.marks.items() if name == service}
         return {name for name in failed if marked.get(name, True)} | {name for name, bad in marked.items() if bad}
 
-    def mark(self, service: str, deployment: str, entry: DeploymentMarkIn) -> DeploymentMark:
+    def cached_verdict(self, key: Hashable, compute: Callable[[], Verdict]) -> CachedVerdict:
+        """The answer to an on-demand question: computed now, or at most LOGCANARY_VERDICT_MAX_AGE_SECONDS ago
+        under the same rules (:class:`VerdictCache`)."""
+        return self.verdicts.answer(key, self.rules_version, compute)
+
+    async def mark(self, service: str, deployment: str, entry: DeploymentMarkIn) -> DeploymentMark:
         """Stores a person's mark on a deployment (its canonical name), replacing an earlier one."""
         mark = DeploymentMark(**entry.model_dump(), service=service, deployment=deployment, marked_at=datetime.now(UTC))
-        self.state.store.save_mark(mark)
+        await self._store(self.state.store.save_mark, mark)
         self.marks[(service, deployment)] = mark
+        self.rules_version += 1
         return mark
 
     def count_verdict(self, verdict: Verdict) -> None:
@@ -209,7 +312,7 @@ class Analyses:
     def running(self) -> int:
         return sum(1 for record in self.records.values() if record.status == "running")
 
-    def create(self, request: AnalysisIn, replace: bool = False) -> AnalysisRecord:
+    async def create(self, request: AnalysisIn, replace: bool = False) -> AnalysisRecord:
         """Starts an analysis; its gauges exist from now on. Raises TooManyAnalyses past the cap.
 
         ``replace`` first cancels running analyses of the same service and canary (a new rollout of it).
@@ -218,7 +321,7 @@ class Analyses:
             for record in list(self.records.values()):
                 same = record.service == request.service and record.request["canary"] == request.canary.model_dump()
                 if same and record.status == "running":
-                    self.cancel(record)
+                    await self.cancel(record)
         limit = self.state.settings.max_running_analyses
         if self.running >= limit:
             raise TooManyAnalyses(
@@ -237,7 +340,7 @@ class Analyses:
         )
         self.records[record.id] = record
         self._evaluate(record, now)
-        self.state.store.save_analysis(record)
+        await self._save(record)
         return record
 
     def prune(self, now: float) -> list[str]:
@@ -258,7 +361,7 @@ class Analyses:
             del self.records[analysis_id]
         return old
 
-    def cancel(self, record: AnalysisRecord) -> None:
+    async def cancel(self, record: AnalysisRecord) -> None:
         """Stops a running analysis and removes its gauges; cancelling twice is a no-op.
 
         Raises AnalysisFinished for a completed analysis: its final verdict stays as it is.
@@ -269,7 +372,8 @@ class Analyses:
             record.status = "cancelled"
             record.finished_at = time.time()
             self._unpublish(record)
-            self.state.store.save_analysis(record)
+            self.rules_version += 1
+            await self._save(record)
 
     def view(self, record: AnalysisRecord) -> AnalysisOut:
         request = record.request
@@ -306,6 +410,7 @@ class Analyses:
             record.finished_at = now
             self._unpublish(record)
             self.count_verdict(verdict)
+            self.rules_version += 1  # a failed canary leaves the history baselines
         else:
             self._publish(record)
 
@@ -330,31 +435,33 @@ class Analyses:
             with contextlib.suppress(KeyError):  # never published (e.g. completed while the service was down)
                 gauge.remove(*values)
 
-    def refresh(self, record: AnalysisRecord, now: float) -> None:
-        """Recomputes a running analysis' verdict; saves it when that completes the analysis."""
+    def _refresh(self, record: AnalysisRecord, now: float) -> bool:
+        """Recomputes a running analysis' verdict; True when that completed it (the caller saves it)."""
         if record.status != "running":
-            return
+            return False
         self._evaluate(record, now)
-        if record.status != "running":
-            self.state.store.save_analysis(record)
+        return record.status != "running"
 
-    def evaluate_running(self) -> None:
-        """Refreshes every running analysis; completes those whose time is up or that failed fast."""
+    async def evaluate_running(self) -> None:
+        """Refreshes every running analysis, yielding to requests and ingestion between two; completes (and
+        saves, off the loop) those whose time is up or that failed fast."""
         now = time.time()
         for record in list(self.records.values()):
-            self.refresh(record, now)
+            if self._refresh(record, now):
+                await self._save(record)
+            await asyncio.sleep(0)
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(EVALUATE_EVERY_SECONDS)
             try:
-                self.evaluate_running()
+                await self.evaluate_running()
             except Exception:  # a bad analysis must not stop the others
                 log.exception("evaluating analyses failed")
 
     # -- feedback -----------------------------------------------------------------------------
 
-    def add_feedback(self, entry: FeedbackIn) -> Feedback:
+    async def add_feedback(self, entry: FeedbackIn) -> Feedback:
         """Stores a rule; a rule given only a template_id gets the template of that id (UnknownTemplate if none)."""
         data = entry.model_dump()
         if entry.template is None:
@@ -367,11 +474,13 @@ class Analyses:
                 )
             data["template"] = template.text
         feedback = Feedback(**data, id=uuid.uuid4().hex, created_at=datetime.now(UTC))
-        self.state.store.add_feedback(feedback)
+        await self._store(self.state.store.add_feedback, feedback)
         self.feedback.append(feedback)
+        self.rules_version += 1
         return feedback
 
-    def delete_feedback(self, feedback_id: str) -> bool:
-        deleted = self.state.store.delete_feedback(feedback_id)
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        deleted = await self._store(self.state.store.delete_feedback, feedback_id)
         self.feedback = [f for f in self.feedback if f.id != feedback_id]
+        self.rules_version += 1
         return deleted

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     )
     checkpoint_interval_seconds: float = Field(5.0, gt=0, description="How often state and offsets are saved.")
     default_sensitivity: Sensitivity = "medium"
+    verdict_max_age_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="An on-demand verdict may be answered from one computed at most this long ago for the same "
+        "question (0: always computed afresh); its age is in the Logcanary-Verdict-Age header.",
+    )
     max_templates_per_service: int = Field(10_000, ge=10)
     max_templates_per_deployment: int = Field(5_000, ge=10)
     max_clusters_per_deployment: int = Field(2_000, ge=10)

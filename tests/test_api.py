@@ -21,6 +21,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_client(tmp_path: Path, **settings: object) -> TestClient:
+    settings.setdefault("verdict_max_age_seconds", 0.0)  # a verdict right after a POST sees its events
     return TestClient(create_app(Settings(state_dir=tmp_path, **settings)))  # type: ignore[arg-type]
 
 

@@ -69,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             if runtime.kafka is not None:
                 await runtime.kafka.stop()
             await runtime.state.checkpoint(force=True)
+            await asyncio.to_thread(runtime.analyses.close)  # its pending store calls, before the store closes
             runtime.store.close()
 
     app = FastAPI(

@@ -37,6 +37,7 @@ from service.schemas import (
     FeedbackIn,
     Sensitivity,
     Verdict,
+    to_rfc3339,
 )
 
 if TYPE_CHECKING:
@@ -306,34 +307,47 @@ class VerdictQuery(BaseModel):
     )
 
 
+COMPUTED_AT_HEADER = "Logcanary-Computed-At"  # when the verdict was computed (RFC 3339)
+AGE_HEADER = "Logcanary-Verdict-Age"  # seconds since then: at most LOGCANARY_VERDICT_MAX_AGE_SECONDS
+
+
 def _verdict(request: Request, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
     """The verdict as an HTTP answer: ``fail_status`` for a fail (and, with ``inconclusive_fails``, for an
-    inconclusive verdict too), else 200."""
+    inconclusive verdict too), else 200. The same question asked again within LOGCANARY_VERDICT_MAX_AGE_SECONDS
+    gets the same verdict (``Analyses.cached_verdict``); the headers say when it was computed."""
     rt = runtime(request)
     if query.service not in rt.state.engine.services:
         raise HTTPException(404, f"no events seen for service {query.service!r}")
-    if query.window == "all":
-        window = None
-    else:
+    seconds: float | None = None  # look-back of the window; None: all events
+    if query.window != "all":
         try:
             seconds = parse_duration(query.window)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
-        now = time.time()
-        window = (now - seconds, math.inf)  # events stamped ahead of this clock (skew) still count
-    verdict: Verdict = rt.analyses.verdict(
-        query.service,
-        query.canary,
-        query.baseline,
-        query.history or query.baseline is None,
-        query.sensitivity,
-        window,
-    )
-    if query.compact:
-        verdict = compact(verdict)
+
+    def compute() -> Verdict:
+        # The window ends at the time of computing: events stamped ahead of this clock (skew) still count.
+        window = None if seconds is None else (time.time() - seconds, math.inf)
+        verdict: Verdict = rt.analyses.verdict(
+            query.service,
+            query.canary,
+            query.baseline,
+            query.history or query.baseline is None,
+            query.sensitivity,
+            window,
+        )
+        return compact(verdict) if query.compact else verdict
+
+    history = query.history or query.baseline is None
+    key = (query.service, query.canary, query.baseline, history, query.sensitivity, seconds, query.compact)
+    answer = rt.analyses.cached_verdict(key, compute)
+    verdict = answer.verdict
     failing = verdict.verdict == "fail" or (inconclusive_fails and verdict.verdict == "inconclusive")
     code = query.fail_status if (query.fail_status and failing) else 200
-    return json_response(verdict.model_dump(mode="json"), code)
+    response = json_response(answer.body, code)
+    response.headers[COMPUTED_AT_HEADER] = to_rfc3339(answer.computed_at).isoformat(timespec="milliseconds")
+    response.headers[AGE_HEADER] = f"{max(0.0, time.time() - answer.computed_at):.3f}"
+    return response
 
 
 @router.get(
@@ -436,7 +450,7 @@ async def create_analysis(
     if analysis.service not in rt.state.engine.services:
         raise HTTPException(404, f"no events seen for service {analysis.service!r}")
     try:
-        return rt.analyses.view(rt.analyses.create(analysis, replace=replace))
+        return rt.analyses.view(await rt.analyses.create(analysis, replace=replace))
     except TooManyAnalyses as exc:
         raise HTTPException(429, str(exc)) from exc
 
@@ -513,7 +527,7 @@ async def cancel_analysis(request: Request, analysis_id: str) -> AnalysisOut:
     rt = runtime(request)
     record = _analysis(request, analysis_id)
     try:
-        rt.analyses.cancel(record)
+        await rt.analyses.cancel(record)
     except AnalysisFinished as exc:
         raise HTTPException(409, str(exc)) from exc
     return rt.analyses.view(record)
@@ -536,7 +550,7 @@ async def add_feedback(request: Request, body: FeedbackIn) -> Feedback:
     `priority`: they always fail a canary when seen. Give the `template_id` from a verdict's anomaly, the
     `template` text, or both; a `template_id` alone that the service does not know is a 404."""
     try:
-        return runtime(request).analyses.add_feedback(body)
+        return await runtime(request).analyses.add_feedback(body)
     except UnknownTemplate as exc:
         raise HTTPException(404, str(exc)) from exc
 
@@ -562,7 +576,7 @@ async def list_feedback(request: Request, service: str | None = None) -> list[Fe
     dependencies=[Auth],
 )
 async def delete_feedback(request: Request, feedback_id: str) -> Response:
-    if not runtime(request).analyses.delete_feedback(feedback_id):
+    if not await runtime(request).analyses.delete_feedback(feedback_id):
         raise HTTPException(404, f"no feedback {feedback_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -713,4 +727,4 @@ async def mark_deployment(request: Request, service: str, deployment: str, body:
     lets it back in, even when an analysis failed it. `deployment` may be any of its identities; the mark is
     stored on its canonical name, replaces an earlier mark, and is listed in `/v1/services`."""
     dep = _deployment(request, service, deployment)
-    return runtime(request).analyses.mark(service, dep.deployment, body)
+    return await runtime(request).analyses.mark(service, dep.deployment, body)
