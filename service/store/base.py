@@ -7,8 +7,10 @@ the consumer seeks to those offsets, so every event is counted exactly once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 from service.idempotency import IdempotencyRecord
 from service.schemas import DeploymentMark, Feedback
@@ -68,6 +70,14 @@ class AnalysisRecord:
     ends_at: float
     verdict: dict[str, Any] | None = None
     finished_at: float | None = None
+
+    def to_json(self) -> bytes:
+        """The stored body, the same for every store."""
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, body: bytes) -> AnalysisRecord:
+        return cls(**orjson.loads(body))
 
 
 class Store(Protocol):

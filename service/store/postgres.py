@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql
 
@@ -312,18 +311,7 @@ class PostgresStore:
         return [DeploymentMark.model_validate_json(bytes(body)) for (body,) in rows]
 
     def save_analysis(self, record: AnalysisRecord) -> None:
-        body = orjson.dumps(
-            {
-                "id": record.id,
-                "service": record.service,
-                "request": record.request,
-                "status": record.status,
-                "started_at": record.started_at,
-                "ends_at": record.ends_at,
-                "verdict": record.verdict,
-                "finished_at": record.finished_at,
-            }
-        )
+        body = record.to_json()
         with self._lock:
             self._connection().execute(
                 "INSERT INTO analyses (id, service, body, status, finished_at) VALUES (%s, %s, %s, %s, %s) "
@@ -335,7 +323,7 @@ class PostgresStore:
     def load_analyses(self) -> list[AnalysisRecord]:
         with self._lock:
             rows = self._connection().execute("SELECT body FROM analyses").fetchall()
-        return [AnalysisRecord(**orjson.loads(body)) for (body,) in rows]
+        return [AnalysisRecord.from_json(body) for (body,) in rows]
 
     def delete_analyses(self, ids: list[str]) -> None:
         if ids:

@@ -9,8 +9,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
-
 from service.schemas import DeploymentMark, Feedback
 from service.store.base import AnalysisRecord, Checkpoint, StoreOpenError
 from service.store.codec import StoredState
@@ -245,18 +243,7 @@ class SqliteStore:
         return [DeploymentMark.model_validate_json(body) for (body,) in rows]
 
     def save_analysis(self, record: AnalysisRecord) -> None:
-        body = orjson.dumps(
-            {
-                "id": record.id,
-                "service": record.service,
-                "request": record.request,
-                "status": record.status,
-                "started_at": record.started_at,
-                "ends_at": record.ends_at,
-                "verdict": record.verdict,
-                "finished_at": record.finished_at,
-            }
-        )
+        body = record.to_json()
         with self._lock:
             self._db.execute(
                 "INSERT INTO analyses (id, service, body) VALUES (?, ?, ?) "
@@ -267,7 +254,7 @@ class SqliteStore:
     def load_analyses(self) -> list[AnalysisRecord]:
         with self._lock:
             rows = self._db.execute("SELECT body FROM analyses").fetchall()
-        return [AnalysisRecord(**orjson.loads(body)) for (body,) in rows]
+        return [AnalysisRecord.from_json(body) for (body,) in rows]
 
     def close(self) -> None:
         with self._lock:
