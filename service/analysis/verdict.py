@@ -25,6 +25,7 @@ the caller supplies the models, feedback and time window.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from service.analysis.feedback import FeedbackRule
 from service.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
 from service.analysis.similarity import same_event, same_words
-from service.engine.clustering import Cluster, cosine, template_terms
+from service.engine.clustering import Cluster, template_terms
 from service.engine.miner import OTHER, Template
 from service.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
 from service.schemas import (
@@ -68,6 +69,15 @@ class _Side:
     cluster_of: dict[Template, Cluster] = field(default_factory=dict)
     ever: set[Template] = field(default_factory=set)  # every template the side's deployments logged, any time
     total: float = 0.0
+    nearest: _Nearest | None = None  # built on first use, once the side is complete
+    word_keys: dict[Template, tuple[str, frozenset[str]]] = field(default_factory=dict)  # memo of _word_key
+
+    def word_key(self, template: Template) -> tuple[str, frozenset[str]]:
+        """:func:`_word_key`, computed once per template and call (templates do not change within a call)."""
+        key = self.word_keys.get(template)
+        if key is None:
+            key = self.word_keys[template] = _word_key(template)
+        return key
 
     def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
         total = 0
@@ -323,7 +333,7 @@ def _judge(
             hosts = len(stats.hosts) + (1 if stats.other_hosts else 0)
             novelty = evidence_class(template, stats.max_severity)
             score = UNKNOWN_WEIGHTS[novelty] * count * host_factor(hosts)
-            seen = kin.get(_word_key(template), count)  # the event's count over all its split templates
+            seen = kin.get(base.word_key(template), count)  # the event's count over all its split templates
             if novelty < 3 and (canary.total / (canary.total + base.total)) ** seen > ABSENCE_MAX_P:
                 score = 0.0  # the baseline was too small to have shown an event this rare
             return _Finding("unknown", template, cluster, stats, count, 0.0, score, novelty=novelty)
@@ -344,13 +354,13 @@ def _rises(canary: _Side, base: _Side, matched: dict[Template, Template], limits
     baseline_by_event: dict[tuple[str, frozenset[str]], float] = {}
     for template, count in base.counts.items():
         if template is not OTHER:
-            key = _word_key(template)
+            key = base.word_key(template)
             baseline_by_event[key] = baseline_by_event.get(key, 0.0) + count
     members: dict[tuple[str, frozenset[str]], list[Template]] = {}
     for template in canary.counts:
         home = template if base.counts.get(template) else matched.get(template)
         if home is not None and home is not OTHER:
-            members.setdefault(_word_key(home), []).append(template)
+            members.setdefault(base.word_key(home), []).append(template)
     found = []
     for event, templates in members.items():
         count = round(sum(canary.counts[t] for t in templates))
@@ -374,8 +384,20 @@ def _rises(canary: _Side, base: _Side, matched: dict[Template, Template], limits
     return found
 
 
+WORD_KEYS_CACHED = 20_000  # word keys kept across calls, by template content (then emptied)
+_word_keys: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
+
+
 def _word_key(template: Template) -> tuple[str, frozenset[str]]:
-    return template.signature, frozenset(template_terms(template))
+    """The template's trace signature and words. Kept across calls by the template's content (signature and
+    tokens), never by the object, whose tokens change when it generalises: the same content, the same key."""
+    content = (template.signature, tuple(template.tokens))
+    key = _word_keys.get(content)
+    if key is None:
+        if len(_word_keys) >= WORD_KEYS_CACHED:
+            _word_keys.clear()
+        key = _word_keys[content] = (template.signature, frozenset(template_terms(template)))
+    return key
 
 
 def _kin_counts(canary: _Side, base: _Side) -> Counter[tuple[str, frozenset[str]]]:
@@ -384,7 +406,7 @@ def _kin_counts(canary: _Side, base: _Side) -> Counter[tuple[str, frozenset[str]
     kin: Counter[tuple[str, frozenset[str]]] = Counter()
     for template, count in canary.counts.items():
         if template is not OTHER and template not in base.counts:
-            kin[_word_key(template)] += round(count)
+            kin[base.word_key(template)] += round(count)
     return kin
 
 
@@ -463,10 +485,51 @@ def _discount_noisy_novelty(findings: list[_Finding]) -> None:
         finding.score /= noise
 
 
+class _Nearest:
+    """The baseline clusters most similar to a canary cluster, ranked exactly as
+    ``sorted(clusters, key=lambda c: cosine(cluster.terms, c.terms), reverse=True)[:n]`` ranks them, for less.
+
+    Only clusters sharing a word with the canary cluster have a cosine above 0, so they are found through an
+    index of words and scored (the same integer dot product and norms as :func:`cosine`, so the same floats);
+    ties keep the clusters' order, as a stable sort does, and clusters of cosine 0 follow in their order. A
+    ranking is computed once per canary cluster and call: its unknown templates share it. Built after the
+    side is complete, within one ``analyze`` call (nothing changes the clusters meanwhile).
+    """
+
+    def __init__(self, clusters: Iterable[Cluster]) -> None:
+        self.clusters = list(clusters)
+        self.norms = [math.sqrt(sum(count * count for count in c.terms.values())) for c in self.clusters]
+        self.by_word: dict[str, list[int]] = {}
+        for index, cluster in enumerate(self.clusters):
+            for word in cluster.terms:
+                self.by_word.setdefault(word, []).append(index)
+        self.ranked: dict[Cluster, list[Cluster]] = {}  # by the cluster itself (identity), held
+
+    def top(self, cluster: Cluster, count: int) -> list[Cluster]:
+        found = self.ranked.get(cluster)
+        if found is not None:
+            return found
+        terms = cluster.terms
+        dots: dict[int, int] = {}
+        for word, weight in terms.items():
+            for index in self.by_word.get(word, ()):
+                dots[index] = dots.get(index, 0) + weight * self.clusters[index].terms[word]
+        own = math.sqrt(sum(c * c for c in terms.values()))
+        scored = [(dot / (own * self.norms[index]), index) for index, dot in dots.items() if dot]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        ranked = [self.clusters[index] for _, index in scored[:count]]
+        if len(ranked) < count:
+            zero = (c for index, c in enumerate(self.clusters) if not dots.get(index))
+            ranked.extend(itertools.islice(zero, count - len(ranked)))
+        self.ranked[cluster] = ranked
+        return ranked
+
+
 def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Template | None:
     """A baseline template that is the same event, searched in the most similar baseline clusters."""
-    ranked = sorted(base.clusters.values(), key=lambda c: cosine(cluster.terms, c.terms), reverse=True)
-    for candidate in ranked[:CANDIDATE_CLUSTERS]:
+    if base.nearest is None:
+        base.nearest = _Nearest(base.clusters.values())
+    for candidate in base.nearest.top(cluster, CANDIDATE_CLUSTERS):
         for other in candidate.templates:
             live = other.resolve()
             if base.counts.get(live) and (same_event(template, live) or same_words(template, live)):
