@@ -1,0 +1,193 @@
+"""Verdicts that do not queue (issue 9): cached answers within their bound, whole batches only, the store off the loop.
+
+Latency itself is measured in bench/bench_verdicts.py, never here: these tests check what must hold, not how fast.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import cast
+
+from fastapi.testclient import TestClient
+
+from service.analyses import VerdictCache
+from service.analysis.sensitivity import thresholds
+from service.analysis.verdict import _Nearest
+from service.api.app import Runtime
+from service.engine.clustering import Cluster, cosine
+from service.schemas import Verdict
+from service.store.sqlite import SqliteStore
+from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
+
+QUERY = {"service": "payments", "canary": "v2", "baseline": "v1", "window": "all"}
+
+
+def runtime(client: TestClient) -> Runtime:
+    return cast(Runtime, client.app.state.runtime)  # type: ignore[attr-defined]
+
+
+def verdict(name: str, risk: float = 0.0) -> Verdict:
+    return Verdict.model_validate(
+        {
+            "verdict": name,
+            "risk": risk,
+            "reason": "r",
+            "reason_code": "no_anomaly",
+            "service": "s",
+            "canary": "v2",
+            "baseline": ["v1"],
+            "window_start": None,
+            "window_end": None,
+            "canary_events": 0,
+            "baseline_events": 0,
+            "anomalies": [],
+            "anomaly_count": 0,
+            "vanished": [],
+            "thresholds": thresholds("medium"),
+        }
+    )
+
+
+def test_nearest_clusters_rank_exactly_as_a_full_sort_by_cosine() -> None:
+    """The indexed search must pick the same clusters, in the same order, ties included, as the sort it replaced."""
+    rng = random.Random(7)
+    words = [f"w{n}" for n in range(30)]
+    for _ in range(200):
+        clusters = []
+        for _ in range(rng.randint(1, 40)):
+            cluster = Cluster(None)
+            cluster.terms = Counter({rng.choice(words): rng.randint(1, 3) for _ in range(rng.randint(1, 5))})
+            clusters.append(cluster)
+        clusters.append(clusters[0])  # a duplicate: an exact tie
+        nearest = _Nearest(clusters)
+        for _ in range(5):
+            probe = Cluster(None)
+            probe.terms = Counter({rng.choice(words): rng.randint(1, 3) for _ in range(rng.randint(1, 4))})
+            expected = sorted(clusters, key=lambda c: cosine(probe.terms, c.terms), reverse=True)[:3]
+            assert [id(c) for c in nearest.top(probe, 3)] == [id(c) for c in expected]
+
+
+def test_the_cache_never_serves_an_answer_older_than_its_bound() -> None:
+    now = [100.0]
+    cache = VerdictCache(max_age=1.0, max_entries=2, clock=lambda: now[0])
+    computed: list[str] = []
+
+    def compute(name: str) -> Verdict:
+        computed.append(name)
+        return verdict(name)
+
+    first = cache.answer("q", 0, lambda: compute("pass"))
+    now[0] += 1.0  # exactly the bound: still served
+    assert cache.answer("q", 0, lambda: compute("fail")) is first
+    now[0] += 0.001  # past it: computed again
+    assert cache.answer("q", 0, lambda: compute("fail")).verdict.verdict == "fail"
+    assert cache.answer("q", 1, lambda: compute("inconclusive")).verdict.verdict == "inconclusive"  # new rules
+    assert computed == ["pass", "fail", "inconclusive"]
+    for key in ("a", "b", "c"):
+        cache.answer(key, 1, lambda: compute("pass"))
+    assert len(cache) == 2  # bounded, least recently used out first
+
+    off = VerdictCache(max_age=0.0, clock=lambda: now[0])
+    off.answer("q", 0, lambda: compute("pass"))
+    off.answer("q", 0, lambda: compute("pass"))
+    assert computed[-2:] == ["pass", "pass"] and len(off) == 0
+
+
+def test_a_cached_verdict_says_its_age_and_feedback_is_seen_at_once(tmp_path: Path) -> None:
+    with make_client(tmp_path, api_token=TOKEN, verdict_max_age_seconds=60.0) as client:
+        body = ndjson(live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        assert client.post("/v1/events", content=body, headers=AUTH).status_code == 202
+        first = client.get("/v1/verdict", params=QUERY)
+        assert first.json()["verdict"] == "fail"
+        computed_at = datetime.fromisoformat(first.headers["Logcanary-Computed-At"])
+        assert abs(computed_at.timestamp() - time.time()) < 60
+        assert 0 <= float(first.headers["Logcanary-Verdict-Age"]) <= 60
+        client.post("/v1/events", content=ndjson(live("v2", 100, 3)), headers=AUTH)
+        again = client.get("/v1/verdict", params=QUERY)
+        assert again.json() == first.json()  # within its bound, the same answer
+        assert again.headers["Logcanary-Computed-At"] == first.headers["Logcanary-Computed-At"]
+        compact = client.get("/v1/verdict", params={**QUERY, "compact": "true"})
+        assert compact.json()["canary_events"] == first.json()["canary_events"] + 100  # another question
+        anomaly = first.json()["anomalies"][0]
+        rule = {"service": "payments", "action": "ignore", "template_id": anomaly["template_ids"][0]}
+        assert client.post("/v1/feedback", json=rule, headers=AUTH).status_code == 201
+        silenced = client.get("/v1/verdict", params=QUERY).json()  # new rules: computed afresh
+        assert silenced["verdict"] == "pass" and silenced["canary_events"] == first.json()["canary_events"] + 100
+
+
+def test_concurrent_verdicts_during_ingestion_see_whole_batches_and_match_one_computed_after(tmp_path: Path) -> None:
+    """Twenty clients ask while bodies of 300 events (one chunk each) arrive: every answer succeeds and counts whole
+    bodies only; once ingestion stops, concurrent answers equal a verdict computed afterwards on that state."""
+    with make_client(tmp_path, api_token=TOKEN) as client:
+        bodies = [ndjson(live("v1", 150, 10 + n) + live("v2", 150, 100 + n, npe_rate=0.02)) for n in range(20)]
+        client.post("/v1/events", content=bodies[0], headers=AUTH)
+        stop = threading.Event()
+        seen: list[tuple[int, int, float]] = []
+
+        def ask() -> None:
+            while not stop.is_set():
+                answer = client.get("/v1/verdict", params=QUERY)
+                assert answer.status_code == 200, answer.text
+                data = answer.json()
+                seen.append((answer.status_code, data["canary_events"], data["baseline_events"]))
+
+        with ThreadPoolExecutor(20) as pool:
+            askers = [pool.submit(ask) for _ in range(20)]
+            for body in bodies[1:]:
+                assert client.post("/v1/events", content=body, headers=AUTH).status_code == 202
+            stop.set()
+            for asker in askers:
+                asker.result()
+        assert len(seen) >= 20
+        for _, canary, baseline in seen:
+            assert canary % 150 == 0 and baseline % 150 == 0 and canary == baseline  # never half a body
+
+        rt = runtime(client)
+        rt.analyses.verdicts.max_age = 60.0  # now the cache is on: concurrent questions share one computation
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda _: client.get("/v1/verdict", params=QUERY).json(), range(40)))
+        after = rt.analyses.verdict("payments", "v2", "v1", False, None, None).model_dump(mode="json")
+        assert after["canary_events"] == 3000
+        assert all(answer == after for answer in answers)
+
+
+def test_the_loop_stays_responsive_while_a_checkpoint_holds_the_store_lock(tmp_path: Path) -> None:
+    """Feedback, marks and analyses wait for the store in a worker thread; verdicts and health do not wait."""
+    with make_client(tmp_path, api_token=TOKEN) as client:
+        client.post("/v1/events", content=ndjson(live("v1", 500, 1) + live("v2", 500, 2)), headers=AUTH)
+        store = cast(SqliteStore, runtime(client).store)
+        writes = {
+            "feedback": lambda: client.post(
+                "/v1/feedback", json={"service": "payments", "action": "ignore", "template": "x <*>"}, headers=AUTH
+            ),
+            "mark": lambda: client.post(
+                "/v1/services/payments/deployments/v1/mark", json={"bad": True, "author": "me"}, headers=AUTH
+            ),
+            "analysis": lambda: client.post(
+                "/v1/analyses",
+                json={"service": "payments", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}},
+                headers=AUTH,
+            ),
+        }
+        with ThreadPoolExecutor(len(writes)) as pool:
+            with store._lock:  # as a checkpoint's transaction holds it
+                pending = {name: pool.submit(write) for name, write in writes.items()}
+                time.sleep(0.3)  # the writes reach the store and wait for the lock
+                for _ in range(5):
+                    started = time.monotonic()
+                    assert client.get("/healthz").status_code == 200
+                    assert client.get("/v1/verdict", params=QUERY).status_code == 200
+                    assert time.monotonic() - started < 2.0
+                assert not any(future.done() for future in pending.values())  # they do wait for the store
+            assert {name: future.result(timeout=10).status_code for name, future in pending.items()} == {
+                "feedback": 201,
+                "mark": 200,
+                "analysis": 201,
+            }
+        assert len(store.list_feedback()) == 1 and len(store.load_analyses()) == 1
