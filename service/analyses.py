@@ -161,11 +161,12 @@ class VerdictCache:
     """Verdicts by question, each answered again for at most ``max_age`` seconds (0: never).
 
     An entry is served only if it is younger than ``max_age`` by the cache's clock and was computed under the
-    current rules version (feedback, marks, ended analyses); it never changes state or metrics. At most
-    ``max_entries`` questions are kept, the least recently used going first.
+    current rules version (feedback, marks, ended analyses); it never changes state or metrics. Expired entries
+    are dropped whenever one is added, and at most ``max_entries`` questions are kept (the least recently used
+    going first), so the memory held is that of the questions asked within ``max_age``, at most 256 verdicts.
     """
 
-    def __init__(self, max_age: float, max_entries: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_age: float, max_entries: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_age = max_age
         self.max_entries = max_entries
         self.clock = clock
@@ -192,6 +193,9 @@ class VerdictCache:
         verdict = compute()
         entry = CachedVerdict(verdict, verdict.model_dump(mode="json"), time.time(), self.clock(), rules)
         if self.max_age > 0:
+            expired = [k for k, e in self._entries.items() if entry.monotonic - e.monotonic > self.max_age]
+            for old in expired:
+                del self._entries[old]
             self._entries[key] = entry
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

@@ -92,6 +92,9 @@ def test_the_cache_never_serves_an_answer_older_than_its_bound() -> None:
     for key in ("a", "b", "c"):
         cache.answer(key, 1, lambda: compute("pass"))
     assert len(cache) == 2  # bounded, least recently used out first
+    now[0] += 2.0
+    cache.answer("d", 1, lambda: compute("pass"))
+    assert len(cache) == 1  # the expired ones went when it was added
 
     off = VerdictCache(max_age=0.0, clock=lambda: now[0])
     off.answer("q", 0, lambda: compute("pass"))
