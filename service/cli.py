@@ -1,4 +1,4 @@
-"""The ``logcanary`` command: parse, analyze, schemas, serve and demo."""
+"""The ``logcanary`` command: parse, analyze, schemas, serve, demo and gate."""
 
 from __future__ import annotations
 
@@ -163,6 +163,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Starts an analysis on a running service, waits for its verdict: exit 0 pass, 1 fail, 2 otherwise."""
+    import os
+
+    from service.gate import GateOptions, duration_seconds, run_gate
+
+    if not args.baseline and not args.history:
+        raise InputError("gate: give --baseline DEPLOYMENT, --history, or both")
+    try:
+        duration_seconds(args.duration)
+    except ValueError as exc:
+        raise InputError(f"gate: --duration: {exc}") from exc
+    if not args.url.startswith(("http://", "https://")):
+        raise InputError(f"gate: --url must start with http:// or https://, not {args.url!r}")
+    for stream in (sys.stdout, sys.stderr):  # verbatim log lines may not fit a CI runner's encoding
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    options = GateOptions(
+        url=args.url,
+        service=args.service,
+        canary=args.canary,
+        baseline=args.baseline,
+        history=args.history,
+        duration=args.duration,
+        sensitivity=args.sensitivity,
+        fail_fast=args.fail_fast,
+        token=args.token or os.environ.get("LOGCANARY_API_TOKEN") or None,
+        timeout=args.timeout,
+        request_timeout=args.request_timeout,
+        poll_interval=args.poll_interval,
+        top=args.top,
+        json=args.json,
+    )
+    return run_gate(options, sys.stdout, sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logcanary", description="Streaming log-anomaly verdicts for canaries.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +228,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=30.0, help="how long the canary is watched")
     demo.add_argument("--no-wait", action="store_true", help="exit after the final verdict (0 when it failed)")
     demo.set_defaults(func=cmd_demo)
+
+    gate = commands.add_parser(
+        "gate",
+        help="CI step: analyse a canary on a running service; exit 0 pass, 1 fail, 2 inconclusive or error",
+    )
+    gate.add_argument("--url", required=True, help="the service, e.g. http://logcanary:8080")
+    gate.add_argument("--service", required=True)
+    gate.add_argument("--canary", required=True, help="canary deployment (version label or pod-template hash)")
+    gate.add_argument("--baseline", help="stable deployment running beside the canary")
+    gate.add_argument("--history", action="store_true", help="compare with the service's earlier deployments")
+    gate.add_argument("--duration", default="10m", help="how long to watch: seconds or 90s, 10m, 1h (default 10m)")
+    gate.add_argument("--sensitivity", choices=("low", "medium", "high"), help="default: the service's")
+    gate.add_argument("--fail-fast", action="store_true", help="stop as soon as the verdict fails")
+    gate.add_argument("--token", help="bearer token (default: $LOGCANARY_API_TOKEN)")
+    gate.add_argument("--timeout", type=float, help="give up after this many seconds (default: duration + 60)")
+    gate.add_argument("--request-timeout", type=float, default=10.0, help="seconds per HTTP request (default 10)")
+    gate.add_argument("--poll-interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    gate.add_argument("--top", type=int, default=5, help="anomalies to print (default 5)")
+    gate.add_argument("--json", action="store_true", help="print the final analysis as JSON (progress to stderr)")
+    gate.set_defaults(func=cmd_gate)
     return parser
 
 
