@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from service.demo.traffic import events
+from service.gate import EXAMPLE_LINE_CHARS, EXAMPLE_LINES, cut_example, describe_anomaly
 from service.ingestion.embedded_broker import free_port
 
 from .conftest import ROOT, Launcher, ServiceProcess
@@ -162,3 +163,29 @@ def test_a_protected_service_without_the_token_names_the_401(service_process: La
     code, out, err = finish(process)
     assert code == 2, (out, err)
     assert "(unknown_canary)" in out
+
+
+def test_a_drop_shows_a_baseline_example_and_long_examples_are_cut() -> None:
+    drop = {
+        "kind": "frequency",
+        "direction": "down",
+        "template": "Volume <*> attached to instance <*>",
+        "examples": [],
+        "baseline_examples": ["Volume vol-1 attached to instance i-9\x1b[31m"],
+        "canary_count": 0,
+        "baseline_count": 120,
+        "ratio": 0.004,
+        "level": "info",
+        "hosts": [],
+        "score": 4.2,
+    }
+    lines = describe_anomaly(drop, 1)
+    assert lines[0] == "  1. drop (frequency, down)  level info  score 4.2  (canary 0, baseline 120, share ratio 0.00)"
+    assert (
+        lines[2] == "     baseline example: Volume vol-1 attached to instance i-9\\x1b[31m"
+    )  # no escape reaches the log
+    trace = "\n".join(["boom " + "x" * 500] + [f"\tat frame{i}" for i in range(20)])
+    cut = cut_example(trace)
+    assert len(cut) == EXAMPLE_LINES + 1
+    assert cut[0].endswith(" …") and len(cut[0]) <= EXAMPLE_LINE_CHARS + 2
+    assert cut[-1] == f"… ({21 - EXAMPLE_LINES} more lines)"
