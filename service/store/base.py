@@ -8,7 +8,7 @@ the consumer seeks to those offsets, so every event is counted exactly once.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -58,6 +58,9 @@ class Checkpoint:
         )
 
 
+AnalysisStatus = Literal["running", "completed", "cancelled"]
+
+
 @dataclass(slots=True)
 class AnalysisRecord:
     """A long-running canary analysis as stored."""
@@ -65,7 +68,7 @@ class AnalysisRecord:
     id: str
     service: str
     request: dict[str, Any]  # the creation request, as JSON data
-    status: str  # running | completed | cancelled
+    status: AnalysisStatus
     started_at: float
     ends_at: float
     verdict: dict[str, Any] | None = None
