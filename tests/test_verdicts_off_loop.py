@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from service.analyses import VerdictCache
 from service.analysis.sensitivity import thresholds
 from service.analysis.verdict import _Nearest
-from service.api.app import Runtime
+from service.api.runtime import Runtime
 from service.engine.clustering import Cluster, cosine
 from service.schemas import Verdict
 from service.store.sqlite import SqliteStore

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from service.analyses import Analyses
-from service.api import errors, routes, ui
+from service.api import errors, ui
+from service.api.routers import ROUTERS
+from service.api.runtime import Runtime
 from service.ingestion.kafka import KafkaIngestor
 from service.settings import Settings
 from service.state import LiveState
-from service.store.factory import open_store
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,6 @@ logcanary watches the logs of a canary deployment and tells deploy tooling wheth
 Mutating endpoints need `Authorization: Bearer <token>` when `LOGCANARY_API_TOKEN` is set.
 Errors are JSON: `{"error": ..., "detail": ...}`.
 """
-
-
-class Runtime:
-    """What the routes need, created by the lifespan."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = open_store(settings)
-        self.state = LiveState(settings, self.store)
-        self.analyses = Analyses(self.state)
-        self.kafka: KafkaIngestor | None = None
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -84,7 +73,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.runtime = runtime
     _document_log_event(app)
     errors.install(app)
-    app.include_router(routes.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.include_router(ui.router)
 
     @app.middleware("http")

@@ -1,0 +1,31 @@
+"""The runtime the routes need (settings, store, live state, analyses, Kafka) and its FastAPI dependency."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from service.analyses import Analyses
+from service.ingestion.kafka import KafkaIngestor
+from service.settings import Settings
+from service.state import LiveState
+from service.store.factory import open_store
+
+
+class Runtime:
+    """What the routes need, created with the app and started by its lifespan."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = open_store(settings)
+        self.state = LiveState(settings, self.store)
+        self.analyses = Analyses(self.state)
+        self.kafka: KafkaIngestor | None = None
+
+
+async def runtime(request: Request) -> Runtime:
+    return cast(Runtime, request.app.state.runtime)
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
