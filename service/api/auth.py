@@ -26,7 +26,9 @@ class _Bearer(HTTPBearer):
 
 
 # auto_error=False: a missing token is answered here (401 with WWW-Authenticate), and only when one is needed.
-bearer = _Bearer(auto_error=False, description="LOGCANARY_API_TOKEN, when the service sets one.")
+bearer = _Bearer(
+    auto_error=False, scheme_name="bearerAuth", description="LOGCANARY_API_TOKEN, when the service sets one."
+)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
