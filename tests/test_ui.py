@@ -6,6 +6,7 @@ with the standard library. Without ``chromium`` on the PATH (``make browser`` in
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from service.api.app import create_app
 from service.demo.traffic import events
 from service.settings import Settings
 
-from .conftest import Launcher, ServiceProcess
+from .conftest import ROOT, Launcher, ServiceProcess
 
 FLAGS = [
     "--headless",
@@ -261,3 +262,95 @@ def test_events_that_stopped_are_shown_with_baseline_examples(service_process: L
     assert len(items) == 4
     assert {"flowe", "flowf", "flowg", "flowh"} == {i.find_all("pre", "template")[0].text().split()[0] for i in items}
     assert all(i.find_all("pre", "example") for i in items)  # verbatim baseline lines
+
+
+APP_FRAMES = [
+    "\tat com.acme.orders.crypto.KeyStore.current(KeyStore.java:31)",
+    "\tat com.acme.orders.OrderService.sign(OrderService.java:88)",
+    "\tat com.acme.orders.api.OrderController.create(OrderController.java:57)",
+]
+FRAMEWORK_FRAMES = [
+    "\tat java.base/jdk.internal.reflect.DirectMethodHandleAccessor.invoke(DirectMethodHandleAccessor.java:103)",
+    *[f"\tat org.springframework.web.filter.Chain{n}.doFilter(Chain{n}.java:{n + 10})" for n in range(40)],
+    "\tat java.base/java.lang.Thread.run(Thread.java:1583)",
+]
+FRAMEWORK_FRAMES[20] = "\tat com.acme.orders.web.AuthFilter.doFilter(AuthFilter.java:12)"  # deep in the chain: folded
+
+
+def npe(request: int) -> str:
+    return "\n".join(
+        [
+            f"Failed to create order {request}",
+            'java.lang.NullPointerException: Cannot invoke "Key.getEncoded()" because "key" is null',
+            *APP_FRAMES,
+            *FRAMEWORK_FRAMES,
+        ]
+    )
+
+
+def test_many_hosts_and_long_traces_stay_readable(service_process: Launcher, browser: Browser, tmp_path: Path) -> None:
+    now = datetime.now(UTC).isoformat()
+    hosts = [f"orders-7c9d5-{n:02d}" for n in range(64)]
+
+    def records(deployment: str, with_npe: bool) -> list[dict[str, Any]]:
+        ok = [
+            {"timestamp": now, "service": "orders", "deployment": deployment, "host": "pod-1",
+             "message": f"order {n} created"}
+            for n in range(300)
+        ]  # fmt: skip
+        failing = [
+            {"timestamp": now, "service": "orders", "deployment": deployment, "host": host, "level": "error",
+             "message": npe(n)}
+            for n, host in enumerate(hosts)
+        ]  # fmt: skip
+        return ok + (failing if with_npe else [])
+
+    service = start_with(service_process, records("v1", False) + records("v2", True))
+    clusters = httpx.get(f"{service.url}/v1/services/orders/clusters", params={"deployment": "v2"}).json()
+    [cluster] = [c for c in clusters if "NullPointerException" in c["templates"][0]["template"]]
+    [template] = cluster["templates"]
+    assert sorted(template["hosts"]) == hosts
+    page = f"{service.url}/ui?service=orders&canary=v2&baseline=v1&expand={cluster['cluster_id']}"
+
+    doc = parse(browser(page, "--dump-dom"))
+    assert doc.find_all("body")[0].attrs["data-loaded"] == "true"
+    [row] = [r for r in doc.find_all("tbody", "cluster") if r.attrs["data-cluster-id"] == cluster["cluster_id"]]
+    [tpl] = row.find_all("li", "tpl")
+
+    # 64 hosts: a count with a toggle in the head; the hidden list holds every one of them
+    head = tpl.find_all("p", "tpl-head")[0]
+    assert hosts[0] not in head.text()
+    [toggle] = head.find_all("button", "hosts-toggle")
+    assert toggle.text() == "64 hosts"
+    assert toggle.attrs["aria-expanded"] == "false"
+    listed = tpl.by_id(toggle.attrs["aria-controls"])
+    assert listed.tag == "ul" and "hidden" in listed.attrs
+    assert sorted(li.text() for li in listed.find_all("li")) == hosts
+
+    # a long NPE trace: headline, exception and application frames shown; the framework frames folded
+    stored = template["examples"]
+    assert stored and all("…[truncated" not in x for x in stored)
+    pres = tpl.find_all("pre", "example")
+    assert [pre.text() for pre in pres] == stored  # the whole text, exactly, in the <pre>
+    for pre in pres:
+        assert "example-folded" in pre.classes
+        shown, [rest] = pre.children[0], pre.find_all("span", "fold-rest")
+        assert isinstance(shown, str)
+        assert "hidden" in rest.attrs
+        assert shown.split("\n")[1].startswith("java.lang.NullPointerException: ")
+        assert shown.endswith("\n".join(APP_FRAMES))
+        assert "org.springframework" not in shown
+        assert rest.text() == "\n" + "\n".join(FRAMEWORK_FRAMES)
+        [fold] = [b for b in tpl.find_all("button", "fold-toggle") if b.attrs["aria-controls"] == pre.attrs["id"]]
+        assert fold.attrs["aria-expanded"] == "false"
+        assert fold.text() == f"{len(FRAMEWORK_FRAMES)} more lines"
+
+    # short examples are left alone
+    short = [r for r in doc.find_all("tbody", "cluster") if r is not row]
+    assert all(not r.find_all("span", "fold-rest") for r in short)
+
+    screenshot = tmp_path / "ui-evidence.png"
+    browser(page, f"--screenshot={screenshot}", "--window-size=1280,1100")
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("LOGCANARY_SAVE_SCREENSHOTS") == "1":
+        shutil.copyfile(screenshot, ROOT / "docs" / "ui-evidence.png")

@@ -159,7 +159,7 @@
           { class: "tpl tpl-anomalous", "data-cluster-id": a.cluster_id },
           el("p", { class: "tpl-head" }, `${number(a.canary_count)} in canary · ${number(a.baseline_count)} in baseline · ${(a.ratio ?? 0).toFixed(2)}x its share · score ${number(a.score)}`),
           el("pre", { class: "template" }, a.template),
-          el("ol", { class: "examples" }, ...a.baseline_examples.map((x) => el("li", {}, el("pre", { class: "example" }, x)))),
+          el("ol", { class: "examples" }, ...a.baseline_examples.map(example)),
         ),
       ),
     );
@@ -189,9 +189,133 @@
     );
   }
 
+  // -- large evidence: many hosts, long stack traces ------------------------------------------------
+
+  const HOSTS_INLINE = 5; // more hosts than this collapse to a count with a toggle
+  const FOLD_MIN_LINES = 12; // examples with this many lines or fewer are shown whole
+  const FOLD_MIN_HIDDEN = 4; // never fold fewer lines than this
+  const FRAME_GAP = 3; // framework frames tolerated between two application frames (lambdas, proxies)
+  const JAVA_FRAME = /^\s*at\s+(?:[\w$.-]+\/)?([\w$.<>/-]+)\(/; // "at java.base/java.lang.Foo.bar(" names java.lang.Foo.bar
+  const PY_FRAME = /^\s*File "([^"]+)", line \d+, in \S+/;
+  const GO_FRAME = /^([\w./-]+(?:\.\(?\*?[\w]+\)?)*\.[\w]+)\(.*\)$/;
+  const GO_FILE = /^\s+\S+\.go:\d+/;
+  // Framework frames, as service/engine/stacktrace.py tells them apart from application frames.
+  const LIBRARY_PREFIXES = [
+    "java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "scala.", "groovy.",
+    "org.springframework.", "org.apache.catalina.", "org.apache.tomcat.", "io.netty.", "reactor.",
+    "runtime.", "runtime/", "net/http.", "testing.", "reflect.", "panic(",
+  ];
+  const isLibrary = (name) => LIBRARY_PREFIXES.some((prefix) => name.startsWith(prefix));
+  let uid = 0;
+  const nextId = (prefix) => `${prefix}-${++uid}`;
+
+  /** The stack frames of an example's lines: [{start, end, app}], line indexes inclusive. */
+  function framesOf(lines) {
+    const frames = [];
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      let match = JAVA_FRAME.exec(line);
+      if (match) {
+        frames.push({ start: i, end: i, app: !isLibrary(match[1]) });
+        continue;
+      }
+      match = PY_FRAME.exec(line);
+      if (match) {
+        const code = i + 1 < lines.length && /^\s+\S/.test(lines[i + 1]) && !PY_FRAME.test(lines[i + 1]);
+        const path = match[1];
+        frames.push({ start: i, end: code ? i + 1 : i, app: !(path.includes("site-packages") || path.includes("/lib/python")) });
+        if (code) i++;
+        continue;
+      }
+      match = GO_FRAME.exec(line.trim());
+      if (match && i + 1 < lines.length && GO_FILE.test(lines[i + 1])) {
+        frames.push({ start: i, end: i + 1, app: !isLibrary(match[1]) });
+        i++;
+      }
+    }
+    return frames;
+  }
+
+  /** The lines of an example to show folded, as [shownHead, hidden, shownTail] line ranges, or null to show it whole.
+   *  Java and Go print the innermost frame first: the headline, the exception and the frames through the
+   *  application frames stay; the rest folds. Python prints it last: the headline stays, then the frames from the
+   *  last application frame on with the exception line. */
+  function foldOf(lines) {
+    if (lines.length <= FOLD_MIN_LINES) return null;
+    const frames = framesOf(lines);
+    if (!frames.length) return null;
+    const traceback = lines.findIndex((line) => line.startsWith("Traceback (most recent call last)"));
+    let hideFrom;
+    let hideTo; // exclusive
+    if (traceback >= 0) {
+      const apps = frames.filter((f) => f.app);
+      const keep = apps.length ? apps[apps.length - 1] : frames[frames.length - 1];
+      hideFrom = traceback + 1;
+      hideTo = keep.start;
+    } else {
+      // The first run of frames (Caused by: and "... N more" end it).
+      const run = [frames[0]];
+      for (const frame of frames.slice(1)) {
+        if (frame.start !== run[run.length - 1].end + 1) break;
+        run.push(frame);
+      }
+      const firstApp = run.findIndex((f) => f.app);
+      let last = Math.min(run.length, 3) - 1; // no application frame: the top frames
+      if (firstApp >= 0) {
+        last = firstApp;
+        for (let i = firstApp + 1; i < run.length && i - last <= FRAME_GAP + 1; i++) if (run[i].app) last = i;
+      }
+      hideFrom = run[last].end + 1;
+      hideTo = lines.length;
+    }
+    if (hideTo - hideFrom < FOLD_MIN_HIDDEN) return null;
+    return [hideFrom, hideTo];
+  }
+
+  /** A verbatim example: the <pre> always holds the whole text (copying it gives the exact message); a long
+   *  stack trace hides the lines after its application frames behind a toggle. */
+  function example(text) {
+    const lines = text.split("\n");
+    const fold = foldOf(lines);
+    if (!fold) return el("li", {}, el("pre", { class: "example" }, text));
+    const [from, to] = fold;
+    // The hidden part starts with its line break, so the folded <pre> ends on its last shown line.
+    const head = lines.slice(0, from).join("\n");
+    const hidden = `\n${lines.slice(from, to).join("\n")}`;
+    const tail = to < lines.length ? `\n${lines.slice(to).join("\n")}` : "";
+    const rest = el("span", { class: "fold-rest", hidden: true }, hidden);
+    const pre = el("pre", { class: "example example-folded", id: nextId("example") }, head, rest, tail || null);
+    const count = to - from;
+    const toggle = el("button", { type: "button", class: "fold-toggle", "aria-expanded": "false", "aria-controls": pre.id }, `${plural(count, "more line")}`);
+    toggle.addEventListener("click", () => {
+      const open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      rest.hidden = !open;
+      pre.classList.toggle("example-folded", !open);
+      toggle.textContent = open ? `Fold ${plural(count, "line")}` : plural(count, "more line");
+    });
+    return el("li", {}, pre, toggle);
+  }
+
+  /** "hosts a, b" inline; past HOSTS_INLINE a toggle "N hosts" that shows the whole list. */
+  function hostsOf(hosts) {
+    if (!hosts.length) return { inline: "no host", list: null };
+    if (hosts.length <= HOSTS_INLINE) return { inline: `hosts ${hosts.join(", ")}`, list: null };
+    const list = el("ul", { class: "host-list", id: nextId("hosts"), hidden: true, "aria-label": "Hosts" }, ...hosts.map((h) => el("li", {}, h)));
+    const label = `${number(hosts.length)} hosts`;
+    const toggle = el("button", { type: "button", class: "hosts-toggle", "aria-expanded": "false", "aria-controls": list.id, title: "Show every host" }, label);
+    toggle.addEventListener("click", () => {
+      const open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      list.hidden = !open;
+    });
+    return { inline: toggle, list };
+  }
+
   function renderDetail(cell, cluster, anomalous) {
-    const items = cluster.templates.map((t) =>
-      el(
+    const items = cluster.templates.map((t) => {
+      const hosts = hostsOf(t.hosts);
+      return el(
         "li",
         { class: anomalous.has(t.template_id) ? "tpl tpl-anomalous" : "tpl" },
         el(
@@ -200,14 +324,16 @@
           el("code", {}, t.template_id),
           ` · ${plural(t.count, "event")} · level `,
           el("span", { class: `level level-${t.level}` }, t.level),
-          ` · ${t.hosts.length ? `hosts ${t.hosts.join(", ")}` : "no host"}`,
+          " · ",
+          hosts.inline,
           anomalous.has(t.template_id) ? el("span", { class: "tag tag-anomalous" }, "anomalous") : null,
         ),
+        hosts.list,
         el("pre", { class: "template" }, t.template),
         el("p", { class: "examples-title" }, `Examples (${t.examples.length})`),
-        el("ol", { class: "examples" }, ...t.examples.map((x) => el("li", {}, el("pre", { class: "example" }, x)))),
-      ),
-    );
+        el("ol", { class: "examples" }, ...t.examples.map(example)),
+      );
+    });
     cell.replaceChildren(el("ul", { class: "templates", "aria-label": `Templates of cluster ${cluster.cluster_id}` }, ...items));
   }
 
