@@ -22,9 +22,11 @@ import hashlib
 import re
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
+
+from service.api.ui import packaged_file
 
 SWAGGER_UI_VERSION = "5.35.0"
 ASSETS_DIR = Path(__file__).resolve().parent / "static" / "swagger-ui"
@@ -82,7 +84,4 @@ async def swagger_ui(request: Request) -> HTMLResponse:
 @router.get("/docs/static/{name}")
 async def asset(name: str) -> FileResponse:
     """Swagger UI's script, style sheet, icon and licence."""
-    media_type = ASSETS.get(name)
-    if media_type is None:
-        raise HTTPException(404, f"no docs file {name!r}")
-    return FileResponse(ASSETS_DIR / name, media_type=media_type, headers=_ASSET_HEADERS)
+    return packaged_file("docs", ASSETS_DIR, ASSETS, name, _ASSET_HEADERS)

@@ -29,6 +29,17 @@ _HEADERS = {
 router = APIRouter(include_in_schema=False)
 
 
+def packaged_file(
+    what: str, directory: Path, media_types: dict[str, str], name: str, headers: dict[str, str]
+) -> FileResponse:
+    """One of a fixed list of package files (``/ui``'s and ``/docs``'s): any other name is a 404, so no path
+    can be traversed."""
+    media_type = media_types.get(name)
+    if media_type is None:
+        raise HTTPException(404, f"no {what} file {name!r}")
+    return FileResponse(directory / name, media_type=media_type, headers=headers)
+
+
 @router.get("/ui")
 async def page() -> FileResponse:
     """The page: pick a service, canary and baseline (or pass them as ``?service=&canary=&baseline=``)."""
@@ -38,7 +49,4 @@ async def page() -> FileResponse:
 @router.get("/ui/static/{name}")
 async def asset(name: str) -> FileResponse:
     """The page's script and style sheet."""
-    media_type = _ASSETS.get(name)
-    if media_type is None:
-        raise HTTPException(404, f"no UI file {name!r}")
-    return FileResponse(STATIC / name, media_type=media_type, headers=_HEADERS)
+    return packaged_file("UI", STATIC, _ASSETS, name, _HEADERS)
