@@ -16,7 +16,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
@@ -95,12 +95,8 @@ class Interrupted(BaseException):
 
 
 @contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`Interrupted` (in the main thread; elsewhere nothing changes)."""
-
-    def handler(signum: int, _: FrameType | None) -> None:
-        raise Interrupted(signal.Signals(signum).name)
-
+def _signal_handlers(handler: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM handled by ``handler`` meanwhile (in the main thread; elsewhere nothing changes)."""
     try:
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
@@ -111,6 +107,20 @@ def _signals_interrupt() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _signals_interrupt() -> AbstractContextManager[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted`."""
+
+    def handler(signum: int, _: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    return _signal_handlers(handler)
+
+
+def _ignore_signals() -> AbstractContextManager[None]:
+    """While cancelling, a second Ctrl-C or SIGTERM does not cut the DELETE short."""
+    return _signal_handlers(signal.SIG_IGN)
 
 
 def _describe_detail(detail: Any) -> str:
@@ -403,21 +413,6 @@ def describe_anomaly(anomaly: Json, number: int) -> list[str]:
         lines.append(f"     {title}: {first}")
         lines.extend(f"       {line}" for line in rest)
     return lines
-
-
-@contextmanager
-def _ignore_signals() -> Iterator[None]:
-    """While cancelling, a second Ctrl-C or SIGTERM does not cut the DELETE short."""
-    try:
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _seconds_between(start: Any, end: Any) -> float | None:
