@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +12,25 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from service.ingestion.embedded_broker import EmbeddedBroker
+
+
+def topic_env(broker: EmbeddedBroker, checkpoint_seconds: str = "0.5", **extra: str) -> tuple[dict[str, str], str, str]:
+    """A fresh topic and its dead-letter topic, and the LOGCANARY_* variables of a service consuming them."""
+    topic = f"logs-{uuid.uuid4().hex[:8]}"
+    dead = f"{topic}.dead"
+    create_topics(broker.bootstrap_servers, topic, dead)
+    env = {
+        "LOGCANARY_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "LOGCANARY_KAFKA_TOPICS": topic,
+        "LOGCANARY_KAFKA_DEAD_LETTER_TOPIC": dead,
+        "LOGCANARY_KAFKA_GROUP_ID": f"g-{topic}",
+        "LOGCANARY_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "LOGCANARY_CHECKPOINT_INTERVAL_SECONDS": checkpoint_seconds,
+        **extra,
+    }
+    return env, topic, dead
 
 
 def create_topics(bootstrap: str, *names: str, partitions: int = 2) -> None:

@@ -11,7 +11,6 @@ import os
 import signal
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from service.ingestion.embedded_broker import EmbeddedBroker
 from service.ingestion.kafka import HEADER_ORIGINAL_BYTES, HEADER_REASON, HEADER_SOURCE
 
 from .conftest import Launcher, ServiceProcess
-from .kafka_helpers import consume_all, create_topics, deployment_events
+from .kafka_helpers import consume_all, deployment_events, topic_env
 
 chaos = pytest.mark.chaos
 
@@ -51,19 +50,7 @@ def figures(capsys: pytest.CaptureFixture[str], name: str, **values: Any) -> Non
 
 
 def setup_topic(broker: EmbeddedBroker, **extra: str) -> tuple[dict[str, str], str, str]:
-    topic = f"logs-{uuid.uuid4().hex[:8]}"
-    dead = f"{topic}.dead"
-    create_topics(broker.bootstrap_servers, topic, dead)
-    env = {
-        "LOGCANARY_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "LOGCANARY_KAFKA_TOPICS": topic,
-        "LOGCANARY_KAFKA_DEAD_LETTER_TOPIC": dead,
-        "LOGCANARY_KAFKA_GROUP_ID": f"g-{topic}",
-        "LOGCANARY_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "LOGCANARY_CHECKPOINT_INTERVAL_SECONDS": "0.3",
-        **extra,
-    }
-    return env, topic, dead
+    return topic_env(broker, "0.3", **extra)
 
 
 def with_bad_records(good: list[dict[str, Any]], every: int = 100) -> tuple[list[bytes], int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime
 
 import orjson
@@ -15,23 +14,7 @@ from service.ingestion.embedded_broker import EmbeddedBroker, free_port
 from service.ingestion.kafka import HEADER_ACCEPTED, HEADER_REASON, HEADER_REJECTED
 
 from .conftest import Launcher
-from .kafka_helpers import consume_all, create_topics, deployment_events, produce, wait_for_events
-
-
-def topic_env(kafka: EmbeddedBroker, **extra: str) -> tuple[dict[str, str], str, str]:
-    topic = f"logs-{uuid.uuid4().hex[:8]}"
-    dead = f"{topic}.dead"
-    create_topics(kafka.bootstrap_servers, topic, dead)
-    env = {
-        "LOGCANARY_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "LOGCANARY_KAFKA_TOPICS": topic,
-        "LOGCANARY_KAFKA_DEAD_LETTER_TOPIC": dead,
-        "LOGCANARY_KAFKA_GROUP_ID": f"g-{topic}",
-        "LOGCANARY_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "LOGCANARY_CHECKPOINT_INTERVAL_SECONDS": "0.5",
-        **extra,
-    }
-    return env, topic, dead
+from .kafka_helpers import consume_all, deployment_events, produce, topic_env, wait_for_events
 
 
 def test_100k_events_are_counted_exactly_and_verdicts_follow(kafka: EmbeddedBroker, service_process: Launcher) -> None:
