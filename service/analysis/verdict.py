@@ -290,9 +290,8 @@ def _insufficient(
     if requested and not control:
         return "canary_is_baseline", f"the canary {canary!r} was named as its own baseline"
     if not used:
-        missing = [name for name in control if name]
-        if missing:
-            return "no_baseline", f"no events were ever seen from baseline deployment {missing[0]!r}"
+        if control:
+            return "no_baseline", f"no events were ever seen from baseline deployment {control[0]!r}"
         return "no_baseline", "no baseline: name a baseline deployment, or the service needs earlier deployments"
     if canary_side.total <= 0:
         return "no_canary_events", f"the canary {canary!r} logged no events in the window"
