@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from service.engine.model import Engine
 
 ANALYSIS_LABELS = ["service", "canary", "analysis"]
+SHORT_SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)  # 1 ms .. 5 s
 VERDICTS = ("pass", "fail", "inconclusive")
 
 
@@ -102,7 +103,7 @@ class Metrics:
         self.batch_seconds = Histogram(
             "logcanary_batch_processing_seconds",
             "Time to process one batch of records (decode, mine, count).",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=SHORT_SECONDS_BUCKETS,
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -156,7 +157,7 @@ class Metrics:
         self.loop_lag = Histogram(
             "logcanary_event_loop_lag_seconds",
             "How late the event loop ran a 100 ms timer (time the loop was blocked).",
-            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=SHORT_SECONDS_BUCKETS,
             registry=r,
         )
         self.idempotent_replays = Counter(
