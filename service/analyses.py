@@ -211,6 +211,7 @@ class Analyses:
         self.feedback: list[Feedback] = []
         self.marks: dict[tuple[str, str], DeploymentMark] = {}  # (service, canonical deployment) -> a person's mark
         self._task: asyncio.Task[None] | None = None
+        self.on_end: Callable[[AnalysisRecord], None] = lambda record: None  # notifications (service/notify.py)
         # Bumped by whatever changes a verdict besides events: feedback, marks, analyses that end.
         self.rules_version = 0
         self.verdicts = VerdictCache(state.settings.verdict_max_age_seconds)
@@ -415,6 +416,7 @@ class Analyses:
             self._unpublish(record)
             self.count_verdict(verdict)
             self.rules_version += 1  # a failed canary leaves the history baselines
+            self.on_end(record)  # once per analysis: it is completed now
         else:
             self._publish(record)
 

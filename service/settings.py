@@ -4,18 +4,84 @@ a message naming the variable."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.schemas import Sensitivity
+from service.schemas import Sensitivity, VerdictName
 
 
 class SettingsError(Exception):
     """Settings that cannot work, worded for the operator."""
+
+
+# -- notifications (service/notify.py) ---------------------------------------------------------------------------
+NotifyFormat = Literal["slack", "json"]
+_WEBHOOK_SEPARATOR = re.compile(r"[\s,]+")
+_FORMAT_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$")
+
+
+class Webhook(BaseModel):
+    """Where a notification goes, and in which shape: ``slack`` (``{"text", "blocks"}``) or ``json`` (generic)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    format: NotifyFormat = "json"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value[:40]!r} is not an http:// or https:// URL")
+        return value.strip()
+
+    @property
+    def where(self) -> str:
+        """The URL without its path and query, for logs: a Slack webhook's path is its secret."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def parse_webhooks(value: object) -> list[Webhook]:
+    """``slack=URL json=URL URL`` (commas or spaces between; a bare URL is ``json``), or a JSON list of
+    ``{"url", "format"}``; raises ValueError naming the webhook that is wrong."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list of {{url, format}} objects: {exc}") from None
+        else:
+            items: list[object] = []
+            for item in _WEBHOOK_SEPARATOR.split(text):
+                prefixed = _FORMAT_PREFIX.match(item)
+                if prefixed is None:
+                    items.append({"url": item} if item else None)
+                elif prefixed.group(1) in ("slack", "json"):
+                    items.append({"url": prefixed.group(2), "format": prefixed.group(1)})
+                else:
+                    raise ValueError(
+                        f"unknown format {prefixed.group(1)!r} in {item[:60]!r}: use slack=URL or json=URL"
+                    )
+            value = [item for item in items if item is not None]
+    if not isinstance(value, list):
+        raise ValueError("expected webhooks: 'slack=URL json=URL' or a JSON list of {url, format}")
+    webhooks = []
+    for number, item in enumerate(value, start=1):
+        try:
+            webhooks.append(item if isinstance(item, Webhook) else Webhook.model_validate(item))
+        except ValidationError as exc:
+            raise ValueError(f"webhook {number}: {exc.errors()[0]['msg']}") from None
+    return webhooks
 
 
 class Settings(BaseSettings):
@@ -32,7 +98,11 @@ class Settings(BaseSettings):
         description="With api_token set, reads (verdicts, analyses, feedback, services, clusters) need it too: "
         "they return verbatim log lines. Health and metrics stay open.",
     )
-    public_url: str | None = Field(None, description="Base URL shown in messages (default http://host:port).")
+    public_url: str | None = Field(
+        None,
+        description="Base URL of this service as people reach it: the links of notifications and messages "
+        "(default http://host:port).",
+    )
 
     kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset = no Kafka.")
     kafka_topics: Annotated[list[str], NoDecode] = Field(["logs"], description="Comma-separated topics to consume.")
@@ -131,6 +201,28 @@ class Settings(BaseSettings):
         1000, ge=1, description="POST /v1/events applies its events in chunks of this many, yielding between them."
     )
 
+    # -- notifications (service/notify.py) ---------------------------------------------------------------------
+    notify_webhooks: Annotated[list[Webhook], NoDecode] = Field(
+        [],
+        description="Webhooks told when an analysis ends with a verdict in notify_on: 'slack=URL' (Slack-compatible "
+        "text and blocks) or 'json=URL' / 'URL' (generic JSON), separated by commas or spaces; or a JSON list of "
+        "{url, format}. Unset: no notifications.",
+    )
+    notify_on: Annotated[list[VerdictName], NoDecode] = Field(
+        ["fail"], description="Final verdicts that notify, comma-separated: fail, inconclusive, pass."
+    )
+    notify_timeout_seconds: float = Field(10.0, gt=0, le=300, description="Time limit of one webhook request.")
+    notify_max_attempts: int = Field(
+        5, ge=1, le=20, description="Tries per webhook and message (errors, timeouts, 429 and 5xx are retried)."
+    )
+    notify_backoff_seconds: float = Field(
+        1.0, gt=0, le=300, description="Wait before the first retry; it doubles with each retry."
+    )
+    notify_backoff_max_seconds: float = Field(60.0, gt=0, le=3600, description="Longest wait between two tries.")
+    notify_queue_size: int = Field(
+        1000, ge=1, description="Messages waiting to be sent at most; past it new ones are dropped (and counted)."
+    )
+
     @field_validator("kafka_topics", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
@@ -173,6 +265,18 @@ class Settings(BaseSettings):
                 "must start with sqlite:// (e.g. sqlite:///var/lib/logcanary/state.sqlite) or postgresql:// "
                 "(e.g. postgresql://logcanary@db:5432/logcanary)"
             )
+        return value
+
+    @field_validator("notify_webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: object) -> object:
+        return parse_webhooks(value)
+
+    @field_validator("notify_on", mode="before")
+    @classmethod
+    def _split_verdicts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("kafka_topics")

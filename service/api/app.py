@@ -15,6 +15,7 @@ from service.api import docs, errors, ui
 from service.api.routers import ROUTERS
 from service.api.runtime import Runtime
 from service.ingestion.kafka import KafkaIngestor
+from service.notify import Notifier
 from service.settings import Settings
 from service.state import LiveState
 
@@ -36,9 +37,12 @@ Errors are JSON: `{"error": ..., "detail": ...}`.
 
 def create_app(settings: Settings) -> FastAPI:
     runtime = Runtime(settings)
+    notifier = Notifier(settings, runtime.state.metrics.registry)  # webhooks told of ended analyses
+    runtime.analyses.on_end = notifier.analysis_ended
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await notifier.start()  # first: analyses that ended while the service was down are told of at load
         await asyncio.to_thread(runtime.state.load)
         await asyncio.to_thread(runtime.analyses.load)
         if settings.kafka_bootstrap_servers:
@@ -60,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
             if runtime.kafka is not None:
                 await runtime.kafka.stop()
             await runtime.state.checkpoint(force=True)
+            await notifier.stop(grace=min(5.0, settings.shutdown_timeout_seconds / 4))  # queued messages, briefly
             await asyncio.to_thread(runtime.analyses.close)  # its pending store calls, before the store closes
             runtime.store.close()
             gc.unfreeze()  # what the service froze may be garbage now (an app stopped within a longer process)
