@@ -59,7 +59,9 @@ RUN groupadd --system --gid 10001 logcanary \
 
 # Install from the wheels of stage 1 only (no index): the wheels are bind-mounted,
 # so they never become a layer of this image. pip compiles the .pyc files here,
-# which lets the container run with a read-only root filesystem.
+# which lets the container run with a read-only root filesystem. (DL3013, "pin versions in pip": --no-index sees
+# only the wheels of stage 1, so the versions are those of this very build.)
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels "logcanary[postgres]" \
     && logcanary --help > /dev/null \
