@@ -2,9 +2,9 @@
 (or were silently ignored) are refused, and the overrides the chart supports pass.
 
 Helm validates the schema against the values it coalesced: the chart's values.yaml, then each override on top, where
-a null deletes the key (so `--set kafka.topics=null` leaves no `topics` at all). `helm_values` does the same here;
-there is no helm binary in this environment, so the schema is checked with the `jsonschema` package (Draft 7, the
-draft the schema declares and both of Helm's validators support).
+a null deletes the key (so `--set kafka.topics=null` leaves no `topics` at all). `helm_values` does the same here, and
+the schema is checked with the `jsonschema` package (Draft 7, the draft the schema declares and both of Helm's
+validators support), case by case; tests/test_chart_render.py has Helm itself apply it to a few of them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
 VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
 
 SASL = {"bootstrapServers": "kafka:9092", "securityProtocol": "SASL_SSL"}
+POSTGRES = "postgresql://logcanary:secret@postgres.db:5432/logcanary"
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -102,16 +103,23 @@ def test_every_object_the_chart_owns_is_closed() -> None:
 @pytest.mark.parametrize(
     ("override", "where"),
     [
-        # The four of issue 11 that rendered and then stopped the pod at start.
+        # Three of the four of issue 11 that rendered and then stopped the pod at start (the fourth,
+        # sasl.mechanism=plain, is now upper-cased by the chart, as the protocol is).
         ({"config": {"logLevel": "INFO"}}, "config.logLevel"),
-        ({"kafka": {"sasl": {"mechanism": "plain"}}}, "kafka.sasl.mechanism"),
+        ({"kafka": {"sasl": {"mechanism": "Plain"}}}, "kafka.sasl.mechanism"),
+        ({"kafka": {"sasl": {"mechanism": "GSSAPI"}}}, "kafka.sasl.mechanism"),
         ({"config": {"defaultSensitivity": "Medium"}}, "config.defaultSensitivity"),
         ({"kafka": {"topics": None}}, "kafka"),  # deleted by the null, as Helm does: required
         ({"kafka": {"topics": []}}, "kafka.topics"),
-        # Silently ignored before.
+        # Several replicas need the PostgreSQL store (the SQLite file cannot be shared).
         ({"replicaCount": 3}, ""),
-        ({"ingress": {"enabled": True}}, ""),
+        ({"replicaCount": 2, "existingSecret": "s"}, ""),  # no existingSecretKeys.storeUrl
+        ({"replicaCount": 2, "store": {"url": POSTGRES}, "existingSecret": "s"}, ""),  # store.url is then ignored
+        ({"replicaCount": 0}, "replicaCount"),
+        ({"replicaCount": "3"}, "replicaCount"),
         # Misspelt keys.
+        ({"replicacount": 3}, ""),
+        ({"ingres": {"enabled": True}}, ""),
         ({"config": {"loglevel": "debug"}}, "config"),
         ({"kafka": {"bootstrapServer": "kafka:9092"}}, "kafka"),
         ({"serviceMonitor": {"enable": True}}, "serviceMonitor"),
@@ -138,6 +146,36 @@ def test_every_object_the_chart_owns_is_closed() -> None:
         ({"extraEnv": [{"value": "x"}]}, "extraEnv.0"),
         ({"prometheusRule": {"enabled": "yes"}}, "prometheusRule.enabled"),
         ({"prometheusRule": {"disabledAlerts": ["LogcanaryDown"]}}, "prometheusRule.disabledAlerts.0"),
+        ({"store": {"url": "mysql://db/logcanary"}}, "store.url"),
+        ({"store": {"url": "sqlite:///var/lib/logcanary/state.sqlite"}}, "store.url"),  # stateDir is the SQLite store
+        ({"store": {"schema": "logcanary-prod"}}, "store.schema"),
+        ({"store": {"uri": POSTGRES}}, "store"),
+        ({"existingSecret": "s", "store": {"url": POSTGRES}}, "store.url"),  # read from existingSecret only
+        ({"kafka": {"repartitionTopic": "logs by service"}}, "kafka.repartitionTopic"),
+        ({"podDisruptionBudget": {"enabled": "auto"}}, "podDisruptionBudget.enabled"),
+        ({"podDisruptionBudget": {"maxUnavailable": "one"}}, "podDisruptionBudget.maxUnavailable"),
+        ({"podDisruptionBudget": {"minAvailable": -1}}, "podDisruptionBudget.minAvailable"),
+        ({"ingress": {"enabled": True, "hosts": []}}, "ingress.hosts"),
+        ({"ingress": {"hosts": [{"host": "Logcanary.example.com", "paths": [{"path": "/"}]}]}}, "ingress.hosts.0.host"),
+        (
+            {"ingress": {"hosts": [{"host": "a.example.com", "paths": [{"path": "v1"}]}]}},
+            "ingress.hosts.0.paths.0.path",
+        ),
+        (
+            {"ingress": {"hosts": [{"paths": [{"path": "/", "pathType": "prefix"}]}]}},
+            "ingress.hosts.0.paths.0.pathType",
+        ),
+        ({"ingress": {"tls": [{"secret": "t"}]}}, "ingress.tls.0"),
+        ({"networkPolicy": {"enabled": True, "from": [{}]}}, "networkPolicy.from.0"),
+        ({"networkPolicy": {"from": [{"pods": {"app": "x"}}]}}, "networkPolicy.from.0"),
+        ({"networkPolicy": {"restrictEgress": "yes"}}, "networkPolicy.restrictEgress"),
+        (
+            {"networkPolicy": {"egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "port": 5432}]}},
+            "networkPolicy.egress.0",
+        ),
+        ({"helmTest": {"enabled": "true"}}, "helmTest.enabled"),
+        ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "grafanaDashboard.labels.grafana_dashboard"),
+        ({"grafanaDashboard": {"folder": "logcanary"}}, "grafanaDashboard"),
         # Required combinations.
         ({"kafka": {**SASL, "sasl": {"username": "u", "password": "p"}}}, "kafka.sasl.mechanism"),
         ({"kafka": {**SASL, "sasl": {"mechanism": "PLAIN", "password": "p"}}}, "kafka.sasl.username"),
@@ -184,6 +222,9 @@ def test_null_topics_are_refused_in_a_values_file_too() -> None:
         {"kafka": {**SASL, "securityProtocol": "sasl_ssl", "sasl": {"mechanism": "SCRAM-SHA-512", "username": "u"}}}
         | {"existingSecret": "logcanary-secrets"},
         {"kafka": {**SASL, "sasl": {"mechanism": "PLAIN", "username": "u", "password": "p"}}},
+        # ... and the mechanism too.
+        {"kafka": {**SASL, "sasl": {"mechanism": "plain", "username": "u", "password": "p"}}},
+        {"kafka": {**SASL, "sasl": {"mechanism": "scram-sha-256", "username": "u", "password": "p"}}},
         # SASL settings without Kafka are not read.
         {"kafka": {"securityProtocol": "SASL_PLAINTEXT"}},
         {"kafka": {"bootstrapServers": "kafka:9093", "securityProtocol": "SSL"}}
@@ -201,6 +242,25 @@ def test_null_topics_are_refused_in_a_values_file_too() -> None:
         {"extraEnvFrom": [{"secretRef": {"name": "logcanary-extra"}}]},
         {"livenessProbe": None, "tolerations": [{"key": "dedicated", "operator": "Exists"}]},
         {"global": {"imageRegistry": "registry.example.com"}},  # as a subchart
+        # Scale-out: several replicas on the PostgreSQL store, its URL in the chart's Secret or in existingSecret.
+        {"replicaCount": 3, "store": {"url": POSTGRES, "schema": "logcanary_prod"}, "persistence": {"enabled": False}},
+        {"replicaCount": 2, "store": {"url": "postgres://db/logcanary"}},
+        {"replicaCount": 2, "existingSecret": "s", "existingSecretKeys": {"storeUrl": "store-url"}},
+        {"store": {"url": POSTGRES}},  # one replica on PostgreSQL
+        {"kafka": {"bootstrapServers": "kafka:9092", "repartitionTopic": "logs.by-service"}},
+        {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}},
+        {"podDisruptionBudget": {"enabled": False, "maxUnavailable": None}},
+        {"ingress": {"enabled": True}},
+        {"ingress": {"enabled": True, "className": "nginx", "annotations": {"a": "b"}, "labels": {"c": "d"}}}
+        | {"ingress": {"hosts": [{"host": "*.example.com", "paths": [{"path": "/v1", "pathType": "Exact"}]}]}}
+        | {"ingress": {"tls": [{"secretName": "t", "hosts": ["logcanary.example.com"]}]}},
+        {"ingress": {"enabled": True, "hosts": [{"host": "", "paths": [{"path": "/"}]}]}},
+        {"networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"team": "platform"}}}]}}
+        | {"networkPolicy": {"restrictEgress": True, "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}},
+        {"networkPolicy": {"enabled": True, "from": None, "egress": None}},
+        {"helmTest": {"enabled": False}},
+        {"grafanaDashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "x"}}},
+        {"grafanaDashboard": {"labels": {"grafana_dashboard": "1", "release": "kube-prometheus-stack"}}},
     ],
     ids=json.dumps,
 )

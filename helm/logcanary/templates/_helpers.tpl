@@ -85,7 +85,33 @@ Whether Kafka uses SASL (and so needs the SASL password).
 Whether the chart creates a Secret of its own: no existingSecret and some secret value given.
 */}}
 {{- define "logcanary.createSecret" -}}
-{{- if and (not .Values.existingSecret) (or .Values.apiToken .Values.kafka.sasl.password) }}true{{ end }}
+{{- if and (not .Values.existingSecret) (or .Values.apiToken .Values.kafka.sasl.password .Values.store.url) }}true{{ end }}
+{{- end }}
+
+{{/*
+Whether the state is in PostgreSQL (LOGCANARY_STORE_URL from existingSecret, or store.url in the chart's Secret).
+*/}}
+{{- define "logcanary.postgresStore" -}}
+{{- if .Values.existingSecret }}
+{{- if .Values.existingSecretKeys.storeUrl }}true{{ end }}
+{{- else if .Values.store.url }}true{{ end }}
+{{- end }}
+
+{{/*
+The Kafka SASL mechanism as Kafka spells it (upper case), as the protocol is normalised.
+*/}}
+{{- define "logcanary.kafkaSaslMechanism" -}}
+{{- .Values.kafka.sasl.mechanism | default "" | upper }}
+{{- end }}
+
+{{/*
+Labels that pick the `helm test` pod (let in by the NetworkPolicy). Not the selector labels: the Services, the
+PodDisruptionBudget and the NetworkPolicy must not take it for a logcanary pod.
+*/}}
+{{- define "logcanary.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-test" (include "logcanary.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
 {{- end }}
 
 {{/*
