@@ -42,16 +42,20 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from service.analysis.feedback import compile_rules
 from service.analysis.verdict import analyze
+from service.engine.model import ServiceModel
 from service.metrics import VERDICTS
 from service.schemas import DeploymentMark, DeploymentMarkIn, Feedback, FeedbackIn, Sensitivity, Verdict
 from service.state import LiveState
 from service.store.base import AnalysisRecord
+
+if TYPE_CHECKING:
+    from service.store.postgres import PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 MAX_DURATION_SECONDS = 7 * 86400
 EVALUATE_EVERY_SECONDS = 2.0
+LEASE_SECONDS = 10.0  # scale-out: a running analysis whose evaluator was silent this long is taken over
 
 
 def parse_duration(value: object) -> float:
@@ -215,6 +220,7 @@ class Analyses:
         # Bumped by whatever changes a verdict besides events: feedback, marks, analyses that end.
         self.rules_version = 0
         self.verdicts = VerdictCache(state.settings.verdict_max_age_seconds)
+        self._published: set[str] = set()  # analyses whose gauges this process holds
         # One thread for every store call made from the loop: in order, and the loop never waits on the store lock.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logcanary-analyses-store")
 
@@ -230,26 +236,60 @@ class Analyses:
         """Waits for the store calls asked so far (before the store is closed)."""
         self._writer.shutdown(wait=True)
 
+    @property
+    def shared(self) -> bool:
+        """Scale-out: analyses, feedback and marks live in the shared store, and replicas lease running analyses."""
+        return self.state.owned is not None
+
     def load(self) -> None:
-        """Reads analyses and feedback; running analyses get their gauges back at once (evaluated now)."""
-        self.records = {record.id: record for record in self.state.store.load_analyses()}
-        self.feedback = self.state.store.list_feedback()
-        self.marks = {(mark.service, mark.deployment): mark for mark in self.state.store.load_marks()}
+        """Reads analyses and feedback; running analyses get their gauges back at once (evaluated now). In
+        scale-out the analysis loop leases them instead (:meth:`evaluate_running`)."""
+        self._read_shared()
+        if self.shared:
+            return
         now = time.time()
         for record in self.records.values():
             if record.status == "running":
                 self._publish(record)
                 try:
-                    if self._refresh(record, now):  # load runs in a worker thread: the store may be called here
+                    model = self.state.engine.peek_service(record.service)
+                    if self._refresh(record, now, model):  # load runs in a worker thread: the store may be called
                         self.state.store.save_analysis(record)
                 except Exception:  # the loop retries it; a bad analysis must not stop the start
                     log.exception("evaluating analysis %s failed", record.id)
+
+    def _read_shared(self) -> None:
+        """Analyses, feedback and marks as the store holds them (blocking). A change another replica made to
+        what verdicts depend on (a rule, a mark, an analysis that ended) bumps the rules version here too."""
+        store = self.state.store
+        records = {record.id: record for record in store.load_analyses()}
+        feedback = store.list_feedback()
+        marks = {(mark.service, mark.deployment): mark for mark in store.load_marks()}
+        ended = {r.id for r in records.values() if r.status != "running"}
+        if (
+            [f.id for f in feedback] != [f.id for f in self.feedback]
+            or marks != self.marks
+            or ended != {r.id for r in self.records.values() if r.status != "running"}
+        ):
+            self.rules_version += 1
+        self.records, self.feedback, self.marks = records, feedback, marks
+
+    async def find(self, analysis_id: str) -> AnalysisRecord | None:
+        """An analysis as every replica sees it: in scale-out, read from the store (another replica may have
+        created it, or evaluated it since)."""
+        if not self.shared:
+            return self.records.get(analysis_id)
+        store = cast("PostgresStore", self.state.store)
+        record = await asyncio.to_thread(store.load_analysis, analysis_id)
+        if record is not None:
+            self.records[record.id] = record
+        return record
 
     # -- verdicts ---------------------------------------------------------------------------
 
     def verdict(
         self,
-        service: str,
+        model: ServiceModel,
         canary: str,
         baseline: str | None,
         history: bool,
@@ -261,7 +301,7 @@ class Analyses:
         ``canary`` and ``baseline`` may be any identity of a deployment (a hash, a version, Flagger's names):
         the verdict judges, and names, the deployments they resolve to.
         """
-        model = self.state.engine.peek_service(service)
+        service = model.name
         rules = compile_rules([f for f in self.feedback if f.service == service], model.miner)
         canary = model.resolve(canary) or canary
         if baseline:
@@ -344,8 +384,11 @@ class Analyses:
             ends_at=now + request.duration,
         )
         self.records[record.id] = record
-        self._evaluate(record, now)
+        model = await self.state.read_service(record.service) or self.state.engine.peek_service(record.service)
+        self._evaluate(record, now, model, publish=not self.shared)
         await self._save(record)
+        if self.shared:  # evaluated from now on by whichever replica leases it (this one, unless busy elsewhere)
+            await self.evaluate_running()
         return record
 
     def prune(self, now: float) -> list[str]:
@@ -396,10 +439,10 @@ class Analyses:
             verdict=Verdict.model_validate(record.verdict) if record.verdict else None,
         )
 
-    def _evaluate(self, record: AnalysisRecord, now: float) -> None:
+    def _evaluate(self, record: AnalysisRecord, now: float, model: ServiceModel, publish: bool = True) -> None:
         request = record.request
         verdict = self.verdict(
-            record.service,
+            model,
             request["canary"]["deployment"],
             request["baseline"].get("deployment"),
             request["baseline"].get("history", False),
@@ -410,6 +453,7 @@ class Analyses:
         )
         record.verdict = verdict.model_dump(mode="json")
         done = now >= record.ends_at or (request["fail_fast"] and verdict.verdict == "fail")
+        record.add_risk_sample(now, verdict.risk, last=done)  # the history page's chart
         if done:
             record.status = "completed"
             record.finished_at = now
@@ -417,7 +461,7 @@ class Analyses:
             self.count_verdict(verdict)
             self.rules_version += 1  # a failed canary leaves the history baselines
             self.on_end(record)  # once per analysis: it is completed now
-        else:
+        elif publish:
             self._publish(record)
 
     def _labels(self, record: AnalysisRecord) -> tuple[str, str, str]:
@@ -427,6 +471,7 @@ class Analyses:
         """Sets the running analysis' risk and verdict series (risk 0 and inconclusive before any verdict)."""
         metrics = self.state.metrics
         labels = self._labels(record)
+        self._published.add(record.id)
         verdict = record.verdict or {}
         metrics.risk.labels(*labels).set(float(verdict.get("risk", 0.0)))
         current = verdict.get("verdict", "inconclusive")
@@ -437,25 +482,55 @@ class Analyses:
         """Removes the analysis' series: a finished analysis no longer gates anything."""
         metrics = self.state.metrics
         labels = self._labels(record)
+        self._published.discard(record.id)
         for gauge, values in [(metrics.risk, labels), *((metrics.verdict, (*labels, name)) for name in VERDICTS)]:
             with contextlib.suppress(KeyError):  # never published (e.g. completed while the service was down)
                 gauge.remove(*values)
 
-    def _refresh(self, record: AnalysisRecord, now: float) -> bool:
+    def _refresh(self, record: AnalysisRecord, now: float, model: ServiceModel) -> bool:
         """Recomputes a running analysis' verdict; True when that completed it (the caller saves it)."""
         if record.status != "running":
             return False
-        self._evaluate(record, now)
+        self._evaluate(record, now, model)
         return record.status != "running"
 
     async def evaluate_running(self) -> None:
         """Refreshes every running analysis, yielding to requests and ingestion between two; completes (and
         saves, off the loop) those whose time is up or that failed fast."""
+        if self.shared:
+            await self._evaluate_leased()
+            return
         now = time.time()
         for record in list(self.records.values()):
-            if self._refresh(record, now):
+            if self._refresh(record, now, self.state.engine.peek_service(record.service)):
                 await self._save(record)
             await asyncio.sleep(0)
+
+    async def _evaluate_leased(self) -> None:
+        """Scale-out: each running analysis is evaluated by one replica at a time, the one holding its lease in
+        the store (renewed at every pass, LEASE_SECONDS long). When that replica dies or stops, its lease runs
+        out and another takes the analysis over, from the verdict last saved. Only the holder publishes the
+        analysis' gauges; a replica that lost a lease removes them."""
+        store = cast("PostgresStore", self.state.store)
+        await self._store(self._read_shared)
+        now = time.time()
+        leased = await self._store(store.lease_analyses, self.state.replica_id, now, now + LEASE_SECONDS)
+        held = set()
+        for record in leased:
+            model = await self.state.read_service(record.service) or self.state.engine.peek_service(record.service)
+            self.records[record.id] = record
+            held.add(record.id)
+            if self._refresh(record, time.time(), model):
+                held.discard(record.id)
+            saved = await self._store(store.save_leased_analysis, dataclasses.replace(record), self.state.replica_id)
+            if not saved:  # another replica took it over (this one stalled past the lease): its gauges go
+                held.discard(record.id)
+                self._unpublish(record)
+            await asyncio.sleep(0)
+        for analysis_id in self._published - held:
+            lost = self.records.get(analysis_id)
+            if lost is not None:
+                self._unpublish(lost)
 
     async def run(self) -> None:
         while True:
@@ -471,7 +546,7 @@ class Analyses:
         """Stores a rule; a rule given only a template_id gets the template of that id (UnknownTemplate if none)."""
         data = entry.model_dump()
         if entry.template is None:
-            model = self.state.engine.services.get(entry.service)
+            model = await self.state.read_service(entry.service)
             template = model.miner.get(entry.template_id) if model is not None and entry.template_id else None
             if template is None:
                 raise UnknownTemplate(

@@ -125,6 +125,18 @@ class Settings(BaseSettings):
     )
     kafka_stall_seconds: float = Field(60.0, gt=0, description="No ingest progress this long = stalled.")
     kafka_restart_backoff_max_seconds: float = Field(30.0, gt=0, description="Longest wait between ingest restarts.")
+    kafka_repartition_topic: str | None = Field(
+        None,
+        description="Scale-out (PostgreSQL store and Kafka): logcanary's own topic, keyed by service, through which "
+        "every event reaches the replica owning its service; default <group id>.by-service (created if missing).",
+    )
+    kafka_repartition_partitions: int = Field(
+        12,
+        ge=1,
+        le=10_000,
+        description="Partitions of the repartition topic when logcanary creates it: the most replicas that share the "
+        "work. Never change it afterwards (services are placed by hash modulo this count).",
+    )
     kafka_required_for_ready: bool = Field(
         False, description="true: /readyz answers 503 while Kafka ingestion is not running (default: verdicts served)."
     )
@@ -285,6 +297,17 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("needs at least one topic")
         return value
+
+    @property
+    def scale_out(self) -> bool:
+        """Replicas share the work: the PostgreSQL store holds the state, Kafka places each service on one replica."""
+        return bool(self.kafka_bootstrap_servers) and (self.store_url or "").startswith(
+            ("postgresql://", "postgres://")
+        )
+
+    @property
+    def repartition_topic(self) -> str:
+        return self.kafka_repartition_topic or f"{self.kafka_group_id}.by-service"
 
     @property
     def base_url(self) -> str:

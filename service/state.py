@@ -17,18 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
-from collections import Counter
+import uuid
+import zlib
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from service.engine.miner import TemplateMiner
-from service.engine.model import DeploymentModel, Engine
+from service.engine.model import DeploymentModel, Engine, ServiceModel
 from service.idempotency import IdempotencyKeys
 from service.metrics import Metrics
 from service.schemas import LogEvent
 from service.settings import Settings
-from service.store.base import Checkpoint, Store
+from service.store.base import Checkpoint, Fenced, Store
 from service.store.codec import (
+    Restored,
     encode_deployment_header,
     encode_group,
     encode_miner_header,
@@ -38,7 +45,12 @@ from service.store.codec import (
     restore,
 )
 
+if TYPE_CHECKING:
+    from service.store.postgres import PostgresStore
+
 log = logging.getLogger(__name__)
+
+SNAPSHOTS_KEPT = 256  # services of other replicas held for reads
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -75,14 +87,7 @@ class LiveState:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.engine = Engine(
-            extra_patterns=tuple(settings.mask_patterns),
-            max_templates_per_service=settings.max_templates_per_service,
-            max_templates_per_deployment=settings.max_templates_per_deployment,
-            max_clusters_per_deployment=settings.max_clusters_per_deployment,
-            max_deployments_per_service=settings.max_deployments_per_service,
-            max_services=settings.max_services,
-        )
+        self.engine = self.new_engine()
         self.metrics = Metrics(
             lambda: self.engine,
             max_services=settings.metrics_max_services,
@@ -100,20 +105,145 @@ class LiveState:
         # Held by POST /v1/events while it applies a body in chunks: no checkpoint saves half a request.
         self.applying = self._checkpoint_lock
         self.idempotency = IdempotencyKeys(settings.idempotency_ttl_seconds, settings.idempotency_max_keys)
+        # Scale-out (service.ingestion.scale_out): the repartition topic's partitions ("shards") this replica
+        # owns, with their fencing epochs; None = one process holds every service.
+        self.owned: set[int] | None = set() if settings.scale_out else None
+        self.epochs: dict[int, int] = {}
+        self.fenced: set[int] = set()  # released after a fenced checkpoint: the consumer claims them again
+        self.partitions = settings.kafka_repartition_partitions  # the topic's real count once Kafka told it
+        self.origins: dict[tuple[int, str, int], int] = {}  # (shard, origin topic, partition) -> next origin offset
+        self._saved_origins: dict[tuple[int, str, int], int] = {}
+        self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._snapshots: OrderedDict[str, tuple[float, ServiceModel | None]] = OrderedDict()
+
+    def new_engine(self) -> Engine:
+        """An engine with the service's caps (the live one, or one to read a service another replica owns)."""
+        settings = self.settings
+        return Engine(
+            extra_patterns=tuple(settings.mask_patterns),
+            max_templates_per_service=settings.max_templates_per_service,
+            max_templates_per_deployment=settings.max_templates_per_deployment,
+            max_clusters_per_deployment=settings.max_clusters_per_deployment,
+            max_deployments_per_service=settings.max_deployments_per_service,
+            max_services=settings.max_services,
+        )
 
     def load(self) -> None:
-        """Restores the engine and offsets from the store (blocking; call at start)."""
-        rewrite = restore(self.engine, self.store.load_state())
-        self.offsets = self.store.load_offsets()
-        self._saved_offsets = dict(self.offsets)
+        """Restores the engine and offsets from the store (blocking; call at start). In scale-out, a replica
+        holds nothing until Kafka assigns it partitions (:meth:`adopt`)."""
         self.idempotency.load(self.store.load_idempotency_keys(self.idempotency.horizon()))
-        for name, service in self.engine.services.items():
+        if self.owned is None:
+            rewrite = restore(self.engine, self.store.load_state())
+            self.offsets = self.store.load_offsets()
+            self._saved_offsets = dict(self.offsets)
+            self._remember_restored(self.engine.services, rewrite)
+        self.loaded = True
+
+    def _remember_restored(self, names: Iterable[str], rewrite: Restored) -> None:
+        """Records restored services as saved (except what must be rewritten whole)."""
+        for name in names:
+            service = self.engine.services.get(name)
+            if service is None:
+                continue
             if name not in rewrite.services:  # else unknown: rewritten whole at the next checkpoint
                 self._saved_miners[name] = self._saved_miner(service.miner)
             for deployment, model in service.deployments.items():
                 if (name, deployment) not in rewrite.deployments:
                     self._saved_deployments[(name, deployment)] = self._saved_deployment(model)
-        self.loaded = True
+
+    # -- scale-out: the services of the partitions Kafka assigned ----------------------------------------------
+
+    def shard_of(self, service: str) -> int:
+        """The partition of the repartition topic that carries (and the replica that owns) a service."""
+        return zlib.crc32(service.encode("utf-8", "surrogatepass")) % self.partitions
+
+    def owns(self, service: str) -> bool:
+        return self.owned is None or self.shard_of(service) in self.owned
+
+    def release(self, shards: Iterable[int]) -> None:
+        """Forgets, in memory only, the services of partitions this replica no longer owns (nothing is deleted
+        from the store: their next owner restores them from it)."""
+        gone = set(shards)
+        if self.owned is None or not gone:
+            return
+        for name in [name for name in self.engine.services if self.shard_of(name) in gone]:
+            self.engine.release(name)
+            self._saved_miners.pop(name, None)
+        for dkey in [dkey for dkey in self._saved_deployments if self.shard_of(dkey[0]) in gone]:
+            del self._saved_deployments[dkey]
+        topic = self.settings.repartition_topic
+        for offsets in (self.offsets, self._saved_offsets):
+            for key in [key for key in offsets if key[0] == topic and key[1] in gone]:
+                del offsets[key]
+        for origins in (self.origins, self._saved_origins):
+            for okey in [okey for okey in origins if okey[0] in gone]:
+                del origins[okey]
+        for shard in gone:
+            self.epochs.pop(shard, None)
+        self.owned -= gone
+        log.info("released partitions %s of %s", sorted(gone), topic)
+
+    async def adopt(self, shards: Iterable[int]) -> None:
+        """Takes the partitions Kafka just assigned: claims them in the store (fencing the former owner), keeps
+        in memory those it held without anyone else in between, releases the others, and restores the new ones
+        with their offsets (the consumer then seeks there)."""
+        assert self.owned is not None
+        store = cast("PostgresStore", self.store)
+        topic = self.settings.repartition_topic
+        wanted = set(shards)
+        epochs = await asyncio.to_thread(store.claim_shards, topic, wanted, self.replica_id)
+        kept = {s for s in wanted & self.owned if epochs[s] == self.epochs.get(s, -1) + 1}
+        self.release(self.owned - kept)
+        gained = wanted - kept
+        if gained:
+            names = [n for n in await asyncio.to_thread(store.service_names) if self.shard_of(n) in gained]
+            stored = await asyncio.to_thread(store.load_state, names)
+            origins = await asyncio.to_thread(store.load_origin_offsets, gained)
+            offsets = {
+                key: value
+                for key, value in (await asyncio.to_thread(store.load_offsets)).items()
+                if key[0] == topic and key[1] in gained
+            }
+            # On the loop, no await from here on: ingestion sees the restored services whole.
+            rewrite = restore(self.engine, stored)
+            self._remember_restored(names, rewrite)
+            self.offsets.update(offsets)
+            self._saved_offsets.update(offsets)
+            self.origins.update(origins)
+            self._saved_origins.update(origins)
+            log.info("adopted partitions %s of %s: %d services restored", sorted(gained), topic, len(names))
+        self.epochs.update(epochs)
+        self.owned = wanted
+
+    async def read_service(self, name: str) -> ServiceModel | None:
+        """A service to answer a read: the live model where this replica owns it (or holds everything), else
+        the one its owner last checkpointed, read from the store at most one checkpoint interval ago."""
+        if self.owns(name):
+            return self.engine.services.get(name)
+        now = time.monotonic()
+        cached = self._snapshots.get(name)
+        if cached is not None and now - cached[0] < self.settings.checkpoint_interval_seconds:
+            return cached[1]
+        model = await asyncio.to_thread(self._load_snapshot, name)
+        self._snapshots[name] = (now, model)
+        self._snapshots.move_to_end(name)
+        while len(self._snapshots) > SNAPSHOTS_KEPT:
+            self._snapshots.popitem(last=False)
+        return model
+
+    def _load_snapshot(self, name: str) -> ServiceModel | None:
+        store = cast("PostgresStore", self.store)
+        engine = self.new_engine()
+        restore(engine, store.load_state([name]))
+        return engine.services.get(name)
+
+    async def service_names(self) -> list[str]:
+        """Every service known: this replica's and, in scale-out, those the store holds for the others."""
+        names = set(self.engine.services)
+        if self.owned is not None:
+            store = cast("PostgresStore", self.store)
+            names.update(n for n in await asyncio.to_thread(store.service_names) if not self.owns(n))
+        return sorted(names)
 
     @staticmethod
     def _saved_miner(miner: TemplateMiner) -> _SavedMiner:
@@ -126,21 +256,33 @@ class LiveState:
         return _SavedDeployment(model, model.events, counts)
 
     def observe(self, event: LogEvent) -> None:
-        timestamp = event.timestamp.timestamp()
+        self.observe_values(
+            event.service,
+            event.deployment,
+            event.message,
+            event.timestamp.timestamp(),
+            event.host,
+            event.level,
+            event.identities,
+        )
+
+    def observe_values(
+        self,
+        service: str,
+        deployment: str,
+        message: str,
+        timestamp: float,
+        host: str,
+        level: str,
+        identities: Sequence[str],
+    ) -> None:
+        """One event, as its fields (what the repartition topic carries)."""
         received = time.time()
         if timestamp > received + self.settings.max_clock_skew_seconds:
             # A stamp from the future (a wrong clock, 2099) would sit in every "last N minutes" window for ever.
             timestamp = received
             self.metrics.timestamps_clamped.inc()
-        self.engine.observe(
-            event.service,
-            event.deployment,
-            event.message,
-            timestamp,
-            event.host,
-            event.level,
-            event.identities,
-        )
+        self.engine.observe(service, deployment, message, timestamp, host, level, identities)
 
     def count_rejections(self, source: str, reasons: Counter[str]) -> None:
         for reason, count in reasons.items():
@@ -149,6 +291,11 @@ class LiveState:
     def snapshot(self) -> tuple[Checkpoint, _Pending]:
         """What changed since the last checkpoint, with the current offsets (on the loop thread)."""
         checkpoint = Checkpoint(offsets=dict(self.offsets))
+        if self.owned is not None:
+            checkpoint.fence = (self.settings.repartition_topic, dict(self.epochs))
+            checkpoint.origins = {
+                key: value for key, value in self.origins.items() if self._saved_origins.get(key) != value
+            }
         checkpoint.idempotency = self.idempotency.pending()  # saved with the events they counted
         checkpoint.idempotency_horizon = self.idempotency.horizon()
         checkpoint.idempotency_max_keys = self.idempotency.max_keys
@@ -212,6 +359,14 @@ class LiveState:
                 return True
             try:
                 await asyncio.to_thread(self.store.write_checkpoint, checkpoint)
+            except Fenced as exc:
+                # Kafka gave these partitions to another replica (this one missed the rebalance: a pause, a
+                # partition from the group): its state is the truth now. Drop ours; the rest is saved next time.
+                log.warning("checkpoint fenced: %s; dropping them here", exc)
+                self.release(exc.shards)
+                self.fenced.update(exc.shards)
+                self.metrics.checkpoint_failures.inc()
+                return False
             except Exception as exc:
                 self.checkpoint_failures += 1
                 delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (self.checkpoint_failures - 1))
@@ -240,6 +395,7 @@ class LiveState:
             del self.engine.evicted[: pending.evicted]
             self.idempotency.saved(checkpoint.idempotency)
             self._saved_offsets = checkpoint.offsets
+            self._saved_origins.update(checkpoint.origins)
             self.last_checkpoint = time.time()
             self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
             return True

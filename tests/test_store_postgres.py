@@ -305,3 +305,56 @@ def test_a_sqlite_url_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(StoreOpenError, match="LOGCANARY_STORE_URL=sqlite://"):
         open_store(Settings(store_url=f"sqlite://{tmp_path}/a-file/s.sqlite"))
+
+
+def test_a_replica_that_lost_its_partitions_cannot_write_them(pg_schema: str) -> None:
+    """Scale-out fencing: each claim of a repartition partition bumps its epoch; a checkpoint carrying an older
+    epoch writes nothing at all (state, offsets, origin offsets), and names the partitions lost."""
+    from service.store.base import Fenced
+
+    first, second = PostgresStore(TEST_URL, pg_schema), PostgresStore(TEST_URL, pg_schema)
+    try:
+        held = first.claim_shards("by-service", [0, 1], "replica-a")
+        assert held == {0: 1, 1: 1}
+        write = Checkpoint(
+            miners={"svc": b'{"format": 2, "overflow": 0}'},
+            offsets={("by-service", 0): 10},
+            fence=("by-service", held),
+            origins={(0, "logs", 3): 100},
+        )
+        first.write_checkpoint(write)
+        assert second.claim_shards("by-service", [1], "replica-b") == {1: 2}  # Kafka moved partition 1
+        late = dataclasses.replace(write, offsets={("by-service", 0): 20}, origins={(0, "logs", 3): 200})
+        with pytest.raises(Fenced) as lost:
+            first.write_checkpoint(late)
+        assert lost.value.shards == [1]
+        assert second.load_offsets() == {("by-service", 0): 10}  # nothing of the refused checkpoint
+        assert second.load_origin_offsets([0, 1]) == {(0, "logs", 3): 100}
+        assert second.service_names() == ["svc"]
+        assert second.load_state(["other"]).miners == {}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_one_replica_at_a_time_evaluates_a_running_analysis(pg_schema: str) -> None:
+    """Leases: a running analysis goes to one replica; another takes it only once the lease ran out, and the
+    former holder's saves are refused from then on."""
+    store = PostgresStore(TEST_URL, pg_schema)
+    try:
+        record = AnalysisRecord("a1", "svc", {}, "running", 1.0, 2.0)
+        store.save_analysis(record)
+        store.save_analysis(AnalysisRecord("done", "svc", {}, "completed", 1.0, 2.0, finished_at=2.0))
+        assert [r.id for r in store.lease_analyses("replica-a", now=100.0, until=110.0)] == ["a1"]
+        assert store.lease_analyses("replica-b", now=105.0, until=115.0) == []  # held by a
+        assert [r.id for r in store.lease_analyses("replica-a", now=106.0, until=116.0)] == ["a1"]  # renewed
+        assert [r.id for r in store.lease_analyses("replica-b", now=117.0, until=127.0)] == ["a1"]  # a went quiet
+        record.verdict = {"verdict": "pass"}
+        assert not store.save_leased_analysis(record, "replica-a")
+        record.status, record.finished_at = "completed", 120.0
+        assert store.save_leased_analysis(record, "replica-b")
+        stored = store.load_analysis("a1")
+        assert stored is not None and stored.status == "completed"
+        assert store.lease_analyses("replica-a", now=200.0, until=210.0) == []  # completed: no one evaluates it
+    finally:
+        store.close()

@@ -45,7 +45,12 @@ def create_app(settings: Settings) -> FastAPI:
         await notifier.start()  # first: analyses that ended while the service was down are told of at load
         await asyncio.to_thread(runtime.state.load)
         await asyncio.to_thread(runtime.analyses.load)
-        if settings.kafka_bootstrap_servers:
+        if settings.scale_out:  # this replica counts the services Kafka gives it, and routes every log record
+            runtime.kafka = KafkaIngestor(settings, runtime.state, "owner")
+            runtime.router = KafkaIngestor(settings, runtime.state, "router", metrics=runtime.kafka.metrics)
+            await runtime.kafka.start()
+            await runtime.router.start()
+        elif settings.kafka_bootstrap_servers:
             runtime.kafka = KafkaIngestor(settings, runtime.state)
             await runtime.kafka.start()
         loops = [
@@ -61,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             for task in loops:
                 task.cancel()
+            if runtime.router is not None:
+                await runtime.router.stop()
             if runtime.kafka is not None:
                 await runtime.kafka.stop()
             await runtime.state.checkpoint(force=True)

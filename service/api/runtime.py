@@ -21,7 +21,8 @@ class Runtime:
         self.store = open_store(settings)
         self.state = LiveState(settings, self.store)
         self.analyses = Analyses(self.state)
-        self.kafka: KafkaIngestor | None = None
+        self.kafka: KafkaIngestor | None = None  # the consumer that counts events
+        self.router: KafkaIngestor | None = None  # scale-out: the consumer that routes them to their owners
 
 
 async def runtime(request: Request) -> Runtime:

@@ -316,6 +316,15 @@ class Engine:
         model.miner.clear_caches()  # gives its share of the shared cache budget back
         self.services_evicted += 1
 
+    def release(self, name: str) -> None:
+        """Lets go of a service another replica now owns: gone from memory, not evicted (the store keeps it)."""
+        model = self.services.pop(name, None)
+        if model is None:
+            return
+        for deployment in model.deployments:
+            self._routes.pop((name, deployment), None)
+        model.miner.clear_caches()
+
     def evict(self, service: str, deployment: str) -> None:
         """Forgets a deployment of a service (its counts go; the service's templates stay)."""
         model = self.services.get(service)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import orjson
 
 from service.ingestion.records import Decoded, decode_object, decode_record
+from service.schemas import LogEvent
 
 if TYPE_CHECKING:
     from service.state import LiveState
@@ -104,11 +105,17 @@ class _Source:
         return out
 
 
-async def ingest(state: LiveState, body: bytes, applied: Callable[[Outcome], None] | None = None) -> Outcome:
+async def ingest(
+    state: LiveState,
+    body: bytes,
+    applied: Callable[[Outcome], None] | None = None,
+    forward: Callable[[list[LogEvent]], Awaitable[None]] | None = None,
+) -> Outcome:
     """Decodes and counts a body (JSON array or NDJSON). Raises :class:`BadBody` before counting anything.
 
     ``applied`` runs once every event is applied, before any checkpoint can run (it records the idempotency key).
-    Run this shielded from cancellation: once the first chunk is applied, the rest must follow.
+    Run this shielded from cancellation: once the first chunk is applied, the rest must follow. With ``forward``
+    (scale-out) each chunk's events are sent to the replicas owning their services instead of counted here.
     """
     settings = state.settings
     chunk = settings.ingest_chunk_events
@@ -119,12 +126,16 @@ async def ingest(state: LiveState, body: bytes, applied: Callable[[Outcome], Non
         while decoded := await asyncio.to_thread(source.decode, chunk):
             outcome.records += len(decoded)
             observed = 0
+            forwarded: list[LogEvent] = []
             for index, record in decoded:
-                for event in record.events:
-                    observe(event)
-                    observed += 1
-                    if observed % chunk == 0:  # one record with very many events (OTLP) yields too
-                        await asyncio.sleep(0)
+                if forward is not None:
+                    forwarded.extend(record.events)
+                else:
+                    for event in record.events:
+                        observe(event)
+                        observed += 1
+                        if observed % chunk == 0:  # one record with very many events (OTLP) yields too
+                            await asyncio.sleep(0)
                 outcome.accepted += len(record.events)
                 for rejection in record.rejections:
                     outcome.reasons[rejection.reason] += 1
@@ -132,8 +143,11 @@ async def ingest(state: LiveState, body: bytes, applied: Callable[[Outcome], Non
                         outcome.errors.append(RecordError(index, rejection.reason, rejection.detail))
                 if record.events and record.rejections and len(outcome.partial) < MAX_ERRORS:
                     outcome.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
+            if forwarded and forward is not None:
+                await forward(forwarded)  # counted (as "http") by their owners
             await asyncio.sleep(0)
-        state.metrics.ingested.labels("http").inc(outcome.accepted)
+        if forward is None:
+            state.metrics.ingested.labels("http").inc(outcome.accepted)
         state.count_rejections("http", outcome.reasons)
         if applied is not None:
             applied(outcome)

@@ -30,15 +30,23 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RebalanceInProgressError,
+)
 from aiokafka.helpers import create_ssl_context
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge
 
+from service.ingestion import scale_out
 from service.ingestion.records import Decoded, decode_record
+from service.schemas import LogEvent
 from service.settings import Settings
 from service.state import LiveState
 
@@ -53,6 +61,8 @@ HEADER_ORIGINAL_BYTES = "logcanary-original-bytes"
 HEADER_ACCEPTED = "logcanary-accepted-events"
 HEADER_REJECTED = "logcanary-rejected-events"
 
+#: Largest batch the producer builds (a router's batches to the repartition topic; above any record).
+MAX_BATCH_BYTES = 2 * 1024 * 1024
 #: Head kept of a dead letter the producer or the broker refused even once truncated.
 SMALL_HEAD_BYTES = 1024
 #: Longest dead-letter key kept (a key is only used for partitioning).
@@ -63,6 +73,15 @@ PROBE_TIMEOUT_SECONDS = 1.5
 #: Longest wait to connect, and to close clients that cannot reach the broker.
 CONNECT_TIMEOUT_SECONDS = 30.0
 CLOSE_TIMEOUT_SECONDS = 5.0
+
+
+Role = Literal["direct", "router", "owner"]
+"""direct: one process consumes the log topics and counts; in scale-out every replica runs a router (log topics
+to the repartition topic, by service) and an owner (counts the repartition partitions Kafka assigns it)."""
+
+
+class KafkaUnavailable(Exception):
+    """Scale-out HTTP ingestion could not hand events to Kafka."""
 
 
 class _Stopping(Exception):
@@ -110,6 +129,45 @@ class _SeekToSavedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
 
 
+class _SeekToCommittedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Router: raw topics are read from the offsets committed to Kafka (after their events reached the
+    repartition topic); the owners' origin offsets drop what a restarted router sends twice."""
+
+    def __init__(self, ingestor: KafkaIngestor, consumer: AIOKafkaConsumer) -> None:
+        self._ingestor = ingestor
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self._ingestor.offsets.pop((tp.topic, tp.partition), None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            self._ingestor.offsets[(tp.topic, tp.partition)] = committed or 0
+            self._consumer.seek(tp, committed or 0)
+        log.info("routing %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
+
+
+class _AdoptAssignedShards(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Owner: a revocation saves the state first; an assignment claims the partitions in the store (fencing
+    their former owner), restores their services and seeks to the offsets saved with them."""
+
+    def __init__(self, ingestor: KafkaIngestor, consumer: AIOKafkaConsumer) -> None:
+        self._ingestor = ingestor
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._ingestor.state.checkpoint(force=True)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        state = self._ingestor.state
+        await state.adopt(tp.partition for tp in assigned)
+        for tp in assigned:
+            self._consumer.seek(tp, state.offsets.setdefault((tp.topic, tp.partition), 0))
+        log.info("owning %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
+
+
 class IngestMetrics:
     """The consume loop's health, registered in the service's registry."""
 
@@ -143,6 +201,11 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self.duplicates = PromCounter(
+            "logcanary_repartition_duplicates",
+            "Records of the repartition topic a restarted router sent again: dropped, never counted.",
+            registry=r,
+        )
         self.below_offset = PromCounter(
             "logcanary_ingest_records_skipped",
             "Records fetched again below the next expected offset (or before their partition was positioned): "
@@ -154,9 +217,15 @@ class IngestMetrics:
 class KafkaIngestor:
     """Consumes log records into the live state until stopped, restarting its loop after any failure."""
 
-    def __init__(self, settings: Settings, state: LiveState) -> None:
+    def __init__(
+        self, settings: Settings, state: LiveState, role: Role = "direct", metrics: IngestMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.state = state
+        self.role = role
+        # The next offset to read per (topic, partition): the state's own (saved with it) when this consumer
+        # counts events; the router's are committed to Kafka instead.
+        self.offsets: dict[tuple[str, int], int] = {} if role == "router" else state.offsets
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.reachable = False
@@ -167,7 +236,7 @@ class KafkaIngestor:
         self._task: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self.metrics = IngestMetrics(self)
+        self.metrics = metrics or IngestMetrics(self)
 
     async def start(self) -> None:
         """Connects in the background: an unreachable cluster never stops the service."""
@@ -226,10 +295,13 @@ class KafkaIngestor:
 
     async def _connect(self) -> None:
         options = client_options(self.settings)
-        producer = AIOKafkaProducer(**options, linger_ms=20)
+        if self.role != "direct":
+            await scale_out.ensure_repartition_topic(self.settings, options, self.state)
+        producer = AIOKafkaProducer(**options, linger_ms=20, max_batch_size=MAX_BATCH_BYTES)
+        group = self.settings.kafka_group_id
         consumer = AIOKafkaConsumer(
             **options,
-            group_id=self.settings.kafka_group_id,
+            group_id=f"{group}.owners" if self.role == "owner" else group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.kafka_max_batch_records,
@@ -245,7 +317,12 @@ class KafkaIngestor:
             await _bounded(consumer.stop(), CLOSE_TIMEOUT_SECONDS)
             raise
         self.producer, self.consumer = producer, consumer
-        consumer.subscribe(self.settings.kafka_topics, listener=_SeekToSavedOffsets(self, consumer))
+        if self.role == "owner":
+            consumer.subscribe([self.settings.repartition_topic], listener=_AdoptAssignedShards(self, consumer))
+        elif self.role == "router":
+            consumer.subscribe(self.settings.kafka_topics, listener=_SeekToCommittedOffsets(self, consumer))
+        else:
+            consumer.subscribe(self.settings.kafka_topics, listener=_SeekToSavedOffsets(self, consumer))
         self.reachable = True
 
     async def _close_clients(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
@@ -312,7 +389,8 @@ class KafkaIngestor:
                 task.cancel()
                 await asyncio.wait({task}, timeout=1.0)
         self.phase = "stopped"
-        await self.state.checkpoint(force=True)  # the last chance before exit, whatever the retry backoff
+        if self.role != "router":
+            await self.state.checkpoint(force=True)  # the last chance before exit, whatever the retry backoff
         remaining = deadline - time.monotonic()
         await _bounded(self._commit_to_kafka(), max(0.1, min(5.0, remaining / 3)))
         await self._close_clients(timeout=max(0.1, (deadline - time.monotonic()) / 2))
@@ -343,18 +421,46 @@ class KafkaIngestor:
                 self._progressed()
             elif self.reachable:
                 self._progressed()
-            if time.time() - self.state.last_checkpoint >= self.settings.checkpoint_interval_seconds:
+            if (
+                self.role != "router"
+                and time.time() - self.state.last_checkpoint >= self.settings.checkpoint_interval_seconds
+            ):
                 await self.state.checkpoint()
                 await _bounded(self._commit_to_kafka(), 5.0)
+            if self.state.fenced:
+                await self._reclaim()
+
+    async def _reclaim(self) -> None:
+        """A checkpoint found partitions claimed by another replica while Kafka still assigns them here (a
+        member that rejoined, a stale assignment): claim them again, restore what the store holds and seek.
+        Two replicas alternate at most until the group settles; each write is fenced, so the store only ever
+        holds one owner's consistent state and offsets."""
+        consumer = self.consumer
+        assert consumer is not None
+        fenced, self.state.fenced = self.state.fenced, set()
+        assigned = {tp.partition: tp for tp in consumer.assignment()}
+        back = fenced & set(assigned)
+        if not back:
+            return
+        log.warning("partitions %s are still assigned here: claiming them again", sorted(back))
+        await self.state.adopt(assigned)
+        for shard in back:
+            tp = assigned[shard]
+            consumer.seek(tp, self.state.offsets.setdefault((tp.topic, tp.partition), 0))
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Decodes a batch, dead-letters bad records, then counts the good ones and moves the offsets."""
+        """Decodes a batch, dead-letters bad records, then counts the good ones and moves the offsets (a router
+        sends them on to the repartition topic instead; an owner counts what routers sent)."""
+        if self.role == "owner":
+            self._apply_routed(batch)
+            return
         started = time.perf_counter()
         metrics = self.state.metrics
         max_bytes = self.settings.max_record_bytes
         max_message_bytes = self.settings.max_message_bytes
-        offsets = self.state.offsets
+        offsets = self.offsets
         good = []
+        routed: list[tuple[Any, list[LogEvent]]] = []
         reasons: Counter[str] = Counter()
         dead: list[tuple[Any, Decoded]] = []
         fresh: dict[tuple[str, int], int] = {}  # partition -> next offset after this batch
@@ -371,6 +477,8 @@ class KafkaIngestor:
                     continue
                 decoded = decode_record(record.value or b"", max_bytes=max_bytes, max_message_bytes=max_message_bytes)
                 good.extend(decoded.events)
+                if decoded.events:
+                    routed.append((record, decoded.events))
                 if decoded.rejections:
                     reasons.update(rejection.reason for rejection in decoded.rejections)
                     dead.append((record, decoded))
@@ -379,6 +487,11 @@ class KafkaIngestor:
             self.metrics.below_offset.inc(skipped)
         if dead:
             await self._dead_letter(dead)
+        if self.role == "router":
+            await self._route(routed, fresh)
+            self.state.count_rejections("kafka", reasons)
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            return
         # From here to the offsets nothing awaits: the engine and the offsets move together.
         observe = self.state.observe
         for event in good:
@@ -396,6 +509,106 @@ class KafkaIngestor:
             if highwater is not None:
                 lag = max(0, highwater - offsets.get((tp.topic, tp.partition), 0))
                 metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    # -- scale-out ----------------------------------------------------------------------------------
+
+    async def _route(self, routed: list[tuple[Any, list[LogEvent]]], fresh: dict[tuple[str, int], int]) -> None:
+        """Sends each record's events to the partitions of their services, then commits the raw offsets: at
+        least once, and the owners drop what comes twice by its origin offset."""
+        producer, consumer = self.producer, self.consumer
+        assert producer is not None and consumer is not None
+        by_shard: dict[int, list[tuple[bytes, list[tuple[str, bytes]]]]] = {}
+        for record, events in routed:
+            headers = [(scale_out.HEADER_ORIGIN, scale_out.origin(record.topic, record.partition, record.offset))]
+            for shard, value in scale_out.encode_by_shard(events, self.state.shard_of).items():
+                by_shard.setdefault(shard, []).append((value, headers))
+        # A failure restarts the loop and the raw records are read again from the committed offsets.
+        await asyncio.gather(*(self._send_in_order(shard, messages) for shard, messages in by_shard.items()))
+        if fresh:
+            try:
+                await consumer.commit({TopicPartition(t, p): offset for (t, p), offset in fresh.items()})
+            except (CommitFailedError, IllegalGenerationError, RebalanceInProgressError) as exc:
+                # A rebalance moved these partitions: their next router sends the records again from the
+                # last committed offset, and the owners drop what they already counted.
+                log.info("raw offsets not committed during a rebalance (%s); sent again by the next router", exc)
+                return
+            for key, next_offset in fresh.items():
+                self.offsets[key] = max(self.offsets.get(key, 0), next_offset)
+
+    async def _send_in_order(self, shard: int, messages: list[tuple[bytes, list[tuple[str, bytes]]]]) -> None:
+        """Sends one partition's messages batch after batch, each acknowledged before the next is sent: after a
+        failure nothing later reaches the partition, so the origin offsets an owner sees never skip a record
+        (the producer would otherwise send the next batch once a failed one gave up: a gap, then a duplicate
+        dropped as already counted)."""
+        producer = self.producer
+        assert producer is not None
+        topic = self.settings.repartition_topic
+        batch = producer.create_batch()
+        for value, headers in messages:
+            while batch.append(timestamp=None, key=None, value=value, headers=headers) is None:
+                if not batch.record_count():
+                    raise MessageSizeTooLargeError(f"a repartition record of {len(value)} bytes fits no batch")
+                await (await producer.send_batch(batch, topic, partition=shard))
+                batch = producer.create_batch()
+        if batch.record_count():
+            await (await producer.send_batch(batch, topic, partition=shard))
+
+    async def forward(self, events: list[LogEvent]) -> None:
+        """Scale-out HTTP ingestion: sends events to the partitions of their services (no origin: a retry of the
+        request, with an Idempotency-Key, is what keeps it once). Raises KafkaUnavailable when it cannot."""
+        producer = self.producer
+        if producer is None or self.state.owned is None:
+            raise KafkaUnavailable("not connected to Kafka: events cannot reach the replicas owning their services")
+        topic = self.settings.repartition_topic
+        try:
+            futures = [
+                await producer.send(topic, value, partition=shard)
+                for shard, value in scale_out.encode_by_shard(events, self.state.shard_of).items()
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"Kafka did not take the events ({exc})") from exc
+
+    def _apply_routed(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Counts the events routers sent to this replica's partitions, each origin record once (no await)."""
+        started = time.perf_counter()
+        state = self.state
+        offsets, origins = state.offsets, state.origins
+        observe = state.observe_values
+        counted = skipped = duplicates = from_http = 0
+        for tp, records in batch.items():
+            key = (tp.topic, tp.partition)
+            expected = offsets.get(key)
+            if expected is None or (state.owned is not None and tp.partition not in state.owned):
+                skipped += len(records)
+                continue
+            for record in records:
+                if record.offset < expected:
+                    skipped += 1
+                    continue
+                offsets[key] = expected = record.offset + 1
+                source = scale_out.origin_of(record.headers)
+                if source is not None:
+                    okey = (tp.partition, source[0], source[1])
+                    if source[2] < origins.get(okey, 0):
+                        duplicates += 1
+                        continue
+                    origins[okey] = source[2] + 1
+                values = scale_out.decode(record.value)
+                for event in values:
+                    observe(*event)
+                if source is None:
+                    from_http += len(values)
+                else:
+                    counted += len(values)
+        if skipped:
+            self.metrics.below_offset.inc(skipped)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        state.metrics.ingested.labels("kafka").inc(counted)
+        if from_http:
+            state.metrics.ingested.labels("http").inc(from_http)
+        state.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     # -- dead letters --------------------------------------------------------------------------------
 
@@ -492,11 +705,11 @@ class KafkaIngestor:
         consumer = self.consumer
         if consumer is None:
             return
+        if self.role == "router":
+            return  # committed after each batch
         assignment = consumer.assignment()
         offsets = {
-            tp: self.state.offsets[(tp.topic, tp.partition)]
-            for tp in assignment
-            if (tp.topic, tp.partition) in self.state.offsets
+            tp: self.offsets[(tp.topic, tp.partition)] for tp in assignment if (tp.topic, tp.partition) in self.offsets
         }
         if offsets:
             with contextlib.suppress(KafkaError):

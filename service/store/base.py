@@ -43,6 +43,10 @@ class Checkpoint:
     idempotency: list[IdempotencyRecord] = field(default_factory=list)  # POST /v1/events answers to remember
     idempotency_horizon: float = 0.0  # keys created before this time are forgotten
     idempotency_max_keys: int = 100_000  # and only the newest this many are kept
+    # Scale-out only: (repartition topic, {partition: epoch}) the writer must still own, else nothing is written;
+    # and (shard, origin topic, origin partition) -> next origin offset not counted (duplicates are dropped).
+    fence: tuple[str, dict[int, int]] | None = None
+    origins: dict[tuple[int, str, int], int] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (
@@ -56,6 +60,14 @@ class Checkpoint:
             or self.dropped
             or self.dropped_services
         )
+
+
+class Fenced(Exception):
+    """A checkpoint refused: another replica now owns these partitions of the repartition topic."""
+
+    def __init__(self, shards: list[int]) -> None:
+        super().__init__(f"partitions {shards} now belong to another replica")
+        self.shards = shards
 
 
 AnalysisStatus = Literal["running", "completed", "cancelled"]

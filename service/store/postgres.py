@@ -12,14 +12,14 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from service.schemas import DeploymentMark, Feedback
-from service.store.base import AnalysisRecord, Checkpoint, StoreOpenError
+from service.store.base import AnalysisRecord, Checkpoint, Fenced, StoreOpenError
 from service.store.codec import StoredState
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,22 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             finished_at = (convert_from(body, 'UTF8')::jsonb ->> 'finished_at')::double precision;
         ALTER TABLE analyses ALTER COLUMN status SET NOT NULL;
         CREATE INDEX analyses_status ON analyses (status, finished_at);
+        """,
+    ),
+    (
+        3,
+        "scale-out: owners of the repartition topic's partitions (fencing epochs), the origin offsets each "
+        "partition's state has counted (duplicates dropped), analysis leases",
+        """
+        CREATE TABLE shard_owners (
+            topic TEXT NOT NULL, shard INTEGER NOT NULL, epoch BIGINT NOT NULL, owner TEXT NOT NULL,
+            PRIMARY KEY (topic, shard)
+        );
+        CREATE TABLE origin_offsets (
+            shard INTEGER NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,
+            PRIMARY KEY (shard, topic, partition)
+        );
+        ALTER TABLE analyses ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until DOUBLE PRECISION;
         """,
     ),
 )
@@ -161,24 +177,69 @@ class PostgresStore:
         self._db = db
         return db
 
-    def load_state(self) -> StoredState:
+    def load_state(self, services: Collection[str] | None = None) -> StoredState:
+        """Every service's rows, or only those of ``services`` (a replica's share, a read elsewhere)."""
         stored = StoredState()
+        where, params = ("", ()) if services is None else (" WHERE service = ANY(%s)", (list(services),))
         with self._lock:
             db = self._connection()
             with db.transaction():  # one snapshot of every table (REPEATABLE READ below)
                 db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                stored.miners = {s: bytes(b) for s, b in db.execute("SELECT service, state FROM miners")}
+                stored.miners = {
+                    s: bytes(b) for s, b in db.execute(f"SELECT service, state FROM miners{where}".encode(), params)
+                }
                 for service, key, state in db.execute(
-                    'SELECT service, key, state FROM miner_groups ORDER BY service, key COLLATE "C"'
+                    f'SELECT service, key, state FROM miner_groups{where} ORDER BY service, key COLLATE "C"'.encode(),
+                    params,
                 ):
                     stored.groups.setdefault(service, []).append((key, bytes(state)))
-                for service, deployment, state in db.execute("SELECT service, deployment, state FROM deployments"):
+                for service, deployment, state in db.execute(
+                    f"SELECT service, deployment, state FROM deployments{where}".encode(), params
+                ):
                     stored.deployments[(service, deployment)] = bytes(state)
                 for service, deployment, template, state in db.execute(
-                    "SELECT service, deployment, template, state FROM deployment_templates"
+                    f"SELECT service, deployment, template, state FROM deployment_templates{where}".encode(), params
                 ):
                     stored.templates.setdefault((service, deployment), []).append((template, bytes(state)))
         return stored
+
+    def service_names(self) -> list[str]:
+        with self._lock:
+            rows = self._connection().execute("SELECT service FROM miners ORDER BY service").fetchall()
+        return [name for (name,) in rows]
+
+    # -- scale-out: ownership of the repartition topic's partitions, fenced ----------------------------------
+
+    def claim_shards(self, topic: str, shards: Collection[int], owner: str) -> dict[int, int]:
+        """Takes the partitions Kafka assigned to ``owner``: each one's epoch goes up by one, and the checkpoints
+        of a former owner that still holds the old epoch are refused from now on (:class:`Fenced`)."""
+        epochs: dict[int, int] = {}
+        with self._lock:
+            db = self._connection()
+            with db.transaction():
+                for shard in sorted(shards):  # one order for every replica: no deadlock between two claims
+                    row = db.execute(
+                        "INSERT INTO shard_owners (topic, shard, epoch, owner) VALUES (%s, %s, 1, %s) "
+                        "ON CONFLICT (topic, shard) DO UPDATE SET epoch = shard_owners.epoch + 1, "
+                        "owner = excluded.owner RETURNING epoch",
+                        (topic, shard, owner),
+                    ).fetchone()
+                    assert row is not None
+                    epochs[shard] = int(row[0])
+        return epochs
+
+    def load_origin_offsets(self, shards: Collection[int]) -> dict[tuple[int, str, int], int]:
+        """(shard, origin topic, origin partition) -> the next origin offset that shard's state has not counted."""
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT shard, topic, partition, next_offset FROM origin_offsets WHERE shard = ANY(%s)",
+                    (list(shards),),
+                )
+                .fetchall()
+            )
+        return {(shard, topic, partition): offset for shard, topic, partition, offset in rows}
 
     def load_offsets(self) -> dict[tuple[str, int], int]:
         with self._lock:
@@ -213,6 +274,28 @@ class PostgresStore:
                     params = list(rows)
                     if params:
                         cur.executemany(query.encode(), params)
+
+                if checkpoint.fence is not None:
+                    topic, epochs = checkpoint.fence
+                    # Locks the owner rows: a claim by the next owner waits for this transaction, or this one
+                    # finds the claim and writes nothing.
+                    current = dict(
+                        cur.execute(
+                            "SELECT shard, epoch FROM shard_owners WHERE topic = %s AND shard = ANY(%s) FOR UPDATE",
+                            (topic, list(epochs)),
+                        ).fetchall()
+                    )
+                    lost = sorted(shard for shard, epoch in epochs.items() if current.get(shard) != epoch)
+                    if lost:
+                        raise Fenced(lost)
+                many(
+                    "INSERT INTO origin_offsets (shard, topic, partition, next_offset) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (shard, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                    [
+                        (shard, topic, partition, offset)
+                        for (shard, topic, partition), offset in checkpoint.origins.items()
+                    ],
+                )
 
                 if checkpoint.dropped_services:
                     for table in ("miners", "miner_groups", "deployments", "deployment_templates"):
@@ -324,6 +407,36 @@ class PostgresStore:
         with self._lock:
             rows = self._connection().execute("SELECT body FROM analyses").fetchall()
         return [AnalysisRecord.from_json(body) for (body,) in rows]
+
+    def load_analysis(self, analysis_id: str) -> AnalysisRecord | None:
+        with self._lock:
+            row = self._connection().execute("SELECT body FROM analyses WHERE id = %s", (analysis_id,)).fetchone()
+        return None if row is None else AnalysisRecord.from_json(row[0])
+
+    def lease_analyses(self, owner: str, now: float, until: float) -> list[AnalysisRecord]:
+        """The running analyses ``owner`` may evaluate until ``until``: those it holds, and those whose lease
+        ran out (their evaluator died or stopped), taken over. One evaluator at a time per analysis."""
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    "UPDATE analyses SET lease_owner = %s, lease_until = %s WHERE status = 'running' AND "
+                    "(lease_owner IS NULL OR lease_owner = %s OR lease_until < %s) RETURNING body",
+                    (owner, until, owner, now),
+                )
+                .fetchall()
+            )
+        return [AnalysisRecord.from_json(body) for (body,) in rows]
+
+    def save_leased_analysis(self, record: AnalysisRecord, owner: str) -> bool:
+        """Saves an evaluation only while ``owner`` still holds the lease (False: another replica took over)."""
+        with self._lock:
+            cursor = self._connection().execute(
+                "UPDATE analyses SET body = %s, status = %s, finished_at = %s WHERE id = %s AND lease_owner = %s "
+                "AND status = 'running'",
+                (record.to_json(), record.status, record.finished_at, record.id, owner),
+            )
+            return cursor.rowcount > 0
 
     def delete_analyses(self, ids: list[str]) -> None:
         if ids:

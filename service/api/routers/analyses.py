@@ -37,7 +37,7 @@ async def create_analysis(
     replaces a running analysis of the same canary, as a new rollout makes the old one moot."""
     replace = isinstance(body, FlaggerWebhook)
     analysis = _analysis_from_hook(body) if isinstance(body, FlaggerWebhook) else body
-    if analysis.service not in rt.state.engine.services:
+    if await rt.state.read_service(analysis.service) is None:
         raise HTTPException(404, f"no events seen for service {analysis.service!r}")
     try:
         return rt.analyses.view(await rt.analyses.create(analysis, replace=replace))
@@ -80,8 +80,8 @@ async def list_analyses(
     ]
 
 
-def _analysis(rt: Runtime, analysis_id: str) -> AnalysisRecord:
-    record = rt.analyses.records.get(analysis_id)
+async def _analysis(rt: Runtime, analysis_id: str) -> AnalysisRecord:
+    record = await rt.analyses.find(analysis_id)
     if record is None:
         raise HTTPException(404, f"no analysis {analysis_id!r}")
     return record
@@ -97,7 +97,7 @@ def _analysis(rt: Runtime, analysis_id: str) -> AnalysisRecord:
 async def get_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
     """The verdict as the analysis last evaluated it (every 2 s while it runs, final once it ends).
     Reading never evaluates, completes or counts anything: only the analysis loop does."""
-    return rt.analyses.view(_analysis(rt, analysis_id))
+    return rt.analyses.view(await _analysis(rt, analysis_id))
 
 
 @router.delete(
@@ -109,7 +109,7 @@ async def get_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
 )
 async def cancel_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
     """Stops a running analysis and removes its metric series. 409 when it already completed."""
-    record = _analysis(rt, analysis_id)
+    record = await _analysis(rt, analysis_id)
     try:
         await rt.analyses.cancel(record)
     except AnalysisFinished as exc:

@@ -19,9 +19,9 @@ async def root() -> RedirectResponse:
 
 @router.get("/healthz", summary="Liveness: the process serves requests and its ingest task lives")
 async def healthz(rt: RuntimeDep) -> Response:
-    kafka = rt.kafka
-    if kafka is not None and kafka.dead:  # it will never ingest again: let Kubernetes restart the pod
-        return json_response({"status": "ingest_dead", "ingest": kafka.status()}, 503)
+    for kafka in (rt.kafka, rt.router):
+        if kafka is not None and kafka.dead:  # it will never ingest again: let Kubernetes restart the pod
+            return json_response({"status": "ingest_dead", "ingest": kafka.status()}, 503)
     return json_response({"status": "ok"}, 200)
 
 
@@ -32,7 +32,11 @@ async def readyz(rt: RuntimeDep) -> Response:
     ready = rt.state.loaded
     if ingest is not None and rt.settings.kafka_required_for_ready:
         ready = ready and ingest["state"] == "running" and kafka is True
-    body = {"ready": ready, "state_loaded": rt.state.loaded, "kafka": kafka, "ingest": ingest}
+    body: dict[str, object] = {"ready": ready, "state_loaded": rt.state.loaded, "kafka": kafka, "ingest": ingest}
+    if rt.router is not None:  # scale-out: the routing consumer, and the services' partitions held here
+        body["routing"] = rt.router.status()
+        body["owned_partitions"] = sorted(rt.state.owned or ())
+    return json_response(body, 200 if ready else 503)
     return json_response(body, 200 if ready else 503)
 
 

@@ -15,6 +15,7 @@ from service.api.errors import json_response, responses
 from service.api.runtime import Runtime, RuntimeDep
 from service.idempotency import IdempotencyRecord, valid_key
 from service.ingestion import http as ingest_http
+from service.ingestion.kafka import KafkaUnavailable
 
 router = APIRouter(tags=["ingestion"])
 
@@ -130,11 +131,16 @@ async def _ingest(rt: Runtime, body: bytes, idempotency: tuple[str, str] | None)
             rt.state.idempotency.remember(record)
 
     # Shielded: a client that disconnects mid-body must not leave half of it counted without its key.
-    work = asyncio.ensure_future(ingest_http.ingest(rt.state, body, applied))
+    forward = rt.router.forward if rt.router is not None else None  # scale-out: to the services' owners
+    work = asyncio.ensure_future(ingest_http.ingest(rt.state, body, applied, forward))
     try:
         outcome = await asyncio.shield(work)
     except ingest_http.BadBody as exc:
         raise HTTPException(400, str(exc)) from exc
+    except KafkaUnavailable as exc:
+        response = json_response({"error": "kafka_unavailable", "detail": f"{exc}; retry later"}, 503)
+        response.headers["Retry-After"] = "5"
+        return response
     saved = True
     if outcome.accepted or idempotency is not None:
         # Counted events are never answered with an error: a retry without a key would count them twice. If this

@@ -16,9 +16,9 @@ from service.schemas import DeploymentMark, DeploymentMarkIn
 router = APIRouter(tags=["services"])
 
 
-def _deployment(rt: Runtime, service: str, name: str) -> DeploymentModel:
+async def _deployment(rt: Runtime, service: str, name: str) -> DeploymentModel:
     """The deployment of ``service`` that ``name`` (any of its identities) means; 404 when there is none."""
-    model = rt.state.engine.services.get(service)
+    model = await rt.state.read_service(service)
     if model is None:
         raise HTTPException(404, f"no events seen for service {service!r}")
     canonical = model.resolve(name)
@@ -65,7 +65,10 @@ def _finite(value: float) -> float | None:
 )
 async def list_services(rt: RuntimeDep) -> list[ServiceInfo]:
     out = []
-    for name, service in sorted(rt.state.engine.services.items()):
+    for name in await rt.state.service_names():
+        service = await rt.state.read_service(name)
+        if service is None:  # dropped since it was listed
+            continue
         excluded = rt.analyses.excluded_from_history(name)
         deployments = [
             DeploymentInfo(
@@ -120,7 +123,7 @@ class ClusterInfo(BaseModel):
 )
 async def list_clusters(rt: RuntimeDep, service: str, deployment: str) -> list[ClusterInfo]:
     """`deployment` may be any of its identities (a version, a pod-template hash, ...)."""
-    dep = _deployment(rt, service, deployment)
+    dep = await _deployment(rt, service, deployment)
     clusters: dict[str, ClusterInfo] = {}
     for template, stats in dep.templates().items():
         cluster = dep.cluster_of(template)
@@ -154,5 +157,5 @@ async def mark_deployment(rt: RuntimeDep, service: str, deployment: str, body: D
     """`{"bad": true, "author", "reason"}` keeps the deployment out of every history baseline; `{"bad": false}`
     lets it back in, even when an analysis failed it. `deployment` may be any of its identities; the mark is
     stored on its canonical name, replaces an earlier mark, and is listed in `/v1/services`."""
-    dep = _deployment(rt, service, deployment)
+    dep = await _deployment(rt, service, deployment)
     return await rt.analyses.mark(service, dep.deployment, body)

@@ -48,11 +48,12 @@ COMPUTED_AT_HEADER = "Logcanary-Computed-At"  # when the verdict was computed (R
 AGE_HEADER = "Logcanary-Verdict-Age"  # seconds since then: at most LOGCANARY_VERDICT_MAX_AGE_SECONDS
 
 
-def _verdict(rt: Runtime, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
+async def _verdict(rt: Runtime, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
     """The verdict as an HTTP answer: ``fail_status`` for a fail (and, with ``inconclusive_fails``, for an
     inconclusive verdict too), else 200. The same question asked again within LOGCANARY_VERDICT_MAX_AGE_SECONDS
     gets the same verdict (``Analyses.cached_verdict``); the headers say when it was computed."""
-    if query.service not in rt.state.engine.services:
+    model = await rt.state.read_service(query.service)
+    if model is None:
         raise HTTPException(404, f"no events seen for service {query.service!r}")
     seconds: float | None = None  # look-back of the window; None: all events
     if query.window != "all":
@@ -65,7 +66,7 @@ def _verdict(rt: Runtime, query: VerdictQuery, inconclusive_fails: bool = False)
         # The window ends at the time of computing: events stamped ahead of this clock (skew) still count.
         window = None if seconds is None else (time.time() - seconds, math.inf)
         verdict: Verdict = rt.analyses.verdict(
-            query.service,
+            model,
             query.canary,
             query.baseline,
             query.history or query.baseline is None,
@@ -98,7 +99,7 @@ async def get_verdict(rt: RuntimeDep, query: Annotated[VerdictQuery, Query()]) -
     `successCondition: result.verdict == 'pass'` and `failureCondition: result.verdict == 'fail'` (an
     inconclusive verdict then pauses the rollout). Always 200 unless `fail_status` is given; 404 for a service
     never seen."""
-    return _verdict(rt, query)
+    return await _verdict(rt, query)
 
 
 FLAGGER_FAIL_STATUS = 412  # Flagger fails a check on any status above 202
@@ -134,5 +135,5 @@ async def post_verdict(
     'inconclusive', and too little data must not pass. With no metadata, the canary `<name>` is judged
     against the primary `<name>-primary`; metadata (strings) may set any query field, other keys are ignored."""
     if isinstance(body, FlaggerWebhook):
-        return _verdict(rt, _query_from_hook(body), inconclusive_fails=True)
-    return _verdict(rt, body)
+        return await _verdict(rt, _query_from_hook(body), inconclusive_fails=True)
+    return await _verdict(rt, body)

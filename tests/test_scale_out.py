@@ -1,0 +1,195 @@
+"""Scale-out: replicas in one consumer group over the shared PostgreSQL store, with the real broker.
+
+Shippers do not key their records, so every service's events arrive on every partition of the log topic; each
+replica routes them through the repartition topic to the replica owning the service (service.ingestion.scale_out).
+Counts stay exact through a SIGKILL and a new replica joining, and every replica answers the same.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from service.ingestion.embedded_broker import EmbeddedBroker
+from tests.conftest import Launcher, ServiceProcess
+from tests.kafka_helpers import create_topics, produce
+from tests.postgres_helpers import TEST_URL
+
+SERVICES = ("checkout", "payments", "search", "catalog", "auth", "cart")
+NPE = "java.lang.NullPointerException: Cannot invoke EncryptionService.encrypt() because key is null"
+
+
+def _events(count: int, start: int) -> Iterator[dict[str, Any]]:
+    """Unkeyed log records: six services with a stable v1 and a canary v2; checkout's canary throws NPEs."""
+    now = datetime.now(UTC).isoformat()
+    for i in range(start, start + count):
+        service = SERVICES[i % len(SERVICES)]
+        deployment = "v2" if i % 5 == 0 else "v1"
+        message = f"GET /api/items/{i % 997} 200 in {i % 89} ms"
+        if i % 3 == 0:
+            message = f"user {i} logged in from 10.0.{i % 250}.{i % 200}"
+        level = "info"
+        if service == "checkout" and deployment == "v2" and i % 7 == 0:
+            message, level = NPE, "error"
+        yield {"timestamp": now, "service": service, "deployment": deployment, "host": f"pod-{i % 4}",
+               "level": level, "message": message}  # fmt: skip
+
+
+def _expected(total: int) -> Counter[tuple[str, str]]:
+    return Counter((e["service"], e["deployment"]) for e in _events(total, 0))
+
+
+def _counts(client: httpx.Client) -> Counter[tuple[str, str]]:
+    counts: Counter[tuple[str, str]] = Counter()
+    for info in client.get("/v1/services").json():
+        for deployment in info["deployments"]:
+            counts[(info["service"], deployment["deployment"])] = deployment["events"]
+    return counts
+
+
+def _wait_exact(replicas: list[ServiceProcess], expected: Counter[tuple[str, str]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    seen: list[Counter[tuple[str, str]]] = []
+    while time.monotonic() < deadline:
+        seen = []
+        for replica in replicas:
+            with replica.client() as client:
+                seen.append(_counts(client))
+        if all(counts == expected for counts in seen):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"expected {dict(expected)}, replicas saw {[dict(s) for s in seen]}")
+
+
+def _scale_out_env(kafka: EmbeddedBroker, schema: str, partitions: int = 6) -> tuple[dict[str, str], str]:
+    topic = f"logs-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka.bootstrap_servers, topic, partitions=partitions)
+    create_topics(kafka.bootstrap_servers, f"{topic}.dead")
+    env = {
+        "LOGCANARY_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "LOGCANARY_KAFKA_TOPICS": topic,
+        "LOGCANARY_KAFKA_DEAD_LETTER_TOPIC": f"{topic}.dead",
+        "LOGCANARY_KAFKA_GROUP_ID": f"g-{topic}",
+        "LOGCANARY_KAFKA_REPARTITION_PARTITIONS": str(partitions),
+        "LOGCANARY_KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "LOGCANARY_CHECKPOINT_INTERVAL_SECONDS": "0.5",
+        "LOGCANARY_STORE_URL": TEST_URL,
+        "LOGCANARY_STORE_SCHEMA": schema,
+    }
+    return env, topic
+
+
+def _same_answers(replicas: list[ServiceProcess], path: str, params: dict[str, str] | None = None) -> Any:
+    """The body every replica answers (retried while an evaluation lands between two reads)."""
+    bodies: list[Any] = []
+    for _ in range(10):
+        bodies = []
+        for replica in replicas:
+            with replica.client() as client:
+                response = client.get(path, params=params)
+                assert response.status_code == 200, response.text
+                bodies.append(response.json())
+        if all(body == bodies[0] for body in bodies):
+            return bodies[0]
+        time.sleep(0.3)
+    raise AssertionError(f"replicas disagree on {path}: {bodies}")
+
+
+VERDICT = {"service": "checkout", "canary": "v2", "baseline": "v1", "window": "all", "compact": "true"}
+
+
+def _comparable(verdict: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in verdict.items() if key not in ("window_end", "window_start")}
+
+
+def test_replicas_count_unkeyed_records_exactly_through_a_kill_and_a_join(
+    kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str
+) -> None:
+    total = int(os.environ.get("LOGCANARY_TEST_SCALE_OUT_EVENTS", "300000"))
+    first = total // 2
+    env, topic = _scale_out_env(kafka, pg_schema)
+    replicas = [service_process(env) for _ in range(3)]
+    for replica in replicas:
+        replica.start(timeout=60)
+    assert produce(kafka.bootstrap_servers, topic, _events(first, 0)) == first
+    time.sleep(3)  # mid-stream: the replicas are still working through the first half
+    replicas[0].kill()
+    fourth = service_process(env)
+    fourth.start(timeout=60)
+    assert produce(kafka.bootstrap_servers, topic, _events(total - first, first)) == total - first
+    alive = [*replicas[1:], fourth]
+    _wait_exact(alive, _expected(total), timeout=240)
+
+    verdicts = [_comparable(v) for v in [_same_answers([r], "/v1/verdict", VERDICT) for r in alive]]
+    assert all(v == verdicts[0] for v in verdicts), verdicts
+    assert verdicts[0]["verdict"] == "fail"
+    assert any("NullPointerException" in str(a) for a in verdicts[0]["anomalies"])
+    clean = {**VERDICT, "service": "payments"}
+    assert {_same_answers([r], "/v1/verdict", clean)["verdict"] for r in alive} == {"pass"}
+
+    with alive[0].client() as client:
+        created = client.post(
+            "/v1/analyses",
+            json={"service": "checkout", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"},
+                  "duration": "1h"},  # fmt: skip
+        )
+        assert created.status_code == 201, created.text
+    analysis = _same_answers(alive, f"/v1/analyses/{created.json()['id']}")
+    assert analysis["status"] == "running"
+
+
+def test_another_replica_completes_the_analysis_of_a_replica_killed(
+    kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str
+) -> None:
+    env, topic = _scale_out_env(kafka, pg_schema, partitions=2)
+    replicas = [service_process(env) for _ in range(2)]
+    for replica in replicas:
+        replica.start(timeout=60)
+    produce(kafka.bootstrap_servers, topic, _events(6_000, 0))
+    _wait_exact(replicas, _expected(6_000), timeout=120)
+    with replicas[0].client() as client:
+        created = client.post(
+            "/v1/analyses",
+            json={"service": "checkout", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"},
+                  "duration": "20s", "fail_fast": False},  # fmt: skip
+        )
+        assert created.status_code == 201, created.text
+        analysis_id = created.json()["id"]
+    # The replica that created it holds its lease: kill it while the analysis runs.
+    replicas[0].kill()
+    deadline = time.monotonic() + 90
+    body: dict[str, Any] = {}
+    with replicas[1].client() as client:
+        while time.monotonic() < deadline:
+            body = client.get(f"/v1/analyses/{analysis_id}").json()
+            if body["status"] == "completed":
+                break
+            time.sleep(0.5)
+        assert body["status"] == "completed", body
+        assert body["verdict"]["verdict"] == "fail"
+        metrics = client.get("/metrics").text
+        assert f'analysis="{analysis_id}"' not in metrics  # completed: its series are gone everywhere
+
+
+@pytest.mark.parametrize("replicas", [2])
+def test_http_events_reach_the_owner_of_their_service(
+    kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str, replicas: int
+) -> None:
+    env, _ = _scale_out_env(kafka, pg_schema, partitions=4)
+    processes = [service_process(env) for _ in range(replicas)]
+    for process in processes:
+        process.start(timeout=60)
+    events = list(_events(2_000, 0))
+    with processes[0].client() as client:
+        answer = client.post("/v1/events", json=events)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["accepted"] == 2_000
+    _wait_exact(processes, _expected(2_000), timeout=60)
