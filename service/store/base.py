@@ -71,6 +71,7 @@ class Fenced(Exception):
 
 
 AnalysisStatus = Literal["running", "completed", "cancelled"]
+MAX_RISK_SAMPLES = 200  # risk over time kept per analysis (the history page's chart)
 
 
 @dataclass(slots=True)
@@ -85,6 +86,7 @@ class AnalysisRecord:
     ends_at: float
     verdict: dict[str, Any] | None = None
     finished_at: float | None = None
+    risk_history: list[list[float]] = field(default_factory=list)  # [epoch seconds, risk] samples, oldest first
 
     def to_json(self) -> bytes:
         """The stored body, the same for every store."""
@@ -93,6 +95,19 @@ class AnalysisRecord:
     @classmethod
     def from_json(cls, body: bytes) -> AnalysisRecord:
         return cls(**orjson.loads(body))
+
+    def add_risk_sample(self, at: float, risk: float, last: bool = False) -> None:
+        """Records the risk of an evaluation, keeping at most MAX_RISK_SAMPLES evenly spread over the analysis.
+
+        When the list is full every other sample goes (the first stays) and samples are then taken half as often,
+        so a long analysis keeps its whole course at a coarser step. The ``last`` (final) evaluation always counts.
+        """
+        samples = self.risk_history
+        if len(samples) >= 2 and not last and at - samples[-1][0] < samples[1][0] - samples[0][0]:
+            return
+        if len(samples) >= MAX_RISK_SAMPLES:
+            del samples[1::2]
+        samples.append([at, risk])
 
 
 class Store(Protocol):
