@@ -24,7 +24,8 @@ ReasonCode = Literal[
     "canary_is_baseline",  # inconclusive: the canary was named as its own baseline
     "too_few_events",  # inconclusive: a side logged fewer events than the sensitivity's minimum
 ]
-FeedbackAction = Literal["ignore", "priority"]
+# ignore: never an anomaly again (any deployment); not_a_risk: accepted in one canary only; priority: always fails.
+FeedbackAction = Literal["ignore", "not_a_risk", "priority"]
 
 MAX_MESSAGE_CHARS = 64 * 1024  # feedback templates; a log message longer than its limit is truncated, not refused
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # LOGCANARY_MAX_MESSAGE_BYTES
@@ -135,7 +136,7 @@ class VanishedCluster(BaseModel):
 
 
 class Suppressed(BaseModel):
-    """An anomaly that an 'ignore' feedback rule silenced."""
+    """An anomaly that an 'ignore' rule (or a 'not_a_risk' rule given for this canary) silenced."""
 
     cluster_id: str
     template: str
@@ -190,7 +191,11 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     service: Annotated[str, Field(min_length=1, max_length=256)]
-    action: FeedbackAction = Field(description="ignore: never an anomaly again; priority: always fail when seen.")
+    action: FeedbackAction = Field(
+        description="ignore: never an anomaly again, in any deployment of the service; not_a_risk: accepted in the "
+        "canary named by `deployment` only (verdicts on other deployments judge it as usual); priority: always "
+        "fail when seen."
+    )
     template: Annotated[
         str | None,
         Field(
@@ -205,11 +210,19 @@ class FeedbackIn(BaseModel):
     )
     author: Annotated[str, Field(max_length=256)] = "unknown"
     reason: Annotated[str, Field(max_length=4096)] = ""
+    deployment: Name | None = Field(
+        default=None,
+        description="The canary the judgement was made on (any of its identities). Required for not_a_risk, which "
+        "applies to verdicts on this deployment only; ignore and priority apply to every deployment and only "
+        "record it.",
+    )
 
     @model_validator(mode="after")
     def _names_a_template(self) -> FeedbackIn:
         if self.template is None and self.template_id is None:
             raise ValueError("give template_id (from a verdict's anomaly), or template, or both")
+        if self.action == "not_a_risk" and self.deployment is None:
+            raise ValueError("not_a_risk needs the canary it was judged on: give deployment")
         return self
 
 

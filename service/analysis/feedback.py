@@ -1,5 +1,12 @@
-"""People's judgements applied to analyses: *ignore* silences similar events,
-*priority* makes them fail whenever they appear."""
+"""People's judgements applied to analyses.
+
+* *ignore* silences similar events for good, in every deployment of the service;
+* *not_a_risk* silences them in one canary only (the deployment the reviewer judged): the reviewer accepts
+  what this release logs (a known side effect, a dependency's outage), and the next release is judged afresh;
+* *priority* makes them fail whenever they appear.
+
+A silenced anomaly is listed under the verdict's ``suppressed`` with the rule's id.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,11 @@ from dataclasses import dataclass
 from service.analysis.similarity import same_event
 from service.engine.clustering import cosine, template_terms
 from service.engine.miner import Template, TemplateMiner
+from service.engine.model import ServiceModel
 from service.schemas import Feedback
 
 MIN_COSINE = 0.9  # word-vector similarity at which a rule covers a template it was not given for
+SILENCING = frozenset({"ignore", "not_a_risk"})  # actions that remove an anomaly from a verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +28,19 @@ class FeedbackRule:
 
     feedback: Feedback
     template: Template
+
+    @property
+    def silences(self) -> bool:
+        """True when the events it covers are no anomaly (ignore, or not_a_risk in its canary)."""
+        return self.feedback.action in SILENCING
+
+    def applies_to(self, service: ServiceModel, canary: str) -> bool:
+        """Whether the rule takes part in a verdict on ``canary`` (a canonical name): a not_a_risk rule only when
+        its deployment (any identity of it) is that canary."""
+        if self.feedback.action != "not_a_risk":
+            return True
+        deployment = self.feedback.deployment
+        return deployment is not None and (deployment == canary or service.resolve(deployment) == canary)
 
     def covers(self, template: Template) -> bool:
         ids = {template.template_id, *template.aliases}

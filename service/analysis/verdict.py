@@ -180,7 +180,7 @@ def analyze(
     never a fail. ``exclude_history`` names deployments history must skip (failed or marked bad).
     """
     limits = thresholds(sensitivity)
-    rules = list(feedback)
+    rules = [rule for rule in feedback if rule.applies_to(service, canary)]  # not_a_risk: its own canary only
     canary_model = service.peek_deployment(canary)
     canary_side = _Side()
     canary_side.add(canary_model, window)
@@ -238,9 +238,9 @@ def analyze(
         template, cluster = judgement.template, judgement.cluster
         finding = judgement if judgement.kind != "none" else None
         rule_hits = [rule for rule in rules if rule.covers(template)]
-        if any(rule.feedback.action == "ignore" for rule in rule_hits):
+        if any(rule.silences for rule in rule_hits):
             if finding is not None:
-                ignore = next(rule for rule in rule_hits if rule.feedback.action == "ignore")
+                ignore = next(rule for rule in rule_hits if rule.silences)
                 suppressed.append(
                     Suppressed(
                         cluster_id=cluster.cluster_id,
