@@ -359,6 +359,10 @@ def test_the_template_refuses_replicas_without_postgres_even_without_the_schema(
     done = tools.helm("template", RELEASE, CHART, "--set", "replicaCount=2", "--skip-schema-validation")
     assert done.returncode != 0
     assert "replicaCount=2 needs the PostgreSQL store" in done.stderr
+    with_postgres = ("--set", f"store.url={POSTGRES_URL}", "--skip-schema-validation")
+    done = tools.helm("template", RELEASE, CHART, "--set", "replicaCount=2", *with_postgres)
+    assert done.returncode != 0
+    assert "replicaCount=2 needs Kafka" in done.stderr
 
 
 # -- what each feature renders -----------------------------------------------------------------------

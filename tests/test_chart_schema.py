@@ -115,6 +115,7 @@ def test_every_object_the_chart_owns_is_closed() -> None:
         ({"replicaCount": 3}, ""),
         ({"replicaCount": 2, "existingSecret": "s"}, ""),  # no existingSecretKeys.storeUrl
         ({"replicaCount": 2, "store": {"url": POSTGRES}, "existingSecret": "s"}, ""),  # store.url is then ignored
+        ({"replicaCount": 2, "store": {"url": POSTGRES}}, "kafka.bootstrapServers"),  # no Kafka: no sharing
         ({"replicaCount": 0}, "replicaCount"),
         ({"replicaCount": "3"}, "replicaCount"),
         # Misspelt keys.
@@ -243,9 +244,11 @@ def test_null_topics_are_refused_in_a_values_file_too() -> None:
         {"livenessProbe": None, "tolerations": [{"key": "dedicated", "operator": "Exists"}]},
         {"global": {"imageRegistry": "registry.example.com"}},  # as a subchart
         # Scale-out: several replicas on the PostgreSQL store, its URL in the chart's Secret or in existingSecret.
-        {"replicaCount": 3, "store": {"url": POSTGRES, "schema": "logcanary_prod"}, "persistence": {"enabled": False}},
-        {"replicaCount": 2, "store": {"url": "postgres://db/logcanary"}},
-        {"replicaCount": 2, "existingSecret": "s", "existingSecretKeys": {"storeUrl": "store-url"}},
+        {"replicaCount": 3, "store": {"url": POSTGRES, "schema": "logcanary_prod"}, "persistence": {"enabled": False}}
+        | {"kafka": {"bootstrapServers": "kafka:9092"}},
+        {"replicaCount": 2, "store": {"url": "postgres://db/logcanary"}, "kafka": {"bootstrapServers": "kafka:9092"}},
+        {"replicaCount": 2, "existingSecret": "s", "existingSecretKeys": {"storeUrl": "store-url"}}
+        | {"kafka": {"bootstrapServers": "kafka:9092"}},
         {"store": {"url": POSTGRES}},  # one replica on PostgreSQL
         {"kafka": {"bootstrapServers": "kafka:9092", "repartitionTopic": "logs.by-service"}},
         {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}},
