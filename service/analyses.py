@@ -274,6 +274,12 @@ class Analyses:
             self.rules_version += 1
         self.records, self.feedback, self.marks = records, feedback, marks
 
+    async def refresh(self) -> None:
+        """Scale-out: reads analyses, feedback and marks again, so a list answers what another replica just
+        added (single process: what this one holds is all there is)."""
+        if self.shared:
+            await asyncio.to_thread(self._read_shared)
+
     async def find(self, analysis_id: str) -> AnalysisRecord | None:
         """An analysis as every replica sees it: in scale-out, read from the store (another replica may have
         created it, or evaluated it since)."""

@@ -103,6 +103,7 @@ def _same_answers(replicas: list[ServiceProcess], path: str, params: dict[str, s
     raise AssertionError(f"replicas disagree on {path}: {bodies}")
 
 
+ANALYSIS = {"service": "checkout", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}}
 VERDICT = {"service": "checkout", "canary": "v2", "baseline": "v1", "window": "all", "compact": "true"}
 
 
@@ -138,8 +139,7 @@ def test_replicas_count_unkeyed_records_exactly_through_a_kill_and_a_join(
     with alive[0].client() as client:
         created = client.post(
             "/v1/analyses",
-            json={"service": "checkout", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"},
-                  "duration": "1h"},  # fmt: skip
+            json={**ANALYSIS, "duration": "1h"},
         )
         assert created.status_code == 201, created.text
     analysis = _same_answers(alive, f"/v1/analyses/{created.json()['id']}")
@@ -158,8 +158,7 @@ def test_another_replica_completes_the_analysis_of_a_replica_killed(
     with replicas[0].client() as client:
         created = client.post(
             "/v1/analyses",
-            json={"service": "checkout", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"},
-                  "duration": "20s", "fail_fast": False},  # fmt: skip
+            json={**ANALYSIS, "duration": "20s", "fail_fast": False},
         )
         assert created.status_code == 201, created.text
         analysis_id = created.json()["id"]
@@ -180,7 +179,7 @@ def test_another_replica_completes_the_analysis_of_a_replica_killed(
 
 
 @pytest.mark.parametrize("replicas", [2])
-def test_http_events_reach_the_owner_of_their_service(
+def test_http_events_and_feedback_reach_every_replica(
     kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str, replicas: int
 ) -> None:
     env, _ = _scale_out_env(kafka, pg_schema, partitions=4)
@@ -193,3 +192,21 @@ def test_http_events_reach_the_owner_of_their_service(
         assert answer.status_code == 202, answer.text
         assert answer.json()["accepted"] == 2_000
     _wait_exact(processes, _expected(2_000), timeout=60)
+
+    # Feedback given on one replica is listed by every replica at once and changes every replica's verdict.
+    verdict = _same_answers(processes, "/v1/verdict", VERDICT)
+    assert verdict["verdict"] == "fail", verdict
+    npe = next(a for a in verdict["anomalies"] if "NullPointerException" in str(a))
+    with processes[0].client() as client:
+        given = client.post(
+            "/v1/feedback",
+            json={"service": "checkout", "action": "ignore", "template_id": npe["template_ids"][0], "author": "qa"},
+        )
+        assert given.status_code == 201, given.text
+    assert [f["id"] for f in _same_answers(processes, "/v1/feedback")] == [given.json()["id"]]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if {_same_answers([p], "/v1/verdict", VERDICT)["verdict"] for p in processes} == {"pass"}:
+            break
+        time.sleep(0.5)
+    assert {_same_answers([p], "/v1/verdict", VERDICT)["verdict"] for p in processes} == {"pass"}

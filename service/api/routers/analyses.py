@@ -72,6 +72,7 @@ async def list_analyses(
     service: str | None = None,
     status_: Annotated[AnalysisStatus | None, Query(alias="status")] = None,
 ) -> list[AnalysisOut]:
+    await rt.analyses.refresh()
     records = sorted(rt.analyses.records.values(), key=lambda r: r.started_at, reverse=True)
     return [
         rt.analyses.view(r)

@@ -39,6 +39,7 @@ async def add_feedback(rt: RuntimeDep, body: FeedbackIn) -> Feedback:
     dependencies=[ReadAuth],
 )
 async def list_feedback(rt: RuntimeDep, service: str | None = None) -> list[Feedback]:
+    await rt.analyses.refresh()
     return [f for f in rt.analyses.feedback if service is None or f.service == service]
 
 
