@@ -42,7 +42,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -52,10 +52,7 @@ from service.engine.model import ServiceModel
 from service.metrics import VERDICTS
 from service.schemas import DeploymentMark, DeploymentMarkIn, Feedback, FeedbackIn, Sensitivity, Verdict
 from service.state import LiveState
-from service.store.base import AnalysisRecord
-
-if TYPE_CHECKING:
-    from service.store.postgres import PostgresStore
+from service.store.base import AnalysisRecord, Repository, SharedRepository
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +207,9 @@ class VerdictCache:
 class Analyses:
     """Analyses, feedback and verdicts on top of the live state."""
 
-    def __init__(self, state: LiveState) -> None:
+    def __init__(self, state: LiveState, repository: Repository) -> None:
         self.state = state
+        self.repository = repository
         self.records: dict[str, AnalysisRecord] = {}
         self.feedback: list[Feedback] = []
         self.marks: dict[tuple[str, str], DeploymentMark] = {}  # (service, canonical deployment) -> a person's mark
@@ -230,7 +228,7 @@ class Analyses:
 
     async def _save(self, record: AnalysisRecord) -> None:
         # A copy: the loop may change the record (its next evaluation) while the thread writes this one.
-        await self._store(self.state.store.save_analysis, dataclasses.replace(record))
+        await self._store(self.repository.save_analysis, dataclasses.replace(record))
 
     def close(self) -> None:
         """Waits for the store calls asked so far (before the store is closed)."""
@@ -254,14 +252,14 @@ class Analyses:
                 try:
                     model = self.state.engine.peek_service(record.service)
                     if self._refresh(record, now, model):  # load runs in a worker thread: the store may be called
-                        self.state.store.save_analysis(record)
+                        self.repository.save_analysis(record)
                 except Exception:  # the loop retries it; a bad analysis must not stop the start
                     log.exception("evaluating analysis %s failed", record.id)
 
     def _read_shared(self) -> None:
         """Analyses, feedback and marks as the store holds them (blocking). A change another replica made to
         what verdicts depend on (a rule, a mark, an analysis that ended) bumps the rules version here too."""
-        store = self.state.store
+        store = self.repository
         records = {record.id: record for record in store.load_analyses()}
         feedback = store.list_feedback()
         marks = {(mark.service, mark.deployment): mark for mark in store.load_marks()}
@@ -285,7 +283,7 @@ class Analyses:
         created it, or evaluated it since)."""
         if not self.shared:
             return self.records.get(analysis_id)
-        store = cast("PostgresStore", self.state.store)
+        store = cast(SharedRepository, self.repository)
         record = await asyncio.to_thread(store.load_analysis, analysis_id)
         if record is not None:
             self.records[record.id] = record
@@ -345,7 +343,7 @@ class Analyses:
     async def mark(self, service: str, deployment: str, entry: DeploymentMarkIn) -> DeploymentMark:
         """Stores a person's mark on a deployment (its canonical name), replacing an earlier one."""
         mark = DeploymentMark(**entry.model_dump(), service=service, deployment=deployment, marked_at=datetime.now(UTC))
-        await self._store(self.state.store.save_mark, mark)
+        await self._store(self.repository.save_mark, mark)
         self.marks[(service, deployment)] = mark
         self.rules_version += 1
         return mark
@@ -517,7 +515,7 @@ class Analyses:
         the store (renewed at every pass, LEASE_SECONDS long). When that replica dies or stops, its lease runs
         out and another takes the analysis over, from the verdict last saved. Only the holder publishes the
         analysis' gauges; a replica that lost a lease removes them."""
-        store = cast("PostgresStore", self.state.store)
+        store = cast(SharedRepository, self.repository)
         await self._store(self._read_shared)
         now = time.time()
         leased = await self._store(store.lease_analyses, self.state.replica_id, now, now + LEASE_SECONDS)
@@ -561,13 +559,13 @@ class Analyses:
                 )
             data["template"] = template.text
         feedback = Feedback(**data, id=uuid.uuid4().hex, created_at=datetime.now(UTC))
-        await self._store(self.state.store.add_feedback, feedback)
+        await self._store(self.repository.add_feedback, feedback)
         self.feedback.append(feedback)
         self.rules_version += 1
         return feedback
 
     async def delete_feedback(self, feedback_id: str) -> bool:
-        deleted = await self._store(self.state.store.delete_feedback, feedback_id)
+        deleted = await self._store(self.repository.delete_feedback, feedback_id)
         self.feedback = [f for f in self.feedback if f.id != feedback_id]
         self.rules_version += 1
         return deleted

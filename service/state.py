@@ -25,7 +25,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from service.engine.miner import TemplateMiner
 from service.engine.model import DeploymentModel, Engine, ServiceModel
@@ -33,7 +33,7 @@ from service.idempotency import IdempotencyKeys
 from service.metrics import Metrics
 from service.schemas import LogEvent
 from service.settings import Settings
-from service.store.base import Checkpoint, Fenced, Store
+from service.store.base import Checkpoint, CheckpointStore, Fenced, SharedCheckpointStore
 from service.store.codec import (
     Restored,
     encode_deployment_header,
@@ -44,9 +44,6 @@ from service.store.codec import (
     miner_groups,
     restore,
 )
-
-if TYPE_CHECKING:
-    from service.store.postgres import PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +81,7 @@ class _Pending:
 class LiveState:
     """Engine + store + offsets, with dirty tracking so a checkpoint writes only what changed."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: CheckpointStore) -> None:
         self.settings = settings
         self.store = store
         self.engine = self.new_engine()
@@ -188,7 +185,7 @@ class LiveState:
         in memory those it held without anyone else in between, releases the others, and restores the new ones
         with their offsets (the consumer then seeks there)."""
         assert self.owned is not None
-        store = cast("PostgresStore", self.store)
+        store = cast(SharedCheckpointStore, self.store)
         topic = self.settings.repartition_topic
         wanted = set(shards)
         epochs = await asyncio.to_thread(store.claim_shards, topic, wanted, self.replica_id)
@@ -232,7 +229,7 @@ class LiveState:
         return model
 
     def _load_snapshot(self, name: str) -> ServiceModel | None:
-        store = cast("PostgresStore", self.store)
+        store = cast(SharedCheckpointStore, self.store)
         engine = self.new_engine()
         restore(engine, store.load_state([name]))
         return engine.services.get(name)
@@ -241,7 +238,7 @@ class LiveState:
         """Every service known: this replica's and, in scale-out, those the store holds for the others."""
         names = set(self.engine.services)
         if self.owned is not None:
-            store = cast("PostgresStore", self.store)
+            store = cast(SharedCheckpointStore, self.store)
             names.update(n for n in await asyncio.to_thread(store.service_names) if not self.owns(n))
         return sorted(names)
 

@@ -14,14 +14,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 
 from service.settings import Settings
 from service.state import LiveState
-from service.store.base import Checkpoint
+from service.store.base import Checkpoint, Store
 from service.store.factory import open_store
 from service.store.sqlite import SqliteStore, StoreOpenError
 from tests.postgres_helpers import TEST_URL
@@ -341,6 +341,7 @@ def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path, backend
     from service.store.base import AnalysisRecord
 
     state = make_state(tmp_path, **backend, retention_analyses_days=30)
+    store = cast(Store, state.store)  # the backend plays both roles
     day = 86_400.0
     now = 100 * day
     records = [
@@ -348,13 +349,13 @@ def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path, backend
         AnalysisRecord("recent", "svc", {}, "cancelled", now - 2 * day, now - day, None, now - day),
     ]
     for record in records:
-        state.store.save_analysis(record)
-    analyses = Analyses(state)
+        store.save_analysis(record)
+    analyses = Analyses(state, store)
     analyses.load()
     forgotten = analyses.prune(now)
     assert forgotten == ["old"]
-    state.store.delete_analyses(forgotten)
-    assert [record.id for record in state.store.load_analyses()] == ["recent"]
+    store.delete_analyses(forgotten)
+    assert [record.id for record in store.load_analyses()] == ["recent"]
     assert list(analyses.records) == ["recent"]
     state.store.close()
 

@@ -155,7 +155,9 @@ def test_concurrent_verdicts_during_ingestion_see_whole_batches_and_match_one_co
         rt.analyses.verdicts.max_age = 60.0  # now the cache is on: concurrent questions share one computation
         with ThreadPoolExecutor(20) as pool:
             answers = list(pool.map(lambda _: client.get("/v1/verdict", params=QUERY).json(), range(40)))
-        after = rt.analyses.verdict(rt.state.engine.services["payments"], "v2", "v1", False, None, None).model_dump(mode="json")
+        after = rt.analyses.verdict(rt.state.engine.services["payments"], "v2", "v1", False, None, None).model_dump(
+            mode="json"
+        )
         assert after["canary_events"] == 3000
         assert all(answer == after for answer in answers)
 

@@ -20,7 +20,7 @@ class Runtime:
         self.settings = settings
         self.store = open_store(settings)
         self.state = LiveState(settings, self.store)
-        self.analyses = Analyses(self.state)
+        self.analyses = Analyses(self.state, self.store)  # one database, two roles
         self.kafka: KafkaIngestor | None = None  # the consumer that counts events
         self.router: KafkaIngestor | None = None  # scale-out: the consumer that routes them to their owners
 

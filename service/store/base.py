@@ -7,6 +7,7 @@ the consumer seeks to those offsets, so every event is counted exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -110,8 +111,9 @@ class AnalysisRecord:
         samples.append([at, risk])
 
 
-class Store(Protocol):
-    """Persistence used by the service; every method is blocking (call it off the event loop)."""
+class CheckpointStore(Protocol):
+    """Where the live state is checkpointed (engine rows, offsets, idempotency keys); every method is blocking
+    (call it off the event loop)."""
 
     def load_state(self) -> StoredState: ...
     def load_offsets(self) -> dict[tuple[str, int], int]: ...
@@ -119,6 +121,11 @@ class Store(Protocol):
     def load_idempotency_keys(self, since: float) -> list[tuple[str, float, str]]: ...  # (key, created, sha256)
     def load_idempotency_result(self, key: str) -> tuple[int, bytes] | None: ...  # (status, body)
     def maintain(self) -> None: ...  # bound the file: WAL truncated, free pages returned
+    def close(self) -> None: ...
+
+
+class Repository(Protocol):
+    """What people and deploy tools create: feedback rules, deployment marks, analyses (blocking calls)."""
 
     def add_feedback(self, feedback: Feedback) -> None: ...
     def list_feedback(self, service: str | None = None) -> list[Feedback]: ...
@@ -131,4 +138,23 @@ class Store(Protocol):
     def load_analyses(self) -> list[AnalysisRecord]: ...
     def delete_analyses(self, ids: list[str]) -> None: ...
 
-    def close(self) -> None: ...
+
+class Store(CheckpointStore, Repository, Protocol):
+    """Both, as each backend (SQLite, PostgreSQL) implements them over one database."""
+
+
+class SharedCheckpointStore(CheckpointStore, Protocol):
+    """Scale-out (PostgreSQL): a replica loads only its services and claims its partitions, fenced."""
+
+    def load_state(self, services: Collection[str] | None = None) -> StoredState: ...
+    def service_names(self) -> list[str]: ...
+    def claim_shards(self, topic: str, shards: Collection[int], owner: str) -> dict[int, int]: ...
+    def load_origin_offsets(self, shards: Collection[int]) -> dict[tuple[int, str, int], int]: ...
+
+
+class SharedRepository(Repository, Protocol):
+    """Scale-out (PostgreSQL): analyses read by id and leased to one replica at a time."""
+
+    def load_analysis(self, analysis_id: str) -> AnalysisRecord | None: ...
+    def lease_analyses(self, owner: str, now: float, until: float) -> list[AnalysisRecord]: ...
+    def save_leased_analysis(self, record: AnalysisRecord, owner: str) -> bool: ...
