@@ -32,6 +32,7 @@ from common import Summary, machine_info, peak_rss_mb, print_machine
 
 from service.analysis.verdict import analyze
 from service.demo import traffic
+from service.engine.caps import Caps
 from service.engine.model import Engine
 from service.schemas import Verdict
 
@@ -164,7 +165,9 @@ def bench_large_service(types: int, canary_only: int, occurrences: int, runs: in
     passes["v2"].append([event("v2", prefix, "error") for prefix in new for _ in range(3)])
 
     cap = 2 * (types + canary_only)
-    engine = Engine(max_templates_per_service=cap, max_templates_per_deployment=cap, max_clusters_per_deployment=cap)
+    engine = Engine(
+        caps=Caps(max_templates_per_service=cap, max_templates_per_deployment=cap, max_clusters_per_deployment=cap)
+    )
     learn: dict[str, list[float]] = {}
     total = 0.0
     for deployment, batches in passes.items():

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.engine.caps import DEFAULT_CAPS, Caps
 from service.schemas import Sensitivity, VerdictName
 
 
@@ -165,12 +166,17 @@ class Settings(BaseSettings):
         description="An on-demand verdict may be answered from one computed at most this long ago for the same "
         "question (0: always computed afresh); its age is in the Logcanary-Verdict-Age header.",
     )
-    max_templates_per_service: int = Field(10_000, ge=10)
-    max_templates_per_deployment: int = Field(5_000, ge=10)
-    max_clusters_per_deployment: int = Field(2_000, ge=10)
-    max_deployments_per_service: int = Field(50, ge=2, description="Least recently seen ones are dropped past it.")
+    # The engine's caps: defaults in service/engine/caps.py, the one place they are defined.
+    max_templates_per_service: int = Field(DEFAULT_CAPS.max_templates_per_service, ge=10)
+    max_templates_per_deployment: int = Field(DEFAULT_CAPS.max_templates_per_deployment, ge=10)
+    max_clusters_per_deployment: int = Field(DEFAULT_CAPS.max_clusters_per_deployment, ge=10)
+    max_deployments_per_service: int = Field(
+        DEFAULT_CAPS.max_deployments_per_service, ge=2, description="Least recently seen ones are dropped past it."
+    )
     max_services: int = Field(
-        1_000, ge=1, description="Services held at most; past it the least recently seen is dropped whole (and stored)."
+        DEFAULT_CAPS.max_services,
+        ge=1,
+        description="Services held at most; past it the least recently seen is dropped whole (and stored).",
     )
     mask_patterns: Annotated[list[str], NoDecode] = Field(
         [], description="Extra regular expressions to mask, separated by ';;'."
@@ -297,6 +303,16 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("needs at least one topic")
         return value
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(
+            max_templates_per_service=self.max_templates_per_service,
+            max_templates_per_deployment=self.max_templates_per_deployment,
+            max_clusters_per_deployment=self.max_clusters_per_deployment,
+            max_deployments_per_service=self.max_deployments_per_service,
+            max_services=self.max_services,
+        )
 
     @property
     def scale_out(self) -> bool:

@@ -115,15 +115,7 @@ class LiveState:
 
     def new_engine(self) -> Engine:
         """An engine with the service's caps (the live one, or one to read a service another replica owns)."""
-        settings = self.settings
-        return Engine(
-            extra_patterns=tuple(settings.mask_patterns),
-            max_templates_per_service=settings.max_templates_per_service,
-            max_templates_per_deployment=settings.max_templates_per_deployment,
-            max_clusters_per_deployment=settings.max_clusters_per_deployment,
-            max_deployments_per_service=settings.max_deployments_per_service,
-            max_services=settings.max_services,
-        )
+        return Engine(tuple(self.settings.mask_patterns), self.settings.caps)
 
     def load(self) -> None:
         """Restores the engine and offsets from the store (blocking; call at start). In scale-out, a replica

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.analysis.verdict import analyze
+from service.engine.caps import Caps
 from service.engine.clustering import MAX_TERMS, template_terms
 from service.engine.miner import (
     MAX_TEMPLATE_CHARS,
@@ -57,7 +58,7 @@ def huge_java_trace(exception: str) -> str:
 
 
 def test_the_services_cap_evicts_the_least_recently_seen_whole() -> None:
-    engine = Engine(max_services=3)
+    engine = Engine(caps=Caps(max_services=3))
     for at, service in enumerate(["a", "b", "c"]):
         engine.observe(service, "v1", "request served", float(at))
         engine.observe(service, "v2", "request served", float(at))
@@ -72,7 +73,7 @@ def test_the_services_cap_evicts_the_least_recently_seen_whole() -> None:
 
 
 def test_a_flood_of_services_keeps_the_cap_and_the_busy_ones() -> None:
-    engine = Engine(max_services=50)
+    engine = Engine(caps=Caps(max_services=50))
     for index in range(5_000):
         engine.observe("busy", "v1", "request served", float(index))  # seen all along: never the least recent
         engine.observe(f"flood-{index}", "v1", "hello", float(index))

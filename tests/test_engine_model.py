@@ -3,6 +3,7 @@
 import random
 import string
 
+from service.engine.caps import Caps
 from service.engine.clustering import TemplateClusterer, cosine, template_terms
 from service.engine.model import BUCKET_SECONDS, MAX_EXAMPLES, MAX_HOSTS, Engine
 
@@ -34,7 +35,9 @@ def test_deployments_share_template_ids() -> None:
 
 def test_memory_is_bounded_for_random_input() -> None:
     rng = random.Random(7)
-    engine = Engine(max_templates_per_service=300, max_templates_per_deployment=200, max_clusters_per_deployment=50)
+    engine = Engine(
+        caps=Caps(max_templates_per_service=300, max_templates_per_deployment=200, max_clusters_per_deployment=50)
+    )
     for index in range(20_000):
         words = " ".join(
             "".join(rng.choices(string.ascii_letters, k=rng.randint(3, 9))) for _ in range(rng.randint(1, 6))
@@ -76,7 +79,7 @@ def test_clusterer_caps_clusters() -> None:
 
 
 def test_deployments_per_service_are_capped_least_recently_seen_first() -> None:
-    engine = Engine(max_deployments_per_service=3)
+    engine = Engine(caps=Caps(max_deployments_per_service=3))
     for index, deployment in enumerate(["v1", "v2", "v3", "v4", "v5"]):
         engine.observe("svc", deployment, "request served", float(index))
     assert sorted(engine.service("svc").deployments) == ["v3", "v4", "v5"]

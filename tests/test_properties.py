@@ -3,6 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.engine.caps import Caps
 from service.engine.masking import mask
 from service.engine.miner import TemplateMiner
 from service.engine.model import Engine
@@ -16,7 +17,7 @@ texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=400) | st.text(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(texts, min_size=1, max_size=20))
 def test_engine_never_raises(messages: list[str]) -> None:
-    engine = Engine(max_templates_per_service=10)
+    engine = Engine(caps=Caps(max_templates_per_service=10))
     miner = TemplateMiner(max_templates=5)
     for index, message in enumerate(messages):
         engine.observe("s", "d", message, float(index))
@@ -45,7 +46,7 @@ def test_analysis_never_raises(
 ) -> None:
     from service.analysis.verdict import analyze
 
-    engine = Engine(max_templates_per_deployment=10)
+    engine = Engine(caps=Caps(max_templates_per_deployment=10))
     for index, (message, level) in enumerate(baseline):
         engine.observe("s", "v1", message, float(index), f"h{index % 2}", level)
     for index, (message, level) in enumerate(canary):

@@ -8,6 +8,7 @@ import pytest
 from service.analysis.feedback import compile_rules
 from service.analysis.verdict import analyze, binomial_tail
 from service.demo.traffic import events
+from service.engine.caps import Caps
 from service.engine.model import Engine, ServiceModel
 from service.schemas import Feedback
 
@@ -165,7 +166,7 @@ def test_binomial_tail() -> None:
 
 
 def test_new_events_past_the_template_cap_still_fail_the_canary() -> None:
-    engine = Engine(max_templates_per_deployment=20)
+    engine = Engine(caps=Caps(max_templates_per_deployment=20))
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
              "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango"]  # fmt: skip
     for deployment in ("v1", "v2"):

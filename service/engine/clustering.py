@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 from river.cluster import TextClust
 
+from service.engine.caps import DEFAULT_CAPS
 from service.engine.masking import WILDCARD
 from service.engine.miner import Template
 
 DEFAULT_RADIUS = 0.3  # TextClust's tf-idf cosine distance under which a template joins a cluster
-DEFAULT_MAX_CLUSTERS = 2_000
+DEFAULT_MAX_CLUSTERS = DEFAULT_CAPS.max_clusters_per_deployment
 OTHER_CLUSTER_ID = "other"
 MAX_TERMS = 64  # distinct words per template given to river and kept per cluster member, first seen first
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_$]+")

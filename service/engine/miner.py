@@ -33,12 +33,13 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.engine.caps import DEFAULT_CAPS
 from service.engine.masking import WILDCARD, Masker, shape_of
 from service.engine.stacktrace import VIEW_CHARS, parse_stack_trace
 
 OTHER_ID = "other"
 DEFAULT_SIMILARITY = 0.5
-DEFAULT_MAX_TEMPLATES = 10_000
+DEFAULT_MAX_TEMPLATES = DEFAULT_CAPS.max_templates_per_service
 DEFAULT_VARIABLE_AFTER = 3
 _EXACT_CACHE_SIZE = 200_000
 _MAX_GROUPS_SEARCHED = 256

@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from service.engine.caps import DEFAULT_CAPS, Caps
 from service.engine.clustering import Cluster, TemplateClusterer
 from service.engine.masking import Masker
 from service.engine.miner import OTHER, Template, TemplateMiner
@@ -26,12 +27,10 @@ from service.schemas import PRIMARY_SUFFIX
 BUCKET_SECONDS = 10
 MAX_EXAMPLES = 5
 MAX_EXAMPLE_BYTES = 4096  # an example keeps this head of a longer message (UTF-8), marked truncated
-DEFAULT_MAX_SERVICES = 1_000
 _SURELY_SHORT = MAX_EXAMPLE_BYTES // 4  # characters: a UTF-8 character is at most 4 bytes
 _TRUNCATION_MARK = re.compile(r" …\[truncated (\d+) bytes\]$")
 MAX_HOSTS = 64
 MAX_BUCKETS = 720  # two hours of 10-second buckets per template and deployment: enough for any window
-DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT = 5_000
 MAX_IDENTITIES = 16  # other names per deployment (labels, hashes): a few per release, the newest kept
 
 _SEVERITY = {
@@ -260,21 +259,14 @@ _SERIALS = itertools.count()
 class Engine:
     """Entry point of the engine: feed it events, read templates and counts back."""
 
-    def __init__(
-        self,
-        extra_patterns: tuple[str, ...] = (),
-        max_templates_per_service: int = 10_000,
-        max_templates_per_deployment: int = DEFAULT_MAX_TEMPLATES_PER_DEPLOYMENT,
-        max_clusters_per_deployment: int = 2_000,
-        max_deployments_per_service: int = 50,
-        max_services: int = DEFAULT_MAX_SERVICES,
-    ) -> None:
+    def __init__(self, extra_patterns: tuple[str, ...] = (), caps: Caps = DEFAULT_CAPS) -> None:
         self.extra_patterns = extra_patterns
-        self.max_services = max_services
-        self.max_templates_per_service = max_templates_per_service
-        self.max_templates_per_deployment = max_templates_per_deployment
-        self.max_clusters_per_deployment = max_clusters_per_deployment
-        self.max_deployments_per_service = max_deployments_per_service
+        self.caps = caps
+        self.max_services = caps.max_services
+        self.max_templates_per_service = caps.max_templates_per_service
+        self.max_templates_per_deployment = caps.max_templates_per_deployment
+        self.max_clusters_per_deployment = caps.max_clusters_per_deployment
+        self.max_deployments_per_service = caps.max_deployments_per_service
         self.services: dict[str, ServiceModel] = {}
         self._routes: dict[tuple[str, str], tuple[TemplateMiner, DeploymentModel]] = {}
         self.evicted: list[tuple[str, str]] = []  # (service, deployment) dropped since last asked (for the store)
