@@ -95,6 +95,74 @@ class LogEvent(BaseModel):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+_DOT_DOT_SEGMENT = r"(^|/)\.\.(/|$)"  # what NAME_PATTERN cannot say: no '..' path segment
+
+
+def _published_log_event(schema: dict[str, Any]) -> None:
+    """The schema of :class:`LogEventIn` as published: its description, and names refusing a '..' segment."""
+    schema["description"] = (
+        "One log event of one deployment (version) of one service, as sent to logcanary (Kafka record or HTTP). "
+        "Only service and message are required. Keys not named here are kept: they go into attributes. Shipper "
+        "records (Fluent Bit, Vector, OpenTelemetry OTLP/JSON, rsyslog) are mapped to this shape, see "
+        "docs/shippers.md."
+    )
+    properties = schema["properties"]
+    for name in (properties["service"], properties["deployment"]["anyOf"][0], properties["identities"]["items"]):
+        name["not"] = {"pattern": _DOT_DOT_SEGMENT}
+
+
+class LogEventIn(BaseModel):
+    """The published contract of a log event as it may be sent (``schemas/log-event.schema.json``): only
+    ``service`` and ``message`` are required, and keys it does not name are kept in ``attributes``. Never used to
+    validate: ``service/ingestion/records.py`` reads records (also Fluent Bit, Vector, OTLP and rsyslog shapes, see
+    docs/shippers.md) into a :class:`LogEvent`; tests check that what this schema accepts, the service counts."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        title="LogEvent",
+        json_schema_extra=_published_log_event,
+    )
+
+    timestamp: datetime | float | None = Field(
+        None,
+        description="When the event happened: RFC 3339 text (without a zone it is UTC), or an epoch number in "
+        "seconds, milliseconds, microseconds (>= 1e15) or nanoseconds (>= 1e18). Absent or null: the time it is "
+        "received.",
+    )
+    service: Annotated[Name, Field(description=f"Service name, e.g. 'checkout': {NAME_RULE}.")]
+    deployment: Annotated[
+        Name | None,
+        Field(
+            description=f"Deployment / version / pod-template hash, e.g. 'v2': {NAME_RULE}. Absent or null: 'unknown'."
+        ),
+    ] = None
+    host: Annotated[str, Field(max_length=256, description="Host or pod that emitted the event.")] = "unknown"
+    level: Annotated[
+        Annotated[str, Field(max_length=32)] | int,
+        Field(
+            description="Log level as text (debug, info, warn, error, fatal ...; any case), or a number: 0-7 syslog "
+            "severities, 10-60 pino/bunyan levels."
+        ),
+    ] = "info"
+    message: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="The raw message; may span lines. Longer than LOGCANARY_MAX_MESSAGE_BYTES (64 KiB) of "
+            "UTF-8, it keeps its head, ends with ' …[truncated N bytes]' and is judged like any event.",
+        ),
+    ]
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form extra fields (other top-level keys are added to them)."
+    )
+    identities: list[Name] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Other names of the deployment (version labels, pod-template hashes, OTLP service.version); "
+        "a verdict asked for any of them judges this deployment.",
+    )
+
+
 class Anomaly(BaseModel):
     """A canary cluster that is new or far more frequent than in the baseline."""
 
@@ -260,7 +328,7 @@ def to_rfc3339(epoch: float) -> datetime:
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _DOCUMENTS: dict[str, type[BaseModel]] = {
-    "log-event.schema.json": LogEvent,
+    "log-event.schema.json": LogEventIn,  # what may be sent; LogEvent is what records are read into
     "verdict.schema.json": Verdict,
     "feedback.schema.json": FeedbackIn,
 }

@@ -175,16 +175,17 @@ async def _checkpoint_loop(state: LiveState) -> None:
 
 
 def _document_log_event(app: FastAPI) -> None:
-    """Adds the LogEvent schema to OpenAPI: POST /v1/events reads its body itself (JSON or NDJSON)."""
+    """Adds the LogEvent schema (what may be sent: schemas/log-event.schema.json) to OpenAPI: POST /v1/events reads its
+    body itself (JSON or NDJSON)."""
     from fastapi.openapi.utils import get_openapi
 
-    from service.schemas import LogEvent
+    from service.schemas import LogEventIn
 
     def openapi() -> dict[str, object]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components["LogEvent"] = LogEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+            components["LogEvent"] = LogEventIn.model_json_schema(ref_template="#/components/schemas/{model}")
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -75,7 +75,7 @@ class SqliteStore:
             self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             self._db.executescript(SCHEMA)
             with self._transaction():  # the write lock can be taken: the file and its folder are writable
-                pass
+                self._db.execute("DELETE FROM offsets WHERE 0")  # and the file itself takes writes (not read-only)
         except (OSError, sqlite3.Error) as exc:
             named = setting or f"LOGCANARY_STATE_DIR={path.parent}"
             raise StoreOpenError(
