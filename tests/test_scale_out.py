@@ -210,3 +210,25 @@ def test_http_events_and_feedback_reach_every_replica(
             break
         time.sleep(0.5)
     assert {_same_answers([p], "/v1/verdict", VERDICT)["verdict"] for p in processes} == {"pass"}
+
+
+def test_a_keyed_retry_on_another_replica_counts_once(
+    kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str
+) -> None:
+    """A load balancer sends the retry of a timed-out POST to another replica: the Idempotency-Key, saved in the
+    shared store with the first answer, makes it a replay there too."""
+    env, _ = _scale_out_env(kafka, pg_schema, partitions=2)
+    processes = [service_process(env) for _ in range(2)]
+    for process in processes:
+        process.start(timeout=60)
+    events = list(_events(500, 0))
+    headers = {"Idempotency-Key": "batch-0001"}
+    with processes[0].client() as first, processes[1].client() as second:
+        answer = first.post("/v1/events", json=events, headers=headers)
+        assert answer.status_code == 202, answer.text
+        retry = second.post("/v1/events", json=events, headers=headers)
+        assert retry.status_code == 202 and retry.headers.get("Idempotent-Replayed") == "true", retry.text
+        assert retry.content == answer.content
+        other = second.post("/v1/events", json=events[:10], headers=headers)
+        assert other.status_code == 422  # the same key with another body
+    _wait_exact(processes, _expected(500), timeout=60)

@@ -264,6 +264,16 @@ class PostgresStore:
             )
         return None if row is None else (int(row[0]), bytes(row[1]))
 
+    def load_idempotency_key(self, key: str) -> tuple[str, int, bytes] | None:
+        """(fingerprint, status, body) of a key any replica saved: a retry may reach another replica."""
+        with self._lock:
+            row = (
+                self._connection()
+                .execute("SELECT fingerprint, status, body FROM idempotency_keys WHERE key = %s", (key,))
+                .fetchone()
+            )
+        return None if row is None else (str(row[0]), int(row[1]), bytes(row[2]))
+
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Deletions first, then upserts, offsets and idempotency keys: all in one transaction."""
         with self._lock:

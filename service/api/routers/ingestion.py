@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from typing import cast
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -16,6 +17,7 @@ from service.api.runtime import Runtime, RuntimeDep
 from service.idempotency import IdempotencyRecord, valid_key
 from service.ingestion import http as ingest_http
 from service.ingestion.kafka import KafkaUnavailable
+from service.store.base import SharedCheckpointStore
 
 router = APIRouter(tags=["ingestion"])
 
@@ -97,6 +99,11 @@ async def post_events(request: Request, rt: RuntimeDep) -> Response:
     fingerprint = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
     async with keys.exclusive(key):  # a retry racing the first attempt waits for its answer
         known = keys.lookup(key)
+        answer: tuple[int, bytes] | None = None
+        if known is None and rt.router is not None:  # scale-out: the first attempt may have reached another replica
+            saved = await asyncio.to_thread(cast(SharedCheckpointStore, rt.store).load_idempotency_key, key)
+            if saved is not None:
+                known, answer = (saved[0], None), (saved[1], saved[2])
         if known is None:
             return await _ingest(rt, body, (key, fingerprint))
         known_fingerprint, unsaved = known
@@ -107,8 +114,8 @@ async def post_events(request: Request, rt: RuntimeDep) -> Response:
         if unsaved is not None:  # counted, not yet durable (a failed checkpoint): save it before answering
             if not await rt.state.checkpoint(force=True):
                 return _not_saved()
-            answer: tuple[int, bytes] | None = (unsaved.status, unsaved.body)
-        else:
+            answer = (unsaved.status, unsaved.body)
+        elif answer is None:  # saved by this replica: its answer is in the store
             answer = await asyncio.to_thread(rt.store.load_idempotency_result, key)
         if answer is None:  # forgotten in between (its TTL passed): a new request
             return await _ingest(rt, body, (key, fingerprint))
