@@ -179,8 +179,8 @@ def test_page_shows_the_verdict_and_the_clusters(service_process: Launcher, brow
     assert "NullPointerException" in red[0].text()
     assert "unknown" in red[0].text()
     assert "score" in red[0].text()
-    assert red[0].find_all("button", "ignore")
-    assert all("known" in r.text() and not r.find_all("button", "ignore") for r in grey)
+    assert red[0].find_all("button", "judge")
+    assert all("known" in r.text() and not r.find_all("button", "judge") for r in grey)
     red_id = red[0].attrs["data-cluster-id"]
     [npe] = [c for c in clusters if c["cluster_id"] == red_id]
     expected = [x for t in npe["templates"] for x in t["examples"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.routers import analyses, feedback, health, ingestion, services, verdicts
+from service.api.routers import analyses, feedback, health, ingestion, review, services, verdicts
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -13,4 +13,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     analyses.router,
     feedback.router,
     services.router,
+    review.router,
 )

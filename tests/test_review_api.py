@@ -1,0 +1,214 @@
+"""The reviewer's API: the cluster map, a service's history with risk over time, and not_a_risk feedback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from service.analysis.projection import PROJECTION
+from service.store.base import MAX_RISK_SAMPLES
+from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
+
+MAP = "/v1/services/payments/map"
+
+
+def post(client: TestClient, records: list[dict[str, object]]) -> None:
+    assert client.post("/v1/events", content=ndjson(records), headers=AUTH).status_code == 202
+
+
+def points(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["template_id"]: p for p in body["points"]}
+
+
+def npe_of(body: dict[str, Any]) -> dict[str, Any]:
+    npe: list[dict[str, Any]] = [p for p in body["points"] if "NullPointerException" in p["template"]]
+    assert len(npe) == 1
+    return npe[0]
+
+
+def test_map_places_every_event_type_of_canary_and_baseline(tmp_path: Path) -> None:
+    legacy = [{**e, "message": f"Legacy sync job ran in {n} ms"} for n, e in enumerate(live("v1", 40, 7))]
+    with make_client(tmp_path, api_token=SecretStr(TOKEN), verdict_max_age_seconds=60.0) as client:
+        post(client, live("v1", 1500, 1) + legacy + live("v2", 1500, 2, npe_rate=0.02))
+        body = client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()
+        gate = client.get("/v1/verdict", params={"service": "payments", "canary": "v2", "baseline": "v1"}).json()
+        assert body["verdict"] == gate  # GET /v1/verdict's question (same defaults), answered by one computation
+        assert (body["window"], body["projection"], body["analysis"], body["omitted"]) == ("5m", PROJECTION, None, 0)
+        assert (body["canary"], body["baseline"]) == ("v2", ["v1"])
+
+        found = points(body)
+        canary = client.get("/v1/services/payments/clusters", params={"deployment": "v2"}).json()
+        baseline = client.get("/v1/services/payments/clusters", params={"deployment": "v1"}).json()
+        in_canary = {t["template_id"]: (c["cluster_id"], t["count"]) for c in canary for t in c["templates"]}
+        in_baseline = {t["template_id"]: t["count"] for c in baseline for t in c["templates"]}
+        assert set(found) == set(in_canary) | set(in_baseline)
+        for template_id, point in found.items():
+            assert point["in_canary"] == (template_id in in_canary)
+            assert point["canary_count"] == in_canary.get(template_id, ("", 0))[1]
+            assert point["baseline_count"] == in_baseline.get(template_id, 0)
+            if point["in_canary"]:
+                assert point["cluster_id"] == in_canary[template_id][0]
+            assert 0 <= point["x"] <= 1 and 0 <= point["y"] <= 1
+
+        npe = npe_of(body)
+        [anomaly] = gate["anomalies"]
+        assert npe["template_id"] in anomaly["template_ids"]
+        assert (npe["state"], npe["finding"], npe["score"], npe["level"]) == (
+            "anomalous",
+            "unknown",
+            anomaly["score"],
+            "error",
+        )
+        [gone] = [p for p in found.values() if p["template"].startswith("Legacy sync job")]
+        assert (gone["state"], gone["in_canary"], gone["canary_count"]) == ("vanished", False, 0)
+        assert {p["state"] for p in found.values() if p not in (npe, gone)} == {"known"}
+        assert body["points"][0] == npe  # anomalous first
+
+        capped = client.get(MAP, params={"canary": "v2", "baseline": "v1", "max_points": 3}).json()
+        assert [p["template_id"] for p in capped["points"]] == [p["template_id"] for p in body["points"][:3]]
+        assert capped["omitted"] == len(found) - 3
+
+        history = client.get(MAP, params={"canary": "v2"}).json()  # no baseline: earlier deployments
+        assert history["baseline"] == ["history:v1"]
+        assert points(history).keys() == found.keys()
+
+        assert client.get(MAP, params={"canary": "v2", "window": "soon"}).status_code == 400
+        assert client.get(MAP).status_code == 400  # neither canary nor analysis
+        assert client.get("/v1/services/nope/map", params={"canary": "v2"}).status_code == 404
+        unknown = client.get(MAP, params={"canary": "v9", "baseline": "v1"}).json()
+        assert unknown["verdict"]["reason_code"] == "unknown_canary"
+        assert {p["state"] for p in unknown["points"]} == {"vanished"}
+
+
+def test_positions_do_not_move_between_refreshes_deployments_and_restarts(tmp_path: Path) -> None:
+    def where(body: dict[str, Any]) -> dict[str, tuple[float, float]]:
+        return {p["template_id"]: (p["x"], p["y"]) for p in body["points"]}
+
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:
+        post(client, live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        first = where(client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json())
+        assert where(client.get(MAP, params={"canary": "v2", "baseline": "v1", "window": "all"}).json()) == first
+        post(client, live("v3", 1500, 3))
+        third = where(client.get(MAP, params={"canary": "v3", "baseline": "v2"}).json())
+        shared = first.keys() & third.keys()
+        assert len(shared) == len(first)  # v3 logs v2's types, and v2's exception shows as vanished
+        assert {t: third[t] for t in shared} == first
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:  # restarted from the store
+        assert where(client.get(MAP, params={"canary": "v3", "baseline": "v2"}).json()) == third
+
+
+def test_not_a_risk_applies_to_its_canary_only(tmp_path: Path) -> None:
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:
+        v2 = [{**e, "identities": ["7f9c4d"]} for e in live("v2", 1500, 2, npe_rate=0.02)]
+        post(client, live("v1", 1500, 1) + v2 + live("v3", 1500, 3, npe_rate=0.02))
+        npe = npe_of(client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json())
+
+        rule = {"service": "payments", "template_id": npe["template_id"], "author": "ana", "reason": "staging keys"}
+        missing = client.post("/v1/feedback", json={**rule, "action": "not_a_risk"}, headers=AUTH)
+        assert missing.status_code == 422
+        assert "give deployment" in missing.text
+        created = client.post(
+            "/v1/feedback", json={**rule, "action": "not_a_risk", "deployment": "7f9c4d"}, headers=AUTH
+        )
+        assert created.status_code == 201, created.text
+        feedback = created.json()
+        assert (feedback["action"], feedback["deployment"], feedback["author"]) == ("not_a_risk", "7f9c4d", "ana")
+
+        def judged(canary: str) -> dict[str, Any]:
+            body: dict[str, Any] = client.get(MAP, params={"canary": canary, "baseline": "v1"}).json()
+            return body
+
+        accepted = judged("v2")  # the rule names v2 by its pod-template hash: it applies to v2
+        assert accepted["verdict"]["verdict"] == "pass"
+        assert accepted["verdict"]["suppressed"][0]["feedback_id"] == feedback["id"]
+        point = npe_of(accepted)
+        assert (point["state"], point["feedback_id"], point["feedback_action"]) == (
+            "ignored",
+            feedback["id"],
+            "not_a_risk",
+        )
+        assert judged("v3")["verdict"]["verdict"] == "fail"  # the next release is judged afresh
+        assert npe_of(judged("v3"))["state"] == "anomalous"
+
+        ignored = client.post(
+            "/v1/feedback", json={**rule, "action": "ignore", "deployment": "v2"}, headers=AUTH
+        ).json()
+        assert judged("v3")["verdict"]["verdict"] == "pass"  # ignore: every deployment
+        assert client.delete(f"/v1/feedback/{ignored['id']}", headers=AUTH).status_code == 204
+        assert client.delete(f"/v1/feedback/{feedback['id']}", headers=AUTH).status_code == 204
+        assert judged("v2")["verdict"]["verdict"] == "fail"  # undone
+
+        priority = {**rule, "action": "priority", "template_id": None}
+        priority["template"] = next(p["template"] for p in judged("v2")["points"] if p["state"] == "known")
+        assert client.post("/v1/feedback", json=priority, headers=AUTH).status_code == 201
+        assert {p["finding"] for p in judged("v3")["points"] if p["state"] == "anomalous"} >= {"priority"}
+
+
+def wait_completed(client: TestClient, analysis_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        analysis: dict[str, Any] = client.get(f"/v1/analyses/{analysis_id}").json()
+        if analysis["status"] == "completed":
+            return analysis
+        time.sleep(0.2)
+    raise AssertionError("the analysis did not complete")
+
+
+def test_an_analysis_map_and_history_show_what_it_published(tmp_path: Path) -> None:
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:
+        post(client, live("v1", 300, 1))
+        body = {"service": "payments", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}, "duration": 3}
+        created = client.post("/v1/analyses", json=body, headers=AUTH).json()
+        post(client, live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        analysis = wait_completed(client, created["id"])
+        assert analysis["verdict"]["verdict"] == "fail"
+
+        npe = npe_of(client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json())
+        rule = {"service": "payments", "action": "not_a_risk", "template_id": npe["template_id"], "deployment": "v2"}
+        rule_id = client.post("/v1/feedback", json={**rule, "author": "ana"}, headers=AUTH).json()["id"]
+        client.post("/v1/services/payments/deployments/v2/mark", json={"bad": True, "author": "bo"}, headers=AUTH)
+        assert client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()["verdict"]["verdict"] == "pass"
+
+        published = client.get(MAP, params={"analysis": created["id"]}).json()
+        assert published["verdict"] == analysis["verdict"]  # exactly what it published, though the rule came later
+        assert published["window"] == "analysis"
+        assert published["analysis"]["id"] == created["id"]
+        assert published["analysis"]["status"] == "completed"
+        assert npe_of(published)["state"] == "anomalous"
+        assert client.get("/v1/services/other/map", params={"analysis": created["id"]}).status_code == 404
+        assert client.get(MAP, params={"analysis": "missing"}).status_code == 404
+
+        history = client.get("/v1/services/payments/history").json()
+        [summary] = history["analyses"]
+        assert (summary["id"], summary["canary"], summary["baseline"], summary["history"]) == (
+            created["id"],
+            "v2",
+            "v1",
+            False,
+        )
+        assert (summary["verdict"], summary["risk"], summary["status"]) == (
+            "fail",
+            analysis["verdict"]["risk"],
+            "completed",
+        )
+        samples = summary["risk_history"]
+        assert 2 <= len(samples) <= MAX_RISK_SAMPLES
+        assert samples[-1]["risk"] == analysis["verdict"]["risk"]
+        assert [s["at"] for s in samples] == sorted(s["at"] for s in samples)
+        assert [(f["id"], f["author"], f["action"]) for f in history["feedback"]] == [(rule_id, "ana", "not_a_risk")]
+        assert [(m["deployment"], m["bad"], m["author"]) for m in history["marks"]] == [("v2", True, "bo")]
+        assert client.get("/v1/services/payments/history", params={"limit": 0}).status_code == 422
+        assert client.get("/v1/services/nope/history").status_code == 404
+
+
+def test_protected_reads_cover_the_map_and_history(tmp_path: Path) -> None:
+    with make_client(tmp_path, api_token=SecretStr(TOKEN), protect_reads=True) as client:
+        post(client, live("v1", 300, 1) + live("v2", 300, 2))
+        for path in (f"{MAP}?canary=v2&baseline=v1", "/v1/services/payments/history"):
+            assert client.get(path).status_code == 401
+            assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 403
+            assert client.get(path, headers=AUTH).status_code == 200
