@@ -38,7 +38,8 @@ class MapPoint(BaseModel):
     x: float = Field(ge=0, le=1, description="Position, from the template's own words (stable projection).")
     y: float = Field(ge=0, le=1)
     state: PointState = Field(
-        description="anomalous: part of an anomaly of the verdict (a drop too, then in_canary is false); ignored: "
+        description="anomalous: part of an anomaly the verdict lists (its strongest ten; its anomaly_count says how "
+        "many reached the fail score), a drop too (then in_canary is false); ignored: "
         "an anomaly a feedback rule silenced (ignore, or not_a_risk for this canary); vanished: logged by the "
         "baseline only; known: logged by the canary, not anomalous."
     )

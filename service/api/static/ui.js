@@ -298,7 +298,10 @@
     const counts = { anomalous: 0, known: 0, vanished: 0, ignored: 0 };
     for (const p of points) counts[p.state] += 1;
     const summary = `${plural(points.length, "event type")}: ${counts.anomalous} anomalous, ${counts.known} known, ${counts.vanished} vanished, ${counts.ignored} ignored` +
-      (map.omitted ? ` (${number(map.omitted)} small ones left out)` : "");
+      (map.omitted ? ` (${number(map.omitted)} small ones left out)` : "") +
+      (map.verdict && map.verdict.anomaly_count > map.verdict.anomalies.length
+        ? `. The verdict lists its ${map.verdict.anomalies.length} strongest of ${number(map.verdict.anomaly_count)} anomalies: only those are red.`
+        : "");
     // Drawn largest first so small dots stay on top; anomalous ones last, highest score on top.
     const order = [...points].sort((a, b) => {
       const red = (a.state === "anomalous") - (b.state === "anomalous");
