@@ -335,6 +335,7 @@ async def get_history(
     """The newest `limit` analyses (running, completed or cancelled; kept LOGCANARY_RETENTION_ANALYSES_DAYS), the
     feedback rules (undo one with `DELETE /v1/feedback/{id}`) and the deployment marks. 404 when the service is
     neither known nor named by any of these."""
+    await rt.analyses.refresh()  # scale-out: what another replica just added or judged
     records = sorted(
         (r for r in rt.analyses.records.values() if r.service == service), key=lambda r: r.started_at, reverse=True
     )
