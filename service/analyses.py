@@ -138,7 +138,7 @@ class TooManyAnalyses(Exception):
 
 
 class UnknownTemplate(Exception):
-    """Feedback naming a template id the service does not know (and no template text)."""
+    """Feedback naming a template id (and no template text) or a deployment the service does not know."""
 
 
 class AnalysisFinished(Exception):
@@ -549,8 +549,12 @@ class Analyses:
     async def add_feedback(self, entry: FeedbackIn) -> Feedback:
         """Stores a rule; a rule given only a template_id gets the template of that id (UnknownTemplate if none)."""
         data = entry.model_dump()
+        model = await self.state.read_service(entry.service)
+        if entry.deployment is not None and (model is None or model.resolve(entry.deployment) is None):
+            raise UnknownTemplate(  # a not_a_risk rule on a name no deployment has would never apply
+                f"no deployment {entry.deployment!r} of service {entry.service!r}: name the canary judged"
+            )
         if entry.template is None:
-            model = await self.state.read_service(entry.service)
             template = model.miner.get(entry.template_id) if model is not None and entry.template_id else None
             if template is None:
                 raise UnknownTemplate(

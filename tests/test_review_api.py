@@ -111,6 +111,9 @@ def test_not_a_risk_applies_to_its_canary_only(tmp_path: Path) -> None:
         missing = client.post("/v1/feedback", json={**rule, "action": "not_a_risk"}, headers=AUTH)
         assert missing.status_code == 422
         assert "give deployment" in missing.text
+        typo = client.post("/v1/feedback", json={**rule, "action": "not_a_risk", "deployment": "7f9c4e"}, headers=AUTH)
+        assert typo.status_code == 404  # a rule on a name no deployment has would never apply
+        assert "no deployment '7f9c4e'" in typo.text
         created = client.post(
             "/v1/feedback", json={**rule, "action": "not_a_risk", "deployment": "7f9c4d"}, headers=AUTH
         )

@@ -23,8 +23,9 @@ router = APIRouter(tags=["feedback"])
 )
 async def add_feedback(rt: RuntimeDep, body: FeedbackIn) -> Feedback:
     """`ignore`: events like this template are never anomalies again for this service.
+    `not_a_risk`: accepted in the canary named by `deployment` only (later deployments are judged afresh).
     `priority`: they always fail a canary when seen. Give the `template_id` from a verdict's anomaly, the
-    `template` text, or both; a `template_id` alone that the service does not know is a 404."""
+    `template` text, or both; a `template_id` alone, or a `deployment`, that the service does not know is a 404."""
     try:
         return await rt.analyses.add_feedback(body)
     except UnknownTemplate as exc:
