@@ -63,6 +63,16 @@ Name = Annotated[
 ]
 
 
+Message = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="The raw message; may span lines. Longer than LOGCANARY_MAX_MESSAGE_BYTES (64 KiB) of "
+        "UTF-8, it keeps its head, ends with ' …[truncated N bytes]' and is judged like any event.",
+    ),
+]
+
+
 class LogEvent(BaseModel):
     """One log event of one deployment (version) of one service."""
 
@@ -73,14 +83,7 @@ class LogEvent(BaseModel):
     deployment: Annotated[Name, Field(description=f"Deployment / version / pod-template hash, e.g. 'v2': {NAME_RULE}.")]
     host: Annotated[str, Field(max_length=256, description="Host or pod that emitted the event.")] = "unknown"
     level: Annotated[str, Field(max_length=32, description="Log level (debug, info, warn, error, fatal ...).")] = "info"
-    message: Annotated[
-        str,
-        Field(
-            min_length=1,
-            description="The raw message; may span lines. Longer than LOGCANARY_MAX_MESSAGE_BYTES (64 KiB) of "
-            "UTF-8, it keeps its head, ends with ' …[truncated N bytes]' and is judged like any event.",
-        ),
-    ]
+    message: Message
     attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form extra fields.")
     identities: list[Name] = Field(
         default_factory=list,
@@ -144,14 +147,7 @@ class LogEventIn(BaseModel):
             "severities, 10-60 pino/bunyan levels."
         ),
     ] = "info"
-    message: Annotated[
-        str,
-        Field(
-            min_length=1,
-            description="The raw message; may span lines. Longer than LOGCANARY_MAX_MESSAGE_BYTES (64 KiB) of "
-            "UTF-8, it keeps its head, ends with ' …[truncated N bytes]' and is judged like any event.",
-        ),
-    ]
+    message: Message
     attributes: dict[str, Any] = Field(
         default_factory=dict, description="Free-form extra fields (other top-level keys are added to them)."
     )

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
-FLAGS = [
+HEADLESS = [  # also the flags of tests/test_ui.py's and tests/test_docs.py's one-shot page dumps
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -30,9 +30,8 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--hide-scrollbars",
-    "--remote-debugging-port=0",
-    "--remote-allow-origins=*",
 ]
+FLAGS = [*HEADLESS, "--remote-debugging-port=0", "--remote-allow-origins=*"]
 
 
 class BrowserError(AssertionError):

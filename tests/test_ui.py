@@ -25,20 +25,10 @@ from service.api.app import create_app
 from service.demo.traffic import events
 from service.settings import Settings
 
+from .cdp import HEADLESS
 from .conftest import ROOT, Launcher, ServiceProcess
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=8000",
-]
+FLAGS = [*HEADLESS, "--virtual-time-budget=8000"]
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
