@@ -112,6 +112,7 @@ class LiveState:
         self._saved_origins: dict[tuple[int, str, int], int] = {}
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._snapshots: OrderedDict[str, tuple[float, ServiceModel | None]] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[dict[str, ServiceModel | None]]] = {}
 
     def new_engine(self) -> Engine:
         """An engine with the service's caps (the live one, or one to read a service another replica owns)."""
@@ -207,24 +208,47 @@ class LiveState:
     async def read_service(self, name: str) -> ServiceModel | None:
         """A service to answer a read: the live model where this replica owns it (or holds everything), else
         the one its owner last checkpointed, read from the store at most one checkpoint interval ago."""
-        if self.owns(name):
-            return self.engine.services.get(name)
-        now = time.monotonic()
-        cached = self._snapshots.get(name)
-        if cached is not None and now - cached[0] < self.settings.checkpoint_interval_seconds:
-            return cached[1]
-        model = await asyncio.to_thread(self._load_snapshot, name)
-        self._snapshots[name] = (now, model)
-        self._snapshots.move_to_end(name)
-        while len(self._snapshots) > SNAPSHOTS_KEPT:
-            self._snapshots.popitem(last=False)
-        return model
+        return (await self.read_services([name]))[name]
 
-    def _load_snapshot(self, name: str) -> ServiceModel | None:
+    async def read_services(self, names: Iterable[str]) -> dict[str, ServiceModel | None]:
+        """:meth:`read_service` for many: those another replica owns are read from the store in one go, and
+        concurrent reads of one service (twenty gates polling a canary) share one load."""
+        now = time.monotonic()
+        found: dict[str, ServiceModel | None] = {}
+        waiting: dict[str, asyncio.Future[dict[str, ServiceModel | None]]] = {}
+        missing: list[str] = []
+        for name in names:
+            if self.owns(name):
+                found[name] = self.engine.services.get(name)
+            elif (cached := self._snapshots.get(name)) and now - cached[0] < self.settings.checkpoint_interval_seconds:
+                found[name] = cached[1]
+            elif name in self._loading:
+                waiting[name] = self._loading[name]
+            else:
+                missing.append(name)
+        if missing:
+            load = asyncio.ensure_future(asyncio.to_thread(self._load_snapshots, missing))
+            for name in missing:
+                self._loading[name] = waiting[name] = load
+            try:
+                loaded = await load
+            finally:
+                for name in missing:
+                    self._loading.pop(name, None)
+            for name, model in loaded.items():
+                self._snapshots[name] = (now, model)
+                self._snapshots.move_to_end(name)
+            while len(self._snapshots) > SNAPSHOTS_KEPT:
+                self._snapshots.popitem(last=False)
+        for name, future in waiting.items():
+            found[name] = (await future)[name]
+        return found
+
+    def _load_snapshots(self, names: list[str]) -> dict[str, ServiceModel | None]:
         store = cast(SharedCheckpointStore, self.store)
         engine = self.new_engine()
-        restore(engine, store.load_state([name]))
-        return engine.services.get(name)
+        restore(engine, store.load_state(names))
+        return {name: engine.services.get(name) for name in names}
 
     async def service_names(self) -> list[str]:
         """Every service known: this replica's and, in scale-out, those the store holds for the others."""

@@ -358,3 +358,37 @@ def test_one_replica_at_a_time_evaluates_a_running_analysis(pg_schema: str) -> N
         assert store.lease_analyses("replica-a", now=200.0, until=210.0) == []  # completed: no one evaluates it
     finally:
         store.close()
+
+
+def test_a_replica_reads_services_it_does_not_own_from_their_last_checkpoint(tmp_path: Path, pg_schema: str) -> None:
+    """Scale-out reads: a service another replica owns is restored from the store, once for twenty concurrent
+    readers, reused for one checkpoint interval, and many are read in one go (GET /v1/services)."""
+    writer = pg(tmp_path / "a", pg_schema)
+    for n in range(300):
+        writer.engine.observe(f"svc-{n % 3}", "v1", f"request {n} served in {n % 7} ms", 1000.0 + n, "h", "info")
+    asyncio.run(writer.checkpoint(force=True))
+    reader = pg(tmp_path / "b", pg_schema, kafka_bootstrap_servers="127.0.0.1:1", checkpoint_interval_seconds=60)
+    assert reader.owned == set()  # scale-out, owning nothing yet: every service is another replica's
+    loads: list[list[str]] = []
+    load = reader._load_snapshots
+
+    def counted(names: list[str]) -> Any:
+        loads.append(list(names))
+        return load(names)
+
+    reader._load_snapshots = counted
+
+    async def twenty_gates() -> list[Any]:
+        return await asyncio.gather(*(reader.read_service("svc-1") for _ in range(20)))
+
+    models = asyncio.run(twenty_gates())
+    assert loads == [["svc-1"]] and all(model is models[0] for model in models)
+    assert models[0].deployments["v1"].events == 100
+    assert asyncio.run(reader.service_names()) == ["svc-0", "svc-1", "svc-2"]
+    many = asyncio.run(reader.read_services(["svc-0", "svc-1", "svc-2", "gone"]))
+    assert loads == [["svc-1"], ["svc-0", "svc-2", "gone"]]  # svc-1 reused; the rest in one read
+    assert many["gone"] is None and many["svc-1"] is models[0]
+    assert sum(m.deployments["v1"].events for m in many.values() if m is not None) == 300
+    assert not reader.engine.services  # nothing of the others' state became this replica's
+    writer.store.close()
+    reader.store.close()

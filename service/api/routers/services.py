@@ -65,8 +65,10 @@ def _finite(value: float) -> float | None:
 )
 async def list_services(rt: RuntimeDep) -> list[ServiceInfo]:
     out = []
-    for name in await rt.state.service_names():
-        service = await rt.state.read_service(name)
+    names = await rt.state.service_names()
+    services = await rt.state.read_services(names)
+    for name in names:
+        service = services[name]
         if service is None:  # dropped since it was listed
             continue
         excluded = rt.analyses.excluded_from_history(name)
