@@ -33,7 +33,7 @@ from service.idempotency import IdempotencyKeys
 from service.metrics import Metrics
 from service.schemas import LogEvent
 from service.settings import Settings
-from service.store.base import Checkpoint, CheckpointStore, Fenced, SharedCheckpointStore
+from service.store.base import Checkpoint, CheckpointStore, Fenced, SharedCheckpointStore, StoreUnavailable
 from service.store.codec import (
     Restored,
     encode_deployment_header,
@@ -227,7 +227,7 @@ class LiveState:
             else:
                 missing.append(name)
         if missing:
-            load = asyncio.ensure_future(asyncio.to_thread(self._load_snapshots, missing))
+            load = asyncio.ensure_future(self._load_or_unavailable(missing))
             for name in missing:
                 self._loading[name] = waiting[name] = load
             try:
@@ -243,6 +243,14 @@ class LiveState:
         for name, future in waiting.items():
             found[name] = (await future)[name]
         return found
+
+    async def _load_or_unavailable(self, names: list[str]) -> dict[str, ServiceModel | None]:
+        try:
+            return await asyncio.to_thread(self._load_snapshots, names)
+        except Exception as exc:
+            log.warning("reading %s from the store failed: %s", names[:5], exc)
+            detail = f"the services of other replicas are read from the store, unreachable now ({exc})"
+            raise StoreUnavailable(detail) from exc
 
     def _load_snapshots(self, names: list[str]) -> dict[str, ServiceModel | None]:
         store = cast(SharedCheckpointStore, self.store)

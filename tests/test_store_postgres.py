@@ -24,7 +24,7 @@ from psycopg import sql
 from service.idempotency import IdempotencyRecord
 from service.schemas import DeploymentMark, Feedback
 from service.settings import SettingsError, load_settings
-from service.store.base import AnalysisRecord, Checkpoint, StoreOpenError
+from service.store.base import AnalysisRecord, Checkpoint, StoreOpenError, StoreUnavailable
 from service.store.postgres import LATEST, MIGRATIONS, PostgresStore, migrate, redacted
 from tests.conftest import ROOT, Launcher
 from tests.postgres_helpers import TEST_URL
@@ -390,5 +390,12 @@ def test_a_replica_reads_services_it_does_not_own_from_their_last_checkpoint(tmp
     assert many["gone"] is None and many["svc-1"] is models[0]
     assert sum(m.deployments["v1"].events for m in many.values() if m is not None) == 300
     assert not reader.engine.services  # nothing of the others' state became this replica's
+
+    def unreachable(names: list[str]) -> Any:
+        raise psycopg.OperationalError("connection refused")
+
+    reader._load_snapshots = unreachable
+    with pytest.raises(StoreUnavailable, match="unreachable now"):  # a 503 with Retry-After, not a 500
+        asyncio.run(reader.read_service("svc-9"))
     writer.store.close()
     reader.store.close()

@@ -12,6 +12,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.store.base import StoreUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -71,6 +73,12 @@ def install(app: FastAPI) -> None:
             for item in exc.errors()
         ]
         return error(422, "invalid_request", problems)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_: Request, exc: StoreUnavailable) -> Response:
+        response = error(503, "store_unavailable", str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(Exception)
     async def crashed(_: Request, exc: Exception) -> Response:

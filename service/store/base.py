@@ -63,6 +63,10 @@ class Checkpoint:
         )
 
 
+class StoreUnavailable(Exception):
+    """A read that needs the store (scale-out: another replica's service) could not reach it: a 503, retry."""
+
+
 class Fenced(Exception):
     """A checkpoint refused: another replica now owns these partitions of the repartition topic."""
 
