@@ -108,6 +108,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_kafka.py
 	$(BIN)/python bench/bench_memory.py
 
+# Scale-out (issue 9): events/s of 1, 2 and 3 replicas over PostgreSQL and of the direct mode, then verdict latency on
+# a replica owning the service and on one that does not: about 3 minutes (RUNS=5, as in bench/RESULTS.md: about 12).
+# Needs this machine's PostgreSQL (LOGCANARY_TEST_POSTGRES_URL, default postgresql://postgres@127.0.0.1:5432/test):
+# a schema per run, dropped after.
+RUNS ?= 1
+.PHONY: bench-scale-out
+bench-scale-out: $(STAMP)
+	$(BIN)/python bench/bench_scale_out.py --runs $(RUNS) --single-service
+
 score-grouping: $(STAMP)
 	$(BIN)/python $(EVAL)/grouping.py --cmd "$(BIN)/logcanary" $(EVAL)/data/loghub2k/*.csv
 

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,10 @@ async def produce(bootstrap: str, topic: str, payloads: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def start_service(bootstrap: str, topic: str, state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_service(
+    bootstrap: str, topic: str, state: Path, port: int, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``logcanary serve`` consuming ``topic``, once /readyz answers 200; ``extra_env`` adds or overrides settings."""
     env = {
         **os.environ,
         "LOGCANARY_PORT": str(port),
@@ -83,6 +87,7 @@ def start_service(bootstrap: str, topic: str, state: Path, port: int, log: Path)
         "LOGCANARY_KAFKA_SESSION_TIMEOUT_MS": "2000",
         "LOGCANARY_STATE_DIR": str(state),
         "LOGCANARY_LOG_LEVEL": "warning",
+        **(extra_env or {}),
     }
     handle = log.open("wb")
     process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, stdout=handle, stderr=handle)
@@ -102,20 +107,22 @@ def counted(port: int) -> int:
     return sum(service["events"] for service in services)
 
 
-def wait_counted(port: int, total: int, timeout: float = 600) -> tuple[float, float, int]:
-    """Polls every 50 ms until ``total`` events are counted: (time of the first count, time of the last,
-    events already counted at the first count). The first count comes after the consumer group join."""
+def wait_counted(
+    count: Callable[[], int], total: int, every: float = 0.05, timeout: float = 600
+) -> tuple[float, float, int]:
+    """Polls ``count()`` every ``every`` seconds until ``total`` events are counted: (time of the first count, time
+    of the last, events already counted at the first count). The first count comes after the consumer group join."""
     deadline = time.monotonic() + timeout
     first: tuple[float, int] | None = None
     while time.monotonic() < deadline:
-        now = counted(port)
+        now = count()
         if now and first is None:
             first = (time.monotonic(), now)
         if now >= total:
             assert first is not None
             return first[0], time.monotonic(), first[1]
-        time.sleep(0.05)
-    raise RuntimeError(f"only {counted(port)} of {total} events counted after {timeout}s")
+        time.sleep(every)
+    raise RuntimeError(f"only {count()} of {total} events counted after {timeout}s")
 
 
 def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
@@ -131,13 +138,13 @@ def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
             result["produce_seconds"] = asyncio.run(produce(broker.bootstrap_servers, topic, payloads))
             service = start_service(broker.bootstrap_servers, topic, Path(tmp) / "state", port, Path(tmp) / "log")
             started = time.monotonic()
-            first, finished, early = wait_counted(port, count)
+            first, finished, early = wait_counted(lambda: counted(port), count)
         else:
             service = start_service(broker.bootstrap_servers, topic, Path(tmp) / "state", port, Path(tmp) / "log")
             time.sleep(3)  # let the consumer join its group first: the producer is what is timed here
             started = time.monotonic()
             result["produce_seconds"] = asyncio.run(produce(broker.bootstrap_servers, topic, payloads))
-            first, finished, early = wait_counted(port, count)
+            first, finished, early = wait_counted(lambda: counted(port), count)
         try:
             seconds = finished - started
             result["seconds"] = round(seconds, 3)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -132,17 +133,22 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-async def poll(base: str, clients: int, seconds: float, interval: float) -> tuple[dict[str, float], dict[str, int]]:
+async def poll(
+    base: str, clients: int, seconds: float, interval: float, route: Mapping[str, str] | None = None
+) -> tuple[dict[str, float], dict[str, int]]:
+    """``clients`` concurrent gates for ``seconds``; ``route`` sends a service's questions to another base URL
+    (bench_scale_out.py: the replica that owns it, or one that does not)."""
     latencies: list[float] = []
     verdicts: dict[str, int] = {}
     deadline = time.perf_counter() + seconds
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
         params = {"service": f"svc-{index % SERVICES}", "canary": "v2", "baseline": "v1", "window": "5m"}
+        url = f"{route[params['service']]}/v1/verdict" if route else "/v1/verdict"
         await asyncio.sleep(interval * index / clients)  # spread the clients over the interval
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            answer = await http.get("/v1/verdict", params=params)
+            answer = await http.get(url, params=params)
             latencies.append(time.perf_counter() - started)
             if answer.status_code != 200:
                 raise SystemExit(f"verdict answered {answer.status_code}: {answer.text[:300]}")
