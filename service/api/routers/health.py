@@ -37,7 +37,6 @@ async def readyz(rt: RuntimeDep) -> Response:
         body["routing"] = rt.router.status()
         body["owned_partitions"] = sorted(rt.state.owned or ())
     return json_response(body, 200 if ready else 503)
-    return json_response(body, 200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics")
