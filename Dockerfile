@@ -65,7 +65,7 @@ RUN groupadd --system --gid 10001 logcanary \
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels "logcanary[postgres]" \
     && logcanary --help > /dev/null \
-    && python -c "from service.api import docs; assert all((docs.ASSETS_DIR / n).is_file() for n in docs.ASSETS)"
+    && python -c "from logcanary.api import docs; assert all((docs.ASSETS_DIR / n).is_file() for n in docs.ASSETS)"
 
 WORKDIR /var/lib/logcanary
 VOLUME ["/var/lib/logcanary"]

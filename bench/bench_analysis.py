@@ -1,7 +1,7 @@
 """How long ingestion and the canary verdict take.
 
 Part 1, throughput: 200,000 baseline (v1) and 200,000 canary (v2, NPE rate
-0.001) events of the demo payments service (service/demo/traffic.py),
+0.001) events of the demo payments service (service/logcanary/demo/traffic.py),
 generated before any timing, are ingested into a new Engine (events/s), then
 ``analyze`` judges v2 against v1 (seconds). The verdict must be fail with the
 NullPointerException as top anomaly.
@@ -30,11 +30,11 @@ from datetime import datetime
 
 from common import Summary, machine_info, peak_rss_mb, print_machine
 
-from service.analysis.verdict import analyze
-from service.demo import traffic
-from service.engine.caps import Caps
-from service.engine.model import Engine
-from service.schemas import Verdict
+from logcanary.analysis.verdict import analyze
+from logcanary.demo import traffic
+from logcanary.engine.caps import Caps
+from logcanary.engine.model import Engine
+from logcanary.schemas import Verdict
 
 Event = tuple[str, str, float, str, str]  # deployment, message, timestamp, host, level
 START = 1_795_694_400.0  # 2026-11-26 12:00 UTC

@@ -30,10 +30,10 @@ from pathlib import Path
 
 from common import DEFAULT_DATA, machine_info, print_machine
 
-from service.settings import Settings
-from service.state import LiveState
-from service.store.codec import encode_deployment, encode_miner
-from service.store.sqlite import SqliteStore
+from logcanary.settings import Settings
+from logcanary.state import LiveState
+from logcanary.store.codec import encode_deployment, encode_miner
+from logcanary.store.sqlite import SqliteStore
 
 
 def written() -> int:

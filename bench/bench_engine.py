@@ -34,7 +34,7 @@ from common import DEFAULT_DATA, Summary, load_contents, machine_info, peak_rss_
 from drain3 import TemplateMiner
 from drain3.template_miner_config import TemplateMinerConfig
 
-from service.engine.model import Engine
+from logcanary.engine.model import Engine
 
 MODES = ("repeated", "fresh")
 START = 1_795_694_400.0  # 2026-11-26 12:00 UTC; one line per millisecond from there

@@ -103,7 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         env = {**os.environ, "LOGCANARY_PORT": str(port), "LOGCANARY_STATE_DIR": tmp, "LOGCANARY_LOG_LEVEL": "warning"}
-        service = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, cwd=PROJECT)
+        service = subprocess.Popen([sys.executable, "-m", "logcanary.cli", "serve"], env=env, cwd=PROJECT)
         base = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=base, timeout=600) as client:

@@ -31,8 +31,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from service.demo.traffic import events
-from service.ingestion.embedded_broker import EmbeddedBroker, free_port
+from logcanary.demo.traffic import events
+from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,7 +90,7 @@ def start_service(
         **(extra_env or {}),
     }
     handle = log.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, stdout=handle, stderr=handle)
+    process = subprocess.Popen([sys.executable, "-m", "logcanary.cli", "serve"], env=env, stdout=handle, stderr=handle)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -18,7 +18,7 @@ import time
 
 from common import machine_info, peak_rss_mb, print_machine
 
-from service.engine.model import Engine
+from logcanary.engine.model import Engine
 
 
 def main() -> int:

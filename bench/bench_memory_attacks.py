@@ -62,7 +62,7 @@ class Service:
             "LOGCANARY_STATE_DIR": state_dir,
             "LOGCANARY_LOG_LEVEL": "warning",
         }
-        self.process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, cwd=PROJECT)
+        self.process = subprocess.Popen([sys.executable, "-m", "logcanary.cli", "serve"], env=env, cwd=PROJECT)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=600)
         started = time.perf_counter()
         while True:

@@ -6,11 +6,11 @@ dropped after):
 * ``direct``: one process, SQLite store, consuming the log topic itself (no repartition): the reference;
 * ``scale-out xN``: N replicas with ``LOGCANARY_STORE_URL=postgresql://...``; each routes its share of the log
   topic into the repartition topic (``<group id>.by-service``) and counts the repartition partitions the
-  consumer group assigns it (service/ingestion/scale_out.py);
+  consumer group assigns it (service/logcanary/ingestion/scale_out.py);
 * ``one service xN`` (``--single-service``): the same with every event of one service, so one replica counts
   them all while every replica routes: the per-service ceiling.
 
-The events are the demo payments traffic (service/demo/traffic.py), unkeyed, for ``--services-per-shard`` services
+The events are the demo payments traffic (``logcanary.demo.traffic``), unkeyed, for ``--services-per-shard`` services
 per repartition partition (names chosen so that every partition carries as many services) times a baseline ``v1``
 and a canary ``v2``, interleaved, produced by aiokafka from this process while the replicas consume (as
 ``bench_kafka.py --mode live``). The replicas join first (ownership of every repartition partition settled,
@@ -69,10 +69,10 @@ from common import machine_info, print_machine
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
-from service.demo.traffic import events
-from service.ingestion import scale_out
-from service.ingestion.embedded_broker import EmbeddedBroker, free_port
-from service.ingestion.records import decode_record
+from logcanary.demo.traffic import events
+from logcanary.ingestion import scale_out
+from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
+from logcanary.ingestion.records import decode_record
 
 STORE_URL = os.environ.get("LOGCANARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # The tables a checkpoint writes (shard_owners is claimed at assignment; analyses, feedback and marks are not
@@ -91,7 +91,7 @@ Counts = Counter[tuple[str, str]]
 
 
 def shard_of(service: str, partitions: int) -> int:
-    """The repartition partition of a service, as ``service.state.LiveState.shard_of`` places it."""
+    """The repartition partition of a service, as ``logcanary.state.LiveState.shard_of`` places it."""
     return zlib.crc32(service.encode("utf-8", "surrogatepass")) % partitions
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.ingestion.embedded_broker import EmbeddedBroker, free_port
+from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ class ServiceProcess:
     def start(self, timeout: float = 30.0, probe: str = "/readyz") -> None:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"], env=self.env, stdout=handle, stderr=handle, cwd=ROOT
+            [sys.executable, "-m", "logcanary.cli", "serve"], env=self.env, stdout=handle, stderr=handle, cwd=ROOT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

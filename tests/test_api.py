@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.api.app import create_app
-from service.demo.traffic import events
-from service.settings import Settings
+from logcanary.api.app import create_app
+from logcanary.demo.traffic import events
+from logcanary.settings import Settings
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from service.demo.traffic import events
+from logcanary.demo.traffic import events
 
 from .conftest import Launcher
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.settings import SettingsError, load_settings
+from logcanary.settings import SettingsError, load_settings
 from tests.conftest import ROOT
 from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from service.demo.traffic import events
+from logcanary.demo.traffic import events
 
-CLI = [sys.executable, "-m", "service.cli"]
+CLI = [sys.executable, "-m", "logcanary.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from service.analysis.sensitivity import thresholds
-from service.api.compact import COMPACT_MAX_BYTES, compact, stored_size
-from service.schemas import Anomaly, Suppressed, VanishedCluster, Verdict
+from logcanary.analysis.sensitivity import thresholds
+from logcanary.api.compact import COMPACT_MAX_BYTES, compact, stored_size
+from logcanary.schemas import Anomaly, Suppressed, VanishedCluster, Verdict
 
 TRACE = "Failed <*> <payment>\njava.lang.StackOverflowError\n" + "\tat com.acme.Deep.recurse(Deep.java:12)\n" * 2000
 

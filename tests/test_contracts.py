@@ -31,7 +31,7 @@ import orjson
 import pytest
 import yaml
 
-from service.demo.traffic import events
+from logcanary.demo.traffic import events
 from tests.conftest import ROOT, ServiceProcess
 
 CONTRACTS = Path(os.environ.get("LOGCANARY_CONTRACTS_SRC") or ROOT.parent / "shared" / "contracts")

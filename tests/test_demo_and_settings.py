@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from service.ingestion.embedded_broker import free_port
-from service.settings import SettingsError, load_settings
+from logcanary.ingestion.embedded_broker import free_port
+from logcanary.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_ends_with_the_failing_verdict() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "demo", "--no-wait", "--seconds", "9", "--port", str(free_port())],
+        [sys.executable, "-m", "logcanary.cli", "demo", "--no-wait", "--seconds", "9", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=120,
@@ -61,7 +61,12 @@ def test_settings_from_environment_and_file(monkeypatch: pytest.MonkeyPatch, tmp
 def test_serve_exits_2_on_bad_settings() -> None:
     env = {**os.environ, "LOGCANARY_CHECKPOINT_INTERVAL_SECONDS": "-1"}
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "logcanary.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert "LOGCANARY_CHECKPOINT_INTERVAL_SECONDS" in result.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from service.ingestion.embedded_broker import free_port
+from logcanary.ingestion.embedded_broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ class Guard(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Guard())
-from service.cli import main
+from logcanary.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -97,7 +97,7 @@ def test_the_demo_extra_is_what_the_demo_needs() -> None:
 
 
 def test_the_guard_does_block() -> None:
-    guard = GUARD.format(blocked=["jsonschema"]).replace("from service.cli import main", "import jsonschema")
+    guard = GUARD.format(blocked=["jsonschema"]).replace("from logcanary.cli import main", "import jsonschema")
     result = subprocess.run([sys.executable, "-c", guard], capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode != 0
     assert "jsonschema is not installed by pip install 'logcanary[demo]'" in result.stderr
@@ -121,7 +121,7 @@ def test_make_demo_installs_the_demo_extra_in_its_own_virtualenv_and_takes_a_por
 def test_without_a_broker_for_this_platform_the_demo_says_so(tmp_path: Path) -> None:
     missing = tmp_path / "no-tansu"
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "demo", "--no-wait", "--port", str(free_port())],
+        [sys.executable, "-m", "logcanary.cli", "demo", "--no-wait", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,

@@ -24,9 +24,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api import docs
-from service.api.app import create_app
-from service.settings import Settings
+from logcanary.api import docs
+from logcanary.api.app import create_app
+from logcanary.settings import Settings
 
 from .conftest import ROOT, Launcher
 from .test_ui import FLAGS, parse
@@ -83,7 +83,7 @@ def test_docs_page_and_assets_are_served_from_the_package(tmp_path: Path) -> Non
 
         for missing in ("index.html", "..%2Fdocs.py", "swagger-ui-bundle.js.map", "VERSION", "nope.js"):
             assert client.get(f"/docs/static/{missing}").status_code == 404, missing
-        assert client.get("/redoc").status_code == 404  # disabled: see service/api/docs.py
+        assert client.get("/redoc").status_code == 404  # disabled: see service/logcanary/api/docs.py
         assert client.get("/docs/oauth2-redirect").status_code == 404  # bearer only, no OAuth2 flow
         assert client.get("/", follow_redirects=False).headers["location"] == "/docs"
         assert not [path for path in client.get("/openapi.json").json()["paths"] if path.startswith("/docs")]
@@ -102,8 +102,8 @@ def test_vendored_swagger_ui_is_complete_and_packaged() -> None:
     bundle = (docs.ASSETS_DIR / "swagger-ui-bundle.js").read_text()
     assert docs.SWAGGER_UI_VERSION in bundle
     assert f"swagger-ui-dist {docs.SWAGGER_UI_VERSION}" in (docs.ASSETS_DIR / "VERSION").read_text()
-    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["service"]
-    package = ROOT / "service"
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["logcanary"]
+    package = ROOT / "service" / "logcanary"
     for name in names:
         relative = (docs.ASSETS_DIR / name).relative_to(package).as_posix()
         assert any(fnmatch(relative, p) and "/" not in relative[len(p.rsplit("/", 1)[0]) + 1 :] for p in patterns), (

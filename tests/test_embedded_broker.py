@@ -1,4 +1,4 @@
-"""Tests for service.ingestion.embedded_broker (real Tansu broker subprocess)."""
+"""Tests for logcanary.ingestion.embedded_broker (real Tansu broker subprocess)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
 )
 from confluent_kafka import KafkaError, Message, Producer
 
-from service.ingestion import embedded_broker
-from service.ingestion.embedded_broker import (
+from logcanary.ingestion import embedded_broker
+from logcanary.ingestion.embedded_broker import (
     BrokerBinaryNotFoundError,
     BrokerStartError,
     EmbeddedBroker,

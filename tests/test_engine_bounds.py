@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.analysis.verdict import analyze
-from service.engine.caps import Caps
-from service.engine.clustering import MAX_TERMS, template_terms
-from service.engine.miner import (
+from logcanary.analysis.verdict import analyze
+from logcanary.engine.caps import Caps
+from logcanary.engine.clustering import MAX_TERMS, template_terms
+from logcanary.engine.miner import (
     MAX_TEMPLATE_CHARS,
     MAX_TEMPLATE_TOKENS,
     MAX_TOKEN_CHARS,
@@ -22,8 +22,8 @@ from service.engine.miner import (
     Template,
     TemplateMiner,
 )
-from service.engine.model import MAX_EXAMPLE_BYTES, Engine
-from service.engine.stacktrace import parse_stack_trace
+from logcanary.engine.model import MAX_EXAMPLE_BYTES, Engine
+from logcanary.engine.stacktrace import parse_stack_trace
 from tests.test_state import make_state
 from tests.test_verdict import SERVICE, ingest
 

@@ -3,9 +3,9 @@
 import random
 import string
 
-from service.engine.caps import Caps
-from service.engine.clustering import TemplateClusterer, cosine, template_terms
-from service.engine.model import BUCKET_SECONDS, MAX_EXAMPLES, MAX_HOSTS, Engine
+from logcanary.engine.caps import Caps
+from logcanary.engine.clustering import TemplateClusterer, cosine, template_terms
+from logcanary.engine.model import BUCKET_SECONDS, MAX_EXAMPLES, MAX_HOSTS, Engine
 
 
 def test_counts_buckets_hosts_examples() -> None:

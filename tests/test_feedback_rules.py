@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from service.analysis.feedback import compile_rules
-from service.analysis.verdict import analyze
-from service.engine.model import Engine
-from service.schemas import Feedback, FeedbackAction, FeedbackIn
+from logcanary.analysis.feedback import compile_rules
+from logcanary.analysis.verdict import analyze
+from logcanary.engine.model import Engine
+from logcanary.schemas import Feedback, FeedbackAction, FeedbackIn
 from tests.test_verdict import SERVICE, ingest
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.demo.traffic import events
-from service.gate import EXAMPLE_LINE_CHARS, EXAMPLE_LINES, cut_example, describe_anomaly
-from service.ingestion.embedded_broker import free_port
+from logcanary.demo.traffic import events
+from logcanary.gate import EXAMPLE_LINE_CHARS, EXAMPLE_LINES, cut_example, describe_anomaly
+from logcanary.ingestion.embedded_broker import free_port
 
 from .conftest import ROOT, Launcher, ServiceProcess
 
@@ -52,7 +52,7 @@ def send(service: ServiceProcess, records: list[dict[str, Any]], token: str | No
 def gate(url: str, *args: str, env: dict[str, str] | None = None, service: str = SERVICE) -> subprocess.Popen[str]:
     """`logcanary gate` as a subprocess, without any LOGCANARY_API_TOKEN of the test's environment."""
     environment = {k: v for k, v in os.environ.items() if k != "LOGCANARY_API_TOKEN"}
-    command = [sys.executable, "-m", "service.cli", "gate", "--url", url, "--service", service, *args]
+    command = [sys.executable, "-m", "logcanary.cli", "gate", "--url", url, "--service", service, *args]
     return subprocess.Popen(
         command,
         cwd=ROOT,

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
-from service.settings import Settings
+from logcanary.api.app import create_app
+from logcanary.settings import Settings
 
 
 def make_client(tmp_path: Path, **settings: Any) -> TestClient:

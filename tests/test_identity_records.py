@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from service.ingestion.records import decode_record
-from service.schemas import LogEvent
+from logcanary.ingestion.records import decode_record
+from logcanary.schemas import LogEvent
 
 
 def _one(value: Any) -> LogEvent:

@@ -19,9 +19,9 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
-from service.ingestion.records import decode_record
-from service.settings import Settings
+from logcanary.api.app import create_app
+from logcanary.ingestion.records import decode_record
+from logcanary.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "schemas" / "log-event.schema.json").read_text(encoding="utf-8"))

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.analysis.verdict import analyze
-from service.engine.masking import Masker, mask
-from service.engine.model import Engine
+from logcanary.analysis.verdict import analyze
+from logcanary.engine.masking import Masker, mask
+from logcanary.engine.model import Engine
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from service.engine.miner import OTHER, TemplateMiner, template_id_of
+from logcanary.engine.miner import OTHER, TemplateMiner, template_id_of
 
 LINES = [
     "Invalid user admin from 10.0.0.1",
@@ -51,7 +51,7 @@ def test_ids_agree_across_processes() -> None:
     text = "\n".join(LINES * 3) + "\n"
     code = (
         "import sys, json\n"
-        "from service.engine.miner import TemplateMiner\n"
+        "from logcanary.engine.miner import TemplateMiner\n"
         "m = TemplateMiner()\n"
         "ids = [m.add(line).template_id for line in sys.stdin.read().splitlines()]\n"
         "print(json.dumps(ids))\n"

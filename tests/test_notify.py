@@ -1,4 +1,4 @@
-"""Notifications of ended analyses (service/notify.py) against a real HTTP receiver on 127.0.0.1.
+"""Notifications of ended analyses (service/logcanary/notify.py) against a real HTTP receiver on 127.0.0.1.
 
 The receiver is a ``http.server`` in a thread that records every request and answers from a script of statuses;
 stopping it and starting it again on the same port is a webhook that is down, then up. The end-to-end test runs a
@@ -24,13 +24,13 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.analysis.verdict import analyze
-from service.demo.traffic import SERVICE, events
-from service.engine.model import Engine
-from service.ingestion.embedded_broker import free_port
-from service.notify import Notifier, generic_message, slack_message
-from service.settings import Settings, SettingsError, Webhook, load_settings, parse_webhooks
-from service.store.base import AnalysisRecord
+from logcanary.analysis.verdict import analyze
+from logcanary.demo.traffic import SERVICE, events
+from logcanary.engine.model import Engine
+from logcanary.ingestion.embedded_broker import free_port
+from logcanary.notify import Notifier, generic_message, slack_message
+from logcanary.settings import Settings, SettingsError, Webhook, load_settings, parse_webhooks
+from logcanary.store.base import AnalysisRecord
 
 from .conftest import Launcher, ServiceProcess
 
@@ -314,7 +314,7 @@ def test_each_webhook_gets_its_format_once(receiver: Receiver) -> None:
 
 
 def test_a_webhook_that_is_down_gets_the_message_once_it_is_up(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="service.notify")
+    caplog.set_level(logging.INFO, logger="logcanary.notify")
     down = Receiver()  # its port is free: nothing listens yet, so every try is refused
     registry = CollectorRegistry()
     notifier = Notifier(settings(Webhook(url=f"{down.url}/hook"), notify_max_attempts=20), registry)

@@ -1,4 +1,4 @@
-"""The cluster map's projection (service/analysis/projection.py): a template's place depends on its content alone."""
+"""The cluster map's projection (logcanary.analysis.projection): a template's place depends on its content alone."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.analysis import projection
-from service.analysis.projection import MARGIN, features, position, project
-from service.engine.masking import Masker
-from service.engine.miner import Template, TemplateMiner
+from logcanary.analysis import projection
+from logcanary.analysis.projection import MARGIN, features, position, project
+from logcanary.engine.masking import Masker
+from logcanary.engine.miner import Template, TemplateMiner
 
 from .conftest import ROOT
 
@@ -35,7 +35,7 @@ def test_positions_are_pinned() -> None:
 def test_the_same_in_every_process() -> None:
     """No salted hash() anywhere: another interpreter with another PYTHONHASHSEED places templates identically."""
     code = (
-        "from tests.test_projection import NPE, LOGIN; from service.analysis.projection import position; "
+        "from tests.test_projection import NPE, LOGIN; from logcanary.analysis.projection import position; "
         "print(position(NPE), position(LOGIN))"
     )
     outputs = {

@@ -3,11 +3,11 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.engine.caps import Caps
-from service.engine.masking import mask
-from service.engine.miner import TemplateMiner
-from service.engine.model import Engine
-from service.engine.stacktrace import parse_stack_trace
+from logcanary.engine.caps import Caps
+from logcanary.engine.masking import mask
+from logcanary.engine.miner import TemplateMiner
+from logcanary.engine.model import Engine
+from logcanary.engine.stacktrace import parse_stack_trace
 
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=400) | st.text(
     alphabet=" \t\n=:./\\-_\"'()[]{}<>*0123456789abcdefxXat", max_size=300
@@ -44,7 +44,7 @@ def test_mining_is_deterministic(message: str) -> None:
 def test_analysis_never_raises(
     baseline: list[tuple[str, str]], canary: list[tuple[str, str]], sensitivity: str
 ) -> None:
-    from service.analysis.verdict import analyze
+    from logcanary.analysis.verdict import analyze
 
     engine = Engine(caps=Caps(max_templates_per_deployment=10))
     for index, (message, level) in enumerate(baseline):

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.ingestion import records
-from service.ingestion.records import REJECT_REASONS, Decoded, Rejection, decode_object, decode_record
-from service.schemas import LogEvent, valid_name
+from logcanary.ingestion import records
+from logcanary.ingestion.records import REJECT_REASONS, Decoded, Rejection, decode_object, decode_record
+from logcanary.schemas import LogEvent, valid_name
 
 
 def _raw(value: Any) -> bytes:

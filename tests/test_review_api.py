@@ -9,8 +9,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from service.analysis.projection import PROJECTION
-from service.store.base import MAX_RISK_SAMPLES
+from logcanary.analysis.projection import PROJECTION
+from logcanary.store.base import MAX_RISK_SAMPLES
 from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
 
 MAP = "/v1/services/payments/map"

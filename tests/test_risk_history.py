@@ -6,7 +6,7 @@ import itertools
 
 import orjson
 
-from service.store.base import MAX_RISK_SAMPLES, AnalysisRecord
+from logcanary.store.base import MAX_RISK_SAMPLES, AnalysisRecord
 
 
 def test_risk_samples_are_bounded_and_span_the_analysis() -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from service.ingestion.embedded_broker import free_port
-from service.ingestion.records import decode_record
-from service.schemas import LogEvent
+from logcanary.ingestion.embedded_broker import free_port
+from logcanary.ingestion.records import decode_record
+from logcanary.schemas import LogEvent
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "shippers.md").read_text()

@@ -1,7 +1,7 @@
 """Scale-out: replicas in one consumer group over the shared PostgreSQL store, with the real broker.
 
 Shippers do not key their records, so every service's events arrive on every partition of the log topic; each
-replica routes them through the repartition topic to the replica owning the service (service.ingestion.scale_out).
+replica routes them through the repartition topic to the replica owning the service (logcanary.ingestion.scale_out).
 Counts stay exact through a SIGKILL and a new replica joining, and every replica answers the same.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.ingestion.embedded_broker import EmbeddedBroker
+from logcanary.ingestion.embedded_broker import EmbeddedBroker
 from tests.conftest import Launcher, ServiceProcess
 from tests.kafka_helpers import create_topics, produce
 from tests.postgres_helpers import TEST_URL
@@ -232,3 +232,35 @@ def test_a_keyed_retry_on_another_replica_counts_once(
         other = second.post("/v1/events", json=events[:10], headers=headers)
         assert other.status_code == 422  # the same key with another body
     _wait_exact(processes, _expected(500), timeout=60)
+
+
+@pytest.mark.chaos
+def test_chaos_replicas_killed_again_and_again_count_exactly(
+    kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make chaos`: 3 replicas take 300,000 unkeyed events in 10 slices; after each slice a random replica is
+    SIGKILLed and a new one started in its place (routers and owners die mid-batch, partitions move again and
+    again). Every count is exact on every replica at the end, and every replica gives the same verdict."""
+    import random
+
+    total, slices = 300_000, 10
+    rng = random.Random(11)
+    env, topic = _scale_out_env(kafka, pg_schema)
+    replicas = [service_process(env) for _ in range(3)]
+    for replica in replicas:
+        replica.start(timeout=60)
+    started = time.monotonic()
+    per = total // slices
+    for index in range(slices):
+        produce(kafka.bootstrap_servers, topic, _events(per, index * per))
+        time.sleep(rng.uniform(0.5, 3.0))
+        victim = rng.randrange(len(replicas))
+        replicas[victim].kill()
+        replicas[victim] = service_process(env)
+        replicas[victim].start(timeout=60)
+    _wait_exact(replicas, _expected(total), timeout=300)
+    seconds = time.monotonic() - started
+    verdicts = [_comparable(_same_answers([r], "/v1/verdict", VERDICT)) for r in replicas]
+    assert all(v == verdicts[0] for v in verdicts) and verdicts[0]["verdict"] == "fail"
+    with capsys.disabled():
+        print(f"\n[scale-out chaos] {total} events, {slices} SIGKILLs, exact on 3 replicas after {seconds:.0f}s")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from service.analysis.similarity import same_event, value_like
-from service.engine.miner import Template
+from logcanary.analysis.similarity import same_event, value_like
+from logcanary.engine.miner import Template
 
 
 def t(text: str, signature: str = "") -> Template:

@@ -1,7 +1,7 @@
 """Stack traces are typed by exception, message and top application frames."""
 
-from service.engine.miner import TemplateMiner
-from service.engine.stacktrace import parse_stack_trace
+from logcanary.engine.miner import TemplateMiner
+from logcanary.engine.stacktrace import parse_stack_trace
 
 JAVA = """Failed to process payment 42
 java.lang.NullPointerException: Cannot invoke "Key.getEncoded()" because "this.key" is null

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from service.settings import Settings
-from service.state import LiveState
-from service.store.sqlite import SqliteStore
+from logcanary.settings import Settings
+from logcanary.state import LiveState
+from logcanary.store.sqlite import SqliteStore
 
 
 def make_state(tmp_path: Path, **settings: object) -> LiveState:

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from service.store.sqlite import SqliteStore
+from logcanary.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 NOBODY = 65534
 
 
 def serve(state_dir: Path, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "service.cli", "serve"]
+    command = [sys.executable, "-m", "logcanary.cli", "serve"]
     if as_nobody:
         command = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command]
     env = {**os.environ, "LOGCANARY_STATE_DIR": str(state_dir), "LOGCANARY_PORT": "0"}

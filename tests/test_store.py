@@ -19,11 +19,11 @@ from typing import Any, cast
 import orjson
 import pytest
 
-from service.settings import Settings
-from service.state import LiveState
-from service.store.base import Checkpoint, Store
-from service.store.factory import open_store
-from service.store.sqlite import SqliteStore, StoreOpenError
+from logcanary.settings import Settings
+from logcanary.state import LiveState
+from logcanary.store.base import Checkpoint, Store
+from logcanary.store.factory import open_store
+from logcanary.store.sqlite import SqliteStore, StoreOpenError
 from tests.postgres_helpers import TEST_URL
 
 DATA = Path(__file__).parent / "data"
@@ -233,7 +233,7 @@ def test_unwritable_state_dir_is_named(tmp_path: Path) -> None:
         SqliteStore(blocker / "state" / "logcanary.sqlite")
     env = {**os.environ, "LOGCANARY_STATE_DIR": str(blocker / "state"), "LOGCANARY_PORT": "0"}
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve"],
+        [sys.executable, "-m", "logcanary.cli", "serve"],
         env=env,
         capture_output=True,
         text=True,
@@ -337,8 +337,8 @@ def test_maintenance_truncates_the_wal_and_returns_free_pages(tmp_path: Path) ->
 
 
 def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path, backend: dict[str, str]) -> None:
-    from service.analyses import Analyses
-    from service.store.base import AnalysisRecord
+    from logcanary.analyses import Analyses
+    from logcanary.store.base import AnalysisRecord
 
     state = make_state(tmp_path, **backend, retention_analyses_days=30)
     store = cast(Store, state.store)  # the backend plays both roles

@@ -21,11 +21,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from service.idempotency import IdempotencyRecord
-from service.schemas import DeploymentMark, Feedback
-from service.settings import SettingsError, load_settings
-from service.store.base import AnalysisRecord, Checkpoint, StoreOpenError, StoreUnavailable
-from service.store.postgres import LATEST, MIGRATIONS, PostgresStore, migrate, redacted
+from logcanary.idempotency import IdempotencyRecord
+from logcanary.schemas import DeploymentMark, Feedback
+from logcanary.settings import SettingsError, load_settings
+from logcanary.store.base import AnalysisRecord, Checkpoint, StoreOpenError, StoreUnavailable
+from logcanary.store.postgres import LATEST, MIGRATIONS, PostgresStore, migrate, redacted
 from tests.conftest import ROOT, Launcher
 from tests.postgres_helpers import TEST_URL
 from tests.test_store import counts, make_state
@@ -217,7 +217,7 @@ def test_bad_store_urls_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
     env = {**os.environ, "LOGCANARY_STORE_URL": "postgresql://lc:s3cret@127.0.0.1:1/x", "LOGCANARY_PORT": "0"}
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve"],
+        [sys.executable, "-m", "logcanary.cli", "serve"],
         check=False,
         env=env,
         capture_output=True,
@@ -294,9 +294,9 @@ def test_serve_on_postgres_sigkilled_mid_stream_counts_exactly(
 
 def test_a_sqlite_url_names_the_file(tmp_path: Path) -> None:
     """sqlite:// + the path (three slashes: absolute); an unusable one is named by LOGCANARY_STORE_URL."""
-    from service.settings import Settings
-    from service.store.factory import open_store
-    from service.store.sqlite import SqliteStore
+    from logcanary.settings import Settings
+    from logcanary.store.factory import open_store
+    from logcanary.store.sqlite import SqliteStore
 
     store = open_store(Settings(state_dir=tmp_path / "unused", store_url=f"sqlite://{tmp_path}/elsewhere/s.sqlite"))
     assert isinstance(store, SqliteStore) and store.path == tmp_path / "elsewhere" / "s.sqlite"
@@ -310,7 +310,7 @@ def test_a_sqlite_url_names_the_file(tmp_path: Path) -> None:
 def test_a_replica_that_lost_its_partitions_cannot_write_them(pg_schema: str) -> None:
     """Scale-out fencing: each claim of a repartition partition bumps its epoch; a checkpoint carrying an older
     epoch writes nothing at all (state, offsets, origin offsets), and names the partitions lost."""
-    from service.store.base import Fenced
+    from logcanary.store.base import Fenced
 
     first, second = PostgresStore(TEST_URL, pg_schema), PostgresStore(TEST_URL, pg_schema)
     try:

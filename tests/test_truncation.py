@@ -11,9 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from service.engine.model import MAX_EXAMPLE_BYTES
-from service.ingestion.records import decode_object, decode_record
-from service.schemas import TRUNCATED_ATTRIBUTE
+from logcanary.engine.model import MAX_EXAMPLE_BYTES
+from logcanary.ingestion.records import decode_object, decode_record
+from logcanary.schemas import TRUNCATED_ATTRIBUTE
 from tests.test_api import live, make_client, ndjson
 
 LIMIT = 64 * 1024

@@ -21,9 +21,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
-from service.demo.traffic import events
-from service.settings import Settings
+from logcanary.api.app import create_app
+from logcanary.demo.traffic import events
+from logcanary.settings import Settings
 
 from .cdp import HEADLESS
 from .conftest import ROOT, Launcher, ServiceProcess

@@ -21,9 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from service.api.routers.review import get_map
-from service.api.routers.verdicts import VerdictQuery
-from service.demo.traffic import events
+from logcanary.api.routers.review import get_map
+from logcanary.api.routers.verdicts import VerdictQuery
+from logcanary.demo.traffic import events
 
 from .cdp import Chromium
 from .conftest import ROOT, Launcher, ServiceProcess
@@ -279,7 +279,7 @@ def test_the_page_asks_the_gates_question_by_default() -> None:
     template = yaml.safe_load((ROOT / "helm/logcanary/examples/analysistemplate.yaml").read_text())
     [metric] = template["spec"]["metrics"]
     [gate_window] = re.findall(r"[?&]window=([^&]+)", metric["provider"]["web"]["url"])
-    script = (ROOT / "service/api/static/ui.js").read_text()
+    script = (ROOT / "service/logcanary/api/static/ui.js").read_text()
     [page_window] = re.findall(r'const GATE_WINDOW = "([^"]+)";', script)
     assert page_window == gate_window == VerdictQuery.model_fields["window"].default
     assert inspect.signature(get_map).parameters["window"].default == gate_window

@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.analysis.feedback import compile_rules
-from service.analysis.verdict import analyze, binomial_tail
-from service.demo.traffic import events
-from service.engine.caps import Caps
-from service.engine.model import Engine, ServiceModel
-from service.schemas import Feedback
+from logcanary.analysis.feedback import compile_rules
+from logcanary.analysis.verdict import analyze, binomial_tail
+from logcanary.demo.traffic import events
+from logcanary.engine.caps import Caps
+from logcanary.engine.model import Engine, ServiceModel
+from logcanary.schemas import Feedback
 
 SERVICE = "payments"
 

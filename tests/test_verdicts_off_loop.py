@@ -16,13 +16,13 @@ from typing import cast
 
 from fastapi.testclient import TestClient
 
-from service.analyses import VerdictCache
-from service.analysis.sensitivity import thresholds
-from service.analysis.verdict import _Nearest
-from service.api.runtime import Runtime
-from service.engine.clustering import Cluster, cosine
-from service.schemas import Verdict
-from service.store.sqlite import SqliteStore
+from logcanary.analyses import VerdictCache
+from logcanary.analysis.sensitivity import thresholds
+from logcanary.analysis.verdict import _Nearest
+from logcanary.api.runtime import Runtime
+from logcanary.engine.clustering import Cluster, cosine
+from logcanary.schemas import Verdict
+from logcanary.store.sqlite import SqliteStore
 from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
 
 QUERY = {"service": "payments", "canary": "v2", "baseline": "v1", "window": "all"}

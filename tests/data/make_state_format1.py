@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, sys.argv[2])  # the old code, not this tree's
 
-from service.settings import Settings
-from service.state import LiveState
-from service.store.sqlite import SqliteStore
+from logcanary.settings import Settings
+from logcanary.state import LiveState
+from logcanary.store.sqlite import SqliteStore
 
 TRACE = (
     "java.lang.NullPointerException: x is null\n"

@@ -1,0 +1,617 @@
+"""Canary versus baseline: the verdict.
+
+Each event type (template) the canary logged is compared with the baseline:
+
+* not in the baseline, and not the *same event* as any baseline template
+  (:mod:`logcanary.analysis.similarity`, searched among the baseline clusters
+  most similar to the template's canary cluster): **unknown**;
+* in the baseline, but with a share of canary traffic far above its share of
+  baseline traffic (effect size, minimum count and a one-sided binomial test
+  on the counts): **frequency**.
+
+* a baseline cluster whose share of the canary's traffic fell far below its
+  baseline share, or vanished (same tests, the other side): **drop**. Drops
+  fail a canary only together (a silent failure stops several flows at once).
+
+New events are weighed by evidence class (debug output and deprecation notices
+never fail alone; an error or stack trace fails even once), by a test that the
+baseline was big enough to have shown them, and by how much other low-level
+novelty the canary logs (a chatty new build is not a broken one). Data
+sufficiency is decided first: missing or too little data is ``inconclusive``
+with a ``reason_code``. Anomalies are grouped by cluster; the verdict fails when
+one reaches the sensitivity's ``fail_score``, else it passes. Pure computation:
+the caller supplies the models, feedback and time window.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from logcanary.analysis.feedback import FeedbackRule
+from logcanary.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
+from logcanary.analysis.similarity import same_event, same_words
+from logcanary.engine.clustering import Cluster, template_terms
+from logcanary.engine.miner import OTHER, Template
+from logcanary.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
+from logcanary.schemas import (
+    Anomaly,
+    ReasonCode,
+    Sensitivity,
+    Suppressed,
+    Thresholds,
+    VanishedCluster,
+    Verdict,
+    VerdictName,
+    to_rfc3339,
+)
+
+HISTORY_HALF_LIFE_SECONDS = 7 * 24 * 3600.0
+HISTORY_MAX_DEPLOYMENTS = 10
+CANDIDATE_CLUSTERS = 3  # baseline clusters searched for a same-event template
+MAX_REPORTED_VANISHED = 20
+DEFAULT_MAX_ANOMALIES = 10  # a gate's answer lists the strongest evidence; the count says how much more there is
+
+Window = tuple[float, float] | None
+OVERFLOW_TEMPLATE = "<*> (events of new types past the deployment's template cap)"
+
+
+@dataclass(slots=True)
+class _Side:
+    """Counts of one side (canary or baseline) within the window, by live template."""
+
+    counts: dict[Template, float] = field(default_factory=dict)
+    stats: dict[Template, TemplateStats] = field(default_factory=dict)
+    clusters: dict[int, Cluster] = field(default_factory=dict)  # by id(), deduplicated
+    cluster_of: dict[Template, Cluster] = field(default_factory=dict)
+    ever: set[Template] = field(default_factory=set)  # every template the side's deployments logged, any time
+    total: float = 0.0
+    nearest: _Nearest | None = None  # built on first use, once the side is complete
+    word_keys: dict[Template, tuple[str, frozenset[str]]] = field(default_factory=dict)  # memo of _word_key
+
+    def word_key(self, template: Template) -> tuple[str, frozenset[str]]:
+        """:func:`_word_key`, computed once per template and call (templates do not change within a call)."""
+        key = self.word_keys.get(template)
+        if key is None:
+            key = self.word_keys[template] = _word_key(template)
+        return key
+
+    def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
+        total = 0
+        # Events past the template caps count as one pseudo-template: never silently ignored.
+        for template, stats in [*model.templates().items(), (OTHER, model.other)]:
+            if template is not OTHER:
+                self.ever.add(template)
+            count = stats.count if window is None else stats.count_between(*window)
+            if count <= 0:
+                continue
+            total += count
+            self.counts[template] = self.counts.get(template, 0.0) + weight * count
+            self.stats.setdefault(template, stats)
+            cluster = self.cluster_of.setdefault(template, _cluster(model, template))
+            self.clusters[id(cluster)] = cluster
+        self.total += weight * total
+
+
+@dataclass(slots=True)
+class _Finding:
+    kind: str
+    template: Template
+    cluster: Cluster
+    canary: TemplateStats
+    canary_count: int
+    baseline_count: float
+    score: float
+    ratio: float | None = None
+    p_value: float | None = None
+    priority: bool = False
+    novelty: int = 3  # the evidence class of an unknown event (0 debug-like .. 4 fatal)
+    baseline_examples: list[str] = field(default_factory=list)
+    baseline_level: int = 0
+
+
+def _cluster(model: DeploymentModel, template: Template) -> Cluster:
+    return model.clusterer.other if template is OTHER else model.cluster_of(template)
+
+
+def history_weights(service: ServiceModel, canary: DeploymentModel, exclude: set[str]) -> list[tuple[str, float]]:
+    """Strictly earlier deployments (first seen before the canary), most recent first, weighted by the decay
+    of their age. A later deployment is no precedent for the canary, and ``exclude`` (failed or marked bad)
+    never is one."""
+    others = [
+        d
+        for name, d in service.deployments.items()
+        if name != canary.deployment and name not in exclude and d.first_seen < canary.first_seen
+    ]
+    others.sort(key=lambda d: d.last_seen, reverse=True)
+    reference = canary.first_seen if math.isfinite(canary.first_seen) else max((d.last_seen for d in others), default=0)
+    weights = []
+    for model in others[:HISTORY_MAX_DEPLOYMENTS]:
+        age = max(0.0, reference - model.last_seen)
+        weights.append((model.deployment, 0.5 ** (age / HISTORY_HALF_LIFE_SECONDS)))
+    return weights
+
+
+def binomial_tail(successes: int, trials: int, p: float) -> float:
+    """P(X >= successes) for X ~ Binomial(trials, p), summed in log space from the tail's start.
+
+    Only called when the count is above its expectation, where the terms shrink
+    fast, so the sum stops after a few dozen terms even for large ``trials``.
+    """
+    if successes <= 0:
+        return 1.0
+    if successes > trials:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_choose = math.lgamma(trials + 1) - math.lgamma(successes + 1) - math.lgamma(trials - successes + 1)
+    term = log_choose + successes * log_p + (trials - successes) * log_q
+    total = 0.0
+    for k in range(successes, trials + 1):
+        value = math.exp(term)
+        total += value
+        if value < total * 1e-15 and k > trials * p:
+            break
+        term += math.log(trials - k) - math.log(k + 1) + log_p - log_q if k < trials else 0.0
+    return min(total, 1.0)
+
+
+def analyze(
+    service: ServiceModel,
+    canary: str,
+    baseline: Iterable[str] = (),
+    history: bool = False,
+    sensitivity: Sensitivity = "medium",
+    feedback: Iterable[FeedbackRule] = (),
+    window: Window = None,
+    max_anomalies: int = DEFAULT_MAX_ANOMALIES,
+    exclude_history: Iterable[str] = (),
+) -> Verdict:
+    """The verdict on deployment ``canary`` of ``service`` against control deployments and/or history.
+
+    Data sufficiency is decided first: an unknown or silent canary, a missing or silent baseline,
+    or too few events on either side is ``inconclusive`` with a ``reason_code``, never a pass and
+    never a fail. ``exclude_history`` names deployments history must skip (failed or marked bad).
+    """
+    limits = thresholds(sensitivity)
+    rules = [rule for rule in feedback if rule.applies_to(service, canary)]  # not_a_risk: its own canary only
+    canary_model = service.peek_deployment(canary)
+    canary_side = _Side()
+    canary_side.add(canary_model, window)
+    base = _Side()
+    requested = [name for name in baseline if name]
+    control = [name for name in requested if name != canary]
+    names: list[str] = []
+    for name in control:
+        if name in service.deployments:
+            base.add(service.deployments[name], window)
+            names.append(name)
+    if history:
+        excluded = set(control) | set(exclude_history)
+        for name, weight in history_weights(service, canary_model, excluded):
+            base.add(service.deployments[name], None, weight)
+            names.append(f"history:{name}")
+
+    def verdict_of(verdict: VerdictName, code: ReasonCode, reason: str, risk: float = 0.0) -> Verdict:
+        return Verdict(
+            verdict=verdict,
+            risk=risk,
+            reason=reason,
+            reason_code=code,
+            service=service.name,
+            canary=canary,
+            baseline=names,
+            window_start=to_rfc3339(window[0]) if window and math.isfinite(window[0]) else None,
+            window_end=to_rfc3339(window[1]) if window and math.isfinite(window[1]) else None,
+            canary_events=int(canary_side.total),
+            baseline_events=round(base.total, 3),
+            anomalies=[],
+            anomaly_count=0,
+            vanished=_vanished(canary_side, base),
+            thresholds=limits,
+        )
+
+    insufficient = _insufficient(canary, canary_model, canary_side, requested, control, names, base, limits)
+    if insufficient is not None:
+        return verdict_of("inconclusive", *insufficient)
+
+    findings: list[_Finding] = []
+    suppressed: list[Suppressed] = []
+    matched: dict[Template, Template] = {}  # canary template -> the baseline template of the same event
+    kin = _kin_counts(canary_side, base)
+    judged = [
+        _judge(template, int(count), canary_side, base, limits, matched, kin)
+        for template, count in canary_side.counts.items()
+    ]
+    rises = _rises(canary_side, base, matched, limits)
+    leads = {finding.template for finding in rises}
+    judged = [j for j in judged if j.kind != "none" or j.template not in leads]
+    judged.extend(rises)
+    judged.extend(_drops(canary_side, base, matched, judged, limits))
+    for judgement in judged:
+        template, cluster = judgement.template, judgement.cluster
+        finding = judgement if judgement.kind != "none" else None
+        rule_hits = [rule for rule in rules if rule.covers(template)]
+        if any(rule.silences for rule in rule_hits):
+            if finding is not None:
+                ignore = next(rule for rule in rule_hits if rule.silences)
+                suppressed.append(
+                    Suppressed(
+                        cluster_id=cluster.cluster_id,
+                        template=template.text,
+                        canary_count=judgement.canary_count,
+                        feedback_id=ignore.feedback.id,
+                    )
+                )
+            continue
+        if any(rule.feedback.action == "priority" for rule in rule_hits):
+            finding = finding or judgement
+            if finding.kind == "none":
+                finding.kind = "priority"
+            finding.priority = True
+            finding.score = max(finding.score, 2 * limits.fail_score)
+        if finding is not None:
+            findings.append(finding)
+
+    _discount_noisy_novelty(findings)
+    anomalies = _group(findings, canary_side.total, base.total)
+    failing = [a for a in anomalies if a.score >= limits.fail_score]
+    top = max((a.score for a in anomalies), default=0.0)
+    risk = min(round(100 * top / (top + limits.fail_score), 1), 100.0)
+    if failing:
+        result = verdict_of("fail", "anomalies", _fail_reason(failing), risk)
+    else:
+        result = verdict_of("pass", "no_anomaly", f"no anomaly reached the fail score of {limits.fail_score:g}", risk)
+    result.anomalies = failing[:max_anomalies]
+    result.anomaly_count = len(failing)
+    result.suppressed = suppressed
+    return result
+
+
+def _insufficient(
+    canary: str,
+    canary_model: DeploymentModel,
+    canary_side: _Side,
+    requested: list[str],
+    control: list[str],
+    used: list[str],
+    base: _Side,
+    limits: Thresholds,
+) -> tuple[ReasonCode, str] | None:
+    """Why the data cannot support a verdict, or None when it can. Checked before any judgement."""
+    if canary_model.events == 0:
+        return "unknown_canary", f"no events were ever seen from deployment {canary!r} of this service"
+    if requested and not control:
+        return "canary_is_baseline", f"the canary {canary!r} was named as its own baseline"
+    if not used:
+        if control:
+            return "no_baseline", f"no events were ever seen from baseline deployment {control[0]!r}"
+        return "no_baseline", "no baseline: name a baseline deployment, or the service needs earlier deployments"
+    if canary_side.total <= 0:
+        return "no_canary_events", f"the canary {canary!r} logged no events in the window"
+    if base.total <= 0:
+        return "no_baseline_events", "the baseline logged no events in the window"
+    if canary_side.total < limits.min_canary_events or base.total < limits.min_baseline_events:
+        return "too_few_events", (
+            f"too little traffic to judge: canary {canary_side.total:g} events (needs {limits.min_canary_events}), "
+            f"baseline {base.total:g} (needs {limits.min_baseline_events})"
+        )
+    return None
+
+
+def _judge(
+    template: Template,
+    count: int,
+    canary: _Side,
+    base: _Side,
+    limits: Thresholds,
+    matched: dict[Template, Template],
+    kin: Counter[tuple[str, frozenset[str]]],
+) -> _Finding:
+    """Whether one canary template is new: an ``unknown`` finding, or kind ``none`` (known, or the same
+    event as the baseline template recorded in ``matched``; :func:`_rises` judges its frequency).
+
+    An unknown event scores by its evidence class (:func:`evidence_class`), count and hosts. Below
+    the error class it must also be significant: a baseline that saw events of its size would have
+    shown it (``ABSENCE_MAX_P``), since a small baseline cannot call a rare event new.
+    """
+    stats, cluster = canary.stats[template], canary.cluster_of[template]
+    nothing = _Finding("none", template, cluster, stats, count, base.counts.get(template, 0.0), 0.0)
+    baseline_count = base.counts.get(template, 0.0)
+    if baseline_count == 0 and template in base.ever:
+        return nothing  # logged by the baseline before the window (its own start-up): known, not new
+    if baseline_count == 0:
+        match = None if template is OTHER else _same_event_in(template, cluster, base)
+        if match is None:
+            hosts = len(stats.hosts) + (1 if stats.other_hosts else 0)
+            novelty = evidence_class(template, stats.max_severity)
+            score = UNKNOWN_WEIGHTS[novelty] * count * host_factor(hosts)
+            seen = kin.get(base.word_key(template), count)  # the event's count over all its split templates
+            if novelty < 3 and (canary.total / (canary.total + base.total)) ** seen > ABSENCE_MAX_P:
+                score = 0.0  # the baseline was too small to have shown an event this rare
+            return _Finding("unknown", template, cluster, stats, count, 0.0, score, novelty=novelty)
+        matched[template] = match
+    return nothing
+
+
+def _rises(canary: _Side, base: _Side, matched: dict[Template, Template], limits: Thresholds) -> list[_Finding]:
+    """Known events whose share of canary traffic is far above their baseline share.
+
+    Judged per baseline event, with the canary's events of it under split or reworded templates
+    added up (an effect size, a minimum count and a one-sided binomial test); the finding names
+    the canary template that holds most of them.
+    """
+    if base.total <= 0 or canary.total <= 0:
+        return []
+    # One event may hold several templates on each side (lists of other lengths): add them all up.
+    baseline_by_event: dict[tuple[str, frozenset[str]], float] = {}
+    for template, count in base.counts.items():
+        if template is not OTHER:
+            key = base.word_key(template)
+            baseline_by_event[key] = baseline_by_event.get(key, 0.0) + count
+    members: dict[tuple[str, frozenset[str]], list[Template]] = {}
+    for template in canary.counts:
+        home = template if base.counts.get(template) else matched.get(template)
+        if home is not None and home is not OTHER:
+            members.setdefault(base.word_key(home), []).append(template)
+    found = []
+    for event, templates in members.items():
+        count = round(sum(canary.counts[t] for t in templates))
+        if count < limits.frequency_min_count:
+            continue
+        baseline_count = baseline_by_event[event]
+        ratio = (count / canary.total) / ((baseline_count + 0.5) / (base.total + 0.5))
+        if ratio < limits.frequency_min_ratio:
+            continue
+        p_value = binomial_tail(count, count + round(baseline_count), canary.total / (canary.total + base.total))
+        if p_value > limits.frequency_max_p:
+            continue
+        lead = max(templates, key=lambda t: canary.counts[t])
+        stats = canary.stats[lead]
+        # Debug-like events (debug lines, deprecation warnings) never fail a canary alone, new or not.
+        weight = LEVEL_WEIGHTS[stats.max_severity] if evidence_class(lead, stats.max_severity) else 0.0
+        score = limits.fail_score * weight * math.log(ratio) / math.log(limits.frequency_min_ratio)
+        found.append(
+            _Finding("frequency", lead, canary.cluster_of[lead], stats, count, baseline_count, score, ratio, p_value)
+        )
+    return found
+
+
+WORD_KEYS_CACHED = 20_000  # word keys kept across calls, by template content (then emptied)
+_word_keys: dict[tuple[str, tuple[str, ...]], tuple[str, frozenset[str]]] = {}
+
+
+def _word_key(template: Template) -> tuple[str, frozenset[str]]:
+    """The template's trace signature and words. Kept across calls by the template's content (signature and
+    tokens), never by the object, whose tokens change when it generalises: the same content, the same key."""
+    content = (template.signature, tuple(template.tokens))
+    key = _word_keys.get(content)
+    if key is None:
+        if len(_word_keys) >= WORD_KEYS_CACHED:
+            _word_keys.clear()
+        key = _word_keys[content] = (template.signature, frozenset(template_terms(template)))
+    return key
+
+
+def _kin_counts(canary: _Side, base: _Side) -> Counter[tuple[str, frozenset[str]]]:
+    """Canary counts of the canary-only templates, summed over templates with the same words: the
+    miner splits one event whose value is a list of varying length into one template per length."""
+    kin: Counter[tuple[str, frozenset[str]]] = Counter()
+    for template, count in canary.counts.items():
+        if template is not OTHER and template not in base.counts:
+            kin[base.word_key(template)] += round(count)
+    return kin
+
+
+def _drops(
+    canary: _Side, base: _Side, matched: dict[Template, Template], judged: list[_Finding], limits: Thresholds
+) -> list[_Finding]:
+    """Established baseline clusters that vanished from the canary or fell far below their share.
+
+    Judged per baseline cluster, so an event the canary logs under a split or reworded template
+    still counts for its cluster. The canary's scale leaves out its debug-like novelty (start-up
+    dumps), so a burst of start-up output does not make every established event look rarer. One
+    drop can be a change in the traffic mix; a silent failure stops several flows at once, so
+    drops fail a canary only together: each scores at most ``fail_score x drops / DROP_QUORUM``.
+    """
+    chatter = sum(f.canary_count for f in judged if f.kind == "unknown" and f.novelty == 0)
+    scale = canary.total - chatter
+    if scale <= 0 or base.total <= 0:
+        return []
+    groups: dict[int, list[Template]] = {}
+    for template in base.counts:
+        if template is not OTHER:
+            groups.setdefault(id(base.cluster_of[template]), []).append(template)
+    credit: dict[int, float] = {}  # canary events per baseline cluster, same events under other templates included
+    for template, count in canary.counts.items():
+        home = template if template in base.counts else matched.get(template)
+        if home is not None and home is not OTHER:
+            key = id(base.cluster_of[home])
+            credit[key] = credit.get(key, 0.0) + count
+    found: list[_Finding] = []
+    share = scale / (scale + base.total)
+    found = []
+    for key, members in groups.items():
+        baseline_count = sum(base.counts[t] for t in members)
+        count = credit.get(key, 0.0)
+        expected = baseline_count * scale / base.total
+        if expected < DROP_MIN_EXPECTED:
+            continue
+        ratio = (count + 0.5) / expected
+        if ratio > 1 / limits.frequency_min_ratio:
+            continue
+        p_value = binomial_head(round(count), round(count + baseline_count), share)
+        if p_value > limits.frequency_max_p:
+            continue
+        lead = max(members, key=lambda t: base.counts[t])
+        stats = canary.stats.get(lead) or TemplateStats()
+        strength = min(2.0, math.log(1 / ratio) / math.log(limits.frequency_min_ratio))
+        finding = _Finding(
+            "drop", lead, base.cluster_of[lead], stats, round(count), baseline_count, strength, ratio, p_value
+        )
+        finding.baseline_examples = list(base.stats[lead].examples)
+        finding.baseline_level = base.stats[lead].max_severity
+        found.append(finding)
+    quorum = min(1.0, len(found) / DROP_QUORUM)
+    for finding in found:
+        finding.score = round(limits.fail_score * finding.score * quorum, 3)
+    return found
+
+
+def binomial_head(successes: int, trials: int, p: float) -> float:
+    """P(X <= successes) for X ~ Binomial(trials, p): the lower tail, as the upper tail of the failures."""
+    return binomial_tail(trials - successes, trials, 1.0 - p)
+
+
+DROP_QUORUM = 3  # distinct baseline clusters that must drop together to fail a canary alone
+DROP_MIN_EXPECTED = 5.0  # a drop needs at least this many expected canary events
+NOISY_NOVELTY = 5  # low-level new event types a canary may log before their evidence is diluted
+ABSENCE_MAX_P = 0.2  # chance that the baseline missed a low-level event by luck, above which it is not new
+
+
+def _discount_noisy_novelty(findings: list[_Finding]) -> None:
+    """A new version that logs many new info-level event types at once is chatty, not broken: their
+    evidence is shared out, so that only one standing out from that noise (or an error) fails it."""
+    low = [f for f in findings if f.kind == "unknown" and f.novelty <= 1 and not f.priority]
+    noise = max(1.0, len(low) / NOISY_NOVELTY)
+    for finding in low:
+        finding.score /= noise
+
+
+class _Nearest:
+    """The baseline clusters most similar to a canary cluster, ranked exactly as
+    ``sorted(clusters, key=lambda c: cosine(cluster.terms, c.terms), reverse=True)[:n]`` ranks them, for less.
+
+    Only clusters sharing a word with the canary cluster have a cosine above 0, so they are found through an
+    index of words and scored (the same integer dot product and norms as :func:`cosine`, so the same floats);
+    ties keep the clusters' order, as a stable sort does, and clusters of cosine 0 follow in their order. A
+    ranking is computed once per canary cluster and call: its unknown templates share it. Built after the
+    side is complete, within one ``analyze`` call (nothing changes the clusters meanwhile).
+    """
+
+    def __init__(self, clusters: Iterable[Cluster]) -> None:
+        self.clusters = list(clusters)
+        self.norms = [math.sqrt(sum(count * count for count in c.terms.values())) for c in self.clusters]
+        self.by_word: dict[str, list[int]] = {}
+        for index, cluster in enumerate(self.clusters):
+            for word in cluster.terms:
+                self.by_word.setdefault(word, []).append(index)
+        self.ranked: dict[Cluster, list[Cluster]] = {}  # by the cluster itself (identity), held
+
+    def top(self, cluster: Cluster, count: int) -> list[Cluster]:
+        found = self.ranked.get(cluster)
+        if found is not None:
+            return found
+        terms = cluster.terms
+        dots: dict[int, int] = {}
+        for word, weight in terms.items():
+            for index in self.by_word.get(word, ()):
+                dots[index] = dots.get(index, 0) + weight * self.clusters[index].terms[word]
+        own = math.sqrt(sum(c * c for c in terms.values()))
+        scored = [(dot / (own * self.norms[index]), index) for index, dot in dots.items() if dot]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        ranked = [self.clusters[index] for _, index in scored[:count]]
+        if len(ranked) < count:
+            zero = (c for index, c in enumerate(self.clusters) if not dots.get(index))
+            ranked.extend(itertools.islice(zero, count - len(ranked)))
+        self.ranked[cluster] = ranked
+        return ranked
+
+
+def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Template | None:
+    """A baseline template that is the same event, searched in the most similar baseline clusters."""
+    if base.nearest is None:
+        base.nearest = _Nearest(base.clusters.values())
+    for candidate in base.nearest.top(cluster, CANDIDATE_CLUSTERS):
+        for other in candidate.templates:
+            live = other.resolve()
+            if base.counts.get(live) and (same_event(template, live) or same_words(template, live)):
+                return live
+    return None
+
+
+def _group(findings: list[_Finding], canary_total: float, baseline_total: float) -> list[Anomaly]:
+    """One anomaly per canary cluster and kind (at most MAX_EXAMPLES event types each), sorted by score."""
+    groups: dict[tuple[str, str], list[_Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.cluster.cluster_id, finding.kind), []).append(finding)
+    anomalies = []
+    for (cluster_id, kind), members in groups.items():
+        members.sort(key=lambda f: f.score, reverse=True)
+        for start in range(0, len(members), MAX_EXAMPLES):
+            anomalies.append(
+                _anomaly(cluster_id, kind, members[start : start + MAX_EXAMPLES], canary_total, baseline_total)
+            )
+    anomalies.sort(key=lambda a: a.score, reverse=True)
+    return anomalies
+
+
+def _examples(members: list[_Finding]) -> list[str]:
+    """Up to MAX_EXAMPLES canary messages, one per event type first, then round-robin."""
+    examples: list[str] = []
+    for rank in range(MAX_EXAMPLES):
+        for finding in members:
+            if rank < len(finding.canary.examples) and len(examples) < MAX_EXAMPLES:
+                examples.append(finding.canary.examples[rank])
+    return examples
+
+
+def _anomaly(
+    cluster_id: str, kind: str, members: list[_Finding], canary_total: float, baseline_total: float
+) -> Anomaly:
+    lead = members[0]
+    canary_count = sum(f.canary_count for f in members)
+    baseline_count = sum(f.baseline_count for f in members)
+    hosts = sorted({host for f in members for host in f.canary.hosts})
+    first = min(f.canary.first_seen for f in members)
+    return Anomaly(
+        kind="frequency" if kind == "drop" else kind,
+        direction="down" if kind == "drop" else "up" if kind == "frequency" else None,
+        cluster_id=cluster_id,
+        template=OVERFLOW_TEMPLATE if lead.template is OTHER else lead.template.text,
+        template_ids=[f.template.template_id for f in members],
+        examples=_examples(members),
+        baseline_count=round(baseline_count),
+        canary_count=canary_count,
+        baseline_share=baseline_count / baseline_total if baseline_total else 0.0,
+        canary_share=canary_count / canary_total if canary_total else 0.0,
+        ratio=lead.ratio,
+        p_value=lead.p_value,
+        level=SEVERITY_NAMES[max(max(f.canary.max_severity, f.baseline_level) for f in members)],
+        hosts=hosts[:64],
+        first_seen=to_rfc3339(first) if math.isfinite(first) else None,
+        score=round(sum(f.score for f in members), 3),
+        priority=any(f.priority for f in members),
+        baseline_examples=[e for f in members for e in f.baseline_examples][:MAX_EXAMPLES],
+    )
+
+
+def _vanished(canary: _Side, base: _Side) -> list[VanishedCluster]:
+    gone = [(count, t) for t, count in base.counts.items() if t not in canary.counts]
+    gone.sort(key=lambda item: item[0], reverse=True)
+    return [
+        VanishedCluster(cluster_id=t.template_id, template=t.text, baseline_count=round(count))
+        for count, t in gone[:MAX_REPORTED_VANISHED]
+    ]
+
+
+def _fail_reason(failing: list[Anomaly]) -> str:
+    lead = failing[0]
+    if lead.kind == "unknown":
+        what = "a never-seen event"
+    elif lead.kind == "priority":
+        what = "an event a person marked priority"
+    elif lead.direction == "down":
+        what = f"an established event at {lead.ratio or 0:.2f}x its baseline share"
+    else:
+        what = f"an event {lead.ratio or 0:.1f}x more frequent"
+    more = f" (and {len(failing) - 1} more anomalies)" if len(failing) > 1 else ""
+    # A stack trace's template starts "headline\nException: message": name the exception too.
+    summary = " | ".join(lead.template.splitlines()[:2])
+    return f"{what} in the canary: {summary[:200]!r}{more}"

@@ -1,0 +1,17 @@
+"""The API's routers, one job each, in the order of the OpenAPI document."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from logcanary.api.routers import analyses, feedback, health, ingestion, review, services, verdicts
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    ingestion.router,
+    verdicts.router,
+    analyses.router,
+    feedback.router,
+    services.router,
+    review.router,
+)

@@ -1,0 +1,118 @@
+"""Long-running analyses: start (also from a Flagger pre-rollout webhook), list, read, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Query
+
+from logcanary.analyses import AnalysisFinished, AnalysisIn, AnalysisOut, TooManyAnalyses
+from logcanary.api.auth import Auth, ReadAuth
+from logcanary.api.errors import responses
+from logcanary.api.flagger import FlaggerWebhook, validated
+from logcanary.api.runtime import Runtime, RuntimeDep
+from logcanary.schemas import PRIMARY_SUFFIX
+from logcanary.store.base import AnalysisRecord, AnalysisStatus
+
+router = APIRouter(tags=["analyses"])
+
+
+@router.post(
+    "/v1/analyses",
+    summary="Start watching a canary",
+    status_code=201,
+    response_model=AnalysisOut,
+    responses=responses(401, 403, 404, 422, 429),
+    dependencies=[Auth],
+)
+async def create_analysis(
+    rt: RuntimeDep,
+    body: Annotated[AnalysisIn | FlaggerWebhook, Body(description="An analysis, or a Flagger pre-rollout webhook")],
+) -> AnalysisOut:
+    """Its `logcanary_analysis_risk` and `logcanary_analysis_verdict` series exist from now until it ends.
+    404 for a service never seen (as `/v1/verdict`); 429 past `LOGCANARY_MAX_RUNNING_ANALYSES`.
+
+    A Flagger `pre-rollout` webhook body starts an analysis of the canary `<name>` against `<name>-primary`
+    (metadata may set `service`, `canary`, `baseline`, `history`, `duration`, `sensitivity`, `fail_fast`); it
+    replaces a running analysis of the same canary, as a new rollout makes the old one moot."""
+    replace = isinstance(body, FlaggerWebhook)
+    analysis = _analysis_from_hook(body) if isinstance(body, FlaggerWebhook) else body
+    if await rt.state.read_service(analysis.service) is None:
+        raise HTTPException(404, f"no events seen for service {analysis.service!r}")
+    try:
+        return rt.analyses.view(await rt.analyses.create(analysis, replace=replace))
+    except TooManyAnalyses as exc:
+        raise HTTPException(429, str(exc)) from exc
+
+
+def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
+    """The analysis a Flagger webhook asks for; metadata keys that are not analysis fields are ignored."""
+    meta = hook.metadata
+    baseline: dict[str, object] = {"deployment": meta.get("baseline", hook.name + PRIMARY_SUFFIX)}
+    if "history" in meta:
+        baseline["history"] = meta["history"]
+    data: dict[str, object] = {
+        "service": meta.get("service", hook.name),
+        "canary": {"deployment": meta.get("canary", hook.name)},
+        "baseline": baseline,
+        **{key: meta[key] for key in ("duration", "sensitivity", "fail_fast") if key in meta},
+    }
+    return validated(AnalysisIn, data)
+
+
+@router.get(
+    "/v1/analyses",
+    summary="List analyses",
+    response_model=list[AnalysisOut],
+    responses=responses(401, 403),
+    dependencies=[ReadAuth],
+)
+async def list_analyses(
+    rt: RuntimeDep,
+    service: str | None = None,
+    status_: Annotated[AnalysisStatus | None, Query(alias="status")] = None,
+) -> list[AnalysisOut]:
+    await rt.analyses.refresh()
+    records = sorted(rt.analyses.records.values(), key=lambda r: r.started_at, reverse=True)
+    return [
+        rt.analyses.view(r)
+        for r in records
+        if (service is None or r.service == service) and (status_ is None or r.status == status_)
+    ]
+
+
+async def _analysis(rt: Runtime, analysis_id: str) -> AnalysisRecord:
+    record = await rt.analyses.find(analysis_id)
+    if record is None:
+        raise HTTPException(404, f"no analysis {analysis_id!r}")
+    return record
+
+
+@router.get(
+    "/v1/analyses/{analysis_id}",
+    summary="An analysis with its current verdict",
+    response_model=AnalysisOut,
+    responses=responses(401, 403, 404),
+    dependencies=[ReadAuth],
+)
+async def get_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
+    """The verdict as the analysis last evaluated it (every 2 s while it runs, final once it ends).
+    Reading never evaluates, completes or counts anything: only the analysis loop does."""
+    return rt.analyses.view(await _analysis(rt, analysis_id))
+
+
+@router.delete(
+    "/v1/analyses/{analysis_id}",
+    summary="Cancel an analysis",
+    response_model=AnalysisOut,
+    responses=responses(401, 403, 404, 409),
+    dependencies=[Auth],
+)
+async def cancel_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
+    """Stops a running analysis and removes its metric series. 409 when it already completed."""
+    record = await _analysis(rt, analysis_id)
+    try:
+        await rt.analyses.cancel(record)
+    except AnalysisFinished as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return rt.analyses.view(record)

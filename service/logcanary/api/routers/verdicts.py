@@ -1,0 +1,139 @@
+"""Verdicts on demand: GET /v1/verdict (one URL to poll) and POST /v1/verdict (JSON body, Flagger webhooks)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from logcanary.analyses import parse_duration
+from logcanary.api.auth import ReadAuth
+from logcanary.api.compact import compact
+from logcanary.api.errors import json_response, responses
+from logcanary.api.flagger import FlaggerWebhook, validated
+from logcanary.api.runtime import Runtime, RuntimeDep
+from logcanary.schemas import PRIMARY_SUFFIX, Sensitivity, Verdict, to_rfc3339
+
+router = APIRouter(tags=["verdicts"])
+
+
+class VerdictQuery(BaseModel):
+    """A verdict over the last ``window`` of event time."""
+
+    model_config = ConfigDict(extra="forbid")
+    service: str = Field(min_length=1, max_length=256)
+    canary: str = Field(min_length=1, max_length=256, description="Canary deployment (version or pod-template hash).")
+    baseline: str | None = Field(None, max_length=256, description="Control deployment; omit to use history.")
+    history: bool = Field(False, description="Compare with earlier deployments too (implied without baseline).")
+    window: str = Field("5m", description="Look-back window such as 90s, 5m, 1h, or 'all'.")
+    sensitivity: Sensitivity | None = None
+    fail_status: int | None = Field(
+        None,
+        ge=400,
+        le=499,
+        description="HTTP status (4xx) to answer with when the verdict is fail (e.g. 412 for Flagger).",
+    )
+    compact: bool = Field(
+        False,
+        description="Answer a bounded verdict (about 3 KB at most) for tools that store it, such as Argo Rollouts' "
+        "web provider: verdict, risk, reason, reason_code, counts and thresholds unchanged; at most 3 anomalies "
+        "with one example each, 3 vanished and 3 suppressed entries; texts cut to 200 characters.",
+    )
+
+
+COMPUTED_AT_HEADER = "Logcanary-Computed-At"  # when the verdict was computed (RFC 3339)
+AGE_HEADER = "Logcanary-Verdict-Age"  # seconds since then: at most LOGCANARY_VERDICT_MAX_AGE_SECONDS
+
+
+async def _verdict(rt: Runtime, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
+    """The verdict as an HTTP answer: ``fail_status`` for a fail (and, with ``inconclusive_fails``, for an
+    inconclusive verdict too), else 200. The same question asked again within LOGCANARY_VERDICT_MAX_AGE_SECONDS
+    gets the same verdict (``Analyses.cached_verdict``); the headers say when it was computed."""
+    model = await rt.state.read_service(query.service)
+    if model is None:
+        raise HTTPException(404, f"no events seen for service {query.service!r}")
+    seconds: float | None = None  # look-back of the window; None: all events
+    if query.window != "all":
+        try:
+            seconds = parse_duration(query.window)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    def compute() -> Verdict:
+        # The window ends at the time of computing: events stamped ahead of this clock (skew) still count.
+        window = None if seconds is None else (time.time() - seconds, math.inf)
+        verdict: Verdict = rt.analyses.verdict(
+            model,
+            query.canary,
+            query.baseline,
+            query.history or query.baseline is None,
+            query.sensitivity,
+            window,
+        )
+        return compact(verdict) if query.compact else verdict
+
+    history = query.history or query.baseline is None
+    key = (query.service, query.canary, query.baseline, history, query.sensitivity, seconds, query.compact)
+    answer = rt.analyses.cached_verdict(key, compute)
+    verdict = answer.verdict
+    failing = verdict.verdict == "fail" or (inconclusive_fails and verdict.verdict == "inconclusive")
+    code = query.fail_status if (query.fail_status and failing) else 200
+    response = json_response(answer.body, code)
+    response.headers[COMPUTED_AT_HEADER] = to_rfc3339(answer.computed_at).isoformat(timespec="milliseconds")
+    response.headers[AGE_HEADER] = f"{max(0.0, time.time() - answer.computed_at):.3f}"
+    return response
+
+
+@router.get(
+    "/v1/verdict",
+    summary="Verdict over the last window (one URL to poll)",
+    response_model=Verdict,
+    responses=responses(400, 401, 403, 404, 412, 422),
+    dependencies=[ReadAuth],
+)
+async def get_verdict(rt: RuntimeDep, query: Annotated[VerdictQuery, Query()]) -> Response:
+    """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with `compact=true`,
+    `successCondition: result.verdict == 'pass'` and `failureCondition: result.verdict == 'fail'` (an
+    inconclusive verdict then pauses the rollout). Always 200 unless `fail_status` is given; 404 for a service
+    never seen."""
+    return await _verdict(rt, query)
+
+
+FLAGGER_FAIL_STATUS = 412  # Flagger fails a check on any status above 202
+
+
+def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
+    """The query of a Flagger webhook. Without metadata it judges the canary ``<name>`` (the service's newest
+    deployment that is not the primary) against ``<name>-primary``, and a fail answers 412. Metadata keys
+    override these; keys that are not query fields are ignored, as Flagger users add their own."""
+    defaults = {
+        "service": hook.name,
+        "canary": hook.name,
+        "baseline": hook.name + PRIMARY_SUFFIX,
+        "fail_status": FLAGGER_FAIL_STATUS,
+    }
+    given = {key: value for key, value in hook.metadata.items() if key in VerdictQuery.model_fields}
+    return validated(VerdictQuery, {**defaults, **given})
+
+
+@router.post(
+    "/v1/verdict",
+    summary="Verdict over the last window (JSON body; Flagger webhooks too)",
+    response_model=Verdict,
+    responses=responses(400, 401, 403, 404, 412, 422),
+    dependencies=[ReadAuth],
+)
+async def post_verdict(
+    rt: RuntimeDep, body: Annotated[VerdictQuery | FlaggerWebhook, Body(description="Flat query or Flagger webhook")]
+) -> Response:
+    """Same as GET, with the fields in a JSON body. Flagger webhooks send
+    `{"name", "namespace", "phase", "checksum", "metadata": {...}}` and fail the check on any status above 202.
+    For them a `fail` **and** an `inconclusive` verdict answer `fail_status` (default 412): Flagger has no
+    'inconclusive', and too little data must not pass. With no metadata, the canary `<name>` is judged
+    against the primary `<name>-primary`; metadata (strings) may set any query field, other keys are ignored."""
+    if isinstance(body, FlaggerWebhook):
+        return await _verdict(rt, _query_from_hook(body), inconclusive_fails=True)
+    return await _verdict(rt, body)

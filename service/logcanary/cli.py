@@ -1,0 +1,266 @@
+"""The ``logcanary`` command: parse, analyze, schemas, serve, demo and gate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+from pydantic import ValidationError
+
+from logcanary.analysis.verdict import analyze
+from logcanary.engine.miner import Template, TemplateMiner
+from logcanary.engine.model import Engine
+from logcanary.ingestion.records import truncate_message
+from logcanary.schemas import LogEvent, schema_documents
+
+EXIT_BAD_INPUT = 2
+
+
+class InputError(Exception):
+    """Bad input, worded for the person who gave it (file and line)."""
+
+
+def _open_binary(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror}") from exc
+
+
+def _parse_record(template: Template) -> bytes:
+    """One output line of `logcanary parse`."""
+    return orjson.dumps({"template_id": template.template_id, "template": template.text}) + b"\n"
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Templates for raw lines. Each line gets its template's *final* form, so the
+    input is mined fully before anything is written (``--streaming`` writes as it goes)."""
+    miner = TemplateMiner()
+    out = sys.stdout.buffer
+    with _open_binary(args.file) as handle:
+        if args.streaming:
+            for raw in handle:
+                out.write(_parse_record(miner.add(raw.decode("utf-8", "replace").rstrip("\r\n"))))
+            out.flush()
+            return 0
+        templates: list[Template] = []
+        index_of: dict[int, int] = {}
+        order = array("I")
+        for raw in handle:
+            template = miner.add(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            slot = index_of.get(id(template))
+            if slot is None:
+                slot = index_of[id(template)] = len(templates)
+                templates.append(template)
+            order.append(slot)
+    lines = [_parse_record(template.resolve()) for template in templates]
+    out.writelines(lines[slot] for slot in order)
+    out.flush()
+    return 0
+
+
+def read_events(path: str) -> Iterator[LogEvent]:
+    """Log events from a JSON-lines file; a bad line raises InputError naming file and line."""
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                event = LogEvent.model_validate_json(raw)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(part) for part in error['loc']) or 'event'}: {error['msg']}"
+                    for error in exc.errors()[:3]
+                )
+                raise InputError(f"{path}:{number}: invalid log event: {problems}") from exc
+            truncate_message(event)  # as ingestion does: a huge message keeps its head and is judged
+            yield event
+
+
+def load(engine: Engine, path: str, deployment: str) -> str | None:
+    """Feeds a file's events into ``deployment`` (whatever deployment they name); returns the service name."""
+    service = None
+    for event in read_events(path):
+        service = service or event.service
+        engine.observe("cli", deployment, event.message, event.timestamp.timestamp(), event.host, event.level)
+    return service
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    engine = Engine()
+    history = False
+    if args.history:
+        load(engine, args.history, "history")
+        history = True
+    load(engine, args.baseline, "baseline")
+    service_name = load(engine, args.canary, "canary")
+    verdict = analyze(
+        engine.service("cli"),
+        canary="canary",
+        baseline=["baseline"],
+        history=history,
+        sensitivity=args.sensitivity,
+    )
+    verdict.service = service_name or "unknown"
+    sys.stdout.buffer.write(orjson.dumps(verdict.model_dump(mode="json")) + b"\n")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Writes (or, with --check, compares) the JSON Schemas generated from the pydantic models."""
+    out = Path(args.out)
+    stale = []
+    for name, text in schema_documents().items():
+        path = out / name
+        if args.check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(str(path))
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    if stale:
+        print(f"logcanary: schemas out of date (run `make schemas`): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Runs the service under uvicorn (uvloop and httptools when installed)."""
+    import logging
+
+    import uvicorn
+
+    from logcanary.api.app import create_app
+    from logcanary.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app = create_app(settings)  # opens the store: an unusable LOGCANARY_STORE_URL or _STATE_DIR stops here, named
+    except SettingsError as exc:
+        print(f"logcanary: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from logcanary.demo.run import run_demo
+
+    try:
+        return asyncio.run(run_demo(port=args.port, seconds=args.seconds, keep_serving=not args.no_wait))
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Starts an analysis on a running service, waits for its verdict: exit 0 pass, 1 fail, 2 otherwise."""
+    import os
+
+    from logcanary.gate import GateOptions, duration_seconds, run_gate
+
+    if not args.baseline and not args.history:
+        raise InputError("gate: give --baseline DEPLOYMENT, --history, or both")
+    try:
+        duration_seconds(args.duration)
+    except ValueError as exc:
+        raise InputError(f"gate: --duration: {exc}") from exc
+    if not args.url.startswith(("http://", "https://")):
+        raise InputError(f"gate: --url must start with http:// or https://, not {args.url!r}")
+    for stream in (sys.stdout, sys.stderr):  # verbatim log lines may not fit a CI runner's encoding
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    options = GateOptions(
+        url=args.url,
+        service=args.service,
+        canary=args.canary,
+        baseline=args.baseline,
+        history=args.history,
+        duration=args.duration,
+        sensitivity=args.sensitivity,
+        fail_fast=args.fail_fast,
+        token=args.token or os.environ.get("LOGCANARY_API_TOKEN") or None,
+        timeout=args.timeout,
+        request_timeout=args.request_timeout,
+        poll_interval=args.poll_interval,
+        top=args.top,
+        json=args.json,
+    )
+    return run_gate(options, sys.stdout, sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="logcanary", description="Streaming log-anomaly verdicts for canaries.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    parse = commands.add_parser("parse", help="template per raw log line, as JSON lines")
+    parse.add_argument("file", nargs="?", default="-", help="file of raw messages, one per line ('-' = stdin)")
+    parse.add_argument("--streaming", action="store_true", help="write each line's template as soon as it is read")
+    parse.set_defaults(func=cmd_parse)
+
+    check = commands.add_parser("analyze", help="verdict on a canary against a baseline, as JSON")
+    check.add_argument("--baseline", required=True, help="JSON-lines log events of the baseline")
+    check.add_argument("--canary", required=True, help="JSON-lines log events of the canary")
+    check.add_argument("--history", help="JSON-lines log events of earlier deployments (time-decayed)")
+    check.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
+    check.set_defaults(func=cmd_analyze)
+
+    schemas = commands.add_parser("schemas", help="write JSON Schemas of the contracts")
+    schemas.add_argument("--out", default="schemas", help="folder to write into (default: schemas)")
+    schemas.add_argument("--check", action="store_true", help="exit 1 when the files differ from the models")
+    schemas.set_defaults(func=cmd_schemas)
+
+    serve = commands.add_parser("serve", help="run the HTTP service (settings from LOGCANARY_* variables)")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = commands.add_parser("demo", help="embedded broker + service + replayed canary with an NPE bug")
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port (a free one if taken)")
+    demo.add_argument("--seconds", type=float, default=30.0, help="how long the canary is watched")
+    demo.add_argument("--no-wait", action="store_true", help="exit after the final verdict (0 when it failed)")
+    demo.set_defaults(func=cmd_demo)
+
+    gate = commands.add_parser(
+        "gate",
+        help="CI step: analyse a canary on a running service; exit 0 pass, 1 fail, 2 inconclusive or error",
+    )
+    gate.add_argument("--url", required=True, help="the service, e.g. http://logcanary:8080")
+    gate.add_argument("--service", required=True)
+    gate.add_argument("--canary", required=True, help="canary deployment (version label or pod-template hash)")
+    gate.add_argument("--baseline", help="stable deployment running beside the canary")
+    gate.add_argument("--history", action="store_true", help="compare with the service's earlier deployments")
+    gate.add_argument("--duration", default="10m", help="how long to watch: seconds or 90s, 10m, 1h (default 10m)")
+    gate.add_argument("--sensitivity", choices=("low", "medium", "high"), help="default: the service's")
+    gate.add_argument("--fail-fast", action="store_true", help="stop as soon as the verdict fails")
+    gate.add_argument("--token", help="bearer token (default: $LOGCANARY_API_TOKEN)")
+    gate.add_argument("--timeout", type=float, help="give up after this many seconds (default: duration + 60)")
+    gate.add_argument("--request-timeout", type=float, default=10.0, help="seconds per HTTP request (default 10)")
+    gate.add_argument("--poll-interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    gate.add_argument("--top", type=int, default=5, help="anomalies to print (default 5)")
+    gate.add_argument("--json", action="store_true", help="print the final analysis as JSON (progress to stderr)")
+    gate.set_defaults(func=cmd_gate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"logcanary: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

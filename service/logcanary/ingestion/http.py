@@ -1,0 +1,154 @@
+"""``POST /v1/events`` bodies, decoded off the event loop and applied in bounded chunks.
+
+A 16 MiB body holds some 300,000 events. Parsing and validating them is done in a worker thread, a chunk of
+records at a time (so the decoded events of the whole body never sit in memory at once), and each chunk is applied
+to the engine on the loop, which serves other requests between chunks. The engine keeps a single writer (the loop
+thread). The whole body is applied while the state's checkpoint lock is held: no checkpoint can save half a
+request, so a request is durable whole or not at all, which is what makes its idempotency key exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+
+from logcanary.ingestion.records import Decoded, decode_object, decode_record
+from logcanary.schemas import LogEvent
+
+if TYPE_CHECKING:
+    from logcanary.state import LiveState
+
+MAX_ERRORS = 100  # rejections and partial records listed in an answer
+
+
+class BadBody(Exception):
+    """The body as a whole cannot be read (a JSON array that does not parse)."""
+
+
+@dataclass(slots=True)
+class RecordError:
+    index: int
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class PartialRecord:
+    index: int
+    accepted: int
+    rejected: int
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a body turned into: events counted, rejections, per record."""
+
+    records: int = 0
+    accepted: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    errors: list[RecordError] = field(default_factory=list)
+    partial: list[PartialRecord] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.reasons.values())
+
+
+class _Source:
+    """The body's records, decoded a chunk at a time (called in a worker thread).
+
+    NDJSON lines are cut from the body as they are needed, never all at once: one ``splitlines`` of 16 MiB
+    is a single C call that holds the GIL for tens of milliseconds, and the loop would wait for it. A JSON
+    array can only be parsed whole (the same holds for ``orjson.loads``): prefer NDJSON for large bodies.
+    """
+
+    def __init__(self, body: bytes, max_record_bytes: int, max_message_bytes: int) -> None:
+        self.body = body
+        self.max_record_bytes = max_record_bytes
+        self.max_message_bytes = max_message_bytes
+        self.items: list[object] = []
+        self.position = 0  # of the next NDJSON line in the body
+        self.index = 0  # of the next record
+        self.array = body.lstrip()[:1] == b"["
+        if self.array:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadBody(f"body is not valid JSON: {exc}") from exc
+            self.items = parsed if isinstance(parsed, list) else [parsed]
+
+    def decode(self, count: int) -> list[tuple[int, Decoded]]:
+        """The next ``count`` records (fewer at the end, none once the body is read), with their indexes."""
+        out: list[tuple[int, Decoded]] = []
+        if self.array:
+            chunk = self.items[self.index : self.index + count]
+            self.items[self.index : self.index + len(chunk)] = [None] * len(chunk)  # let parsed values go
+            for item in chunk:
+                out.append((self.index, decode_object(item, max_message_bytes=self.max_message_bytes)))
+                self.index += 1
+            return out
+        body, end = self.body, len(self.body)
+        while len(out) < count and self.position < end:
+            stop = body.find(b"\n", self.position)
+            stop = end if stop < 0 else stop
+            line = body[self.position : stop]
+            self.position = stop + 1
+            if line.strip():
+                decoded = decode_record(line, max_bytes=self.max_record_bytes, max_message_bytes=self.max_message_bytes)
+                out.append((self.index, decoded))
+                self.index += 1
+        return out
+
+
+async def ingest(
+    state: LiveState,
+    body: bytes,
+    applied: Callable[[Outcome], None] | None = None,
+    forward: Callable[[list[LogEvent]], Awaitable[None]] | None = None,
+) -> Outcome:
+    """Decodes and counts a body (JSON array or NDJSON). Raises :class:`BadBody` before counting anything.
+
+    ``applied`` runs once every event is applied, before any checkpoint can run (it records the idempotency key).
+    Run this shielded from cancellation: once the first chunk is applied, the rest must follow. With ``forward``
+    (scale-out) each chunk's events are sent to the replicas owning their services instead of counted here.
+    """
+    settings = state.settings
+    chunk = settings.ingest_chunk_events
+    source = await asyncio.to_thread(_Source, body, settings.max_record_bytes, settings.max_message_bytes)
+    outcome = Outcome()
+    observe = state.observe
+    async with state.applying:
+        while decoded := await asyncio.to_thread(source.decode, chunk):
+            outcome.records += len(decoded)
+            observed = 0
+            forwarded: list[LogEvent] = []
+            for index, record in decoded:
+                if forward is not None:
+                    forwarded.extend(record.events)
+                else:
+                    for event in record.events:
+                        observe(event)
+                        observed += 1
+                        if observed % chunk == 0:  # one record with very many events (OTLP) yields too
+                            await asyncio.sleep(0)
+                outcome.accepted += len(record.events)
+                for rejection in record.rejections:
+                    outcome.reasons[rejection.reason] += 1
+                    if len(outcome.errors) < MAX_ERRORS:
+                        outcome.errors.append(RecordError(index, rejection.reason, rejection.detail))
+                if record.events and record.rejections and len(outcome.partial) < MAX_ERRORS:
+                    outcome.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
+            if forwarded and forward is not None:
+                await forward(forwarded)  # counted (as "http") by their owners
+            await asyncio.sleep(0)
+        if forward is None:
+            state.metrics.ingested.labels("http").inc(outcome.accepted)
+        state.count_rejections("http", outcome.reasons)
+        if applied is not None:
+            applied(outcome)
+    return outcome

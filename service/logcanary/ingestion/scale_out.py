@@ -1,0 +1,100 @@
+"""Scale-out: every event reaches the one replica that owns its service, through a topic of logcanary's own.
+
+Shippers rarely key their records, so one service's events arrive on every partition of the log topics, and a
+replica that counted only its own partitions would judge half a canary. As Kafka Streams repartitions, each
+replica's *router* reads its share of the log topics and sends every event on to the repartition topic, on the
+partition of its service (``crc32(service) % partitions``); each replica's *owner* consumes the repartition
+partitions the consumer group assigns it and holds exactly those services, whole (templates are mined from
+every event of a service, by one miner, in one order). Owners checkpoint their state with their repartition
+offsets in one PostgreSQL transaction, fenced by an epoch per partition claimed at assignment.
+
+Exactly once across the two hops: a router commits its raw offsets to Kafka only after the repartition topic
+acknowledged the events, so a router that dies in between sends them again; each repartition record carries
+the raw record it came from (``logcanary-origin: topic/partition/offset``), and an owner keeps, with its state,
+the next origin offset counted per raw partition, so the second copy is dropped. (A router writes one
+repartition record per raw record and partition, in raw-offset order: the origin offsets of one raw partition
+only grow on a repartition partition.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from logcanary.schemas import LogEvent
+from logcanary.settings import Settings
+
+if TYPE_CHECKING:
+    from logcanary.state import LiveState
+
+log = logging.getLogger(__name__)
+
+HEADER_ORIGIN = "logcanary-origin"
+EventValues = tuple[str, str, str, float, str, str, Sequence[str]]
+
+
+def origin(topic: str, partition: int, offset: int) -> bytes:
+    return f"{topic}/{partition}/{offset}".encode()
+
+
+def origin_of(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int, int] | None:
+    """(topic, partition, offset) of the raw record a repartition record came from; None for HTTP events."""
+    for name, value in headers or ():
+        if name == HEADER_ORIGIN:
+            topic, partition, offset = value.decode().rsplit("/", 2)
+            return topic, int(partition), int(offset)
+    return None
+
+
+def encode(events: Iterable[LogEvent]) -> bytes:
+    """The events as compact JSON rows: what the owner needs to count them, nothing else."""
+    return orjson.dumps(
+        [[e.service, e.deployment, e.message, e.timestamp.timestamp(), e.host, e.level, e.identities] for e in events]
+    )
+
+
+def encode_by_shard(events: Sequence[LogEvent], shard_of: Callable[[str], int]) -> dict[int, bytes]:
+    """One value per repartition partition for the events of one raw record."""
+    by_shard: dict[int, list[LogEvent]] = {}
+    for event in events:
+        by_shard.setdefault(shard_of(event.service), []).append(event)
+    return {shard: encode(group) for shard, group in by_shard.items()}
+
+
+def decode(value: bytes | None) -> list[EventValues]:
+    rows: list[Any] = orjson.loads(value or b"[]")
+    return [(s, d, m, float(t), h, lv, ids) for s, d, m, t, h, lv, ids in rows]
+
+
+async def ensure_repartition_topic(settings: Settings, options: dict[str, Any], state: LiveState) -> None:
+    """Creates the repartition topic when missing, and tells the state how many partitions it really has."""
+    topic = settings.repartition_topic
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        response = await admin.create_topics([NewTopic(topic, settings.kafka_repartition_partitions, 1)])
+        errors = {code for _, code, *_ in getattr(response, "topic_errors", [])}
+        if errors == {0}:
+            log.info("created the repartition topic %s (%d partitions)", topic, settings.kafka_repartition_partitions)
+        elif errors - {0, TopicAlreadyExistsError.errno}:
+            log.warning("creating the repartition topic %s: %s", topic, response)
+        described = await admin.describe_topics([topic])
+    finally:
+        await asyncio.wait_for(admin.close(), 5.0)
+    partitions = len(described[0]["partitions"]) if described and described[0].get("partitions") else 0
+    if partitions <= 0:
+        raise RuntimeError(f"the repartition topic {topic} has no partitions yet")
+    if partitions != state.partitions:
+        if state.owned:
+            raise RuntimeError(
+                f"the repartition topic {topic} now has {partitions} partitions, {state.partitions} before: "
+                "services would move between partitions; restore its partition count"
+            )
+        log.info("the repartition topic %s has %d partitions", topic, partitions)
+        state.partitions = partitions

@@ -1,0 +1,340 @@
+"""The public contracts: log events in, verdicts out, feedback. JSON Schemas in
+``schemas/`` are generated from these models (``make schemas``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Sensitivity = Literal["low", "medium", "high"]
+VerdictName = Literal["pass", "fail", "inconclusive"]
+AnomalyKind = Literal["unknown", "frequency", "priority"]
+# Why a verdict is what it is, for machines: the inconclusive ones say which data was missing.
+ReasonCode = Literal[
+    "anomalies",  # fail: at least one anomaly reached the fail score
+    "no_anomaly",  # pass: enough data on both sides, nothing reached the fail score
+    "unknown_canary",  # inconclusive: the service never logged under this deployment
+    "no_canary_events",  # inconclusive: the canary is known but logged nothing in the window
+    "no_baseline",  # inconclusive: no baseline deployment known (unknown name, none given and no history)
+    "no_baseline_events",  # inconclusive: the baseline logged nothing in the window
+    "canary_is_baseline",  # inconclusive: the canary was named as its own baseline
+    "too_few_events",  # inconclusive: a side logged fewer events than the sensitivity's minimum
+]
+# ignore: never an anomaly again (any deployment); not_a_risk: accepted in one canary only; priority: always fails.
+FeedbackAction = Literal["ignore", "not_a_risk", "priority"]
+
+MAX_MESSAGE_CHARS = 64 * 1024  # feedback templates; a log message longer than its limit is truncated, not refused
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # LOGCANARY_MAX_MESSAGE_BYTES
+TRUNCATED_ATTRIBUTE = "logcanary.truncated_bytes"  # set on an event whose message lost its tail
+PRIMARY_SUFFIX = "-primary"  # Flagger's primary of target <name> is <name>-primary, and so is its pods' app label
+
+# Service and deployment names (and identities): 1-253 characters of NAME_CHARACTERS, no '..' path segment. So no
+# NUL, control characters, spaces or '../../etc/passwd'; every Kubernetes name, label value, version and hash fits.
+NAME_MAX_LENGTH = 253
+NAME_PATTERN = r"^[A-Za-z0-9._:/@+-]+$"
+NAME_RULE = "1-253 characters of A-Z a-z 0-9 . _ : / @ + - with no '..' path segment"
+
+
+def _no_dot_dot(value: str) -> str:
+    if ".." in value.split("/"):
+        raise ValueError("a '..' path segment is not allowed in a name")
+    return value
+
+
+def valid_name(value: object) -> bool:
+    """True for a service or deployment name that :data:`Name` accepts."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= NAME_MAX_LENGTH
+        and _NAME_RE.match(value) is not None
+        and ".." not in value.split("/")
+    )
+
+
+_NAME_RE = re.compile(NAME_PATTERN)
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN),
+    AfterValidator(_no_dot_dot),
+]
+
+
+Message = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="The raw message; may span lines. Longer than LOGCANARY_MAX_MESSAGE_BYTES (64 KiB) of "
+        "UTF-8, it keeps its head, ends with ' …[truncated N bytes]' and is judged like any event.",
+    ),
+]
+
+
+class LogEvent(BaseModel):
+    """One log event of one deployment (version) of one service."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, title="LogEvent")
+
+    timestamp: datetime = Field(description="When the event happened (RFC 3339); without a zone it is UTC.")
+    service: Annotated[Name, Field(description=f"Service name, e.g. 'checkout': {NAME_RULE}.")]
+    deployment: Annotated[Name, Field(description=f"Deployment / version / pod-template hash, e.g. 'v2': {NAME_RULE}.")]
+    host: Annotated[str, Field(max_length=256, description="Host or pod that emitted the event.")] = "unknown"
+    level: Annotated[str, Field(max_length=32, description="Log level (debug, info, warn, error, fatal ...).")] = "info"
+    message: Message
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Free-form extra fields.")
+    identities: list[Name] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Other names of the deployment (version labels, pod-template hashes, OTLP service.version); "
+        "a verdict asked for any of them judges this deployment.",
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_DOT_DOT_SEGMENT = r"(^|/)\.\.(/|$)"  # what NAME_PATTERN cannot say: no '..' path segment
+
+
+def _published_log_event(schema: dict[str, Any]) -> None:
+    """The schema of :class:`LogEventIn` as published: its description, and names refusing a '..' segment."""
+    schema["description"] = (
+        "One log event of one deployment (version) of one service, as sent to logcanary (Kafka record or HTTP). "
+        "Only service and message are required. Keys not named here are kept: they go into attributes. Shipper "
+        "records (Fluent Bit, Vector, OpenTelemetry OTLP/JSON, rsyslog) are mapped to this shape, see "
+        "docs/shippers.md."
+    )
+    properties = schema["properties"]
+    for name in (properties["service"], properties["deployment"]["anyOf"][0], properties["identities"]["items"]):
+        name["not"] = {"pattern": _DOT_DOT_SEGMENT}
+
+
+class LogEventIn(BaseModel):
+    """The published contract of a log event as it may be sent (``schemas/log-event.schema.json``): only
+    ``service`` and ``message`` are required, and keys it does not name are kept in ``attributes``. Never used to
+    validate: ``logcanary.ingestion.records`` reads records (also Fluent Bit, Vector, OTLP and rsyslog shapes, see
+    docs/shippers.md) into a :class:`LogEvent`; tests check that what this schema accepts, the service counts."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        title="LogEvent",
+        json_schema_extra=_published_log_event,
+    )
+
+    timestamp: datetime | float | None = Field(
+        None,
+        description="When the event happened: RFC 3339 text (without a zone it is UTC), or an epoch number in "
+        "seconds, milliseconds, microseconds (>= 1e15) or nanoseconds (>= 1e18). Absent or null: the time it is "
+        "received.",
+    )
+    service: Annotated[Name, Field(description=f"Service name, e.g. 'checkout': {NAME_RULE}.")]
+    deployment: Annotated[
+        Name | None,
+        Field(
+            description=f"Deployment / version / pod-template hash, e.g. 'v2': {NAME_RULE}. Absent or null: 'unknown'."
+        ),
+    ] = None
+    host: Annotated[str, Field(max_length=256, description="Host or pod that emitted the event.")] = "unknown"
+    level: Annotated[
+        Annotated[str, Field(max_length=32)] | int,
+        Field(
+            description="Log level as text (debug, info, warn, error, fatal ...; any case), or a number: 0-7 syslog "
+            "severities, 10-60 pino/bunyan levels."
+        ),
+    ] = "info"
+    message: Message
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form extra fields (other top-level keys are added to them)."
+    )
+    identities: list[Name] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Other names of the deployment (version labels, pod-template hashes, OTLP service.version); "
+        "a verdict asked for any of them judges this deployment.",
+    )
+
+
+class Anomaly(BaseModel):
+    """A canary cluster that is new or far more frequent than in the baseline."""
+
+    kind: AnomalyKind = Field(
+        description="unknown: no similar event in the baseline; frequency: share far from the baseline's "
+        "(see direction); priority: a 'priority' feedback rule covers it."
+    )
+    direction: Literal["up", "down"] | None = Field(
+        default=None,
+        description="For frequency: up = far more frequent than in the baseline; down = an established baseline "
+        "event that fell far below its share or vanished (a drop; its examples are in baseline_examples).",
+    )
+    cluster_id: str = Field(description="Content-derived id of the canary cluster.")
+    template: str = Field(description="Template of the most significant event type, `<*>` marking values.")
+    template_ids: list[str] = Field(description="Ids of the anomalous templates in this cluster.")
+    examples: list[str] = Field(description="Up to 5 verbatim canary messages.")
+    baseline_count: int = Field(ge=0, description="Occurrences in the baseline (of the matched events).")
+    canary_count: int = Field(ge=0, description="Occurrences in the canary.")
+    baseline_share: float = Field(ge=0, description="Share of baseline traffic.")
+    canary_share: float = Field(ge=0, description="Share of canary traffic.")
+    ratio: float | None = Field(description="canary_share / baseline_share (smoothed); null for unknown events.")
+    p_value: float | None = Field(description="One-sided binomial test of the canary count; null for unknown.")
+    level: str = Field(description="Highest level seen: debug, info, warn, error or fatal.")
+    hosts: list[str] = Field(description="Canary hosts that logged it (at most 64).")
+    first_seen: datetime | None = Field(description="First occurrence in the canary.")
+    score: float = Field(ge=0, description="Weighted evidence; the verdict fails when a score reaches the threshold.")
+    priority: bool = Field(default=False, description="Raised by a 'priority' feedback rule.")
+    baseline_examples: list[str] = Field(
+        default_factory=list, description="For a drop (direction down): up to 5 verbatim baseline messages."
+    )
+
+
+class VanishedCluster(BaseModel):
+    """A baseline event type absent from the canary: reported, never a reason to fail."""
+
+    cluster_id: str
+    template: str
+    baseline_count: int = Field(ge=0)
+
+
+class Suppressed(BaseModel):
+    """An anomaly that an 'ignore' rule (or a 'not_a_risk' rule given for this canary) silenced."""
+
+    cluster_id: str
+    template: str
+    canary_count: int = Field(ge=0)
+    feedback_id: str
+
+
+class Thresholds(BaseModel):
+    """The numbers a sensitivity stands for (see README, 'Sensitivity')."""
+
+    sensitivity: Sensitivity
+    fail_score: float
+    min_canary_events: int
+    min_baseline_events: int
+    frequency_min_ratio: float
+    frequency_max_p: float
+    frequency_min_count: int
+
+
+class Verdict(BaseModel):
+    """The answer for deploy tooling: pass, fail or inconclusive, with the evidence."""
+
+    verdict: VerdictName
+    risk: float = Field(ge=0, le=100, description="0 = nothing unusual, 50 = at the fail threshold, 100 = certain.")
+    reason: str = Field(description="One sentence saying why.")
+    reason_code: ReasonCode = Field(
+        description="Why, for machines: anomalies (fail), no_anomaly (pass), or which data an inconclusive "
+        "verdict lacked: unknown_canary, no_canary_events, no_baseline, no_baseline_events, "
+        "canary_is_baseline, too_few_events."
+    )
+    service: str
+    canary: str
+    baseline: list[str] = Field(description="Baseline deployments compared against (control and/or history).")
+    window_start: datetime | None = Field(
+        default=None, description="Start of the event-time window the canary and control were counted in; null: all."
+    )
+    window_end: datetime | None = Field(default=None, description="End of that window; null: open-ended (now).")
+    canary_events: int = Field(ge=0)
+    baseline_events: float = Field(ge=0, description="Baseline events (history is time-decayed, so may be fractional).")
+    anomalies: list[Anomaly] = Field(
+        description="The strongest anomalies (at most max_anomalies), highest score first."
+    )
+    anomaly_count: int = Field(ge=0, description="How many anomalies reached the fail score, listed or not.")
+    vanished: list[VanishedCluster] = Field(default_factory=list)
+    suppressed: list[Suppressed] = Field(default_factory=list)
+    thresholds: Thresholds
+
+
+class FeedbackIn(BaseModel):
+    """A person's judgement on a cluster of a service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: Annotated[str, Field(min_length=1, max_length=256)]
+    action: FeedbackAction = Field(
+        description="ignore: never an anomaly again, in any deployment of the service; not_a_risk: accepted in the "
+        "canary named by `deployment` only (verdicts on other deployments judge it as usual); priority: always "
+        "fail when seen."
+    )
+    template: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=MAX_MESSAGE_CHARS,
+            description="The template (or an example message). May be left out when template_id is given: "
+            "the service's template of that id is used.",
+        ),
+    ] = None
+    template_id: Annotated[str | None, Field(min_length=1, max_length=256)] = Field(
+        default=None, description="Template id from a verdict (template_ids of an anomaly)."
+    )
+    author: Annotated[str, Field(max_length=256)] = "unknown"
+    reason: Annotated[str, Field(max_length=4096)] = ""
+    deployment: Name | None = Field(
+        default=None,
+        description="The canary the judgement was made on (any of its identities). Required for not_a_risk, which "
+        "applies to verdicts on this deployment only; ignore and priority apply to every deployment and only "
+        "record it.",
+    )
+
+    @model_validator(mode="after")
+    def _names_a_template(self) -> FeedbackIn:
+        if self.template is None and self.template_id is None:
+            raise ValueError("give template_id (from a verdict's anomaly), or template, or both")
+        if self.action == "not_a_risk" and self.deployment is None:
+            raise ValueError("not_a_risk needs the canary it was judged on: give deployment")
+        return self
+
+
+class Feedback(FeedbackIn):
+    """A stored feedback rule."""
+
+    template: Annotated[str, Field(min_length=1, description="The template the rule was given, or looked up.")]
+    id: str
+    created_at: datetime
+
+
+class DeploymentMarkIn(BaseModel):
+    """A person's judgement of a deployment: one marked bad is never part of a history baseline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bad: bool = Field(
+        True, description="true: keep it out of history baselines; false: let it back in, even after a failed analysis."
+    )
+    author: Annotated[str, Field(max_length=256)] = "unknown"
+    reason: Annotated[str, Field(max_length=4096)] = ""
+
+
+class DeploymentMark(DeploymentMarkIn):
+    """A stored mark, on the deployment's canonical name."""
+
+    service: str
+    deployment: str
+    marked_at: datetime
+
+
+def to_rfc3339(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_DOCUMENTS: dict[str, type[BaseModel]] = {
+    "log-event.schema.json": LogEventIn,  # what may be sent; LogEvent is what records are read into
+    "verdict.schema.json": Verdict,
+    "feedback.schema.json": FeedbackIn,
+}
+
+
+def schema_documents() -> dict[str, str]:
+    """File name -> JSON Schema (2020-12) text for each public contract."""
+    documents = {}
+    for name, model in _DOCUMENTS.items():
+        schema = {"$schema": SCHEMA_DIALECT, "$id": f"https://logcanary.dev/schemas/{name}"}
+        schema.update(model.model_json_schema(mode="validation" if model is not Verdict else "serialization"))
+        documents[name] = json.dumps(schema, indent=2, sort_keys=False) + "\n"
+    return documents

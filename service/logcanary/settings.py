@@ -1,0 +1,358 @@
+"""Service settings: environment variables ``LOGCANARY_*``, or a dotenv-style file
+named by ``LOGCANARY_ENV_FILE``. Invalid values stop the service at start with
+a message naming the variable."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from logcanary.engine.caps import DEFAULT_CAPS, Caps
+from logcanary.schemas import Sensitivity, VerdictName
+
+
+class SettingsError(Exception):
+    """Settings that cannot work, worded for the operator."""
+
+
+# -- notifications (logcanary.notify) ---------------------------------------------------------------------------
+NotifyFormat = Literal["slack", "json"]
+_WEBHOOK_SEPARATOR = re.compile(r"[\s,]+")
+_FORMAT_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.*)$")
+
+
+class Webhook(BaseModel):
+    """Where a notification goes, and in which shape: ``slack`` (``{"text", "blocks"}``) or ``json`` (generic)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    format: NotifyFormat = "json"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value[:40]!r} is not an http:// or https:// URL")
+        return value.strip()
+
+    @property
+    def where(self) -> str:
+        """The URL without its path and query, for logs: a Slack webhook's path is its secret."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def parse_webhooks(value: object) -> list[Webhook]:
+    """``slack=URL json=URL URL`` (commas or spaces between; a bare URL is ``json``), or a JSON list of
+    ``{"url", "format"}``; raises ValueError naming the webhook that is wrong."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list of {{url, format}} objects: {exc}") from None
+        else:
+            items: list[object] = []
+            for item in _WEBHOOK_SEPARATOR.split(text):
+                prefixed = _FORMAT_PREFIX.match(item)
+                if prefixed is None:
+                    items.append({"url": item} if item else None)
+                elif prefixed.group(1) in ("slack", "json"):
+                    items.append({"url": prefixed.group(2), "format": prefixed.group(1)})
+                else:
+                    raise ValueError(
+                        f"unknown format {prefixed.group(1)!r} in {item[:60]!r}: use slack=URL or json=URL"
+                    )
+            value = [item for item in items if item is not None]
+    if not isinstance(value, list):
+        raise ValueError("expected webhooks: 'slack=URL json=URL' or a JSON list of {url, format}")
+    webhooks = []
+    for number, item in enumerate(value, start=1):
+        try:
+            webhooks.append(item if isinstance(item, Webhook) else Webhook.model_validate(item))
+        except ValidationError as exc:
+            raise ValueError(f"webhook {number}: {exc.errors()[0]['msg']}") from None
+    return webhooks
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Defaults run a single node with no Kafka (HTTP ingestion only)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGCANARY_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API (0 = any free port).")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    api_token: SecretStr | None = Field(None, description="Bearer token required by mutating endpoints when set.")
+    protect_reads: bool = Field(
+        False,
+        description="With api_token set, reads (verdicts, analyses, feedback, services, clusters) need it too: "
+        "they return verbatim log lines. Health and metrics stay open.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL of this service as people reach it: the links of notifications and messages "
+        "(default http://host:port).",
+    )
+
+    kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset = no Kafka.")
+    kafka_topics: Annotated[list[str], NoDecode] = Field(["logs"], description="Comma-separated topics to consume.")
+    kafka_group_id: str = "logcanary"
+    kafka_dead_letter_topic: str = "logs.dead-letter"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_max_batch_records: int = Field(5000, ge=1, description="Records taken from Kafka per batch.")
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_dead_letter_max_bytes: int = Field(
+        256 * 1024, ge=1024, description="Longer bad records are dead-lettered with their head only."
+    )
+    kafka_dead_letter_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long a batch retries its dead letters before counting and skipping them."
+    )
+    kafka_stall_seconds: float = Field(60.0, gt=0, description="No ingest progress this long = stalled.")
+    kafka_restart_backoff_max_seconds: float = Field(30.0, gt=0, description="Longest wait between ingest restarts.")
+    kafka_repartition_topic: str | None = Field(
+        None,
+        description="Scale-out (PostgreSQL store and Kafka): logcanary's own topic, keyed by service, through which "
+        "every event reaches the replica owning its service; default <group id>.by-service (created if missing).",
+    )
+    kafka_repartition_partitions: int = Field(
+        12,
+        ge=1,
+        le=10_000,
+        description="Partitions of the repartition topic when logcanary creates it: the most replicas that share the "
+        "work. Never change it afterwards (services are placed by hash modulo this count).",
+    )
+    kafka_required_for_ready: bool = Field(
+        False, description="true: /readyz answers 503 while Kafka ingestion is not running (default: verdicts served)."
+    )
+    shutdown_timeout_seconds: float = Field(
+        20.0, gt=0, description="SIGTERM to exit at most, broker reachable or not (state checkpointed first)."
+    )
+
+    state_dir: Path = Field(Path("state"), description="Folder of the SQLite state file.")
+    store_url: str | None = Field(
+        None,
+        description="sqlite:///path/to/file.sqlite or postgresql://user[:password]@host[:port]/database; "
+        "unset = the SQLite file in state_dir.",
+    )
+    store_schema: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="PostgreSQL schema holding logcanary's tables (created if missing); unset = the connection's "
+        "default (search_path, usually public).",
+    )
+    checkpoint_interval_seconds: float = Field(5.0, gt=0, description="How often state and offsets are saved.")
+    default_sensitivity: Sensitivity = "medium"
+    verdict_max_age_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="An on-demand verdict may be answered from one computed at most this long ago for the same "
+        "question (0: always computed afresh); its age is in the Logcanary-Verdict-Age header.",
+    )
+    # The engine's caps: defaults in logcanary.engine.caps, the one place they are defined.
+    max_templates_per_service: int = Field(DEFAULT_CAPS.max_templates_per_service, ge=10)
+    max_templates_per_deployment: int = Field(DEFAULT_CAPS.max_templates_per_deployment, ge=10)
+    max_clusters_per_deployment: int = Field(DEFAULT_CAPS.max_clusters_per_deployment, ge=10)
+    max_deployments_per_service: int = Field(
+        DEFAULT_CAPS.max_deployments_per_service, ge=2, description="Least recently seen ones are dropped past it."
+    )
+    max_services: int = Field(
+        DEFAULT_CAPS.max_services,
+        ge=1,
+        description="Services held at most; past it the least recently seen is dropped whole (and stored).",
+    )
+    mask_patterns: Annotated[list[str], NoDecode] = Field(
+        [], description="Extra regular expressions to mask, separated by ';;'."
+    )
+    max_record_bytes: int = Field(1_048_576, ge=256, description="Larger Kafka records or NDJSON lines are rejected.")
+    max_request_bytes: int = Field(16 * 1_048_576, ge=1024, description="Largest POST /v1/events body.")
+    max_message_bytes: int = Field(
+        64 * 1024, ge=1024, description="Longer messages keep their head (UTF-8 bytes), marked truncated, and count."
+    )
+    max_running_analyses: int = Field(
+        100, ge=1, description="Running analyses at most (each is one series of logcanary_analysis_risk)."
+    )
+    retention_deployments_days: float = Field(
+        30.0,
+        ge=0,
+        description="Deployments with no event for this long are dropped, in memory and in the store (0 = never).",
+    )
+    retention_analyses_days: float = Field(
+        30.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
+    )
+    store_maintenance_interval_seconds: float = Field(
+        300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
+    )
+    max_clock_skew_seconds: float = Field(
+        300.0, ge=0, description="Events stamped further ahead of the receive time are clamped to it (and counted)."
+    )
+    metrics_max_services: int = Field(
+        50, ge=0, description="Services with series of their own on /metrics (most events first); the rest add up."
+    )
+    metrics_max_deployments: int = Field(
+        200, ge=0, description="Deployments with series of their own on /metrics (most events first); the rest add up."
+    )
+    idempotency_ttl_seconds: float = Field(
+        86_400.0, gt=0, description="How long an Idempotency-Key of POST /v1/events is remembered (durably)."
+    )
+    idempotency_max_keys: int = Field(
+        100_000, ge=1, description="Idempotency keys remembered at most; the oldest are forgotten first."
+    )
+    ingest_chunk_events: int = Field(
+        1000, ge=1, description="POST /v1/events applies its events in chunks of this many, yielding between them."
+    )
+
+    # -- notifications (logcanary.notify) ---------------------------------------------------------------------
+    notify_webhooks: Annotated[list[Webhook], NoDecode] = Field(
+        [],
+        description="Webhooks told when an analysis ends with a verdict in notify_on: 'slack=URL' (Slack-compatible "
+        "text and blocks) or 'json=URL' / 'URL' (generic JSON), separated by commas or spaces; or a JSON list of "
+        "{url, format}. Unset: no notifications.",
+    )
+    notify_on: Annotated[list[VerdictName], NoDecode] = Field(
+        ["fail"], description="Final verdicts that notify, comma-separated: fail, inconclusive, pass."
+    )
+    notify_timeout_seconds: float = Field(10.0, gt=0, le=300, description="Time limit of one webhook request.")
+    notify_max_attempts: int = Field(
+        5, ge=1, le=20, description="Tries per webhook and message (errors, timeouts, 429 and 5xx are retried)."
+    )
+    notify_backoff_seconds: float = Field(
+        1.0, gt=0, le=300, description="Wait before the first retry; it doubles with each retry."
+    )
+    notify_backoff_max_seconds: float = Field(60.0, gt=0, le=3600, description="Longest wait between two tries.")
+    notify_queue_size: int = Field(
+        1000, ge=1, description="Messages waiting to be sent at most; past it new ones are dropped (and counted)."
+    )
+
+    @field_validator("kafka_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("mask_patterns", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(";;") if part]
+        return value
+
+    @field_validator("mask_patterns")
+    @classmethod
+    def _compile(cls, value: list[str]) -> list[str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith("sqlite://"):
+            if not value.removeprefix("sqlite://") or "?" in value:
+                raise ValueError(
+                    "sqlite:// needs a file path and no query, e.g. sqlite:///var/lib/logcanary/state.sqlite"
+                )
+        elif not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must start with sqlite:// (e.g. sqlite:///var/lib/logcanary/state.sqlite) or postgresql:// "
+                "(e.g. postgresql://logcanary@db:5432/logcanary)"
+            )
+        return value
+
+    @field_validator("notify_webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, value: object) -> object:
+        return parse_webhooks(value)
+
+    @field_validator("notify_on", mode="before")
+    @classmethod
+    def _split_verdicts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("kafka_topics")
+    @classmethod
+    def _some_topic(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one topic")
+        return value
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(
+            max_templates_per_service=self.max_templates_per_service,
+            max_templates_per_deployment=self.max_templates_per_deployment,
+            max_clusters_per_deployment=self.max_clusters_per_deployment,
+            max_deployments_per_service=self.max_deployments_per_service,
+            max_services=self.max_services,
+        )
+
+    @property
+    def scale_out(self) -> bool:
+        """Replicas share the work: the PostgreSQL store holds the state, Kafka places each service on one replica."""
+        return bool(self.kafka_bootstrap_servers) and (self.store_url or "").startswith(
+            ("postgresql://", "postgres://")
+        )
+
+    @property
+    def repartition_topic(self) -> str:
+        return self.kafka_repartition_topic or f"{self.kafka_group_id}.by-service"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "logcanary.sqlite"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (and LOGCANARY_ENV_FILE); raises SettingsError with readable reasons."""
+    env_file = os.environ.get("LOGCANARY_ENV_FILE")
+    if env_file and not Path(env_file).is_file():
+        raise SettingsError(f"LOGCANARY_ENV_FILE={env_file}: no such file")
+    try:
+        settings = Settings(_env_file=env_file)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"LOGCANARY_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+    if settings.kafka_security_protocol.startswith("SASL") and not (
+        settings.kafka_sasl_mechanism and settings.kafka_sasl_username and settings.kafka_sasl_password
+    ):
+        raise SettingsError(
+            "LOGCANARY_KAFKA_SECURITY_PROTOCOL="
+            f"{settings.kafka_security_protocol} needs LOGCANARY_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
+        )
+    if settings.protect_reads and settings.api_token is None:
+        raise SettingsError("LOGCANARY_PROTECT_READS=true needs LOGCANARY_API_TOKEN: there is no token to require")
+    return settings

@@ -1,0 +1,165 @@
+"""The store interface: what the service persists and how.
+
+A checkpoint is written in ONE transaction: the engine state that changed and
+the Kafka offsets that produced it. After a crash the service reloads both and
+the consumer seeks to those offsets, so every event is counted exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from logcanary.idempotency import IdempotencyRecord
+from logcanary.schemas import DeploymentMark, Feedback
+from logcanary.settings import SettingsError
+from logcanary.store.codec import StoredState
+
+
+class StoreOpenError(SettingsError):
+    """The store cannot be opened, written or migrated: worded for the operator, naming the setting."""
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """What changed since the last checkpoint (blobs are opaque, encoded by logcanary.store.codec).
+
+    A store applies it in one transaction, deletions first: dropped services, dropped deployments (header and
+    template rows), the rows of replaced miners and deployments, templates gone; then the upserts.
+    """
+
+    miners: dict[str, bytes] = field(default_factory=dict)  # service -> miner header
+    groups: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (service, group key) -> group and templates
+    deployments: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (service, deployment) -> header
+    templates: dict[tuple[str, str, str], bytes] = field(default_factory=dict)  # (service, deployment, id) -> stats
+    templates_gone: list[tuple[str, str, str]] = field(default_factory=list)  # ids merged into others since
+    miners_replaced: list[str] = field(default_factory=list)  # services whose group rows are all rewritten
+    deployments_replaced: list[tuple[str, str]] = field(default_factory=list)  # template rows all rewritten
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next offset
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (service, deployment) evicted by the caps
+    dropped_services: list[str] = field(default_factory=list)  # services evicted (all their rows go)
+    idempotency: list[IdempotencyRecord] = field(default_factory=list)  # POST /v1/events answers to remember
+    idempotency_horizon: float = 0.0  # keys created before this time are forgotten
+    idempotency_max_keys: int = 100_000  # and only the newest this many are kept
+    # Scale-out only: (repartition topic, {partition: epoch}) the writer must still own, else nothing is written;
+    # and (shard, origin topic, origin partition) -> next origin offset not counted (duplicates are dropped).
+    fence: tuple[str, dict[int, int]] | None = None
+    origins: dict[tuple[int, str, int], int] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.miners
+            or self.groups
+            or self.deployments
+            or self.templates
+            or self.templates_gone
+            or self.miners_replaced
+            or self.deployments_replaced
+            or self.dropped
+            or self.dropped_services
+        )
+
+
+class StoreUnavailable(Exception):
+    """A read that needs the store (scale-out: another replica's service) could not reach it: a 503, retry."""
+
+
+class Fenced(Exception):
+    """A checkpoint refused: another replica now owns these partitions of the repartition topic."""
+
+    def __init__(self, shards: list[int]) -> None:
+        super().__init__(f"partitions {shards} now belong to another replica")
+        self.shards = shards
+
+
+AnalysisStatus = Literal["running", "completed", "cancelled"]
+MAX_RISK_SAMPLES = 200  # risk over time kept per analysis (the history page's chart)
+
+
+@dataclass(slots=True)
+class AnalysisRecord:
+    """A long-running canary analysis as stored."""
+
+    id: str
+    service: str
+    request: dict[str, Any]  # the creation request, as JSON data
+    status: AnalysisStatus
+    started_at: float
+    ends_at: float
+    verdict: dict[str, Any] | None = None
+    finished_at: float | None = None
+    risk_history: list[list[float]] = field(default_factory=list)  # [epoch seconds, risk] samples, oldest first
+
+    def to_json(self) -> bytes:
+        """The stored body, the same for every store."""
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, body: bytes) -> AnalysisRecord:
+        return cls(**orjson.loads(body))
+
+    def add_risk_sample(self, at: float, risk: float, last: bool = False) -> None:
+        """Records the risk of an evaluation, keeping at most MAX_RISK_SAMPLES evenly spread over the analysis.
+
+        When the list is full every other sample goes (the first stays) and samples are then taken half as often,
+        so a long analysis keeps its whole course at a coarser step. The ``last`` (final) evaluation always counts.
+        """
+        samples = self.risk_history
+        if len(samples) >= 2 and not last and at - samples[-1][0] < samples[1][0] - samples[0][0]:
+            return
+        if len(samples) >= MAX_RISK_SAMPLES:
+            del samples[1::2]
+        samples.append([at, risk])
+
+
+class CheckpointStore(Protocol):
+    """Where the live state is checkpointed (engine rows, offsets, idempotency keys); every method is blocking
+    (call it off the event loop)."""
+
+    def load_state(self) -> StoredState: ...
+    def load_offsets(self) -> dict[tuple[str, int], int]: ...
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def load_idempotency_keys(self, since: float) -> list[tuple[str, float, str]]: ...  # (key, created, sha256)
+    def load_idempotency_result(self, key: str) -> tuple[int, bytes] | None: ...  # (status, body)
+    def maintain(self) -> None: ...  # bound the file: WAL truncated, free pages returned
+    def close(self) -> None: ...
+
+
+class Repository(Protocol):
+    """What people and deploy tools create: feedback rules, deployment marks, analyses (blocking calls)."""
+
+    def add_feedback(self, feedback: Feedback) -> None: ...
+    def list_feedback(self, service: str | None = None) -> list[Feedback]: ...
+    def delete_feedback(self, feedback_id: str) -> bool: ...
+
+    def save_mark(self, mark: DeploymentMark) -> None: ...
+    def load_marks(self) -> list[DeploymentMark]: ...
+
+    def save_analysis(self, record: AnalysisRecord) -> None: ...
+    def load_analyses(self) -> list[AnalysisRecord]: ...
+    def delete_analyses(self, ids: list[str]) -> None: ...
+
+
+class Store(CheckpointStore, Repository, Protocol):
+    """Both, as each backend (SQLite, PostgreSQL) implements them over one database."""
+
+
+class SharedCheckpointStore(CheckpointStore, Protocol):
+    """Scale-out (PostgreSQL): a replica loads only its services and claims its partitions, fenced."""
+
+    def load_state(self, services: Collection[str] | None = None) -> StoredState: ...
+    def service_names(self) -> list[str]: ...
+    def claim_shards(self, topic: str, shards: Collection[int], owner: str) -> dict[int, int]: ...
+    def load_origin_offsets(self, shards: Collection[int]) -> dict[tuple[int, str, int], int]: ...
+    def load_idempotency_key(self, key: str) -> tuple[str, int, bytes] | None: ...  # (sha256, status, body)
+
+
+class SharedRepository(Repository, Protocol):
+    """Scale-out (PostgreSQL): analyses read by id and leased to one replica at a time."""
+
+    def load_analysis(self, analysis_id: str) -> AnalysisRecord | None: ...
+    def lease_analyses(self, owner: str, now: float, until: float) -> list[AnalysisRecord]: ...
+    def save_leased_analysis(self, record: AnalysisRecord, owner: str) -> bool: ...
