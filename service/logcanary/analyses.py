@@ -214,9 +214,7 @@ class Analyses:
         self.feedback: list[Feedback] = []
         self.marks: dict[tuple[str, str], DeploymentMark] = {}  # (service, canonical deployment) -> a person's mark
         self._task: asyncio.Task[None] | None = None
-        self.on_end: Callable[[AnalysisRecord], None] = lambda record: (
-            None
-        )  # notifications (logcanary.notify)
+        self.on_end: Callable[[AnalysisRecord], None] = lambda record: None  # notifications (logcanary.notify)
         # Bumped by whatever changes a verdict besides events: feedback, marks, analyses that end.
         self.rules_version = 0
         self.verdicts = VerdictCache(state.settings.verdict_max_age_seconds)
