@@ -13,7 +13,7 @@ EVAL ?= ../shared/eval
 export LOGCANARY_CONTRACTS_SRC ?= $(abspath ../shared/contracts)
 export LOGCANARY_CONTRACTS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/logcanary-contracts
 
-.PHONY: install browser prometheus contracts test chaos lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
+.PHONY: install browser rsyslog prometheus contracts test chaos lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
@@ -41,6 +41,15 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 			|| echo "could not install chromium: tests/test_ui.py will skip"; \
 	else echo "chromium not installed (needs root): tests/test_ui.py will skip"; fi
+
+# Debian's rsyslog for tests/test_rsyslog.py (rsyslogd runs the documented recipe's template and ruleset). A failed
+# install does not stop `make test`: that test then skips, saying why.
+rsyslog:
+	@if command -v rsyslogd >/dev/null || [ -x /usr/sbin/rsyslogd ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsyslog >/dev/null) \
+			|| echo "could not install rsyslog: tests/test_rsyslog.py will skip its rsyslogd test"; \
+	else echo "rsyslog not installed (needs root): tests/test_rsyslog.py will skip its rsyslogd test"; fi
 
 # Debian's Prometheus for tests/test_prometheus.py (the Flagger MetricTemplate example, evaluated for real) and its
 # promtool for tests/test_alert_rules.py (the chart's alerting rules). A failed install does not stop `make test`:
@@ -78,7 +87,7 @@ chart-tools:
 		*) echo "could not install the chart tools: tests/test_chart_render.py will skip";; esac; fi
 
 # pytest exits 5 when it collects no test: that is a failure here, never a silent pass.
-unit: $(STAMP) browser prometheus contracts chart-tools
+unit: $(STAMP) browser rsyslog prometheus contracts chart-tools
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
