@@ -93,8 +93,8 @@ unit: $(STAMP) browser rsyslog prometheus contracts chart-tools
 test: lint typecheck unit
 
 # The long fault-injection runs (pytest marker `chaos`, deselected by `make test`): 10 fresh starts, 10 SIGKILLs,
-# a 65 s broker pause; real broker, real `logcanary serve` processes. Each test prints its figures.
-# and 3 scale-out replicas taking 300,000 unkeyed events through 10 SIGKILLs (tests/test_scale_out.py).
+# a 65 s broker pause, and 3 scale-out replicas taking 300,000 unkeyed events through 10 SIGKILLs
+# (tests/test_scale_out.py); real broker, real `logcanary serve` processes. Each test prints its figures.
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos
 
