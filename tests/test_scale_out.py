@@ -128,6 +128,13 @@ def test_replicas_count_unkeyed_records_exactly_through_a_kill_and_a_join(
     assert produce(kafka.bootstrap_servers, topic, _events(total - first, first)) == total - first
     alive = [*replicas[1:], fourth]
     _wait_exact(alive, _expected(total), timeout=240)
+    scraped = ""
+    for replica in alive:
+        with replica.client() as client:
+            scraped += client.get("/metrics").text
+    # Lag is reported for both hops: the log topic (routers) and the repartition topic (owners).
+    assert f'logcanary_consumer_lag_records{{partition="0",topic="{topic}"}}' in scraped
+    assert f'topic="{env["LOGCANARY_KAFKA_GROUP_ID"]}.by-service"' in scraped
 
     verdicts = [_comparable(v) for v in [_same_answers([r], "/v1/verdict", VERDICT) for r in alive]]
     assert all(v == verdicts[0] for v in verdicts), verdicts

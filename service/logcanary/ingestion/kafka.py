@@ -459,8 +459,7 @@ class KafkaIngestor:
         max_bytes = self.settings.max_record_bytes
         max_message_bytes = self.settings.max_message_bytes
         offsets = self.offsets
-        good = []
-        routed: list[tuple[Any, list[LogEvent]]] = []
+        good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
         reasons: Counter[str] = Counter()
         dead: list[tuple[Any, Decoded]] = []
         fresh: dict[tuple[str, int], int] = {}  # partition -> next offset after this batch
@@ -476,9 +475,8 @@ class KafkaIngestor:
                     skipped += 1
                     continue
                 decoded = decode_record(record.value or b"", max_bytes=max_bytes, max_message_bytes=max_message_bytes)
-                good.extend(decoded.events)
                 if decoded.events:
-                    routed.append((record, decoded.events))
+                    good.append((record, decoded.events))
                 if decoded.rejections:
                     reasons.update(rejection.reason for rejection in decoded.rejections)
                     dead.append((record, decoded))
@@ -488,27 +486,33 @@ class KafkaIngestor:
         if dead:
             await self._dead_letter(dead)
         if self.role == "router":
-            await self._route(routed, fresh)
-            self.state.count_rejections("kafka", reasons)
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-            return
-        # From here to the offsets nothing awaits: the engine and the offsets move together.
-        observe = self.state.observe
-        for event in good:
-            observe(event)
-        for key, next_offset in fresh.items():
-            offsets[key] = max(offsets.get(key, 0), next_offset)  # never backwards
-        metrics.ingested.labels("kafka").inc(len(good))
+            await self._route(good, fresh)
+        else:
+            # From here to the offsets nothing awaits: the engine and the offsets move together.
+            observe = self.state.observe
+            counted = 0
+            for _, events in good:
+                for event in events:
+                    observe(event)
+                counted += len(events)
+            for key, next_offset in fresh.items():
+                offsets[key] = max(offsets.get(key, 0), next_offset)  # never backwards
+            metrics.ingested.labels("kafka").inc(counted)
         self.state.count_rejections("kafka", reasons)
         metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._record_lag(batch)
+
+    def _record_lag(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Consumer lag of the batch's partitions, from this consumer's next offsets (every role: the raw
+        topics' lag is the routers', the repartition topic's the owners')."""
         consumer = self.consumer
         if consumer is None:
             return
         for tp in batch:
             highwater = consumer.highwater(tp)
             if highwater is not None:
-                lag = max(0, highwater - offsets.get((tp.topic, tp.partition), 0))
-                metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+                lag = max(0, highwater - self.offsets.get((tp.topic, tp.partition), 0))
+                self.state.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     # -- scale-out ----------------------------------------------------------------------------------
 
@@ -559,13 +563,9 @@ class KafkaIngestor:
         producer = self.producer
         if producer is None or self.state.owned is None:
             raise KafkaUnavailable("not connected to Kafka: events cannot reach the replicas owning their services")
-        topic = self.settings.repartition_topic
+        values = scale_out.encode_by_shard(events, self.state.shard_of)
         try:
-            futures = [
-                await producer.send(topic, value, partition=shard)
-                for shard, value in scale_out.encode_by_shard(events, self.state.shard_of).items()
-            ]
-            await asyncio.gather(*futures)
+            await asyncio.gather(*(self._send_in_order(shard, [(value, [])]) for shard, value in values.items()))
         except KafkaError as exc:
             raise KafkaUnavailable(f"Kafka did not take the events ({exc})") from exc
 
@@ -609,6 +609,7 @@ class KafkaIngestor:
         if from_http:
             state.metrics.ingested.labels("http").inc(from_http)
         state.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._record_lag(batch)
 
     # -- dead letters --------------------------------------------------------------------------------
 
