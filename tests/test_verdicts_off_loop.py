@@ -5,10 +5,12 @@ Latency itself is measured in bench/bench_verdicts.py, never here: these tests c
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +22,14 @@ from logcanary.analyses import VerdictCache
 from logcanary.analysis.sensitivity import thresholds
 from logcanary.analysis.verdict import _Nearest
 from logcanary.api.runtime import Runtime
+from logcanary.engine.caps import Caps
 from logcanary.engine.clustering import Cluster, cosine
+from logcanary.engine.model import Engine
+from logcanary.ingestion import http as ingest_http
 from logcanary.schemas import Verdict
 from logcanary.store.sqlite import SqliteStore
 from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
+from tests.test_state import make_state
 
 QUERY = {"service": "payments", "canary": "v2", "baseline": "v1", "window": "all"}
 
@@ -78,28 +84,62 @@ def test_the_cache_never_serves_an_answer_older_than_its_bound() -> None:
     cache = VerdictCache(max_age=1.0, max_entries=2, clock=lambda: now[0])
     computed: list[str] = []
 
-    def compute(name: str) -> Verdict:
-        computed.append(name)
-        return verdict(name)
+    def compute(name: str) -> Callable[[], Awaitable[Verdict]]:
+        async def run() -> Verdict:
+            computed.append(name)
+            return verdict(name)
 
-    first = cache.answer("q", 0, lambda: compute("pass"))
-    now[0] += 1.0  # exactly the bound: still served
-    assert cache.answer("q", 0, lambda: compute("fail")) is first
-    now[0] += 0.001  # past it: computed again
-    assert cache.answer("q", 0, lambda: compute("fail")).verdict.verdict == "fail"
-    assert cache.answer("q", 1, lambda: compute("inconclusive")).verdict.verdict == "inconclusive"  # new rules
-    assert computed == ["pass", "fail", "inconclusive"]
-    for key in ("a", "b", "c"):
-        cache.answer(key, 1, lambda: compute("pass"))
-    assert len(cache) == 2  # bounded, least recently used out first
-    now[0] += 2.0
-    cache.answer("d", 1, lambda: compute("pass"))
-    assert len(cache) == 1  # the expired ones went when it was added
+        return run
 
-    off = VerdictCache(max_age=0.0, clock=lambda: now[0])
-    off.answer("q", 0, lambda: compute("pass"))
-    off.answer("q", 0, lambda: compute("pass"))
-    assert computed[-2:] == ["pass", "pass"] and len(off) == 0
+    async def scenario() -> None:
+        first = await cache.answer("q", 0, compute("pass"))
+        now[0] += 0.75  # three quarters of its bound: served, no refresh yet
+        assert await cache.answer("q", 0, compute("fail")) is first
+        now[0] += 0.25  # exactly the bound: still served, and a new answer is computed in the background
+        assert await cache.answer("q", 0, compute("fail")) is first
+        assert await cache.answer("q", 0, compute("never")) is first  # one refresh per question at a time
+        await asyncio.sleep(0.01)
+        refreshed = await cache.answer("q", 0, compute("never"))
+        assert refreshed.verdict.verdict == "fail" and refreshed.monotonic == now[0]
+        now[0] += 1.001  # past its bound: computed again, and the asker waits for it
+        assert (await cache.answer("q", 0, compute("pass"))).verdict.verdict == "pass"
+        assert (await cache.answer("q", 1, compute("inconclusive"))).verdict.verdict == "inconclusive"  # new rules
+        assert computed == ["pass", "fail", "pass", "inconclusive"]
+        for key in ("a", "b", "c"):
+            await cache.answer(key, 1, compute("pass"))
+        assert len(cache) == 2  # bounded, least recently used out first
+        now[0] += 2.0
+        await cache.answer("d", 1, compute("pass"))
+        assert len(cache) == 1  # the expired ones went when it was added
+
+        off = VerdictCache(max_age=0.0, clock=lambda: now[0])
+        await off.answer("q", 0, compute("pass"))
+        await off.answer("q", 0, compute("pass"))
+        assert computed[-2:] == ["pass", "pass"] and len(off) == 0
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_askers_share_one_computation_and_its_failure() -> None:
+    cache = VerdictCache(max_age=1.0)
+    calls: list[int] = []
+
+    async def slow() -> Verdict:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return verdict("fail", 60.0)
+
+    async def failing() -> Verdict:
+        raise RuntimeError("no")
+
+    async def scenario() -> None:
+        answers = await asyncio.gather(*(cache.answer("q", 0, slow) for _ in range(10)))
+        assert len(calls) == 1 and all(answer is answers[0] for answer in answers)
+        results = await asyncio.gather(*(cache.answer("x", 0, failing) for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(result, RuntimeError) for result in results)
+        assert len(cache) == 1  # nothing kept for the failed question
+
+    asyncio.run(scenario())
 
 
 def test_a_cached_verdict_says_its_age_and_feedback_is_seen_at_once(tmp_path: Path) -> None:
@@ -196,3 +236,51 @@ def test_the_loop_stays_responsive_while_a_checkpoint_holds_the_store_lock(tmp_p
                 "analysis": 201,
             }
         assert len(store.list_feedback()) == 1 and len(store.load_analyses()) == 1
+
+
+def test_reads_never_change_the_engine_merged_templates_are_folded_by_the_write() -> None:
+    """Verdicts read the engine from worker threads: a read must find nothing left to fold or to learn."""
+    engine = Engine((), Caps())
+    engine.observe("svc", "v1", "stored as bytes", 1.0)
+    engine.observe("svc", "v2", "stored as values", 2.0)
+    engine.observe("svc", "v2", "stored as chars", 3.0)  # the third value: one template "stored as <*>"
+    service = engine.services["svc"]
+    assert service.miner.renamed > 0
+    for model in service.deployments.values():
+        stats = model.templates()
+        assert all(template.merged_into is None for template in stats)
+        assert all(template in model.clusterer._of_template for template in stats)  # learnt by the write
+        assert model.templates() is stats
+    assert sum(stats.count for stats in service.deployments["v2"].templates().values()) == 2
+
+
+def test_a_verdict_computed_in_a_thread_sees_no_write_and_holds_writers_until_it_returns(tmp_path: Path) -> None:
+    state = make_state(tmp_path)
+    for n in range(50):
+        state.engine.observe("svc", "v1", f"request {n} served", float(n))
+    model = state.engine.services["svc"].deployments["v1"]
+    started, release = threading.Event(), threading.Event()
+
+    def read() -> tuple[int, int]:
+        before = model.events
+        started.set()
+        release.wait(5)
+        return before, model.events
+
+    async def scenario() -> None:
+        reader = asyncio.ensure_future(state.read_in_thread(read))
+        await asyncio.to_thread(started.wait, 5)
+        body = ndjson(live("v1", 30, 7))
+        writer = asyncio.ensure_future(ingest_http.ingest(state, body))
+        await asyncio.sleep(0.1)
+        assert not writer.done() and model.events == 50  # ingestion waits for the reader
+        reader.cancel()  # a cancelled asker: the thread still reads, and the lock stays held until it returns
+        await asyncio.sleep(0.1)
+        assert not writer.done() and model.events == 50
+        release.set()
+        outcome = await writer
+        assert outcome.accepted == 30
+
+    asyncio.run(scenario())
+    assert state.engine.services["payments"].deployments["v1"].events == 30
+    state.store.close()

@@ -34,16 +34,18 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, cast
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from logcanary.analysis.feedback import compile_rules
@@ -153,19 +155,25 @@ class CachedVerdict:
     """A verdict answered for a question, with when it was computed."""
 
     verdict: Verdict
-    body: dict[str, Any]  # the verdict as JSON data, serialised once
-    computed_at: float  # epoch seconds
-    monotonic: float  # the cache's clock when computed
+    body: bytes  # the verdict as JSON, serialised once
+    computed_at: float  # epoch seconds, taken before the computation began (never fresher than it is)
+    monotonic: float  # the cache's clock then
     rules: int  # Analyses.rules_version it was computed with
+
+
+REFRESH_AFTER = 0.75  # of the cache's max age: an older answer is still served while a new one is computed
 
 
 class VerdictCache:
     """Verdicts by question, each answered again for at most ``max_age`` seconds (0: never).
 
     An entry is served only if it is younger than ``max_age`` by the cache's clock and was computed under the
-    current rules version (feedback, marks, ended analyses); it never changes state or metrics. Expired entries
-    are dropped whenever one is added, and at most ``max_entries`` questions are kept (the least recently used
-    going first), so the memory held is that of the questions asked within ``max_age``, at most 256 verdicts.
+    current rules version (feedback, marks, ended analyses); it never changes state or metrics. Past three
+    quarters of its age it is still served, while one new computation for the question runs in the background:
+    a gate polling steadily never waits for a computation. Concurrent askers of a question being computed share
+    that computation. Expired entries are dropped whenever one is added, and at most ``max_entries`` questions
+    are kept (the least recently used going first), so the memory held is that of the questions asked within
+    ``max_age``, at most 256 verdicts.
     """
 
     def __init__(self, max_age: float, max_entries: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
@@ -173,6 +181,7 @@ class VerdictCache:
         self.max_entries = max_entries
         self.clock = clock
         self._entries: OrderedDict[Hashable, CachedVerdict] = OrderedDict()
+        self._computing: dict[Hashable, tuple[int, asyncio.Task[CachedVerdict]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -187,21 +196,56 @@ class VerdictCache:
         self._entries.move_to_end(key)
         return entry
 
-    def answer(self, key: Hashable, rules: int, compute: Callable[[], Verdict]) -> CachedVerdict:
+    async def answer(self, key: Hashable, rules: int, compute: Callable[[], Awaitable[Verdict]]) -> CachedVerdict:
         """The cached verdict for ``key``, or ``compute()``'s (then kept when caching is on)."""
         found = self.get(key, rules)
         if found is not None:
+            if self.clock() - found.monotonic > self.max_age * REFRESH_AFTER:
+                self._start(key, rules, compute)  # in the background; this answer is still within its bound
             return found
-        verdict = compute()
-        entry = CachedVerdict(verdict, verdict.model_dump(mode="json"), time.time(), self.clock(), rules)
-        if self.max_age > 0:
-            expired = [k for k, e in self._entries.items() if entry.monotonic - e.monotonic > self.max_age]
-            for old in expired:
-                del self._entries[old]
-            self._entries[key] = entry
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return entry
+        if self.max_age <= 0:  # always computed afresh, never shared nor kept
+            return await self._computed(rules, compute)
+        return await asyncio.shield(self._start(key, rules, compute))
+
+    def _start(
+        self, key: Hashable, rules: int, compute: Callable[[], Awaitable[Verdict]]
+    ) -> asyncio.Task[CachedVerdict]:
+        running = self._computing.get(key)
+        if running is not None and running[0] == rules:
+            return running[1]
+        task = asyncio.ensure_future(self._computed(rules, compute))
+        self._computing[key] = (rules, task)
+
+        def done(task: asyncio.Task[CachedVerdict]) -> None:
+            if self._computing.get(key, (rules, None))[1] is task:
+                del self._computing[key]
+            if task.cancelled():
+                return
+            if (error := task.exception()) is not None:  # awaited askers get it too; a refresh only logs it
+                log.warning("computing a verdict failed: %r", error)
+                return
+            self._put(key, task.result())
+
+        task.add_done_callback(done)
+        return task
+
+    async def _computed(self, rules: int, compute: Callable[[], Awaitable[Verdict]]) -> CachedVerdict:
+        computed_at, monotonic = time.time(), self.clock()
+        verdict = await compute()
+        body = await asyncio.to_thread(lambda: orjson.dumps(verdict.model_dump(mode="json")))
+        return CachedVerdict(verdict, body, computed_at, monotonic, rules)
+
+    def _put(self, key: Hashable, entry: CachedVerdict) -> None:
+        current = self._entries.get(key)
+        if current is not None and current.monotonic >= entry.monotonic:
+            return  # a newer answer is kept already
+        expired = [k for k, e in self._entries.items() if self.clock() - e.monotonic > self.max_age]
+        for old in expired:
+            del self._entries[old]
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
 
 class Analyses:
@@ -305,21 +349,40 @@ class Analyses:
         ``canary`` and ``baseline`` may be any identity of a deployment (a hash, a version, Flagger's names):
         the verdict judges, and names, the deployments they resolve to.
         """
+        return self.verdict_job(model, canary, baseline, history, sensitivity)(window)
+
+    def verdict_job(
+        self,
+        model: ServiceModel,
+        canary: str,
+        baseline: str | None,
+        history: bool,
+        sensitivity: Sensitivity | None,
+    ) -> Callable[[tuple[float, float] | None], Verdict]:
+        """:meth:`verdict` in two steps: what depends on this object (feedback, names, analyses) is taken now,
+        on the loop; the returned function only reads the model, so it may run in a worker thread."""
         service = model.name
         rules = compile_rules([f for f in self.feedback if f.service == service], model.miner)
         canary = model.resolve(canary) or canary
         if baseline:
             baseline = model.resolve(baseline) or baseline
-        return analyze(
-            model,
-            canary=canary,
-            baseline=[baseline] if baseline else [],
-            history=history,
-            sensitivity=sensitivity or self.state.settings.default_sensitivity,
-            feedback=rules,
-            window=window,
-            exclude_history=self.excluded_from_history(service),
-        )
+        control = [baseline] if baseline else []
+        excluded = self.excluded_from_history(service)
+        chosen = sensitivity or self.state.settings.default_sensitivity
+
+        def compute(window: tuple[float, float] | None) -> Verdict:
+            return analyze(
+                model,
+                canary=canary,
+                baseline=control,
+                history=history,
+                sensitivity=chosen,
+                feedback=rules,
+                window=window,
+                exclude_history=excluded,
+            )
+
+        return compute
 
     def excluded_from_history(self, service: str) -> set[str]:
         """Deployments no history baseline may use: the canaries of completed analyses that failed, and those
@@ -335,10 +398,36 @@ class Analyses:
         marked = {deployment: mark.bad for (name, deployment), mark in self.marks.items() if name == service}
         return {name for name in failed if marked.get(name, True)} | {name for name, bad in marked.items() if bad}
 
-    def cached_verdict(self, key: Hashable, compute: Callable[[], Verdict]) -> CachedVerdict:
-        """The answer to an on-demand question: computed now, or at most LOGCANARY_VERDICT_MAX_AGE_SECONDS ago
-        under the same rules (:class:`VerdictCache`)."""
-        return self.verdicts.answer(key, self.rules_version, compute)
+    async def cached_verdict(
+        self,
+        model: ServiceModel,
+        canary: str,
+        baseline: str | None,
+        history: bool,
+        sensitivity: Sensitivity | None,
+        seconds: float | None,
+        shape: Callable[[Verdict], Verdict] | None = None,
+    ) -> CachedVerdict:
+        """The answer to an on-demand question over the last ``seconds`` of event time (None: all): computed now,
+        or at most LOGCANARY_VERDICT_MAX_AGE_SECONDS ago under the same rules (:class:`VerdictCache`). It is
+        computed in a worker thread while ingestion waits (:meth:`LiveState.read_in_thread`), so other requests
+        are served meanwhile. ``shape`` (the compact form) is part of the question."""
+        state = self.state
+        live = state.engine.services.get(model.name) is model  # else a snapshot of another replica's service
+
+        async def compute() -> Verdict:
+            job = self.verdict_job(model, canary, baseline, history, sensitivity)  # on the loop: rules, names
+
+            def run() -> Verdict:
+                # The window ends at the time of computing: events stamped ahead of this clock (skew) still count.
+                window = None if seconds is None else (time.time() - seconds, math.inf)
+                verdict = job(window)
+                return shape(verdict) if shape is not None else verdict
+
+            return await state.read_in_thread(run, live)
+
+        key = (model.name, canary, baseline, history, sensitivity, seconds, shape)
+        return await self.verdicts.answer(key, self.rules_version, compute)
 
     async def mark(self, service: str, deployment: str, entry: DeploymentMarkIn) -> DeploymentMark:
         """Stores a person's mark on a deployment (its canonical name), replacing an earlier one."""

@@ -23,11 +23,11 @@ import time
 import uuid
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TypeVar, cast
 
-from logcanary.engine.miner import TemplateMiner
+from logcanary.engine.miner import Template, TemplateMiner
 from logcanary.engine.model import DeploymentModel, Engine, ServiceModel
 from logcanary.idempotency import IdempotencyKeys
 from logcanary.metrics import Metrics
@@ -46,6 +46,8 @@ from logcanary.store.codec import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SNAPSHOTS_KEPT = 256  # services of other replicas held for reads
 
@@ -66,6 +68,7 @@ class _SavedMiner:
 class _SavedDeployment:
     model: DeploymentModel  # the object saved: a deployment evicted and re-created has another one
     events: int
+    renamed: int  # its miner's ``renamed`` when saved: if templates got new ids since, every one is compared
     counts: dict[str, int] = field(default_factory=dict)  # template id -> count
 
 
@@ -75,7 +78,42 @@ class _Pending:
 
     miners: dict[str, _SavedMiner] = field(default_factory=dict)
     deployments: dict[tuple[str, str], _SavedDeployment] = field(default_factory=dict)
+    # Deployments written for their touched templates only: (what was saved, events, counts that changed).
+    updated: list[tuple[_SavedDeployment, int, dict[str, int]]] = field(default_factory=list)
+    # The touched sets the snapshot took, given back to their models if the write fails.
+    touched: list[tuple[DeploymentModel, set[Template]]] = field(default_factory=list)
     evicted: int = 0  # entries of engine.evicted covered
+
+    def give_back(self) -> None:
+        """The write failed: what the snapshot took stays to be saved, with whatever was counted since."""
+        for model, touched in self.touched:
+            model.touched |= touched
+
+
+class EngineWrite:
+    """The engine lock held by a write done in chunks; :meth:`pause` lets the loop, and a reader waiting for the
+    lock, run between two chunks (the lock is released on exit only if it is held, even after a cancellation)."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock = lock
+        self.held = False
+
+    async def __aenter__(self) -> EngineWrite:
+        await self.lock.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.held:
+            self.lock.release()
+            self.held = False
+
+    async def pause(self) -> None:
+        self.lock.release()
+        self.held = False
+        await asyncio.sleep(0)
+        await self.lock.acquire()
+        self.held = True
 
 
 class LiveState:
@@ -101,6 +139,10 @@ class LiveState:
         self._checkpoint_lock = asyncio.Lock()
         # Held by POST /v1/events while it applies a body in chunks: no checkpoint saves half a request.
         self.applying = self._checkpoint_lock
+        # Held by whatever changes the engine (ingestion, retention, restores) and by verdicts computed in worker
+        # threads (:meth:`read_in_thread`): a reader never sees the engine change under it. Reads themselves
+        # never change the engine (merged templates are folded by the writer that merged them).
+        self.engine_lock = asyncio.Lock()
         self.idempotency = IdempotencyKeys(settings.idempotency_ttl_seconds, settings.idempotency_max_keys)
         # Scale-out (logcanary.ingestion.scale_out): the repartition topic's partitions ("shards") this replica
         # owns, with their fencing epochs; None = one process holds every service.
@@ -113,6 +155,25 @@ class LiveState:
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._snapshots: OrderedDict[str, tuple[float, ServiceModel | None]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[dict[str, ServiceModel | None]]] = {}
+
+    def writing(self) -> EngineWrite:
+        """``async with state.writing() as write``: a change of the engine, in chunks (``await write.pause()``)."""
+        return EngineWrite(self.engine_lock)
+
+    async def read_in_thread(self, read: Callable[[], T], live: bool = True) -> T:
+        """``read()`` in a worker thread, so the loop goes on serving while it runs; with ``live`` (it reads the
+        live engine, not a snapshot of another replica's services) ingestion waits until it is done. The lock is
+        held until the thread returns, even if the caller is cancelled meanwhile."""
+        if not live:
+            return await asyncio.to_thread(read)
+        await self.engine_lock.acquire()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(None, read)
+        except BaseException:
+            self.engine_lock.release()
+            raise
+        future.add_done_callback(lambda _: self.engine_lock.release())
+        return await asyncio.shield(future)
 
     def new_engine(self) -> Engine:
         """An engine with the service's caps (the live one, or one to read a service another replica owns)."""
@@ -139,7 +200,7 @@ class LiveState:
                 self._saved_miners[name] = self._saved_miner(service.miner)
             for deployment, model in service.deployments.items():
                 if (name, deployment) not in rewrite.deployments:
-                    self._saved_deployments[(name, deployment)] = self._saved_deployment(model)
+                    self._saved_deployments[(name, deployment)] = self._saved_deployment(model, service.miner)
 
     # -- scale-out: the services of the partitions Kafka assigned ----------------------------------------------
 
@@ -183,7 +244,8 @@ class LiveState:
         wanted = set(shards)
         epochs = await asyncio.to_thread(store.claim_shards, topic, wanted, self.replica_id)
         kept = {s for s in wanted & self.owned if epochs[s] == self.epochs.get(s, -1) + 1}
-        self.release(self.owned - kept)
+        async with self.engine_lock:  # a checkpoint's snapshot may be reading in a worker thread
+            self.release(self.owned - kept)
         gained = wanted - kept
         if gained:
             names = [n for n in await asyncio.to_thread(store.service_names) if self.shard_of(n) in gained]
@@ -194,13 +256,13 @@ class LiveState:
                 for key, value in (await asyncio.to_thread(store.load_offsets)).items()
                 if key[0] == topic and key[1] in gained
             }
-            # On the loop, no await from here on: ingestion sees the restored services whole.
-            rewrite = restore(self.engine, stored)
-            self._remember_restored(names, rewrite)
-            self.offsets.update(offsets)
-            self._saved_offsets.update(offsets)
-            self.origins.update(origins)
-            self._saved_origins.update(origins)
+            async with self.engine_lock:  # no await from here on: ingestion sees the restored services whole
+                rewrite = restore(self.engine, stored)
+                self._remember_restored(names, rewrite)
+                self.offsets.update(offsets)
+                self._saved_offsets.update(offsets)
+                self.origins.update(origins)
+                self._saved_origins.update(origins)
             log.info("adopted partitions %s of %s: %d services restored", sorted(gained), topic, len(names))
         self.epochs.update(epochs)
         self.owned = wanted
@@ -272,9 +334,9 @@ class LiveState:
         return _SavedMiner(miner, miner.version, miner.overflow, groups)
 
     @staticmethod
-    def _saved_deployment(model: DeploymentModel) -> _SavedDeployment:
+    def _saved_deployment(model: DeploymentModel, miner: TemplateMiner) -> _SavedDeployment:
         counts = {template.template_id: stats.count for template, stats in model.templates().items()}
-        return _SavedDeployment(model, model.events, counts)
+        return _SavedDeployment(model, model.events, miner.renamed, counts)
 
     def observe(self, event: LogEvent) -> None:
         self.observe_values(
@@ -310,7 +372,8 @@ class LiveState:
             self.metrics.rejected.labels(source, reason).inc(count)
 
     def snapshot(self) -> tuple[Checkpoint, _Pending]:
-        """What changed since the last checkpoint, with the current offsets (on the loop thread)."""
+        """What changed since the last checkpoint, with the current offsets. Run while nothing changes the engine
+        (:meth:`checkpoint` runs it in a worker thread holding the engine lock): a consistent cut."""
         checkpoint = Checkpoint(offsets=dict(self.offsets))
         if self.owned is not None:
             checkpoint.fence = (self.settings.repartition_topic, dict(self.epochs))
@@ -321,7 +384,7 @@ class LiveState:
         checkpoint.idempotency_horizon = self.idempotency.horizon()
         checkpoint.idempotency_max_keys = self.idempotency.max_keys
         pending = _Pending(evicted=len(self.engine.evicted))
-        for name, service in self.engine.services.items():
+        for name, service in list(self.engine.services.items()):  # one C call: a rebalance may release services
             miner = service.miner
             saved = self._saved_miners.get(name)
             if saved is not None and saved.miner is not miner:
@@ -344,8 +407,21 @@ class LiveState:
                     known = None
                 elif known.events == model.events:
                     continue
-                current = self._saved_deployment(model)
-                for template, stats in model.templates().items():
+                templates = model.templates()
+                touched, model.touched = model.touched, set()
+                pending.touched.append((model, touched))
+                checkpoint.deployments[dkey] = encode_deployment_header(model)
+                if known is not None and known.renamed == miner.renamed:
+                    # No template got a new id: only those counted since the last checkpoint changed.
+                    changed: dict[str, int] = {}
+                    for template in touched:
+                        stats = templates[template]
+                        checkpoint.templates[(name, deployment, template.template_id)] = encode_template_stats(stats)
+                        changed[template.template_id] = stats.count
+                    pending.updated.append((known, model.events, changed))
+                    continue
+                current = self._saved_deployment(model, miner)
+                for template, stats in templates.items():
                     if known is None or known.counts.get(template.template_id) != stats.count:
                         checkpoint.templates[(name, deployment, template.template_id)] = encode_template_stats(stats)
                 if known is not None:
@@ -354,7 +430,6 @@ class LiveState:
                         for template_id in known.counts
                         if template_id not in current.counts
                     ]
-                checkpoint.deployments[dkey] = encode_deployment_header(model)
                 pending.deployments[dkey] = current
         for name in self._saved_miners:
             if name not in self.engine.services:
@@ -375,11 +450,16 @@ class LiveState:
             if not force and time.monotonic() < self._retry_at:
                 return False
             started = time.perf_counter()
-            checkpoint, pending = self.snapshot()
+            # Encoding what changed takes a while after a busy interval: the loop serves requests meanwhile.
+            checkpoint, pending = await self.read_in_thread(self.snapshot)
             if checkpoint.is_empty() and not checkpoint.idempotency and checkpoint.offsets == self._saved_offsets:
                 return True
             try:
-                await asyncio.to_thread(self.store.write_checkpoint, checkpoint)
+                try:
+                    await asyncio.to_thread(self.store.write_checkpoint, checkpoint)
+                except BaseException:
+                    pending.give_back()
+                    raise
             except Fenced as exc:
                 # Kafka gave these partitions to another replica (this one missed the rebalance: a pause, a
                 # partition from the group): its state is the truth now. Drop ours; the rest is saved next time.
@@ -409,6 +489,9 @@ class LiveState:
             # Remember what the snapshot held as saved (events that arrived during the write stay dirty).
             self._saved_miners.update(pending.miners)
             self._saved_deployments.update(pending.deployments)
+            for saved, events, changed in pending.updated:
+                saved.events = events
+                saved.counts.update(changed)
             for name in checkpoint.dropped_services:
                 self._saved_miners.pop(name, None)
             for key in checkpoint.dropped:

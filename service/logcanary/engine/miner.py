@@ -211,6 +211,7 @@ class TemplateMiner:
         self.templates: dict[str, Template] = {}  # live templates by id, in order of birth
         self.overflow = 0  # messages that found no template once the cap was reached
         self.version = 0  # bumped whenever the miner may have learnt something (for checkpoints)
+        self.renamed = 0  # bumped whenever templates get new ids or merge (checkpoints then compare every template)
         self._by_id: dict[str, Template] = {}  # every id ever given, live or former
         self._exact: dict[tuple[str, tuple[str, ...]], Template] = {}
         # Message *shape* (every digit read as 1) -> template: most messages differ from one seen
@@ -414,11 +415,13 @@ class TemplateMiner:
             del self.templates[template.template_id]
             if twin is None:
                 if tokens != template.tokens:
+                    self.renamed += 1
                     template.aliases.append(template.template_id)
                     template.tokens = tokens
                     template.template_id = template_id_of(template.signature, tokens)
                 self._register(group, template)
             else:
+                self.renamed += 1
                 twin.size += template.size
                 twin.aliases += [*template.aliases, template.template_id]
                 template.merged_into = twin

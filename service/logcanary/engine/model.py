@@ -150,6 +150,9 @@ class DeploymentModel:
         self.first_seen = float("inf")
         self.last_seen = float("-inf")
         self.identities: dict[str, None] = {}  # other names its records carried, oldest first (an ordered set)
+        # The templates counted since the last checkpoint took this set (logcanary.state): a checkpoint costs
+        # what changed, not what is known.
+        self.touched: set[Template] = set()
 
     def add_identity(self, name: str) -> None:
         """Remembers another name of this deployment; past the cap the oldest is forgotten (recent ones matter)."""
@@ -173,11 +176,17 @@ class DeploymentModel:
             stats = self.stats[template] = TemplateStats()
             self.clusterer.cluster_of(template)  # river learns once per new template, off the per-event path
         stats.add(timestamp, host, level, message)
+        self.touched.add(template)
 
     def templates(self) -> dict[Template, TemplateStats]:
-        """Live templates with their stats; templates merged since they were seen are folded in."""
+        """Live templates with their stats. Reading never changes the model (verdicts read it from worker
+        threads): merged templates are folded when the merge happens (:meth:`ServiceModel.fold`)."""
+        return self.stats
+
+    def fold(self) -> None:
+        """Folds the stats of templates merged into others into the live ones (a writer's job)."""
         if all(template.merged_into is None for template in self.stats):
-            return self.stats
+            return
         folded: dict[Template, TemplateStats] = {}
         for template, stats in self.stats.items():
             live = template.resolve()
@@ -189,8 +198,9 @@ class DeploymentModel:
                 copy = TemplateStats()
                 copy.merge(stats)
                 folded[live] = copy
+        for template in folded:
+            self.clusterer.cluster_of(template)  # learnt now, so reads find every live template's cluster
         self.stats = folded
-        return folded
 
     def cluster_of(self, template: Template) -> Cluster:
         """The river cluster of a live template in this deployment."""
@@ -206,6 +216,13 @@ class ServiceModel:
         self.miner = TemplateMiner(Masker(engine.extra_patterns), max_templates=engine.max_templates_per_service)
         self.deployments: dict[str, DeploymentModel] = {}
         self.serial = next(_SERIALS)  # tells this model from an evicted one of the same name
+        self.folded = 0  # the miner's ``renamed`` when the deployments were last folded
+
+    def fold(self) -> None:
+        """Folds every deployment's merged templates (after the miner merged some: see Engine.observe)."""
+        self.folded = self.miner.renamed
+        for model in self.deployments.values():
+            model.fold()
 
     @property
     def last_seen(self) -> float:
@@ -268,7 +285,7 @@ class Engine:
         self.max_clusters_per_deployment = caps.max_clusters_per_deployment
         self.max_deployments_per_service = caps.max_deployments_per_service
         self.services: dict[str, ServiceModel] = {}
-        self._routes: dict[tuple[str, str], tuple[TemplateMiner, DeploymentModel]] = {}
+        self._routes: dict[tuple[str, str], tuple[ServiceModel, DeploymentModel]] = {}
         self.evicted: list[tuple[str, str]] = []  # (service, deployment) dropped since last asked (for the store)
         self.services_evicted = 0  # services dropped whole by the services cap, since start
         # (last seen, serial, name) of every service, least recently seen first; an entry is refreshed lazily,
@@ -348,9 +365,12 @@ class Engine:
             if service not in self.services:
                 self._make_room()
             model = self.service(service)
-            route = self._routes[(service, deployment)] = (model.miner, model.deployment(deployment))
-        miner, target = route
+            route = self._routes[(service, deployment)] = (model, model.deployment(deployment))
+        owner, target = route
+        miner = owner.miner
         template = miner.add(message)
+        if miner.renamed != owner.folded:  # templates merged: folded now, so that reads never have to
+            owner.fold()
         rank = severity(level)
         if template.signature and rank < 3:
             rank = 3  # a stack trace is an error whatever level it was logged at

@@ -127,22 +127,23 @@ async def ingest(
             outcome.records += len(decoded)
             observed = 0
             forwarded: list[LogEvent] = []
-            for index, record in decoded:
-                if forward is not None:
-                    forwarded.extend(record.events)
-                else:
-                    for event in record.events:
-                        observe(event)
-                        observed += 1
-                        if observed % chunk == 0:  # one record with very many events (OTLP) yields too
-                            await asyncio.sleep(0)
-                outcome.accepted += len(record.events)
-                for rejection in record.rejections:
-                    outcome.reasons[rejection.reason] += 1
-                    if len(outcome.errors) < MAX_ERRORS:
-                        outcome.errors.append(RecordError(index, rejection.reason, rejection.detail))
-                if record.events and record.rejections and len(outcome.partial) < MAX_ERRORS:
-                    outcome.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
+            async with state.writing() as write:  # no verdict thread reads the engine while a chunk changes it
+                for index, record in decoded:
+                    if forward is not None:
+                        forwarded.extend(record.events)
+                    else:
+                        for event in record.events:
+                            observe(event)
+                            observed += 1
+                            if observed % chunk == 0:  # one record with very many events (OTLP) yields too
+                                await write.pause()
+                    outcome.accepted += len(record.events)
+                    for rejection in record.rejections:
+                        outcome.reasons[rejection.reason] += 1
+                        if len(outcome.errors) < MAX_ERRORS:
+                            outcome.errors.append(RecordError(index, rejection.reason, rejection.detail))
+                    if record.events and record.rejections and len(outcome.partial) < MAX_ERRORS:
+                        outcome.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
             if forwarded and forward is not None:
                 await forward(forwarded)  # counted (as "http") by their owners
             await asyncio.sleep(0)

@@ -52,6 +52,8 @@ from logcanary.state import LiveState
 
 log = logging.getLogger(__name__)
 
+KAFKA_APPLY_CHUNK = 250  # events counted between two yields to the loop (about 5-10 ms on a slow core)
+
 HEADER_REASON = "logcanary-reason"
 HEADER_DETAIL = "logcanary-detail"
 HEADER_SOURCE = "logcanary-source"
@@ -449,20 +451,16 @@ class KafkaIngestor:
             consumer.seek(tp, self.state.offsets.setdefault((tp.topic, tp.partition), 0))
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Decodes a batch, dead-letters bad records, then counts the good ones and moves the offsets (a router
-        sends them on to the repartition topic instead; an owner counts what routers sent)."""
+        """Decodes a batch (in a worker thread), dead-letters bad records, then counts the good ones and moves the
+        offsets (a router sends them on to the repartition topic instead; an owner counts what routers sent)."""
         if self.role == "owner":
-            self._apply_routed(batch)
+            async with self.state.engine_lock:
+                self._apply_routed(batch)
             return
         started = time.perf_counter()
         metrics = self.state.metrics
-        max_bytes = self.settings.max_record_bytes
-        max_message_bytes = self.settings.max_message_bytes
         offsets = self.offsets
-        good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
-        reasons: Counter[str] = Counter()
-        dead: list[tuple[Any, Decoded]] = []
-        fresh: dict[tuple[str, int], int] = {}  # partition -> next offset after this batch
+        fetched: list[tuple[tuple[str, int], Any]] = []  # (partition, record) not counted yet, in order
         skipped = 0
         for tp, records in batch.items():
             key = (tp.topic, tp.partition)
@@ -474,33 +472,61 @@ class KafkaIngestor:
                 if record.offset < expected:  # fetched again (a seek after a fetch): counted already
                     skipped += 1
                     continue
-                decoded = decode_record(record.value or b"", max_bytes=max_bytes, max_message_bytes=max_message_bytes)
-                if decoded.events:
-                    good.append((record, decoded.events))
-                if decoded.rejections:
-                    reasons.update(rejection.reason for rejection in decoded.rejections)
-                    dead.append((record, decoded))
-                fresh[key] = record.offset + 1
-        if skipped:
-            self.metrics.below_offset.inc(skipped)
+                fetched.append((key, record))
+        values = [record.value or b"" for _, record in fetched]
+        decoded = await asyncio.to_thread(self._decode, values)  # the loop serves requests meanwhile
+        good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
+        reasons: Counter[str] = Counter()
+        dead: list[tuple[Any, Decoded]] = []
+        fresh: dict[tuple[str, int], int] = {}  # partition -> next offset after this batch
+        for (key, record), outcome in zip(fetched, decoded, strict=True):
+            if outcome.events:
+                good.append((record, outcome.events))
+            if outcome.rejections:
+                reasons.update(rejection.reason for rejection in outcome.rejections)
+                dead.append((record, outcome))
+            fresh[key] = record.offset + 1
         if dead:
             await self._dead_letter(dead)
         if self.role == "router":
             await self._route(good, fresh)
         else:
-            # From here to the offsets nothing awaits: the engine and the offsets move together.
-            observe = self.state.observe
-            counted = 0
-            for _, events in good:
-                for event in events:
-                    observe(event)
-                counted += len(events)
-            for key, next_offset in fresh.items():
-                offsets[key] = max(offsets.get(key, 0), next_offset)  # never backwards
-            metrics.ingested.labels("kafka").inc(counted)
+            skipped += await self._count(fetched, decoded)
+        if skipped:
+            self.metrics.below_offset.inc(skipped)
         self.state.count_rejections("kafka", reasons)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         self._record_lag(batch)
+
+    def _decode(self, values: list[bytes]) -> list[Decoded]:
+        max_bytes, max_message_bytes = self.settings.max_record_bytes, self.settings.max_message_bytes
+        return [decode_record(value, max_bytes=max_bytes, max_message_bytes=max_message_bytes) for value in values]
+
+    async def _count(self, fetched: list[tuple[tuple[str, int], Any]], decoded: list[Decoded]) -> int:
+        """Counts the records' events, each record with its offset (so a checkpoint in between is a consistent
+        cut), a chunk at a time under the engine lock, yielding between chunks; returns the records skipped."""
+        state, offsets = self.state, self.offsets
+        observe = state.observe
+        chunk = KAFKA_APPLY_CHUNK
+        skipped = pending = 0
+        try:
+            async with state.writing() as write:
+                for (key, record), outcome in zip(fetched, decoded, strict=True):
+                    expected = offsets.get(key)
+                    if expected is None or record.offset < expected:  # sought elsewhere while this batch decoded
+                        skipped += 1
+                        continue
+                    for event in outcome.events:
+                        observe(event)
+                    pending += len(outcome.events)
+                    offsets[key] = record.offset + 1
+                    if pending >= chunk:
+                        state.metrics.ingested.labels("kafka").inc(pending)
+                        pending = 0
+                        await write.pause()
+        finally:
+            state.metrics.ingested.labels("kafka").inc(pending)
+        return skipped
 
     def _record_lag(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Consumer lag of the batch's partitions, from this consumer's next offsets (every role: the raw

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -243,17 +242,10 @@ async def get_map(
     if not canary:
         raise HTTPException(400, "give canary (a deployment of the service), or analysis")
     seconds = _window(window)
-    live = model
     baseline = baseline or None
     uses_history = history or baseline is None
-
-    def compute() -> Verdict:
-        span = None if seconds is None else (time.time() - seconds, math.inf)
-        return rt.analyses.verdict(live, canary, baseline, uses_history, sensitivity, span)
-
-    # The key of GET /v1/verdict's question (not compact): both answer from one computation.
-    key = (service, canary, baseline, uses_history, sensitivity, seconds, False)
-    answer = rt.analyses.cached_verdict(key, compute)
+    # GET /v1/verdict's question (not compact): both answer from one computation.
+    answer = await rt.analyses.cached_verdict(model, canary, baseline, uses_history, sensitivity, seconds)
     verdict = answer.verdict
     counted = None if seconds is None else (answer.computed_at - seconds, math.inf)
     points, omitted = cluster_map(model, verdict, counted, rt.analyses.feedback, max_points)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from logcanary.analyses import parse_duration
 from logcanary.api.auth import ReadAuth
 from logcanary.api.compact import compact
-from logcanary.api.errors import json_response, responses
+from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
 from logcanary.api.runtime import Runtime, RuntimeDep
 from logcanary.schemas import PRIMARY_SUFFIX, Sensitivity, Verdict, to_rfc3339
@@ -62,26 +61,15 @@ async def _verdict(rt: Runtime, query: VerdictQuery, inconclusive_fails: bool = 
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
 
-    def compute() -> Verdict:
-        # The window ends at the time of computing: events stamped ahead of this clock (skew) still count.
-        window = None if seconds is None else (time.time() - seconds, math.inf)
-        verdict: Verdict = rt.analyses.verdict(
-            model,
-            query.canary,
-            query.baseline,
-            query.history or query.baseline is None,
-            query.sensitivity,
-            window,
-        )
-        return compact(verdict) if query.compact else verdict
-
     history = query.history or query.baseline is None
-    key = (query.service, query.canary, query.baseline, history, query.sensitivity, seconds, query.compact)
-    answer = rt.analyses.cached_verdict(key, compute)
+    shape = compact if query.compact else None
+    answer = await rt.analyses.cached_verdict(
+        model, query.canary, query.baseline, history, query.sensitivity, seconds, shape
+    )
     verdict = answer.verdict
     failing = verdict.verdict == "fail" or (inconclusive_fails and verdict.verdict == "inconclusive")
     code = query.fail_status if (query.fail_status and failing) else 200
-    response = json_response(answer.body, code)
+    response = Response(answer.body, code, media_type="application/json")
     response.headers[COMPUTED_AT_HEADER] = to_rfc3339(answer.computed_at).isoformat(timespec="milliseconds")
     response.headers[AGE_HEADER] = f"{max(0.0, time.time() - answer.computed_at):.3f}"
     return response
