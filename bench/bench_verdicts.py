@@ -42,8 +42,8 @@ from typing import Any
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench_analysis import event_types
+from bench_kafka import create_topic
 from common import PROJECT, machine_info, print_machine
 
 from logcanary.ingestion.embedded_broker import EmbeddedBroker
@@ -203,15 +203,6 @@ async def poll(
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         elapsed = time.perf_counter() - started
     return summary(latencies, elapsed), verdicts
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 def measure(ingest: str, args: argparse.Namespace, out: Callable[[str], None]) -> dict[str, Any]:

@@ -239,7 +239,8 @@ class VerdictCache:
         current = self._entries.get(key)
         if current is not None and current.monotonic >= entry.monotonic:
             return  # a newer answer is kept already
-        expired = [k for k, e in self._entries.items() if self.clock() - e.monotonic > self.max_age]
+        now = self.clock()
+        expired = [k for k, e in self._entries.items() if now - e.monotonic > self.max_age]
         for old in expired:
             del self._entries[old]
         self._entries[key] = entry

@@ -478,17 +478,16 @@ class KafkaIngestor:
         good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
         reasons: Counter[str] = Counter()
         dead: list[tuple[Any, Decoded]] = []
-        fresh: dict[tuple[str, int], int] = {}  # partition -> next offset after this batch
-        for (key, record), outcome in zip(fetched, decoded, strict=True):
+        for (_, record), outcome in zip(fetched, decoded, strict=True):
             if outcome.events:
                 good.append((record, outcome.events))
             if outcome.rejections:
                 reasons.update(rejection.reason for rejection in outcome.rejections)
                 dead.append((record, outcome))
-            fresh[key] = record.offset + 1
         if dead:
             await self._dead_letter(dead)
         if self.role == "router":
+            fresh = {key: record.offset + 1 for key, record in fetched}  # partition -> next offset (in order)
             await self._route(good, fresh)
         else:
             skipped += await self._count(fetched, decoded)
@@ -507,7 +506,6 @@ class KafkaIngestor:
         cut), a chunk at a time under the engine lock, yielding between chunks; returns the records skipped."""
         state, offsets = self.state, self.offsets
         observe = state.observe
-        chunk = KAFKA_APPLY_CHUNK
         skipped = pending = 0
         try:
             async with state.writing() as write:
@@ -520,7 +518,7 @@ class KafkaIngestor:
                         observe(event)
                     pending += len(outcome.events)
                     offsets[key] = record.offset + 1
-                    if pending >= chunk:
+                    if pending >= KAFKA_APPLY_CHUNK:
                         state.metrics.ingested.labels("kafka").inc(pending)
                         pending = 0
                         await write.pause()
