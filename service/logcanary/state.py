@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
-from logcanary.engine.miner import Template, TemplateMiner
+from logcanary.engine.miner import TemplateMiner
 from logcanary.engine.model import DeploymentModel, Engine, ServiceModel
 from logcanary.idempotency import IdempotencyKeys
 from logcanary.metrics import Metrics
@@ -68,7 +68,6 @@ class _SavedMiner:
 class _SavedDeployment:
     model: DeploymentModel  # the object saved: a deployment evicted and re-created has another one
     events: int
-    renamed: int  # its miner's ``renamed`` when saved: if templates got new ids since, every one is compared
     counts: dict[str, int] = field(default_factory=dict)  # template id -> count
 
 
@@ -78,16 +77,7 @@ class _Pending:
 
     miners: dict[str, _SavedMiner] = field(default_factory=dict)
     deployments: dict[tuple[str, str], _SavedDeployment] = field(default_factory=dict)
-    # Deployments written for their touched templates only: (what was saved, events, counts that changed).
-    updated: list[tuple[_SavedDeployment, int, dict[str, int]]] = field(default_factory=list)
-    # The touched sets the snapshot took, given back to their models if the write fails.
-    touched: list[tuple[DeploymentModel, set[Template]]] = field(default_factory=list)
     evicted: int = 0  # entries of engine.evicted covered
-
-    def give_back(self) -> None:
-        """The write failed: what the snapshot took stays to be saved, with whatever was counted since."""
-        for model, touched in self.touched:
-            model.touched |= touched
 
 
 class EngineWrite:
@@ -200,7 +190,7 @@ class LiveState:
                 self._saved_miners[name] = self._saved_miner(service.miner)
             for deployment, model in service.deployments.items():
                 if (name, deployment) not in rewrite.deployments:
-                    self._saved_deployments[(name, deployment)] = self._saved_deployment(model, service.miner)
+                    self._saved_deployments[(name, deployment)] = self._saved_deployment(model)
 
     # -- scale-out: the services of the partitions Kafka assigned ----------------------------------------------
 
@@ -334,9 +324,9 @@ class LiveState:
         return _SavedMiner(miner, miner.version, miner.overflow, groups)
 
     @staticmethod
-    def _saved_deployment(model: DeploymentModel, miner: TemplateMiner) -> _SavedDeployment:
+    def _saved_deployment(model: DeploymentModel) -> _SavedDeployment:
         counts = {template.template_id: stats.count for template, stats in model.templates().items()}
-        return _SavedDeployment(model, model.events, miner.renamed, counts)
+        return _SavedDeployment(model, model.events, counts)
 
     def observe(self, event: LogEvent) -> None:
         self.observe_values(
@@ -407,21 +397,8 @@ class LiveState:
                     known = None
                 elif known.events == model.events:
                     continue
-                templates = model.templates()
-                touched, model.touched = model.touched, set()
-                pending.touched.append((model, touched))
-                checkpoint.deployments[dkey] = encode_deployment_header(model)
-                if known is not None and known.renamed == miner.renamed:
-                    # No template got a new id: only those counted since the last checkpoint changed.
-                    changed: dict[str, int] = {}
-                    for template in touched:
-                        stats = templates[template]
-                        checkpoint.templates[(name, deployment, template.template_id)] = encode_template_stats(stats)
-                        changed[template.template_id] = stats.count
-                    pending.updated.append((known, model.events, changed))
-                    continue
-                current = self._saved_deployment(model, miner)
-                for template, stats in templates.items():
+                current = self._saved_deployment(model)
+                for template, stats in model.templates().items():
                     if known is None or known.counts.get(template.template_id) != stats.count:
                         checkpoint.templates[(name, deployment, template.template_id)] = encode_template_stats(stats)
                 if known is not None:
@@ -430,6 +407,7 @@ class LiveState:
                         for template_id in known.counts
                         if template_id not in current.counts
                     ]
+                checkpoint.deployments[dkey] = encode_deployment_header(model)
                 pending.deployments[dkey] = current
         for name in self._saved_miners:
             if name not in self.engine.services:
@@ -455,11 +433,7 @@ class LiveState:
             if checkpoint.is_empty() and not checkpoint.idempotency and checkpoint.offsets == self._saved_offsets:
                 return True
             try:
-                try:
-                    await asyncio.to_thread(self.store.write_checkpoint, checkpoint)
-                except BaseException:
-                    pending.give_back()
-                    raise
+                await asyncio.to_thread(self.store.write_checkpoint, checkpoint)
             except Fenced as exc:
                 # Kafka gave these partitions to another replica (this one missed the rebalance: a pause, a
                 # partition from the group): its state is the truth now. Drop ours; the rest is saved next time.
@@ -489,9 +463,6 @@ class LiveState:
             # Remember what the snapshot held as saved (events that arrived during the write stay dirty).
             self._saved_miners.update(pending.miners)
             self._saved_deployments.update(pending.deployments)
-            for saved, events, changed in pending.updated:
-                saved.events = events
-                saved.counts.update(changed)
             for name in checkpoint.dropped_services:
                 self._saved_miners.pop(name, None)
             for key in checkpoint.dropped:

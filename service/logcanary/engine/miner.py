@@ -211,7 +211,7 @@ class TemplateMiner:
         self.templates: dict[str, Template] = {}  # live templates by id, in order of birth
         self.overflow = 0  # messages that found no template once the cap was reached
         self.version = 0  # bumped whenever the miner may have learnt something (for checkpoints)
-        self.renamed = 0  # bumped whenever templates get new ids or merge (checkpoints then compare every template)
+        self.renamed = 0  # bumped whenever templates get new ids or merge (their service then folds its stats)
         self._by_id: dict[str, Template] = {}  # every id ever given, live or former
         self._exact: dict[tuple[str, tuple[str, ...]], Template] = {}
         # Message *shape* (every digit read as 1) -> template: most messages differ from one seen

@@ -150,9 +150,6 @@ class DeploymentModel:
         self.first_seen = float("inf")
         self.last_seen = float("-inf")
         self.identities: dict[str, None] = {}  # other names its records carried, oldest first (an ordered set)
-        # The templates counted since the last checkpoint took this set (logcanary.state): a checkpoint costs
-        # what changed, not what is known.
-        self.touched: set[Template] = set()
 
     def add_identity(self, name: str) -> None:
         """Remembers another name of this deployment; past the cap the oldest is forgotten (recent ones matter)."""
@@ -176,7 +173,6 @@ class DeploymentModel:
             stats = self.stats[template] = TemplateStats()
             self.clusterer.cluster_of(template)  # river learns once per new template, off the per-event path
         stats.add(timestamp, host, level, message)
-        self.touched.add(template)
 
     def templates(self) -> dict[Template, TemplateStats]:
         """Live templates with their stats. Reading never changes the model (verdicts read it from worker

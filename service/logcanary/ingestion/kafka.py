@@ -474,7 +474,8 @@ class KafkaIngestor:
                     continue
                 fetched.append((key, record))
         values = [record.value or b"" for _, record in fetched]
-        decoded = await asyncio.to_thread(self._decode, values)  # the loop serves requests meanwhile
+        # A router decodes on the loop: it must send what it fetched before a rebalance can move the partition.
+        decoded = self._decode(values) if self.role == "router" else await asyncio.to_thread(self._decode, values)
         good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
         reasons: Counter[str] = Counter()
         dead: list[tuple[Any, Decoded]] = []
