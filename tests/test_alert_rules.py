@@ -83,6 +83,7 @@ def test_each_alert_fires_in_a_case_and_stays_silent_when_healthy() -> None:
         "LogcanaryConsumerLagGrowing",
         "LogcanaryDeadLetterRateHigh",
         "LogcanaryDeadLettersLost",
+        "LogcanaryRepartitionRecordsLost",
         "LogcanaryCheckpointsFailing",
         "LogcanaryAnalysisFailing",
         "LogcanaryEventLoopLagging",

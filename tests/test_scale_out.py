@@ -7,21 +7,26 @@ Counts stay exact through a SIGKILL and a new replica joining, and every replica
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from logcanary.ingestion.embedded_broker import EmbeddedBroker
 from tests.conftest import Launcher, ServiceProcess
 from tests.kafka_helpers import create_topics, produce
 from tests.postgres_helpers import TEST_URL
+from tests.test_store import make_state
 
 SERVICES = ("checkout", "payments", "search", "catalog", "auth", "cart")
 NPE = "java.lang.NullPointerException: Cannot invoke EncryptionService.encrypt() because key is null"
@@ -274,3 +279,103 @@ def test_chaos_replicas_killed_again_and_again_count_exactly(
     assert all(v == verdicts[0] for v in verdicts) and verdicts[0]["verdict"] == "fail"
     with capsys.disabled():
         print(f"\n[scale-out chaos] {total} events, {slices} SIGKILLs, exact on 3 replicas after {seconds:.0f}s")
+
+
+def test_a_checkpoint_never_fences_out_a_partition_being_adopted(tmp_path: Path, pg_schema: str) -> None:
+    """A rebalance that keeps partition 0 here bumps its epoch in the store before the adoption finishes loading
+    the partitions gained; a checkpoint due meanwhile must wait for the adoption, not write with the old epoch
+    (that write is refused, partition 0 is dropped from memory and its offsets start again from zero)."""
+    state = make_state(
+        tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers="127.0.0.1:1",
+        kafka_repartition_partitions=2,
+    )  # fmt: skip
+    topic = state.settings.repartition_topic
+    kept = next(name for name in (f"svc-{n}" for n in range(50)) if state.shard_of(name) == 0)
+    asyncio.run(state.adopt([0]))
+    state.observe_values(kept, "v1", "request served in 5 ms", time.time(), "h", "info", ())
+    state.offsets[(topic, 0)] = 1
+    asyncio.run(state.checkpoint(force=True))
+    state.observe_values(kept, "v1", "request served in 7 ms", time.time(), "h", "info", ())
+    state.offsets[(topic, 0)] = 2  # counted, not saved yet
+    store = state.store
+    load_state = store.load_state
+    loading = threading.Event()
+
+    def slow_load(names: Any = None) -> Any:
+        loading.set()
+        time.sleep(0.5)
+        return load_state(names)
+
+    store.load_state = slow_load  # type: ignore[method-assign]
+
+    async def rebalance_with_a_checkpoint_due() -> bool:
+        adoption = asyncio.create_task(state.adopt([0, 1]))
+        while not loading.is_set():
+            await asyncio.sleep(0.01)
+        saved = await state.checkpoint(force=True)
+        await adoption
+        return saved
+
+    assert asyncio.run(rebalance_with_a_checkpoint_due())
+    assert state.owned == {0, 1} and not state.fenced
+    assert state.offsets[(topic, 0)] == 2
+    assert state.engine.services[kept].deployments["v1"].events == 2
+    assert store.load_offsets()[(topic, 0)] == 2
+    store.close()
+
+
+def test_an_owner_counts_nothing_fetched_past_its_next_offset(
+    kafka: EmbeddedBroker, tmp_path: Path, pg_schema: str
+) -> None:
+    """A batch in hand while an adoption moved the partition back (its records start past the next expected
+    offset) is not counted: the consumer goes back to the expected offset and counts from there. The same jump
+    found again right after that seek is real (retention deleted the records): passed, and counted as lost."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from logcanary.ingestion.kafka import KafkaIngestor
+
+    state = make_state(
+        tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
+        kafka_repartition_partitions=1, kafka_group_id=f"g-{uuid.uuid4().hex[:8]}",
+    )  # fmt: skip
+    topic = state.settings.repartition_topic
+    create_topics(kafka.bootstrap_servers, topic, partitions=1)
+    row = ["svc", "v1", "request served", time.time(), "h", "info", []]
+    assert produce(kafka.bootstrap_servers, topic, (orjson.dumps([row]) for _ in range(20))) == 20
+    tp = TopicPartition(topic, 0)
+
+    def counted() -> int:
+        service = state.engine.services.get("svc")
+        return service.deployments["v1"].events if service else 0
+
+    async def run() -> None:
+        await state.adopt([0])
+        ingestor = KafkaIngestor(state.settings, state, role="owner")
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            ingestor.consumer = consumer
+            state.offsets[(topic, 0)] = 5  # restored: the next record to count is offset 5
+            consumer.seek(tp, 12)  # the batch in hand was fetched from 12
+            stale = await consumer.getmany(tp, timeout_ms=5000)
+            assert stale[tp][0].offset == 12
+            ingestor._apply_routed(stale)
+            assert counted() == 0 and state.offsets[(topic, 0)] == 5
+            assert await consumer.position(tp) == 5  # sent back
+            batch = await consumer.getmany(tp, timeout_ms=5000, max_records=5)
+            ingestor._apply_routed(batch)
+            assert counted() == 5 and state.offsets[(topic, 0)] == 10
+
+            consumer.seek(tp, 15)  # as if offsets 10-14 were deleted: the seek back finds the same jump
+            ingestor._apply_routed(await consumer.getmany(tp, timeout_ms=5000))
+            assert counted() == 5 and await consumer.position(tp) == 10
+            consumer.seek(tp, 15)
+            ingestor._apply_routed(await consumer.getmany(tp, timeout_ms=5000))
+            assert counted() == 10 and state.offsets[(topic, 0)] == 20
+            assert ingestor.metrics.lost._value.get() == 5
+        finally:
+            await consumer.stop()
+
+    asyncio.run(run())
+    state.store.close()

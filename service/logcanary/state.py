@@ -228,34 +228,38 @@ class LiveState:
         """Takes the partitions Kafka just assigned: claims them in the store (fencing the former owner), keeps
         in memory those it held without anyone else in between, releases the others, and restores the new ones
         with their offsets (the consumer then seeks there)."""
-        assert self.owned is not None
-        store = cast(SharedCheckpointStore, self.store)
-        topic = self.settings.repartition_topic
-        wanted = set(shards)
-        epochs = await asyncio.to_thread(store.claim_shards, topic, wanted, self.replica_id)
-        kept = {s for s in wanted & self.owned if epochs[s] == self.epochs.get(s, -1) + 1}
-        async with self.engine_lock:  # a checkpoint's snapshot may be reading in a worker thread
-            self.release(self.owned - kept)
-        gained = wanted - kept
-        if gained:
-            names = [n for n in await asyncio.to_thread(store.service_names) if self.shard_of(n) in gained]
-            stored = await asyncio.to_thread(store.load_state, names)
-            origins = await asyncio.to_thread(store.load_origin_offsets, gained)
-            offsets = {
-                key: value
-                for key, value in (await asyncio.to_thread(store.load_offsets)).items()
-                if key[0] == topic and key[1] in gained
-            }
-            async with self.engine_lock:  # no await from here on: ingestion sees the restored services whole
-                rewrite = restore(self.engine, stored)
-                self._remember_restored(names, rewrite)
-                self.offsets.update(offsets)
-                self._saved_offsets.update(offsets)
-                self.origins.update(origins)
-                self._saved_origins.update(origins)
-            log.info("adopted partitions %s of %s: %d services restored", sorted(gained), topic, len(names))
-        self.epochs.update(epochs)
-        self.owned = wanted
+        # Under the checkpoint lock: no checkpoint is taken with half-updated epochs (it would fence this replica
+        # out of a partition it keeps), and two adoptions (a rebalance, a reclaim) never interleave.
+        async with self._checkpoint_lock:
+            assert self.owned is not None
+            store = cast(SharedCheckpointStore, self.store)
+            topic = self.settings.repartition_topic
+            wanted = set(shards)
+            epochs = await asyncio.to_thread(store.claim_shards, topic, wanted, self.replica_id)
+            kept = {s for s in wanted & self.owned if epochs[s] == self.epochs.get(s, -1) + 1}
+            async with self.engine_lock:  # a checkpoint's snapshot may be reading in a worker thread
+                self.release(self.owned - kept)
+            gained = wanted - kept
+            if gained:
+                names = [n for n in await asyncio.to_thread(store.service_names) if self.shard_of(n) in gained]
+                stored = await asyncio.to_thread(store.load_state, names)
+                origins = await asyncio.to_thread(store.load_origin_offsets, gained)
+                offsets = {
+                    key: value
+                    for key, value in (await asyncio.to_thread(store.load_offsets)).items()
+                    if key[0] == topic and key[1] in gained
+                }
+                async with self.engine_lock:  # no await from here on: ingestion sees the restored services whole
+                    rewrite = restore(self.engine, stored)
+                    self._remember_restored(names, rewrite)
+                    self.offsets.update(offsets)
+                    self._saved_offsets.update(offsets)
+                    self.origins.update(origins)
+                    self._saved_origins.update(origins)
+                log.info("adopted partitions %s of %s: %d services restored", sorted(gained), topic, len(names))
+            self.epochs.update(epochs)
+            self.owned = wanted
+            self.fenced -= wanted  # claimed again: nothing left for a reclaim to do
 
     async def read_service(self, name: str) -> ServiceModel | None:
         """A service to answer a read: the live model where this replica owns it (or holds everything), else
@@ -438,7 +442,8 @@ class LiveState:
                 # Kafka gave these partitions to another replica (this one missed the rebalance: a pause, a
                 # partition from the group): its state is the truth now. Drop ours; the rest is saved next time.
                 log.warning("checkpoint fenced: %s; dropping them here", exc)
-                self.release(exc.shards)
+                async with self.engine_lock:  # a verdict may be reading the engine in a worker thread
+                    self.release(exc.shards)
                 self.fenced.update(exc.shards)
                 self.metrics.checkpoint_failures.inc()
                 return False

@@ -210,8 +210,13 @@ class IngestMetrics:
         )
         self.below_offset = PromCounter(
             "logcanary_ingest_records_skipped",
-            "Records fetched again below the next expected offset (or before their partition was positioned): "
-            "dropped, never counted.",
+            "Records fetched again below the next expected offset (or before their partition was positioned, or "
+            "past a repartition offset not counted yet): dropped, never counted.",
+            registry=r,
+        )
+        self.lost = PromCounter(
+            "logcanary_repartition_records_lost",
+            "Records of the repartition topic deleted by retention before their owner counted them.",
             registry=r,
         )
 
@@ -238,6 +243,7 @@ class KafkaIngestor:
         self._task: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._sought: dict[tuple[str, int], int] = {}  # repartition partitions sent back to their expected offset
         self.metrics = metrics or IngestMetrics(self)
 
     async def start(self) -> None:
@@ -533,7 +539,10 @@ class KafkaIngestor:
         consumer = self.consumer
         if consumer is None:
             return
+        assigned = consumer.assignment()
         for tp in batch:
+            if tp not in assigned:  # a rebalance took it while the batch was processed (highwater() would raise)
+                continue
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 lag = max(0, highwater - self.offsets.get((tp.topic, tp.partition), 0))
@@ -598,7 +607,7 @@ class KafkaIngestor:
         """Counts the events routers sent to this replica's partitions, each origin record once (no await)."""
         started = time.perf_counter()
         state = self.state
-        offsets, origins = state.offsets, state.origins
+        offsets, origins, sought = state.offsets, state.origins, self._sought
         observe = state.observe_values
         counted = skipped = duplicates = from_http = 0
         for tp, records in batch.items():
@@ -607,10 +616,16 @@ class KafkaIngestor:
             if expected is None or (state.owned is not None and tp.partition not in state.owned):
                 skipped += len(records)
                 continue
-            for record in records:
+            for index, record in enumerate(records):
                 if record.offset < expected:
                     skipped += 1
                     continue
+                if record.offset > expected:
+                    if self._fetched_elsewhere(tp, expected, record.offset):
+                        skipped += len(records) - index
+                        break
+                elif sought:
+                    sought.pop(key, None)  # back on track where it was sent
                 offsets[key] = expected = record.offset + 1
                 source = scale_out.origin_of(record.headers)
                 if source is not None:
@@ -635,6 +650,31 @@ class KafkaIngestor:
             state.metrics.ingested.labels("http").inc(from_http)
         state.metrics.batch_seconds.observe(time.perf_counter() - started)
         self._record_lag(batch)
+
+    def _fetched_elsewhere(self, tp: TopicPartition, expected: int, offset: int) -> bool:
+        """True when a repartition partition's records jump past the next expected offset: logcanary's own topic
+        has no gaps, so they were fetched from another position (a batch in hand while a restore moved the
+        partition back). Nothing is counted and the consumer goes back to ``expected``. The same jump found again
+        right after that seek is real (retention deleted records no owner had counted): it is logged, counted in
+        ``logcanary_repartition_records_lost_total``, and passed."""
+        key = (tp.topic, tp.partition)
+        if self._sought.pop(key, None) == expected:
+            self.metrics.lost.inc(offset - expected)
+            log.error(
+                "%s[%d] no longer holds offsets %d to %d (deleted by retention before they were counted): "
+                "their events are lost; raise the repartition topic's retention",
+                tp.topic,
+                tp.partition,
+                expected,
+                offset - 1,
+            )
+            return False
+        consumer = self.consumer
+        if consumer is not None and tp in consumer.assignment():
+            consumer.seek(tp, expected)
+            self._sought[key] = expected
+        log.info("%s[%d] fetched from %d, %d expected: read again from there", tp.topic, tp.partition, offset, expected)
+        return True
 
     # -- dead letters --------------------------------------------------------------------------------
 
