@@ -23,6 +23,7 @@ import orjson
 import pytest
 
 from logcanary.ingestion.embedded_broker import EmbeddedBroker
+from logcanary.store.postgres import PostgresStore
 from tests.conftest import Launcher, ServiceProcess
 from tests.kafka_helpers import create_topics, produce
 from tests.postgres_helpers import TEST_URL
@@ -298,6 +299,7 @@ def test_a_checkpoint_never_fences_out_a_partition_being_adopted(tmp_path: Path,
     state.observe_values(kept, "v1", "request served in 7 ms", time.time(), "h", "info", ())
     state.offsets[(topic, 0)] = 2  # counted, not saved yet
     store = state.store
+    assert isinstance(store, PostgresStore)
     load_state = store.load_state
     loading = threading.Event()
 
@@ -306,7 +308,7 @@ def test_a_checkpoint_never_fences_out_a_partition_being_adopted(tmp_path: Path,
         time.sleep(0.5)
         return load_state(names)
 
-    store.load_state = slow_load  # type: ignore[method-assign]
+    store.load_state = slow_load  # type: ignore[method-assign,assignment]
 
     async def rebalance_with_a_checkpoint_due() -> bool:
         adoption = asyncio.create_task(state.adopt([0, 1]))
