@@ -29,6 +29,7 @@ from logcanary.demo.traffic import SERVICE, events
 from logcanary.engine.model import Engine
 from logcanary.ingestion.embedded_broker import free_port
 from logcanary.notify import Notifier, generic_message, slack_message
+from logcanary.schemas import AnalysisSpec, Verdict
 from logcanary.settings import Settings, SettingsError, Webhook, load_settings, parse_webhooks
 from logcanary.store.base import AnalysisRecord
 
@@ -134,18 +135,20 @@ def ended(verdict: dict[str, Any] | None = None, status: str = "completed") -> A
     return AnalysisRecord(
         id=uuid.uuid4().hex,
         service=SERVICE,
-        request={
-            "service": SERVICE,
-            "canary": {"deployment": "v2"},
-            "baseline": {"deployment": "v1", "history": False},
-            "duration": 600.0,
-            "sensitivity": "medium",
-            "fail_fast": True,
-        },
+        request=AnalysisSpec.model_validate(
+            {
+                "service": SERVICE,
+                "canary": {"deployment": "v2"},
+                "baseline": {"deployment": "v1", "history": False},
+                "duration": 600.0,
+                "sensitivity": "medium",
+                "fail_fast": True,
+            }
+        ),
         status=status,  # type: ignore[arg-type]
         started_at=now - 60,
         ends_at=now + 540,
-        verdict=FAILING if verdict is None else verdict,
+        verdict=Verdict.model_validate(FAILING if verdict is None else verdict),
         finished_at=now,
     )
 

@@ -19,6 +19,9 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from logcanary.analysis.verdict import analyze
+from logcanary.engine.model import Engine
+from logcanary.schemas import AnalysisSpec, BaselineRef, CanaryRef, Verdict
 from logcanary.settings import Settings
 from logcanary.state import LiveState
 from logcanary.store.base import Checkpoint, Store
@@ -28,6 +31,19 @@ from tests.postgres_helpers import TEST_URL
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def a_spec(service: str = "svc", canary: str = "v2") -> AnalysisSpec:
+    """What an analysis of ``canary`` against v1 watches, as stored."""
+    return AnalysisSpec(
+        service=service, canary=CanaryRef(deployment=canary), baseline=BaselineRef(deployment="v1"), duration=600.0,
+        sensitivity="medium",
+    )  # fmt: skip
+
+
+def a_verdict(service: str = "svc") -> Verdict:
+    """A real (inconclusive: nothing ingested) verdict."""
+    return analyze(Engine().service(service), canary="v2", baseline=["v1"], history=False, sensitivity="medium")
 
 
 def make_state(state_dir: Path, **settings: Any) -> LiveState:
@@ -345,8 +361,8 @@ def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path, backend
     day = 86_400.0
     now = 100 * day
     records = [
-        AnalysisRecord("old", "svc", {}, "completed", now - 40 * day, now - 39 * day, None, now - 39 * day),
-        AnalysisRecord("recent", "svc", {}, "cancelled", now - 2 * day, now - day, None, now - day),
+        AnalysisRecord("old", "svc", a_spec(), "completed", now - 40 * day, now - 39 * day, None, now - 39 * day),
+        AnalysisRecord("recent", "svc", a_spec(), "cancelled", now - 2 * day, now - day, None, now - day),
     ]
     for record in records:
         store.save_analysis(record)

@@ -28,7 +28,7 @@ from logcanary.store.base import AnalysisRecord, Checkpoint, StoreOpenError, Sto
 from logcanary.store.postgres import LATEST, MIGRATIONS, PostgresStore, migrate, redacted
 from tests.conftest import ROOT, Launcher
 from tests.postgres_helpers import TEST_URL
-from tests.test_store import counts, make_state
+from tests.test_store import a_spec, a_verdict, counts, make_state
 
 
 def connect(schema: str) -> psycopg.Connection[Any]:
@@ -93,9 +93,9 @@ def test_idempotency_keys_are_saved_with_the_checkpoint_and_bounded(pg_schema: s
 
 def test_analyses_feedback_and_marks(pg_schema: str) -> None:
     store = PostgresStore(TEST_URL, pg_schema)
-    record = AnalysisRecord("a1", "svc", {"canary": {"deployment": "v2"}}, "running", 10.0, 610.0)
+    record = AnalysisRecord("a1", "svc", a_spec(), "running", 10.0, 610.0)
     store.save_analysis(record)
-    record.status, record.verdict, record.finished_at = "completed", {"result": "pass"}, 620.0
+    record.status, record.verdict, record.finished_at = "completed", a_verdict(), 620.0
     store.save_analysis(record)
     assert store.load_analyses() == [record]
     with connect(pg_schema) as db:  # migration 2's columns follow the body
@@ -126,8 +126,8 @@ def test_upgrade_from_the_previous_schema(pg_schema: str) -> None:
         assert migrate(db, pg_schema, target=1) == [1]
         for status, finished in (("running", None), ("completed", 99.5)):
             body = orjson.dumps(
-                {"id": status, "service": "svc", "request": {}, "status": status, "started_at": 1.0,
-                 "ends_at": 2.0, "verdict": None, "finished_at": finished}
+                {"id": status, "service": "svc", "request": a_spec().model_dump(mode="json"), "status": status,
+                 "started_at": 1.0, "ends_at": 2.0, "verdict": None, "finished_at": finished}
             )  # fmt: skip
             db.execute("INSERT INTO analyses (id, service, body) VALUES (%s, 'svc', %s)", (status, body))
         db.execute("INSERT INTO offsets VALUES ('logs', 3, 1234)")
@@ -342,14 +342,14 @@ def test_one_replica_at_a_time_evaluates_a_running_analysis(pg_schema: str) -> N
     former holder's saves are refused from then on."""
     store = PostgresStore(TEST_URL, pg_schema)
     try:
-        record = AnalysisRecord("a1", "svc", {}, "running", 1.0, 2.0)
+        record = AnalysisRecord("a1", "svc", a_spec(), "running", 1.0, 2.0)
         store.save_analysis(record)
-        store.save_analysis(AnalysisRecord("done", "svc", {}, "completed", 1.0, 2.0, finished_at=2.0))
+        store.save_analysis(AnalysisRecord("done", "svc", a_spec(), "completed", 1.0, 2.0, finished_at=2.0))
         assert [r.id for r in store.lease_analyses("replica-a", now=100.0, until=110.0)] == ["a1"]
         assert store.lease_analyses("replica-b", now=105.0, until=115.0) == []  # held by a
         assert [r.id for r in store.lease_analyses("replica-a", now=106.0, until=116.0)] == ["a1"]  # renewed
         assert [r.id for r in store.lease_analyses("replica-b", now=117.0, until=127.0)] == ["a1"]  # a went quiet
-        record.verdict = {"verdict": "pass"}
+        record.verdict = a_verdict()
         assert not store.save_leased_analysis(record, "replica-a")
         record.status, record.finished_at = "completed", 120.0
         assert store.save_leased_analysis(record, "replica-b")

@@ -46,13 +46,23 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, cast
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from logcanary.analysis.feedback import compile_rules
 from logcanary.analysis.verdict import analyze
 from logcanary.engine.model import ServiceModel
 from logcanary.metrics import VERDICTS
-from logcanary.schemas import DeploymentMark, DeploymentMarkIn, Feedback, FeedbackIn, Sensitivity, Verdict
+from logcanary.schemas import (
+    AnalysisSpec,
+    BaselineRef,
+    CanaryRef,
+    DeploymentMark,
+    DeploymentMarkIn,
+    Feedback,
+    FeedbackIn,
+    Sensitivity,
+    Verdict,
+)
 from logcanary.state import LiveState
 from logcanary.store.base import AnalysisRecord, Repository, SharedRepository
 
@@ -82,25 +92,6 @@ def parse_duration(value: object) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class CanaryRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    deployment: str = Field(min_length=1, max_length=256, description="Canary deployment / version / pod hash.")
-
-
-class BaselineRef(BaseModel):
-    """A control deployment, the service's history, or both."""
-
-    model_config = ConfigDict(extra="forbid")
-    deployment: str | None = Field(None, min_length=1, max_length=256, description="Control (stable) deployment.")
-    history: bool = Field(False, description="Also compare with earlier deployments (time-decayed).")
-
-    @model_validator(mode="after")
-    def _something(self) -> BaselineRef:
-        if self.deployment is None and not self.history:
-            raise ValueError("give a baseline deployment, or history: true, or both")
-        return self
 
 
 class AnalysisIn(BaseModel):
@@ -389,12 +380,12 @@ class Analyses:
         """Deployments no history baseline may use: the canaries of completed analyses that failed, and those
         a person marked bad. A person's mark wins either way (``bad: false`` lets a false alarm back in)."""
         failed = {
-            str(record.verdict["canary"])
+            record.verdict.canary
             for record in self.records.values()
             if record.service == service
             and record.status == "completed"
             and record.verdict is not None
-            and record.verdict.get("verdict") == "fail"
+            and record.verdict.verdict == "fail"
         }
         marked = {deployment: mark.bad for (name, deployment), mark in self.marks.items() if name == service}
         return {name for name in failed if marked.get(name, True)} | {name for name, bad in marked.items() if bad}
@@ -458,7 +449,7 @@ class Analyses:
         """
         if replace:
             for record in list(self.records.values()):
-                same = record.service == request.service and record.request["canary"] == request.canary.model_dump()
+                same = record.service == request.service and record.request.canary == request.canary
                 if same and record.status == "running":
                     await self.cancel(record)
         limit = self.state.settings.max_running_analyses
@@ -467,12 +458,13 @@ class Analyses:
                 f"{limit} analyses are running (LOGCANARY_MAX_RUNNING_ANALYSES): wait for one to end or cancel one"
             )
         now = time.time()
-        data = request.model_dump(mode="json")
-        data["sensitivity"] = request.sensitivity or self.state.settings.default_sensitivity
+        spec = AnalysisSpec.model_validate(
+            {**request.model_dump(), "sensitivity": request.sensitivity or self.state.settings.default_sensitivity}
+        )
         record = AnalysisRecord(
             id=uuid.uuid4().hex,
             service=request.service,
-            request=data,
+            request=spec,
             status="running",
             started_at=now,
             ends_at=now + request.duration,
@@ -522,31 +514,31 @@ class Analyses:
         return AnalysisOut(
             id=record.id,
             service=record.service,
-            canary=CanaryRef.model_validate(request["canary"]),
-            baseline=BaselineRef.model_validate(request["baseline"]),
-            sensitivity=request["sensitivity"],
-            fail_fast=request["fail_fast"],
+            canary=request.canary,
+            baseline=request.baseline,
+            sensitivity=request.sensitivity,
+            fail_fast=request.fail_fast,
             status=record.status,
             started_at=_time(record.started_at),
             ends_at=_time(record.ends_at),
             finished_at=_time(record.finished_at) if record.finished_at else None,
-            verdict=Verdict.model_validate(record.verdict) if record.verdict else None,
+            verdict=record.verdict,
         )
 
     def _evaluate(self, record: AnalysisRecord, now: float, model: ServiceModel, publish: bool = True) -> None:
         request = record.request
         verdict = self.verdict(
             model,
-            request["canary"]["deployment"],
-            request["baseline"].get("deployment"),
-            request["baseline"].get("history", False),
-            request["sensitivity"],
+            request.canary.deployment,
+            request.baseline.deployment,
+            request.baseline.history,
+            request.sensitivity,
             # Event time from the start to the end of the analysis: events stamped slightly ahead of
             # this clock (skew between hosts) still count.
             (record.started_at, record.ends_at),
         )
-        record.verdict = verdict.model_dump(mode="json")
-        done = now >= record.ends_at or (request["fail_fast"] and verdict.verdict == "fail")
+        record.verdict = verdict
+        done = now >= record.ends_at or (request.fail_fast and verdict.verdict == "fail")
         record.add_risk_sample(now, verdict.risk, last=done)  # the history page's chart
         if done:
             record.status = "completed"
@@ -559,16 +551,16 @@ class Analyses:
             self._publish(record)
 
     def _labels(self, record: AnalysisRecord) -> tuple[str, str, str]:
-        return record.service, str(record.request["canary"]["deployment"]), record.id
+        return record.service, record.request.canary.deployment, record.id
 
     def _publish(self, record: AnalysisRecord) -> None:
         """Sets the running analysis' risk and verdict series (risk 0 and inconclusive before any verdict)."""
         metrics = self.state.metrics
         labels = self._labels(record)
         self._published.add(record.id)
-        verdict = record.verdict or {}
-        metrics.risk.labels(*labels).set(float(verdict.get("risk", 0.0)))
-        current = verdict.get("verdict", "inconclusive")
+        verdict = record.verdict
+        metrics.risk.labels(*labels).set(verdict.risk if verdict else 0.0)
+        current = verdict.verdict if verdict else "inconclusive"
         for name in VERDICTS:
             metrics.verdict.labels(*labels, name).set(1.0 if name == current else 0.0)
 

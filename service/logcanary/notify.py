@@ -84,29 +84,28 @@ def ui_link(base_url: str, service: str, canary: str, baseline: str | None, clus
 
 def generic_message(record: AnalysisRecord, base_url: str) -> dict[str, Any]:
     """The generic JSON message of an ended analysis (also what the Slack message is made from)."""
-    verdict = record.verdict or {}
+    verdict = record.verdict
     request = record.request
-    canary = str(verdict.get("canary") or request["canary"]["deployment"])
-    control = request["baseline"].get("deployment")
-    anomalies = verdict.get("anomalies") or []
+    canary = verdict.canary if verdict else request.canary.deployment
+    control = request.baseline.deployment
     top = None
-    if anomalies:
-        anomaly = anomalies[0]
-        canary_examples = anomaly.get("examples") or []
-        baseline_examples = anomaly.get("baseline_examples") or []
-        example = canary_examples[0] if canary_examples else (baseline_examples[0] if baseline_examples else None)
+    top_cluster = None
+    if verdict and verdict.anomalies:
+        anomaly = verdict.anomalies[0]
+        top_cluster = anomaly.cluster_id
+        examples = anomaly.examples or anomaly.baseline_examples
         top = {
-            "kind": anomaly.get("kind"),
-            "direction": anomaly.get("direction"),
-            "cluster_id": anomaly.get("cluster_id"),
-            "template": anomaly.get("template"),
-            "template_ids": anomaly.get("template_ids", []),
-            "level": anomaly.get("level"),
-            "canary_count": anomaly.get("canary_count"),
-            "baseline_count": anomaly.get("baseline_count"),
-            "score": anomaly.get("score"),
-            "example": None if example is None else _cut(example, EXAMPLE_CHARS),
-            "example_from": None if example is None else ("canary" if canary_examples else "baseline"),
+            "kind": anomaly.kind,
+            "direction": anomaly.direction,
+            "cluster_id": anomaly.cluster_id,
+            "template": anomaly.template,
+            "template_ids": anomaly.template_ids,
+            "level": anomaly.level,
+            "canary_count": anomaly.canary_count,
+            "baseline_count": anomaly.baseline_count,
+            "score": anomaly.score,
+            "example": _cut(examples[0], EXAMPLE_CHARS) if examples else None,
+            "example_from": ("canary" if anomaly.examples else "baseline") if examples else None,
         }
     base = base_url.rstrip("/")
     return {
@@ -114,20 +113,20 @@ def generic_message(record: AnalysisRecord, base_url: str) -> dict[str, Any]:
         "analysis_id": record.id,
         "service": record.service,
         "canary": canary,
-        "baseline": verdict.get("baseline", [control] if control else []),
-        "history": bool(request["baseline"].get("history", False)),
-        "verdict": verdict.get("verdict", "inconclusive"),
-        "risk": verdict.get("risk", 0.0),
-        "reason": verdict.get("reason", ""),
-        "reason_code": verdict.get("reason_code"),
-        "anomaly_count": verdict.get("anomaly_count", 0),
-        "canary_events": verdict.get("canary_events", 0),
-        "baseline_events": verdict.get("baseline_events", 0),
-        "sensitivity": request.get("sensitivity"),
+        "baseline": verdict.baseline if verdict else ([control] if control else []),
+        "history": request.baseline.history,
+        "verdict": verdict.verdict if verdict else "inconclusive",
+        "risk": verdict.risk if verdict else 0.0,
+        "reason": verdict.reason if verdict else "",
+        "reason_code": verdict.reason_code if verdict else None,
+        "anomaly_count": verdict.anomaly_count if verdict else 0,
+        "canary_events": verdict.canary_events if verdict else 0,
+        "baseline_events": verdict.baseline_events if verdict else 0,
+        "sensitivity": request.sensitivity,
         "started_at": _time(record.started_at),
         "finished_at": _time(record.finished_at),
         "top_anomaly": top,
-        "url": ui_link(base, record.service, canary, control, top["cluster_id"] if top else None),
+        "url": ui_link(base, record.service, canary, control, top_cluster),
         "analysis_url": f"{base}/v1/analyses/{record.id}",
     }
 
@@ -287,7 +286,7 @@ class Notifier:
         """Called once where an analysis completes: queues its message for every webhook when its verdict is one
         to notify. From the loop or any other thread; never blocks, never raises."""
         try:
-            verdict = (record.verdict or {}).get("verdict")
+            verdict = record.verdict.verdict if record.verdict else None
             if not self.webhooks or record.status != "completed" or verdict not in self.notify_on:
                 return
             message = generic_message(record, self.settings.base_url)

@@ -249,6 +249,36 @@ class Verdict(BaseModel):
     thresholds: Thresholds
 
 
+class CanaryRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deployment: str = Field(min_length=1, max_length=256, description="Canary deployment / version / pod hash.")
+
+
+class BaselineRef(BaseModel):
+    """A control deployment, the service's history, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    deployment: str | None = Field(None, min_length=1, max_length=256, description="Control (stable) deployment.")
+    history: bool = Field(False, description="Also compare with earlier deployments (time-decayed).")
+
+    @model_validator(mode="after")
+    def _something(self) -> BaselineRef:
+        if self.deployment is None and not self.history:
+            raise ValueError("give a baseline deployment, or history: true, or both")
+        return self
+
+
+class AnalysisSpec(BaseModel):
+    """What an analysis watches, stored with it: its creation request, with the sensitivity resolved."""
+
+    service: str
+    canary: CanaryRef
+    baseline: BaselineRef
+    duration: float = Field(gt=0, description="Seconds.")
+    sensitivity: Sensitivity
+    fail_fast: bool = False
+
+
 class FeedbackIn(BaseModel):
     """A person's judgement on a cluster of a service."""
 

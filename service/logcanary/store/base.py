@@ -8,13 +8,13 @@ the consumer seeks to those offsets, so every event is counted exactly once.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import orjson
 
 from logcanary.idempotency import IdempotencyRecord
-from logcanary.schemas import DeploymentMark, Feedback
+from logcanary.schemas import AnalysisSpec, DeploymentMark, Feedback, Verdict
 from logcanary.settings import SettingsError
 from logcanary.store.codec import StoredState
 
@@ -85,21 +85,37 @@ class AnalysisRecord:
 
     id: str
     service: str
-    request: dict[str, Any]  # the creation request, as JSON data
+    request: AnalysisSpec
     status: AnalysisStatus
     started_at: float
     ends_at: float
-    verdict: dict[str, Any] | None = None
+    verdict: Verdict | None = None  # the last one while running, the final one once completed
     finished_at: float | None = None
     risk_history: list[list[float]] = field(default_factory=list)  # [epoch seconds, risk] samples, oldest first
 
     def to_json(self) -> bytes:
-        """The stored body, the same for every store."""
-        return orjson.dumps(asdict(self))
+        """The stored body, the same for every store (the request and verdict as their JSON documents)."""
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "service": self.service,
+                "request": self.request.model_dump(mode="json"),
+                "status": self.status,
+                "started_at": self.started_at,
+                "ends_at": self.ends_at,
+                "verdict": None if self.verdict is None else self.verdict.model_dump(mode="json"),
+                "finished_at": self.finished_at,
+                "risk_history": self.risk_history,
+            }
+        )
 
     @classmethod
     def from_json(cls, body: bytes) -> AnalysisRecord:
-        return cls(**orjson.loads(body))
+        data = orjson.loads(body)
+        data["request"] = AnalysisSpec.model_validate(data["request"])
+        if data.get("verdict") is not None:
+            data["verdict"] = Verdict.model_validate(data["verdict"])
+        return cls(**data)
 
     def add_risk_sample(self, at: float, risk: float, last: bool = False) -> None:
         """Records the risk of an evaluation, keeping at most MAX_RISK_SAMPLES evenly spread over the analysis.

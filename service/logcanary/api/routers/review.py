@@ -183,7 +183,7 @@ async def _analysis_verdict(
         raise HTTPException(404, f"no analysis {analysis_id!r} of service {service!r}")
     if record.verdict is None:
         raise HTTPException(404, f"analysis {analysis_id!r} has published no verdict yet")
-    return record, Verdict.model_validate(record.verdict), (record.started_at, record.ends_at)
+    return record, record.verdict, (record.started_at, record.ends_at)
 
 
 @router.get(
@@ -295,21 +295,21 @@ class ServiceHistory(BaseModel):
 
 def _summary(record: AnalysisRecord) -> AnalysisSummary:
     request = record.request
-    verdict = record.verdict or {}
+    verdict = record.verdict
     return AnalysisSummary(
         id=record.id,
-        canary=str(request["canary"]["deployment"]),
-        baseline=request["baseline"].get("deployment"),
-        history=bool(request["baseline"].get("history", False)),
-        sensitivity=request["sensitivity"],
+        canary=request.canary.deployment,
+        baseline=request.baseline.deployment,
+        history=request.baseline.history,
+        sensitivity=request.sensitivity,
         status=record.status,
         started_at=to_rfc3339(record.started_at),
         ends_at=to_rfc3339(record.ends_at),
         finished_at=to_rfc3339(record.finished_at) if record.finished_at is not None else None,
-        verdict=verdict.get("verdict"),
-        risk=verdict.get("risk"),
-        reason=verdict.get("reason"),
-        anomaly_count=int(verdict.get("anomaly_count", 0)),
+        verdict=verdict.verdict if verdict else None,
+        risk=verdict.risk if verdict else None,
+        reason=verdict.reason if verdict else None,
+        anomaly_count=verdict.anomaly_count if verdict else 0,
         risk_history=[RiskSample(at=to_rfc3339(at), risk=risk) for at, risk in record.risk_history],
     )
 
