@@ -399,3 +399,54 @@ def test_a_replica_reads_services_it_does_not_own_from_their_last_checkpoint(tmp
         asyncio.run(reader.read_service("svc-9"))
     writer.store.close()
     reader.store.close()
+
+
+def test_a_replica_whose_completion_the_store_refused_neither_counts_nor_notifies_it(
+    tmp_path: Path, pg_schema: str
+) -> None:
+    """Scale-out: a replica completes an analysis but its lease ran out meanwhile (the store refuses its save):
+    the end is the new holder's to count and notify. Once the store keeps a completion, it is announced once."""
+    from logcanary.analyses import Analyses, AnalysisIn
+
+    state = pg(tmp_path, pg_schema, kafka_bootstrap_servers="127.0.0.1:1")
+    store = state.store
+    assert isinstance(store, PostgresStore)
+    analyses = Analyses(state, store)
+    announced: list[str] = []
+    analyses.on_end = lambda record: announced.append(record.id)
+    save = store.save_leased_analysis
+    refused: list[str] = []
+
+    def lease_lost(record: AnalysisRecord, owner: str) -> bool:
+        refused.append(record.status)
+        return False
+
+    def counted() -> float:
+        return sum(
+            float(sample.value)
+            for metric in state.metrics.registry.collect()
+            if metric.name == "logcanary_analyses"
+            for sample in metric.samples
+            if sample.name == "logcanary_analyses_total"
+        )
+
+    async def scenario() -> str:
+        store.save_leased_analysis = lease_lost  # type: ignore[method-assign]
+        request = AnalysisIn.model_validate(
+            {"service": "svc", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}, "duration": 0.05}
+        )
+        record = await analyses.create(request)
+        await asyncio.sleep(0.1)
+        await analyses.evaluate_running()  # completes it, but the store keeps the other replica's lease
+        assert "completed" in refused and announced == [] and counted() == 0
+        store.save_leased_analysis = save  # type: ignore[method-assign]
+        await analyses.evaluate_running()
+        await analyses.evaluate_running()
+        return record.id
+
+    analysis_id = asyncio.run(scenario())
+    assert announced == [analysis_id] and counted() == 1
+    stored = store.load_analysis(analysis_id)
+    assert stored is not None and stored.status == "completed"
+    analyses.close()
+    store.close()

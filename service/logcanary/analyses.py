@@ -525,7 +525,11 @@ class Analyses:
             verdict=record.verdict,
         )
 
-    def _evaluate(self, record: AnalysisRecord, now: float, model: ServiceModel, publish: bool = True) -> None:
+    def _evaluate(
+        self, record: AnalysisRecord, now: float, model: ServiceModel, publish: bool = True, announce: bool = True
+    ) -> None:
+        """Computes the analysis' verdict now; completes it when its time is up (or it failed fast), counting and
+        notifying that end unless ``announce`` is off (the caller does it once the store kept the completion)."""
         request = record.request
         verdict = self.verdict(
             model,
@@ -544,11 +548,17 @@ class Analyses:
             record.status = "completed"
             record.finished_at = now
             self._unpublish(record)
-            self.count_verdict(verdict)
             self.rules_version += 1  # a failed canary leaves the history baselines
-            self.on_end(record)  # once per analysis: it is completed now
+            if announce:
+                self._announce(record)
         elif publish:
             self._publish(record)
+
+    def _announce(self, record: AnalysisRecord) -> None:
+        """Counts a completed analysis' final verdict and notifies it: once per analysis."""
+        if record.verdict is not None:
+            self.count_verdict(record.verdict)
+        self.on_end(record)
 
     def _labels(self, record: AnalysisRecord) -> tuple[str, str, str]:
         return record.service, record.request.canary.deployment, record.id
@@ -573,11 +583,11 @@ class Analyses:
             with contextlib.suppress(KeyError):  # never published (e.g. completed while the service was down)
                 gauge.remove(*values)
 
-    def _refresh(self, record: AnalysisRecord, now: float, model: ServiceModel) -> bool:
+    def _refresh(self, record: AnalysisRecord, now: float, model: ServiceModel, announce: bool = True) -> bool:
         """Recomputes a running analysis' verdict; True when that completed it (the caller saves it)."""
         if record.status != "running":
             return False
-        self._evaluate(record, now, model)
+        self._evaluate(record, now, model, announce=announce)
         return record.status != "running"
 
     async def evaluate_running(self) -> None:
@@ -606,12 +616,15 @@ class Analyses:
             model = await self.state.read_service(record.service) or self.state.engine.peek_service(record.service)
             self.records[record.id] = record
             held.add(record.id)
-            if self._refresh(record, time.time(), model):
+            completed = self._refresh(record, time.time(), model, announce=False)
+            if completed:
                 held.discard(record.id)
             saved = await self._store(store.save_leased_analysis, dataclasses.replace(record), self.state.replica_id)
-            if not saved:  # another replica took it over (this one stalled past the lease): its gauges go
-                held.discard(record.id)
+            if not saved:  # another replica took it over (this one stalled past the lease): its gauges go, and
+                held.discard(record.id)  # the end is that replica's to count and notify
                 self._unpublish(record)
+            elif completed:
+                self._announce(record)  # the store kept this replica's completion: counted and notified once
             await asyncio.sleep(0)
         for analysis_id in self._published - held:
             lost = self.records.get(analysis_id)
