@@ -381,3 +381,38 @@ def test_an_owner_counts_nothing_fetched_past_its_next_offset(
 
     asyncio.run(run())
     state.store.close()
+
+
+def test_a_changed_repartition_partition_count_is_refused_by_name(
+    kafka: EmbeddedBroker, tmp_path: Path, pg_schema: str
+) -> None:
+    """The store records the repartition topic's partition count its state was built with; a replica that finds
+    the topic with another count (services would map to other partitions than their stored state and offsets)
+    refuses to route or count, saying what to do, instead of mixing the two."""
+    from logcanary.ingestion import scale_out
+    from logcanary.ingestion.kafka import client_options
+
+    state = make_state(
+        tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
+        kafka_group_id=f"g-{uuid.uuid4().hex[:8]}", kafka_repartition_partitions=3,
+    )  # fmt: skip
+    topic = state.settings.repartition_topic
+    store = state.store
+    assert isinstance(store, PostgresStore)
+    options = client_options(state.settings)
+    asyncio.run(scale_out.ensure_repartition_topic(state.settings, options, state))  # creates it: 3, recorded
+    assert state.partitions == 3 and store.record_partitions(topic, 3) == 3
+    asyncio.run(scale_out.ensure_repartition_topic(state.settings, options, state))  # a restart: the same count
+
+    other = f"{topic}.recreated"
+    create_topics(kafka.bootstrap_servers, other, partitions=4)  # the topic recreated with more partitions
+    assert store.record_partitions(other, 3) == 3  # what the state was built with
+    moved = make_state(
+        tmp_path / "b", store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
+        kafka_repartition_topic=other, kafka_repartition_partitions=3,
+    )  # fmt: skip
+    with pytest.raises(scale_out.RepartitionCountChanged, match="has 4 partitions, but the state in the store was"):
+        asyncio.run(scale_out.ensure_repartition_topic(moved.settings, options, moved))
+    assert moved.partitions == 3  # nothing mapped by the new count
+    store.close()
+    moved.store.close()

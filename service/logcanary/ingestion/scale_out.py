@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -32,11 +32,16 @@ from logcanary.settings import Settings
 
 if TYPE_CHECKING:
     from logcanary.state import LiveState
+    from logcanary.store.base import SharedCheckpointStore
 
 log = logging.getLogger(__name__)
 
 HEADER_ORIGIN = "logcanary-origin"
 EventValues = tuple[str, str, str, float, str, str, Sequence[str]]
+
+
+class RepartitionCountChanged(RuntimeError):
+    """The repartition topic's partition count differs from the one the stored state was built with."""
 
 
 def origin(topic: str, partition: int, offset: int) -> bytes:
@@ -90,6 +95,15 @@ async def ensure_repartition_topic(settings: Settings, options: dict[str, Any], 
     partitions = len(described[0]["partitions"]) if described and described[0].get("partitions") else 0
     if partitions <= 0:
         raise RuntimeError(f"the repartition topic {topic} has no partitions yet")
+    store = cast("SharedCheckpointStore", state.store)
+    built_with = await asyncio.to_thread(store.record_partitions, topic, partitions)
+    if built_with != partitions:
+        raise RepartitionCountChanged(
+            f"the repartition topic {topic} has {partitions} partitions, but the state in the store was built with "
+            f"{built_with}: services map to partitions by that count, so their stored state and offsets would no "
+            f"longer match what each partition carries. Recreate the topic with {built_with} partitions, or start a "
+            "new state (another LOGCANARY_KAFKA_REPARTITION_TOPIC and an empty store schema)"
+        )
     if partitions != state.partitions:
         if state.owned:
             raise RuntimeError(

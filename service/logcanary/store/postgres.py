@@ -88,6 +88,14 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE analyses ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until DOUBLE PRECISION;
         """,
     ),
+    (
+        4,
+        "scale-out: the repartition topic's partition count the state was built with (services map to partitions "
+        "by it)",
+        """
+        CREATE TABLE repartition_topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
+        """,
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 CONNECT_TIMEOUT_SECONDS = 10
@@ -227,6 +235,20 @@ class PostgresStore:
                     assert row is not None
                     epochs[shard] = int(row[0])
         return epochs
+
+    def record_partitions(self, topic: str, partitions: int) -> int:
+        """The repartition topic's partition count the stored state was built with: ``partitions`` if none was
+        recorded yet (it is recorded now), else the recorded one."""
+        with self._lock:
+            db = self._connection()
+            with db.transaction():
+                db.execute(
+                    "INSERT INTO repartition_topics (topic, partitions) VALUES (%s, %s) ON CONFLICT (topic) DO NOTHING",
+                    (topic, partitions),
+                )
+                row = db.execute("SELECT partitions FROM repartition_topics WHERE topic = %s", (topic,)).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def load_origin_offsets(self, shards: Collection[int]) -> dict[tuple[int, str, int], int]:
         """(shard, origin topic, origin partition) -> the next origin offset that shard's state has not counted."""
