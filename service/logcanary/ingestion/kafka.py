@@ -165,6 +165,7 @@ class _AdoptAssignedShards(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         state = self._ingestor.state
         await state.adopt(tp.partition for tp in assigned)
+        self._ingestor._sought.clear()  # every partition is positioned afresh: no earlier seek is pending
         for tp in assigned:
             self._consumer.seek(tp, state.offsets.setdefault((tp.topic, tp.partition), 0))
         log.info("owning %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned) or "nothing")
@@ -454,6 +455,7 @@ class KafkaIngestor:
         await self.state.adopt(assigned)
         for shard in back:
             tp = assigned[shard]
+            self._sought.pop((tp.topic, tp.partition), None)
             consumer.seek(tp, self.state.offsets.setdefault((tp.topic, tp.partition), 0))
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
