@@ -401,6 +401,53 @@ def test_a_replica_reads_services_it_does_not_own_from_their_last_checkpoint(tmp
     reader.store.close()
 
 
+def test_a_snapshot_is_read_again_ahead_of_its_bound_and_no_asker_waits_for_it(tmp_path: Path, pg_schema: str) -> None:
+    """A non-owner's snapshot of another replica's service, past 3/4 of the checkpoint interval, is still answered
+    at once while one background load replaces it; an asker that gives up never cancels the load others wait for
+    (before, the first asker's timeout cancelled the shared load and the 19 other gates failed with it)."""
+    import time
+
+    writer = pg(tmp_path / "a", pg_schema)
+    for n in range(30):
+        writer.engine.observe("svc-1", "v1", f"request {n} served in {n % 7} ms", 1000.0 + n, "h", "info")
+    asyncio.run(writer.checkpoint(force=True))
+    reader = pg(tmp_path / "b", pg_schema, kafka_bootstrap_servers="127.0.0.1:1", checkpoint_interval_seconds=1.0)
+    loads: list[list[str]] = []
+    load = reader._load_snapshots
+
+    def slow(names: list[str]) -> Any:
+        loads.append(list(names))
+        time.sleep(0.3)
+        return load(names)
+
+    reader._load_snapshots = slow
+
+    async def scenario() -> None:
+        first = await reader.read_service("svc-1")  # nothing held yet: this one waits for the load
+        assert first is not None and first.deployments["v1"].events == 30 and len(loads) == 1
+        await asyncio.sleep(0.5)  # stamped when its 0.3 s load started: now past 3/4 of the 1 s interval, within it
+        asked = time.monotonic()
+        again = await reader.read_service("svc-1")
+        assert again is first and time.monotonic() - asked < 0.2  # answered at once, not after a load
+        await asyncio.sleep(0.05)
+        assert len(loads) == 2  # one load runs in the background
+        await asyncio.sleep(0.5)  # and has landed
+        asked = time.monotonic()
+        fresh = await reader.read_service("svc-1")
+        assert fresh is not first and fresh is not None and len(loads) == 2 and time.monotonic() - asked < 0.2
+        reader._snapshots.clear()
+        quitter = asyncio.create_task(reader.read_service("svc-1"))
+        others = asyncio.gather(*(reader.read_service("svc-1") for _ in range(5)))
+        await asyncio.sleep(0.05)
+        quitter.cancel()
+        models = await others
+        assert models[0] is not None and all(model is models[0] for model in models) and len(loads) == 3
+
+    asyncio.run(scenario())
+    writer.store.close()
+    reader.store.close()
+
+
 def test_a_replica_whose_completion_the_store_refused_neither_counts_nor_notifies_it(
     tmp_path: Path, pg_schema: str
 ) -> None:

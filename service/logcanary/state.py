@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SNAPSHOTS_KEPT = 256  # services of other replicas held for reads
+SNAPSHOT_REFRESH_AFTER = 0.75  # of the checkpoint interval: a snapshot this old is read again in the background
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -268,37 +269,57 @@ class LiveState:
 
     async def read_services(self, names: Iterable[str]) -> dict[str, ServiceModel | None]:
         """:meth:`read_service` for many: those another replica owns are read from the store in one go, and
-        concurrent reads of one service (twenty gates polling a canary) share one load."""
+        concurrent reads of one service (twenty gates polling a canary) share one load. A snapshot past 3/4 of
+        its checkpoint interval is still answered while it is read again in the background, so a gate polling
+        steadily never waits for a load; an asker that gives up never cancels a load others wait for."""
         now = time.monotonic()
+        interval = self.settings.checkpoint_interval_seconds
         found: dict[str, ServiceModel | None] = {}
         waiting: dict[str, asyncio.Future[dict[str, ServiceModel | None]]] = {}
         missing: list[str] = []
+        stale: list[str] = []
         for name in names:
             if self.owns(name):
                 found[name] = self.engine.services.get(name)
-            elif (cached := self._snapshots.get(name)) and now - cached[0] < self.settings.checkpoint_interval_seconds:
+            elif (cached := self._snapshots.get(name)) and (age := now - cached[0]) < interval:
                 found[name] = cached[1]
+                if age > interval * SNAPSHOT_REFRESH_AFTER and name not in self._loading:
+                    stale.append(name)
             elif name in self._loading:
                 waiting[name] = self._loading[name]
             else:
                 missing.append(name)
         if missing:
-            load = asyncio.ensure_future(self._load_or_unavailable(missing))
-            for name in missing:
-                self._loading[name] = waiting[name] = load
-            try:
-                loaded = await load
-            finally:
-                for name in missing:
-                    self._loading.pop(name, None)
-            for name, model in loaded.items():
-                self._snapshots[name] = (now, model)
+            load = self._load_snapshots_soon(missing)
+            waiting.update(dict.fromkeys(missing, load))
+        if stale:
+            self._load_snapshots_soon(stale)  # in the background: the answers above are within their bound
+        for name, future in waiting.items():
+            found[name] = (await asyncio.shield(future))[name]
+        return found
+
+    def _load_snapshots_soon(self, names: list[str]) -> asyncio.Future[dict[str, ServiceModel | None]]:
+        """Starts one load of ``names`` from the store; when it ends, its snapshots are kept, stamped with the
+        time the load started (never fresher than they are)."""
+        started = time.monotonic()
+        load = asyncio.ensure_future(self._load_or_unavailable(names))
+        for name in names:
+            self._loading[name] = load
+
+        def done(future: asyncio.Future[dict[str, ServiceModel | None]]) -> None:
+            for name in names:
+                if self._loading.get(name) is future:
+                    del self._loading[name]
+            if future.cancelled() or future.exception() is not None:  # the askers get the error (a 503)
+                return
+            for name, model in future.result().items():
+                self._snapshots[name] = (started, model)
                 self._snapshots.move_to_end(name)
             while len(self._snapshots) > SNAPSHOTS_KEPT:
                 self._snapshots.popitem(last=False)
-        for name, future in waiting.items():
-            found[name] = (await future)[name]
-        return found
+
+        load.add_done_callback(done)
+        return load
 
     async def _load_or_unavailable(self, names: list[str]) -> dict[str, ServiceModel | None]:
         try:
