@@ -672,9 +672,10 @@ class KafkaIngestor:
             )
             return False
         consumer = self.consumer
-        if consumer is not None and tp in consumer.assignment():
-            consumer.seek(tp, expected)
-            self._sought[key] = expected
+        if consumer is None or tp not in consumer.assignment():
+            return True  # no longer this consumer's: its next owner positions it
+        consumer.seek(tp, expected)
+        self._sought[key] = expected
         log.info("%s[%d] fetched from %d, %d expected: read again from there", tp.topic, tp.partition, offset, expected)
         return True
 
