@@ -58,6 +58,16 @@ class Outcome:
     def rejected(self) -> int:
         return sum(self.reasons.values())
 
+    def tally(self, index: int, record: Decoded) -> None:
+        """Adds one record's accepted events and rejections (the first MAX_ERRORS of each kind named)."""
+        self.accepted += len(record.events)
+        for rejection in record.rejections:
+            self.reasons[rejection.reason] += 1
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append(RecordError(index, rejection.reason, rejection.detail))
+        if record.events and record.rejections and len(self.partial) < MAX_ERRORS:
+            self.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
+
 
 class _Source:
     """The body's records, decoded a chunk at a time (called in a worker thread).
@@ -125,27 +135,21 @@ async def ingest(
     async with state.applying:
         while decoded := await asyncio.to_thread(source.decode, chunk):
             outcome.records += len(decoded)
-            observed = 0
-            forwarded: list[LogEvent] = []
-            async with state.writing() as write:  # no verdict thread reads the engine while a chunk changes it
-                for index, record in decoded:
-                    if forward is not None:
-                        forwarded.extend(record.events)
-                    else:
+            if forward is not None:  # nothing changes the engine here: no wait for a verdict thread
+                forwarded = [event for _, record in decoded for event in record.events]
+                if forwarded:
+                    await forward(forwarded)  # counted (as "http") by their owners
+            else:
+                observed = 0
+                async with state.writing() as write:  # no verdict thread reads the engine while a chunk changes it
+                    for _, record in decoded:
                         for event in record.events:
                             observe(event)
                             observed += 1
                             if observed % chunk == 0:  # one record with very many events (OTLP) yields too
                                 await write.pause()
-                    outcome.accepted += len(record.events)
-                    for rejection in record.rejections:
-                        outcome.reasons[rejection.reason] += 1
-                        if len(outcome.errors) < MAX_ERRORS:
-                            outcome.errors.append(RecordError(index, rejection.reason, rejection.detail))
-                    if record.events and record.rejections and len(outcome.partial) < MAX_ERRORS:
-                        outcome.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
-            if forwarded and forward is not None:
-                await forward(forwarded)  # counted (as "http") by their owners
+            for index, record in decoded:
+                outcome.tally(index, record)
             await asyncio.sleep(0)
         if forward is None:
             state.metrics.ingested.labels("http").inc(outcome.accepted)
