@@ -63,7 +63,7 @@ from logcanary.schemas import (
     Sensitivity,
     Verdict,
 )
-from logcanary.state import LiveState
+from logcanary.state import REFRESH_AFTER, LiveState
 from logcanary.store.base import AnalysisRecord, Repository, SharedRepository
 
 log = logging.getLogger(__name__)
@@ -150,9 +150,6 @@ class CachedVerdict:
     computed_at: float  # epoch seconds, taken before the computation began (never fresher than it is)
     monotonic: float  # the cache's clock then
     rules: int  # Analyses.rules_version it was computed with
-
-
-REFRESH_AFTER = 0.75  # of the cache's max age: an older answer is still served while a new one is computed
 
 
 class VerdictCache:

@@ -50,7 +50,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SNAPSHOTS_KEPT = 256  # services of other replicas held for reads
-SNAPSHOT_REFRESH_AFTER = 0.75  # of the checkpoint interval: a snapshot this old is read again in the background
+# Of an answer's bound (a verdict's max age, a snapshot's checkpoint interval): past it, the answer is still served
+# while one fresh computation or load runs in the background, so a steady poller never waits for one.
+REFRESH_AFTER = 0.75
 
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
@@ -238,7 +240,7 @@ class LiveState:
             wanted = set(shards)
             epochs = await asyncio.to_thread(store.claim_shards, topic, wanted, self.replica_id)
             kept = {s for s in wanted & self.owned if epochs[s] == self.epochs.get(s, -1) + 1}
-            async with self.engine_lock:  # a checkpoint's snapshot may be reading in a worker thread
+            async with self.engine_lock:  # a verdict may be reading the engine in a worker thread
                 self.release(self.owned - kept)
             gained = wanted - kept
             if gained:
@@ -283,7 +285,7 @@ class LiveState:
                 found[name] = self.engine.services.get(name)
             elif (cached := self._snapshots.get(name)) and (age := now - cached[0]) < interval:
                 found[name] = cached[1]
-                if age > interval * SNAPSHOT_REFRESH_AFTER and name not in self._loading:
+                if age > interval * REFRESH_AFTER and name not in self._loading:
                     stale.append(name)
             elif name in self._loading:
                 waiting[name] = self._loading[name]

@@ -459,8 +459,9 @@ class KafkaIngestor:
             consumer.seek(tp, self.state.offsets.setdefault((tp.topic, tp.partition), 0))
 
     async def process(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        """Decodes a batch (in a worker thread), dead-letters bad records, then counts the good ones and moves the
-        offsets (a router sends them on to the repartition topic instead; an owner counts what routers sent)."""
+        """Decodes a batch (direct: in a worker thread; a router: on the loop), dead-letters bad records, then counts
+        the good ones and moves the offsets (a router sends them on to the repartition topic instead; an owner
+        counts what routers sent)."""
         if self.role == "owner":
             async with self.state.engine_lock:
                 self._apply_routed(batch)
