@@ -23,11 +23,12 @@ import orjson
 import pytest
 
 from logcanary.ingestion.embedded_broker import EmbeddedBroker
+from logcanary.state import LiveState
 from logcanary.store.postgres import PostgresStore
 from tests.conftest import Launcher, ServiceProcess
 from tests.kafka_helpers import create_topics, produce
 from tests.postgres_helpers import TEST_URL
-from tests.test_store import make_state
+from tests.test_store_postgres import pg
 
 SERVICES = ("checkout", "payments", "search", "catalog", "auth", "cart")
 NPE = "java.lang.NullPointerException: Cannot invoke EncryptionService.encrypt() because key is null"
@@ -286,8 +287,8 @@ def test_a_checkpoint_never_fences_out_a_partition_being_adopted(tmp_path: Path,
     """A rebalance that keeps partition 0 here bumps its epoch in the store before the adoption finishes loading
     the partitions gained; a checkpoint due meanwhile must wait for the adoption, not write with the old epoch
     (that write is refused, partition 0 is dropped from memory and its offsets start again from zero)."""
-    state = make_state(
-        tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers="127.0.0.1:1",
+    state: LiveState = pg(
+        tmp_path, pg_schema, kafka_bootstrap_servers="127.0.0.1:1",
         kafka_repartition_partitions=2,
     )  # fmt: skip
     topic = state.settings.repartition_topic
@@ -336,8 +337,8 @@ def test_an_owner_counts_nothing_fetched_past_its_next_offset(
 
     from logcanary.ingestion.kafka import KafkaIngestor
 
-    state = make_state(
-        tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
+    state: LiveState = pg(
+        tmp_path, pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
         kafka_repartition_partitions=1, kafka_group_id=f"g-{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
     topic = state.settings.repartition_topic
@@ -392,8 +393,8 @@ def test_a_changed_repartition_partition_count_is_refused_by_name(
     from logcanary.ingestion import scale_out
     from logcanary.ingestion.kafka import client_options
 
-    state = make_state(
-        tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
+    state: LiveState = pg(
+        tmp_path, pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
         kafka_group_id=f"g-{uuid.uuid4().hex[:8]}", kafka_repartition_partitions=3,
     )  # fmt: skip
     topic = state.settings.repartition_topic
@@ -407,8 +408,8 @@ def test_a_changed_repartition_partition_count_is_refused_by_name(
     other = f"{topic}.recreated"
     create_topics(kafka.bootstrap_servers, other, partitions=4)  # the topic recreated with more partitions
     assert store.record_partitions(other, 3) == 3  # what the state was built with
-    moved = make_state(
-        tmp_path / "b", store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
+    moved: LiveState = pg(
+        tmp_path / "b", pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
         kafka_repartition_topic=other, kafka_repartition_partitions=3,
     )  # fmt: skip
     with pytest.raises(scale_out.RepartitionCountChanged, match="has 4 partitions, but the state in the store was"):
