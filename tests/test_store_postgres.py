@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -405,8 +406,6 @@ def test_a_snapshot_is_read_again_ahead_of_its_bound_and_no_asker_waits_for_it(t
     """A non-owner's snapshot of another replica's service, past 3/4 of the checkpoint interval, is still answered
     at once while one background load replaces it; an asker that gives up never cancels the load others wait for
     (before, the first asker's timeout cancelled the shared load and the 19 other gates failed with it)."""
-    import time
-
     writer = pg(tmp_path / "a", pg_schema)
     for n in range(30):
         writer.engine.observe("svc-1", "v1", f"request {n} served in {n % 7} ms", 1000.0 + n, "h", "info")
