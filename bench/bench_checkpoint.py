@@ -30,8 +30,8 @@ from pathlib import Path
 
 from common import DEFAULT_DATA, machine_info, print_machine
 
+from logcanary.live.single_node import SingleNode
 from logcanary.settings import Settings
-from logcanary.state import LiveState
 from logcanary.store.codec import encode_deployment, encode_miner
 from logcanary.store.sqlite import SqliteStore
 
@@ -45,7 +45,7 @@ def written() -> int:
     return 0
 
 
-def blob_bytes(state: LiveState, versions: dict[str, int], events: dict[tuple[str, str], int]) -> int:
+def blob_bytes(state: SingleNode, versions: dict[str, int], events: dict[tuple[str, str], int]) -> int:
     """What the format-1 layout writes for the changes since ``versions``/``events`` (and updates them)."""
     total = 0
     for name, service in state.engine.services.items():
@@ -62,7 +62,8 @@ def blob_bytes(state: LiveState, versions: dict[str, int], events: dict[tuple[st
 def run(name: str, lines: dict[str, list[str]], warm: dict[str, list[str]], args: argparse.Namespace) -> None:
     rng = random.Random(1)
     with tempfile.TemporaryDirectory() as folder:
-        state = LiveState(Settings(state_dir=Path(folder)), SqliteStore(Path(folder) / "logcanary.sqlite"))
+        config = Settings(state_dir=Path(folder))
+        state = SingleNode(config, config, SqliteStore(Path(folder) / "logcanary.sqlite"))
         state.load()
         clock = 1_800_000_000.0
         for service, messages in warm.items():

@@ -31,8 +31,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 from logcanary.demo.traffic import events
-from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ dropped after):
 * ``direct``: one process, SQLite store, consuming the log topic itself (no repartition): the reference;
 * ``scale-out xN``: N replicas with ``LOGCANARY_STORE_URL=postgresql://...``; each routes its share of the log
   topic into the repartition topic (``<group id>.by-service``) and counts the repartition partitions the
-  consumer group assigns it (service/logcanary/ingestion/scale_out.py);
+  consumer group assigns it (service/logcanary/ingestion/repartition.py);
 * ``one service xN`` (``--single-service``): the same with every event of one service, so one replica counts
   them all while every replica routes: the per-service ceiling.
 
@@ -32,7 +32,7 @@ then ``--settle`` seconds for the routers' group), then the producer starts and 
 ``--part verdicts`` (``both`` by default) then measures verdict latency on two replicas (verdicts_across_replicas):
 bench_verdicts.py's load, its 20 gates asking each service's owner, then the replica that does not own it.
 
-    .venv/bin/python bench/bench_scale_out.py [--events 200000] [--partitions 6] [--replicas 1,2,3] [--runs 1]
+    .venv/bin/python bench/bench_repartition.py [--events 200000] [--partitions 6] [--replicas 1,2,3] [--runs 1]
         [--single-service] [--checkpoint-interval 5] [--part throughput|verdicts|both] [--json]
         [--store-url postgresql://postgres@127.0.0.1:5432/test  (default: $LOGCANARY_TEST_POSTGRES_URL or this)]
 """
@@ -69,9 +69,9 @@ from common import machine_info, print_machine
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 
+from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 from logcanary.demo.traffic import events
-from logcanary.ingestion import scale_out
-from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
+from logcanary.ingestion.kafka import repartition
 from logcanary.ingestion.records import decode_record
 
 STORE_URL = os.environ.get("LOGCANARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -91,7 +91,7 @@ Counts = Counter[tuple[str, str]]
 
 
 def shard_of(service: str, partitions: int) -> int:
-    """The repartition partition of a service, as ``logcanary.state.LiveState.shard_of`` places it."""
+    """The repartition partition of a service, as ``logcanary.live.scale_out.ScaleOut.shard_of`` places it."""
     return zlib.crc32(service.encode("utf-8", "surrogatepass")) % partitions
 
 
@@ -188,8 +188,8 @@ def bytes_per_event(payloads: list[bytes], sample: int = 2_000) -> dict[str, flo
     record per raw record here; each also carries its ``logcanary-origin`` header)."""
     chosen = payloads[:: max(1, len(payloads) // sample)]
     raw = sum(len(p) for p in chosen) / len(chosen)
-    rows = [scale_out.encode(decode_record(p).events) for p in chosen]
-    header = len(scale_out.HEADER_ORIGIN) + len(scale_out.origin("logs", 99, 123_456_789))
+    rows = [repartition.encode(decode_record(p).events) for p in chosen]
+    header = len(repartition.HEADER_ORIGIN) + len(repartition.origin("logs", 99, 123_456_789))
     return {"log_topic": round(raw, 1), "repartition_topic": round(sum(map(len, rows)) / len(rows) + header, 1)}
 
 

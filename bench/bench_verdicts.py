@@ -46,7 +46,7 @@ from bench_analysis import event_types
 from bench_kafka import create_topic
 from common import PROJECT, machine_info, print_machine
 
-from logcanary.ingestion.embedded_broker import EmbeddedBroker
+from logcanary.demo.embedded_broker import EmbeddedBroker
 
 SERVICES = 5
 TYPES = 400

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
+from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

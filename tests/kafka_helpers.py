@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from logcanary.ingestion.embedded_broker import EmbeddedBroker
+from logcanary.demo.embedded_broker import EmbeddedBroker
 
 
 def topic_env(broker: EmbeddedBroker, checkpoint_seconds: str = "0.5", **extra: str) -> tuple[dict[str, str], str, str]:

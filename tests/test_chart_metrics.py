@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from logcanary.demo.embedded_broker import EmbeddedBroker
 from logcanary.demo.traffic import events
-from logcanary.ingestion.embedded_broker import EmbeddedBroker
 from tests.conftest import ROOT, Launcher
 from tests.kafka_helpers import produce, topic_env
 from tests.test_api import ndjson

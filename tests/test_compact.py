@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from logcanary.analysis.compact import COMPACT_MAX_BYTES, compact, stored_size
 from logcanary.analysis.sensitivity import thresholds
-from logcanary.api.compact import COMPACT_MAX_BYTES, compact, stored_size
 from logcanary.schemas import Anomaly, Suppressed, VanishedCluster, Verdict
 
 TRACE = "Failed <*> <payment>\njava.lang.StackOverflowError\n" + "\tat com.acme.Deep.recurse(Deep.java:12)\n" * 2000

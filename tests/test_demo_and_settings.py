@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from logcanary.ingestion.embedded_broker import free_port
+from logcanary.demo.embedded_broker import free_port
 from logcanary.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from logcanary.ingestion.embedded_broker import free_port
+from logcanary.demo.embedded_broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

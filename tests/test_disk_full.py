@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from logcanary.ingestion.embedded_broker import EmbeddedBroker
+from logcanary.demo.embedded_broker import EmbeddedBroker
 from tests.conftest import Launcher
 from tests.kafka_helpers import produce
 from tests.test_kafka_reliability import settle, setup_topic, stored_offsets, wait_counted

@@ -1,4 +1,4 @@
-"""Tests for logcanary.ingestion.embedded_broker (real Tansu broker subprocess)."""
+"""Tests for logcanary.demo.embedded_broker (real Tansu broker subprocess)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from aiokafka.admin import (  # type: ignore[import-untyped, unused-ignore]
 )
 from confluent_kafka import KafkaError, Message, Producer
 
-from logcanary.ingestion import embedded_broker
-from logcanary.ingestion.embedded_broker import (
+from logcanary.demo import embedded_broker
+from logcanary.demo.embedded_broker import (
     BrokerBinaryNotFoundError,
     BrokerStartError,
     EmbeddedBroker,

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from logcanary.demo.embedded_broker import free_port
 from logcanary.demo.traffic import events
 from logcanary.gate import EXAMPLE_LINE_CHARS, EXAMPLE_LINES, cut_example, describe_anomaly
-from logcanary.ingestion.embedded_broker import free_port
 
 from .conftest import ROOT, Launcher, ServiceProcess
 

@@ -20,9 +20,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from logcanary.demo.embedded_broker import EmbeddedBroker
 from logcanary.demo.traffic import events
-from logcanary.ingestion.embedded_broker import EmbeddedBroker
-from logcanary.ingestion.kafka import HEADER_ORIGINAL_BYTES, HEADER_REASON, HEADER_SOURCE
+from logcanary.ingestion.kafka.dead_letters import HEADER_ORIGINAL_BYTES, HEADER_REASON, HEADER_SOURCE
 
 from .conftest import Launcher, ServiceProcess
 from .kafka_helpers import consume_all, deployment_events, topic_env

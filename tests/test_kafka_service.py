@@ -9,9 +9,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 from logcanary.demo.traffic import events
-from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
-from logcanary.ingestion.kafka import HEADER_ACCEPTED, HEADER_REASON, HEADER_REJECTED
+from logcanary.ingestion.kafka.dead_letters import HEADER_ACCEPTED, HEADER_REASON, HEADER_REJECTED
 
 from .conftest import Launcher
 from .kafka_helpers import consume_all, deployment_events, produce, topic_env, wait_for_events

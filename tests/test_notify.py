@@ -25,9 +25,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from logcanary.analysis.verdict import analyze
+from logcanary.demo.embedded_broker import free_port
 from logcanary.demo.traffic import SERVICE, events
 from logcanary.engine.model import Engine
-from logcanary.ingestion.embedded_broker import free_port
 from logcanary.notify import Notifier, generic_message, slack_message
 from logcanary.schemas import AnalysisSpec, Verdict
 from logcanary.settings import Settings, SettingsError, Webhook, load_settings, parse_webhooks
@@ -253,6 +253,11 @@ def test_the_generic_message_names_the_analysis_and_its_top_anomaly() -> None:
     assert message["finished_at"].endswith("Z")
 
 
+def notifier_for(config: Settings, registry: CollectorRegistry) -> Notifier:
+    """A notifier of these settings, linking to their base URL."""
+    return Notifier(config, config.base_url, registry)
+
+
 def test_the_slack_message_has_text_and_blocks_within_slacks_limits() -> None:
     verdict = json.loads(json.dumps(FAILING))
     anomaly = verdict["anomalies"][0]
@@ -268,7 +273,7 @@ def test_the_slack_message_has_text_and_blocks_within_slacks_limits() -> None:
     assert all(len(text) <= 3000 for text in texts)
     example = texts[-1]
     assert example.startswith("*Example*\n```&lt;script&gt;&amp;`\u200b``")  # escaped, and ``` cannot close it
-    assert "[cut, " in example
+    assert "…" in example  # cut, and marked
     assert blocks[-1]["type"] == "context"
 
 
@@ -288,7 +293,7 @@ def test_an_inconclusive_verdict_has_no_anomaly_to_show() -> None:
 
 def test_each_webhook_gets_its_format_once(receiver: Receiver) -> None:
     registry = CollectorRegistry()
-    notifier = Notifier(
+    notifier = notifier_for(
         settings(Webhook(url=f"{receiver.url}/slack", format="slack"), Webhook(url=f"{receiver.url}/json")),
         registry,
     )
@@ -320,7 +325,7 @@ def test_a_webhook_that_is_down_gets_the_message_once_it_is_up(caplog: pytest.Lo
     caplog.set_level(logging.INFO, logger="logcanary.notify")
     down = Receiver()  # its port is free: nothing listens yet, so every try is refused
     registry = CollectorRegistry()
-    notifier = Notifier(settings(Webhook(url=f"{down.url}/hook"), notify_max_attempts=20), registry)
+    notifier = notifier_for(settings(Webhook(url=f"{down.url}/hook"), notify_max_attempts=20), registry)
     record = ended()
 
     async def scenario() -> float:
@@ -349,7 +354,7 @@ def test_a_webhook_that_is_down_gets_the_message_once_it_is_up(caplog: pytest.Lo
 def test_retries_back_off_and_keep_the_idempotency_key(receiver: Receiver) -> None:
     receiver.statuses = {"": [503, 429, 500]}
     registry = CollectorRegistry()
-    notifier = Notifier(
+    notifier = notifier_for(
         settings(Webhook(url=receiver.url), notify_backoff_seconds=0.2, notify_backoff_max_seconds=1), registry
     )
 
@@ -377,7 +382,7 @@ def test_retries_back_off_and_keep_the_idempotency_key(receiver: Receiver) -> No
 def test_tries_are_bounded_and_a_refusal_is_not_retried(receiver: Receiver) -> None:
     receiver.statuses = {"/a": [502, 502, 502], "/b": [404]}
     registry = CollectorRegistry()
-    notifier = Notifier(
+    notifier = notifier_for(
         settings(Webhook(url=f"{receiver.url}/a"), Webhook(url=f"{receiver.url}/b"), notify_max_attempts=3), registry
     )
 
@@ -396,7 +401,7 @@ def test_tries_are_bounded_and_a_refusal_is_not_retried(receiver: Receiver) -> N
 def test_a_full_queue_drops_and_counts_without_blocking(receiver: Receiver) -> None:
     receiver.delay = 0.3
     registry = CollectorRegistry()
-    notifier = Notifier(settings(Webhook(url=receiver.url), notify_queue_size=2), registry)
+    notifier = notifier_for(settings(Webhook(url=receiver.url), notify_queue_size=2), registry)
 
     async def scenario() -> float:
         await notifier.start()
@@ -415,7 +420,7 @@ def test_a_full_queue_drops_and_counts_without_blocking(receiver: Receiver) -> N
 
 def test_an_analysis_ending_in_another_thread_is_sent(receiver: Receiver) -> None:
     registry = CollectorRegistry()
-    notifier = Notifier(settings(Webhook(url=receiver.url)), registry)
+    notifier = notifier_for(settings(Webhook(url=receiver.url)), registry)
 
     async def scenario() -> None:
         await notifier.start()
@@ -430,7 +435,7 @@ def test_an_analysis_ending_in_another_thread_is_sent(receiver: Receiver) -> Non
 def test_stopping_waits_briefly_then_counts_what_is_left() -> None:
     nowhere = Receiver()  # never started
     registry = CollectorRegistry()
-    notifier = Notifier(
+    notifier = notifier_for(
         settings(
             Webhook(url=nowhere.url), notify_max_attempts=20, notify_backoff_seconds=5, notify_backoff_max_seconds=5
         ),
@@ -453,7 +458,7 @@ def test_stopping_waits_briefly_then_counts_what_is_left() -> None:
 
 def test_without_webhooks_nothing_runs() -> None:
     registry = CollectorRegistry()
-    notifier = Notifier(settings(), registry)
+    notifier = notifier_for(settings(), registry)
 
     async def scenario() -> None:
         await notifier.start()

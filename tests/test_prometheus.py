@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from logcanary.ingestion.embedded_broker import free_port
+from logcanary.demo.embedded_broker import free_port
 from tests.conftest import ROOT, Launcher
 from tests.test_api import live, ndjson
 

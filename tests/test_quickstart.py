@@ -15,7 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from logcanary.ingestion.embedded_broker import EmbeddedBroker, free_port
+from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from logcanary.ingestion.embedded_broker import free_port
+from logcanary.demo.embedded_broker import free_port
 from logcanary.ingestion.records import decode_record
 from logcanary.schemas import LogEvent
 from tests.conftest import ROOT

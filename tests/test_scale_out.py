@@ -1,7 +1,7 @@
 """Scale-out: replicas in one consumer group over the shared PostgreSQL store, with the real broker.
 
 Shippers do not key their records, so every service's events arrive on every partition of the log topic; each
-replica routes them through the repartition topic to the replica owning the service (logcanary.ingestion.scale_out).
+replica routes them through the repartition topic to the replica owning the service (logcanary.ingestion.kafka).
 Counts stay exact through a SIGKILL and a new replica joining, and every replica answers the same.
 """
 
@@ -22,8 +22,9 @@ import httpx
 import orjson
 import pytest
 
-from logcanary.ingestion.embedded_broker import EmbeddedBroker
-from logcanary.state import LiveState
+from logcanary.demo.embedded_broker import EmbeddedBroker
+from logcanary.live.scale_out import RepartitionCountChanged, ScaleOut
+from logcanary.settings import Settings
 from logcanary.store.postgres import PostgresStore
 from tests.conftest import Launcher, ServiceProcess
 from tests.kafka_helpers import create_topics, produce
@@ -287,18 +288,18 @@ def test_a_checkpoint_never_fences_out_a_partition_being_adopted(tmp_path: Path,
     """A rebalance that keeps partition 0 here bumps its epoch in the store before the adoption finishes loading
     the partitions gained; a checkpoint due meanwhile must wait for the adoption, not write with the old epoch
     (that write is refused, partition 0 is dropped from memory and its offsets start again from zero)."""
-    state: LiveState = pg(
+    state: ScaleOut = pg(
         tmp_path, pg_schema, kafka_bootstrap_servers="127.0.0.1:1",
         kafka_repartition_partitions=2,
     )  # fmt: skip
-    topic = state.settings.repartition_topic
+    topic = state.topic
     kept = next(name for name in (f"svc-{n}" for n in range(50)) if state.shard_of(name) == 0)
     asyncio.run(state.adopt([0]))
-    state.observe_values(kept, "v1", "request served in 5 ms", time.time(), "h", "info", ())
-    state.offsets[(topic, 0)] = 1
+    state.live.observe_values(kept, "v1", "request served in 5 ms", time.time(), "h", "info", ())
+    state.shards[0].offset = 1
     asyncio.run(state.checkpoint(force=True))
-    state.observe_values(kept, "v1", "request served in 7 ms", time.time(), "h", "info", ())
-    state.offsets[(topic, 0)] = 2  # counted, not saved yet
+    state.live.observe_values(kept, "v1", "request served in 7 ms", time.time(), "h", "info", ())
+    state.shards[0].offset = 2  # counted, not saved yet
     store = state.store
     assert isinstance(store, PostgresStore)
     load_state = store.load_state
@@ -321,7 +322,7 @@ def test_a_checkpoint_never_fences_out_a_partition_being_adopted(tmp_path: Path,
 
     assert asyncio.run(rebalance_with_a_checkpoint_due())
     assert state.owned == {0, 1} and not state.fenced
-    assert state.offsets[(topic, 0)] == 2
+    assert state.shards[0].offset == 2
     assert state.engine.services[kept].deployments["v1"].events == 2
     assert store.load_offsets()[(topic, 0)] == 2
     store.close()
@@ -335,13 +336,14 @@ def test_an_owner_counts_nothing_fetched_past_its_next_offset(
     found again right after that seek is real (retention deleted the records): passed, and counted as lost."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from logcanary.ingestion.kafka import KafkaIngestor
+    from logcanary.ingestion.kafka import Owner
+    from logcanary.ingestion.kafka.metrics import IngestMetrics
 
-    state: LiveState = pg(
+    state: ScaleOut = pg(
         tmp_path, pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
         kafka_repartition_partitions=1, kafka_group_id=f"g-{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
-    topic = state.settings.repartition_topic
+    topic = state.topic
     create_topics(kafka.bootstrap_servers, topic, partitions=1)
     row = ["svc", "v1", "request served", time.time(), "h", "info", []]
     assert produce(kafka.bootstrap_servers, topic, (orjson.dumps([row]) for _ in range(20))) == 20
@@ -353,29 +355,29 @@ def test_an_owner_counts_nothing_fetched_past_its_next_offset(
 
     async def run() -> None:
         await state.adopt([0])
-        ingestor = KafkaIngestor(state.settings, state, role="owner")
+        ingestor = Owner(Settings(), state, IngestMetrics(state.metrics.registry, lambda: False), 5.0, 20.0)
         consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, enable_auto_commit=False)
         await consumer.start()
         try:
             consumer.assign([tp])
             ingestor.consumer = consumer
-            state.offsets[(topic, 0)] = 5  # restored: the next record to count is offset 5
+            state.shards[0].offset = 5  # restored: the next record to count is offset 5
             consumer.seek(tp, 12)  # the batch in hand was fetched from 12
             stale = await consumer.getmany(tp, timeout_ms=5000)
             assert stale[tp][0].offset == 12
-            ingestor._apply_routed(stale)
-            assert counted() == 0 and state.offsets[(topic, 0)] == 5
+            ingestor._apply(stale)
+            assert counted() == 0 and state.shards[0].offset == 5
             assert await consumer.position(tp) == 5  # sent back
             batch = await consumer.getmany(tp, timeout_ms=5000, max_records=5)
-            ingestor._apply_routed(batch)
-            assert counted() == 5 and state.offsets[(topic, 0)] == 10
+            ingestor._apply(batch)
+            assert counted() == 5 and state.shards[0].offset == 10
 
             consumer.seek(tp, 15)  # as if offsets 10-14 were deleted: the seek back finds the same jump
-            ingestor._apply_routed(await consumer.getmany(tp, timeout_ms=5000))
+            ingestor._apply(await consumer.getmany(tp, timeout_ms=5000))
             assert counted() == 5 and await consumer.position(tp) == 10
             consumer.seek(tp, 15)
-            ingestor._apply_routed(await consumer.getmany(tp, timeout_ms=5000))
-            assert counted() == 10 and state.offsets[(topic, 0)] == 20
+            ingestor._apply(await consumer.getmany(tp, timeout_ms=5000))
+            assert counted() == 10 and state.shards[0].offset == 20
             assert ingestor.metrics.lost._value.get() == 5
         finally:
             await consumer.stop()
@@ -390,30 +392,31 @@ def test_a_changed_repartition_partition_count_is_refused_by_name(
     """The store records the repartition topic's partition count its state was built with; a replica that finds
     the topic with another count (services would map to other partitions than their stored state and offsets)
     refuses to route or count, saying what to do, instead of mixing the two."""
-    from logcanary.ingestion import scale_out
-    from logcanary.ingestion.kafka import client_options
+    from logcanary.ingestion.kafka import client_options, repartition
 
-    state: LiveState = pg(
+    state: ScaleOut = pg(
         tmp_path, pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
         kafka_group_id=f"g-{uuid.uuid4().hex[:8]}", kafka_repartition_partitions=3,
     )  # fmt: skip
-    topic = state.settings.repartition_topic
+    config = Settings(kafka_bootstrap_servers=kafka.bootstrap_servers, kafka_repartition_partitions=3)
+    topic = state.topic
     store = state.store
-    assert isinstance(store, PostgresStore)
-    options = client_options(state.settings)
-    asyncio.run(scale_out.ensure_repartition_topic(state.settings, options, state))  # creates it: 3, recorded
+    options = client_options(config)
+    config = config.model_copy(update={"kafka_repartition_topic": topic})
+    asyncio.run(repartition.ensure_repartition_topic(config, options, state))  # creates it: 3, recorded
     assert state.partitions == 3 and store.record_partitions(topic, 3) == 3
-    asyncio.run(scale_out.ensure_repartition_topic(state.settings, options, state))  # a restart: the same count
+    asyncio.run(repartition.ensure_repartition_topic(config, options, state))  # a restart: the same count
 
     other = f"{topic}.recreated"
     create_topics(kafka.bootstrap_servers, other, partitions=4)  # the topic recreated with more partitions
     assert store.record_partitions(other, 3) == 3  # what the state was built with
-    moved: LiveState = pg(
+    moved: ScaleOut = pg(
         tmp_path / "b", pg_schema, kafka_bootstrap_servers=kafka.bootstrap_servers,
         kafka_repartition_topic=other, kafka_repartition_partitions=3,
     )  # fmt: skip
-    with pytest.raises(scale_out.RepartitionCountChanged, match="has 4 partitions, but the state in the store was"):
-        asyncio.run(scale_out.ensure_repartition_topic(moved.settings, options, moved))
+    with pytest.raises(RepartitionCountChanged, match="has 4 partitions, but the state in the store was"):
+        moved_config = config.model_copy(update={"kafka_repartition_topic": other})
+        asyncio.run(repartition.ensure_repartition_topic(moved_config, options, moved))
     assert moved.partitions == 3  # nothing mapped by the new count
     store.close()
     moved.store.close()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from logcanary.live.single_node import SingleNode
 from logcanary.settings import Settings
-from logcanary.state import LiveState
 from logcanary.store.sqlite import SqliteStore
 
 
-def make_state(tmp_path: Path, **settings: object) -> LiveState:
+def make_state(tmp_path: Path, **settings: object) -> SingleNode:
     config = Settings(state_dir=tmp_path, **settings)  # type: ignore[arg-type]
-    state = LiveState(config, SqliteStore(config.state_file))
+    state = SingleNode(config, config, SqliteStore(config.state_file))
     state.load()
     return state
 

@@ -14,17 +14,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 import pytest
 
 from logcanary.analysis.verdict import analyze
 from logcanary.engine.model import Engine
+from logcanary.live.single_node import SingleNode
 from logcanary.schemas import AnalysisSpec, BaselineRef, CanaryRef, Verdict
 from logcanary.settings import Settings
-from logcanary.state import LiveState
-from logcanary.store.base import Checkpoint, Store
+from logcanary.store.base import Checkpoint
 from logcanary.store.factory import open_store
 from logcanary.store.sqlite import SqliteStore, StoreOpenError
 from tests.postgres_helpers import TEST_URL
@@ -46,10 +46,10 @@ def a_verdict(service: str = "svc") -> Verdict:
     return analyze(Engine().service(service), canary="v2", baseline=["v1"], history=False, sensitivity="medium")
 
 
-def make_state(state_dir: Path, **settings: Any) -> LiveState:
+def make_state(state_dir: Path, **settings: Any) -> SingleNode:
     """A loaded state on the store the settings name (``**backend`` adds the PostgreSQL ones)."""
     config = Settings(state_dir=state_dir, **settings)
-    state = LiveState(config, open_store(config))
+    state = SingleNode(config, config, open_store(config))
     state.load()
     return state
 
@@ -76,7 +76,7 @@ def query(state_dir: Path, backend: dict[str, str], text: str) -> list[tuple[Any
         return pg.execute(text.encode()).fetchall()
 
 
-def counts(state: LiveState) -> dict[str, Any]:
+def counts(state: SingleNode) -> dict[str, Any]:
     """Events, other and per-template counts of every deployment: what must survive a restart exactly."""
     return {
         f"{name}/{deployment}": {
@@ -353,11 +353,12 @@ def test_maintenance_truncates_the_wal_and_returns_free_pages(tmp_path: Path) ->
 
 
 def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path, backend: dict[str, str]) -> None:
-    from logcanary.analyses import Analyses
+    from logcanary.runtime import Runtime
     from logcanary.store.base import AnalysisRecord
 
-    state = make_state(tmp_path, **backend, retention_analyses_days=30)
-    store = cast(Store, state.store)  # the backend plays both roles
+    config: dict[str, Any] = {"state_dir": tmp_path, "retention_analyses_days": 30, **backend}
+    runtime = Runtime(Settings(**config))
+    store = runtime.store  # the backend plays both roles
     day = 86_400.0
     now = 100 * day
     records = [
@@ -366,14 +367,14 @@ def test_completed_analyses_past_retention_are_forgotten(tmp_path: Path, backend
     ]
     for record in records:
         store.save_analysis(record)
-    analyses = Analyses(state, store)
+    analyses = runtime.analyses
     analyses.load()
     forgotten = analyses.prune(now)
     assert forgotten == ["old"]
     store.delete_analyses(forgotten)
     assert [record.id for record in store.load_analyses()] == ["recent"]
     assert list(analyses.records) == ["recent"]
-    state.store.close()
+    store.close()
 
 
 def test_a_template_renamed_by_another_deployment_is_not_counted_twice_after_restarts(

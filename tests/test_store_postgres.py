@@ -23,8 +23,9 @@ import pytest
 from psycopg import sql
 
 from logcanary.idempotency import IdempotencyRecord
+from logcanary.live.scale_out import ScaleOut
 from logcanary.schemas import DeploymentMark, Feedback
-from logcanary.settings import SettingsError, load_settings
+from logcanary.settings import Settings, SettingsError, load_settings
 from logcanary.store.base import AnalysisRecord, Checkpoint, StoreOpenError, StoreUnavailable
 from logcanary.store.postgres import LATEST, MIGRATIONS, PostgresStore, migrate, redacted
 from tests.conftest import ROOT, Launcher
@@ -44,7 +45,13 @@ def versions(schema: str) -> list[int]:
 
 
 def pg(tmp_path: Path, schema: str, **settings: Any) -> Any:
-    return make_state(tmp_path, store_url=TEST_URL, store_schema=schema, **settings)
+    """A loaded state on a PostgreSQL schema: a single node, or a scale-out replica when Kafka is named too."""
+    config = Settings(state_dir=tmp_path, store_url=TEST_URL, store_schema=schema, **settings)
+    if config.mode == "single":
+        return make_state(tmp_path, store_url=TEST_URL, store_schema=schema, **settings)
+    state = ScaleOut(config, config, config, PostgresStore(TEST_URL, schema))
+    state.load()
+    return state
 
 
 def test_checkpoint_that_fails_midway_leaves_nothing_half_written(tmp_path: Path, pg_schema: str) -> None:
@@ -452,12 +459,19 @@ def test_a_replica_whose_completion_the_store_refused_neither_counts_nor_notifie
 ) -> None:
     """Scale-out: a replica completes an analysis but its lease ran out meanwhile (the store refuses its save):
     the end is the new holder's to count and notify. Once the store keeps a completion, it is announced once."""
-    from logcanary.analyses import Analyses, AnalysisIn
+    from logcanary.runtime import Runtime
+    from logcanary.verification.models import AnalysisIn
 
-    state = pg(tmp_path, pg_schema, kafka_bootstrap_servers="127.0.0.1:1")
-    store = state.store
+    writer = pg(tmp_path / "a", pg_schema)  # another replica, which counted the service
+    for n in range(50):
+        writer.engine.observe("svc", "v1" if n % 2 else "v2", f"request {n} served", time.time() - 1, "h", "info")
+    asyncio.run(writer.checkpoint(force=True))
+    writer.store.close()
+    runtime = Runtime(
+        Settings(state_dir=tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers="127.0.0.1:1")
+    )
+    state, analyses, store = runtime.state, runtime.analyses, runtime.store
     assert isinstance(store, PostgresStore)
-    analyses = Analyses(state, store)
     announced: list[str] = []
     analyses.on_end = lambda record: announced.append(record.id)
     save = store.save_leased_analysis
@@ -494,5 +508,5 @@ def test_a_replica_whose_completion_the_store_refused_neither_counts_nor_notifie
     assert announced == [analysis_id] and counted() == 1
     stored = store.load_analysis(analysis_id)
     assert stored is not None and stored.status == "completed"
-    analyses.close()
+    runtime.write.close()
     store.close()

@@ -18,16 +18,17 @@ from typing import cast
 
 from fastapi.testclient import TestClient
 
-from logcanary.analyses import VerdictCache
 from logcanary.analysis.sensitivity import thresholds
 from logcanary.analysis.verdict import _Nearest
-from logcanary.api.runtime import Runtime
+from logcanary.common.caching import RefreshAheadCache
 from logcanary.engine.caps import Caps
 from logcanary.engine.clustering import Cluster, cosine
 from logcanary.engine.model import Engine
-from logcanary.ingestion import http as ingest_http
+from logcanary.ingestion import bodies
+from logcanary.runtime import Runtime
 from logcanary.schemas import Verdict
 from logcanary.store.sqlite import SqliteStore
+from logcanary.verification.question import VerdictQuestion
 from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
 from tests.test_state import make_state
 
@@ -81,7 +82,7 @@ def test_nearest_clusters_rank_exactly_as_a_full_sort_by_cosine() -> None:
 
 def test_the_cache_never_serves_an_answer_older_than_its_bound() -> None:
     now = [100.0]
-    cache = VerdictCache(max_age=1.0, max_entries=2, clock=lambda: now[0])
+    cache: RefreshAheadCache[str, Verdict] = RefreshAheadCache(1.0, 2, clock=lambda: now[0])
     computed: list[str] = []
 
     def compute(name: str) -> Callable[[], Awaitable[Verdict]]:
@@ -92,36 +93,36 @@ def test_the_cache_never_serves_an_answer_older_than_its_bound() -> None:
         return run
 
     async def scenario() -> None:
-        first = await cache.answer("q", 0, compute("pass"))
+        first = await cache.get("q", compute("pass"), 0)
         now[0] += 0.75  # three quarters of its bound: served, no refresh yet
-        assert await cache.answer("q", 0, compute("fail")) is first
+        assert await cache.get("q", compute("fail"), 0) is first
         now[0] += 0.25  # exactly the bound: still served, and a new answer is computed in the background
-        assert await cache.answer("q", 0, compute("fail")) is first
-        assert await cache.answer("q", 0, compute("never")) is first  # one refresh per question at a time
+        assert await cache.get("q", compute("fail"), 0) is first
+        assert await cache.get("q", compute("never"), 0) is first  # one refresh per question at a time
         await asyncio.sleep(0.01)
-        refreshed = await cache.answer("q", 0, compute("never"))
-        assert refreshed.verdict.verdict == "fail" and refreshed.monotonic == now[0]
+        refreshed = await cache.get("q", compute("never"), 0)
+        assert refreshed.value.verdict == "fail" and refreshed.monotonic == now[0]
         now[0] += 1.001  # past its bound: computed again, and the asker waits for it
-        assert (await cache.answer("q", 0, compute("pass"))).verdict.verdict == "pass"
-        assert (await cache.answer("q", 1, compute("inconclusive"))).verdict.verdict == "inconclusive"  # new rules
+        assert (await cache.get("q", compute("pass"), 0)).value.verdict == "pass"
+        assert (await cache.get("q", compute("inconclusive"), 1)).value.verdict == "inconclusive"  # new rules
         assert computed == ["pass", "fail", "pass", "inconclusive"]
         for key in ("a", "b", "c"):
-            await cache.answer(key, 1, compute("pass"))
+            await cache.get(key, compute("pass"), 1)
         assert len(cache) == 2  # bounded, least recently used out first
         now[0] += 2.0
-        await cache.answer("d", 1, compute("pass"))
+        await cache.get("d", compute("pass"), 1)
         assert len(cache) == 1  # the expired ones went when it was added
 
-        off = VerdictCache(max_age=0.0, clock=lambda: now[0])
-        await off.answer("q", 0, compute("pass"))
-        await off.answer("q", 0, compute("pass"))
+        off: RefreshAheadCache[str, Verdict] = RefreshAheadCache(0.0, clock=lambda: now[0])
+        await off.get("q", compute("pass"), 0)
+        await off.get("q", compute("pass"), 0)
         assert computed[-2:] == ["pass", "pass"] and len(off) == 0
 
     asyncio.run(scenario())
 
 
 def test_concurrent_askers_share_one_computation_and_its_failure() -> None:
-    cache = VerdictCache(max_age=1.0)
+    cache: RefreshAheadCache[str, Verdict] = RefreshAheadCache(1.0)
     calls: list[int] = []
 
     async def slow() -> Verdict:
@@ -133,9 +134,9 @@ def test_concurrent_askers_share_one_computation_and_its_failure() -> None:
         raise RuntimeError("no")
 
     async def scenario() -> None:
-        answers = await asyncio.gather(*(cache.answer("q", 0, slow) for _ in range(10)))
+        answers = await asyncio.gather(*(cache.get("q", slow, 0) for _ in range(10)))
         assert len(calls) == 1 and all(answer is answers[0] for answer in answers)
-        results = await asyncio.gather(*(cache.answer("x", 0, failing) for _ in range(3)), return_exceptions=True)
+        results = await asyncio.gather(*(cache.get("x", failing, 0) for _ in range(3)), return_exceptions=True)
         assert all(isinstance(result, RuntimeError) for result in results)
         assert len(cache) == 1  # nothing kept for the failed question
 
@@ -192,12 +193,12 @@ def test_concurrent_verdicts_during_ingestion_see_whole_batches_and_match_one_co
             assert canary % 150 == 0 and baseline % 150 == 0 and canary == baseline  # never half a body
 
         rt = runtime(client)
-        rt.analyses.verdicts.max_age = 60.0  # now the cache is on: concurrent questions share one computation
+        rt.verdicts.cache.max_age = 60.0  # now the cache is on: concurrent questions share one computation
         with ThreadPoolExecutor(20) as pool:
             answers = list(pool.map(lambda _: client.get("/v1/verdict", params=QUERY).json(), range(40)))
-        after = rt.analyses.verdict(rt.state.engine.services["payments"], "v2", "v1", False, None, None).model_dump(
-            mode="json"
-        )
+        question = VerdictQuestion("payments", "v2", "v1", window=None)
+        judged = rt.verdicts.job(rt.state.engine.services["payments"], question)(None)
+        after = judged.verdict.model_dump(mode="json")
         assert after["canary_events"] == 3000
         assert all(answer == after for answer in answers)
 
@@ -268,10 +269,10 @@ def test_a_verdict_computed_in_a_thread_sees_no_write_and_holds_writers_until_it
         return before, model.events
 
     async def scenario() -> None:
-        reader = asyncio.ensure_future(state.read_in_thread(read))
+        reader = asyncio.ensure_future(state.live.read_in_thread(read))
         await asyncio.to_thread(started.wait, 5)
         body = ndjson(live("v1", 30, 7))
-        writer = asyncio.ensure_future(ingest_http.ingest(state, body))
+        writer = asyncio.ensure_future(bodies.ingest(state, state.live.limits, body))
         await asyncio.sleep(0.1)
         assert not writer.done() and model.events == 50  # ingestion waits for the reader
         reader.cancel()  # a cancelled asker: the thread still reads, and the lock stays held until it returns

@@ -29,7 +29,6 @@ import contextlib
 import importlib.metadata
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -37,7 +36,10 @@ import httpx
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
-from logcanary.settings import NotifyFormat, Settings, Webhook
+from logcanary.common.backoff import Backoff
+from logcanary.common.text import ELLIPSIS, cut
+from logcanary.common.times import rfc3339
+from logcanary.settings import NotifyFormat, NotifySettings, Webhook
 from logcanary.store.base import AnalysisRecord
 
 log = logging.getLogger(__name__)
@@ -61,17 +63,14 @@ def _version() -> str:
 
 
 def _time(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
+    return None if epoch is None else rfc3339(epoch)
 
 
 def _cut(text: str, chars: int, lines: int | None = None) -> str:
-    """At most ``chars`` characters (and ``lines`` lines), marked when cut."""
-    kept = text
-    if lines is not None and kept.count("\n") >= lines:
-        kept = "\n".join(kept.split("\n")[:lines])
-    if len(kept) > chars:
-        kept = kept[:chars]
-    return kept if kept == text else f"{kept} …[cut, {len(text)} characters in all]"
+    """At most ``chars`` characters (and ``lines`` lines), the last one ``…`` when cut."""
+    if lines is not None and text.count("\n") >= lines:
+        return cut("\n".join(text.split("\n")[:lines]) + ELLIPSIS, chars)
+    return cut(text, chars)
 
 
 def ui_link(base_url: str, service: str, canary: str, baseline: str | None, cluster: str | None = None) -> str:
@@ -219,13 +218,15 @@ class Notifier:
 
     def __init__(
         self,
-        settings: Settings,
+        config: NotifySettings,
+        base_url: str,
         registry: CollectorRegistry | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.settings = settings
-        self.webhooks = list(settings.notify_webhooks)
-        self.notify_on = frozenset(settings.notify_on)
+        self.config = config
+        self.base_url = base_url  # of the links in messages (LOGCANARY_PUBLIC_URL)
+        self.webhooks = list(config.notify_webhooks)
+        self.notify_on = frozenset(config.notify_on)
         self.results = Counter(
             "logcanary_notifications",
             "Webhook messages of ended analyses, by result: sent (2xx), failed (refused, or every try failed), "
@@ -249,9 +250,9 @@ class Notifier:
         if not self.webhooks or self._workers:
             return
         self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue(maxsize=self.settings.notify_queue_size)
+        self._queue = asyncio.Queue(maxsize=self.config.notify_queue_size)
         self._client = httpx.AsyncClient(
-            timeout=self.settings.notify_timeout_seconds,
+            timeout=self.config.notify_timeout_seconds,
             headers={"User-Agent": f"logcanary/{_version()}"},
             transport=self._transport,
             follow_redirects=False,
@@ -289,7 +290,7 @@ class Notifier:
             verdict = record.verdict.verdict if record.verdict else None
             if not self.webhooks or record.status != "completed" or verdict not in self.notify_on:
                 return
-            message = generic_message(record, self.settings.base_url)
+            message = generic_message(record, self.base_url)
             bodies: dict[NotifyFormat, bytes] = {}
             deliveries = []
             for webhook in self.webhooks:
@@ -342,16 +343,13 @@ class Notifier:
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try number ``attempt`` (1, 2, ...): doubling, bounded."""
-        settings = self.settings
-        wait = settings.notify_backoff_seconds * float(2 ** min(attempt - 1, 30))
-        if retry_after is not None:
-            wait = max(wait, retry_after)
-        return min(wait, settings.notify_backoff_max_seconds)
+        config = self.config
+        return Backoff(config.notify_backoff_seconds, config.notify_backoff_max_seconds, attempt - 1).next(retry_after)
 
     async def deliver(self, delivery: Delivery) -> bool:
         """Posts one message, trying again on errors worth it; True once a webhook answered 2xx."""
         assert self._client is not None
-        attempts = self.settings.notify_max_attempts
+        attempts = self.config.notify_max_attempts
         headers = {"Content-Type": "application/json", "Idempotency-Key": delivery.key}
         where = delivery.webhook.where
         for attempt in range(1, attempts + 1):

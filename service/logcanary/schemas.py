@@ -268,15 +268,33 @@ class BaselineRef(BaseModel):
         return self
 
 
-class AnalysisSpec(BaseModel):
-    """What an analysis watches, stored with it: its creation request, with the sensitivity resolved."""
+class AnalysisFields(BaseModel):
+    """What every form of an analysis says: which canary, against what, and whether to stop at the first fail."""
 
-    service: str
+    service: str = Field(min_length=1, max_length=256)
     canary: CanaryRef
     baseline: BaselineRef
+    fail_fast: bool = Field(False, description="Complete with 'fail' as soon as the verdict fails.")
+
+
+class AnalysisSpec(AnalysisFields):
+    """What an analysis watches, stored with it: its creation request, with the sensitivity resolved."""
+
     duration: float = Field(gt=0, description="Seconds.")
     sensitivity: Sensitivity
-    fail_fast: bool = False
+
+
+AnalysisStatus = Literal["running", "completed", "cancelled"]
+
+
+class AnalysisLife(BaseModel):
+    """An analysis' identity and course: what every view of one shows."""
+
+    id: str
+    status: AnalysisStatus = Field(description="running, completed or cancelled.")
+    started_at: datetime
+    ends_at: datetime
+    finished_at: datetime | None
 
 
 class FeedbackIn(BaseModel):

@@ -1,6 +1,10 @@
-"""Service settings: environment variables ``LOGCANARY_*``, or a dotenv-style file
-named by ``LOGCANARY_ENV_FILE``. Invalid values stop the service at start with
-a message naming the variable."""
+"""Service settings: environment variables ``LOGCANARY_*``, or a dotenv-style file named by ``LOGCANARY_ENV_FILE``.
+
+One flat set of variables for operators (the names never change), declared in sections — HTTP, Kafka, store,
+analysis, limits, notifications — that the components are handed (``settings.kafka``, ``settings.store`` ...):
+each component sees only its section's fields. Every check, the cross-field ones included (SASL, protected reads,
+the topology), runs when a ``Settings`` is built, so one built by a test or the demo is validated as one read from
+the environment; invalid values stop the service at start with a message naming the variable."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from logcanary.engine.caps import DEFAULT_CAPS, Caps
@@ -85,14 +89,14 @@ def parse_webhooks(value: object) -> list[Webhook]:
     return webhooks
 
 
-class Settings(BaseSettings):
-    """Everything an operator can set. Defaults run a single node with no Kafka (HTTP ingestion only)."""
+Mode = Literal["auto", "single", "scale-out"]
 
-    model_config = SettingsConfigDict(env_prefix="LOGCANARY_", extra="ignore")
+
+class HttpSettings(BaseModel):
+    """The HTTP API: where it listens, who may call it, how people reach it."""
 
     host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP API (0 = any free port).")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
     api_token: SecretStr | None = Field(None, description="Bearer token required by mutating endpoints when set.")
     protect_reads: bool = Field(
         False,
@@ -104,6 +108,20 @@ class Settings(BaseSettings):
         description="Base URL of this service as people reach it: the links of notifications and messages "
         "(default http://host:port).",
     )
+
+    @model_validator(mode="after")
+    def _reads_need_a_token(self) -> HttpSettings:
+        if self.protect_reads and self.api_token is None:
+            raise ValueError("LOGCANARY_PROTECT_READS=true needs LOGCANARY_API_TOKEN: there is no token to require")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+class KafkaSettings(BaseModel):
+    """Kafka ingestion: the cluster, the topics and group, dead letters, supervision, the repartition topic."""
 
     kafka_bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset = no Kafka.")
     kafka_topics: Annotated[list[str], NoDecode] = Field(["logs"], description="Comma-separated topics to consume.")
@@ -146,9 +164,40 @@ class Settings(BaseSettings):
     kafka_required_for_ready: bool = Field(
         False, description="true: /readyz answers 503 while Kafka ingestion is not running (default: verdicts served)."
     )
-    shutdown_timeout_seconds: float = Field(
-        20.0, gt=0, description="SIGTERM to exit at most, broker reachable or not (state checkpointed first)."
-    )
+
+    @field_validator("kafka_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("kafka_topics")
+    @classmethod
+    def _some_topic(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one topic")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"LOGCANARY_KAFKA_SECURITY_PROTOCOL={protocol} needs LOGCANARY_KAFKA_SASL_MECHANISM, _USERNAME and "
+                "_PASSWORD"
+            )
+        return self
+
+    @property
+    def repartition_topic(self) -> str:
+        return self.kafka_repartition_topic or f"{self.kafka_group_id}.by-service"
+
+
+class StoreSettings(BaseModel):
+    """Where the state is kept, how often it is saved, and how long what is saved is kept."""
 
     state_dir: Path = Field(Path("state"), description="Folder of the SQLite state file.")
     store_url: str | None = Field(
@@ -163,6 +212,55 @@ class Settings(BaseSettings):
         "default (search_path, usually public).",
     )
     checkpoint_interval_seconds: float = Field(5.0, gt=0, description="How often state and offsets are saved.")
+    retention_deployments_days: float = Field(
+        30.0,
+        ge=0,
+        description="Deployments with no event for this long are dropped, in memory and in the store (0 = never).",
+    )
+    retention_analyses_days: float = Field(
+        30.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
+    )
+    store_maintenance_interval_seconds: float = Field(
+        300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
+    )
+    idempotency_ttl_seconds: float = Field(
+        86_400.0, gt=0, description="How long an Idempotency-Key of POST /v1/events is remembered (durably)."
+    )
+    idempotency_max_keys: int = Field(
+        100_000, ge=1, description="Idempotency keys remembered at most; the oldest are forgotten first."
+    )
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value.startswith("sqlite://"):
+            if not value.removeprefix("sqlite://") or "?" in value:
+                raise ValueError(
+                    "sqlite:// needs a file path and no query, e.g. sqlite:///var/lib/logcanary/state.sqlite"
+                )
+        elif not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must start with sqlite:// (e.g. sqlite:///var/lib/logcanary/state.sqlite) or postgresql:// "
+                "(e.g. postgresql://logcanary@db:5432/logcanary)"
+            )
+        return value
+
+    @property
+    def shared(self) -> bool:
+        """PostgreSQL: a store several replicas can share."""
+        return (self.store_url or "").startswith(("postgresql://", "postgres://"))
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "logcanary.sqlite"
+
+
+class AnalysisSettings(BaseModel):
+    """How verdicts are asked and answered."""
+
     default_sensitivity: Sensitivity = "medium"
     verdict_max_age_seconds: float = Field(
         1.0,
@@ -171,6 +269,14 @@ class Settings(BaseSettings):
         description="An on-demand verdict may be answered from one computed at most this long ago for the same "
         "question (0: always computed afresh); its age is in the Logcanary-Verdict-Age header.",
     )
+    max_running_analyses: int = Field(
+        100, ge=1, description="Running analyses at most (each is one series of logcanary_analysis_risk)."
+    )
+
+
+class LimitSettings(BaseModel):
+    """Bounds on what the engine holds and what one request, record or message may be."""
+
     # The engine's caps: defaults in logcanary.engine.caps, the one place they are defined.
     max_templates_per_service: int = Field(DEFAULT_CAPS.max_templates_per_service, ge=10)
     max_templates_per_deployment: int = Field(DEFAULT_CAPS.max_templates_per_deployment, ge=10)
@@ -191,20 +297,6 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         64 * 1024, ge=1024, description="Longer messages keep their head (UTF-8 bytes), marked truncated, and count."
     )
-    max_running_analyses: int = Field(
-        100, ge=1, description="Running analyses at most (each is one series of logcanary_analysis_risk)."
-    )
-    retention_deployments_days: float = Field(
-        30.0,
-        ge=0,
-        description="Deployments with no event for this long are dropped, in memory and in the store (0 = never).",
-    )
-    retention_analyses_days: float = Field(
-        30.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
-    )
-    store_maintenance_interval_seconds: float = Field(
-        300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
-    )
     max_clock_skew_seconds: float = Field(
         300.0, ge=0, description="Events stamped further ahead of the receive time are clamped to it (and counted)."
     )
@@ -214,17 +306,41 @@ class Settings(BaseSettings):
     metrics_max_deployments: int = Field(
         200, ge=0, description="Deployments with series of their own on /metrics (most events first); the rest add up."
     )
-    idempotency_ttl_seconds: float = Field(
-        86_400.0, gt=0, description="How long an Idempotency-Key of POST /v1/events is remembered (durably)."
-    )
-    idempotency_max_keys: int = Field(
-        100_000, ge=1, description="Idempotency keys remembered at most; the oldest are forgotten first."
-    )
     ingest_chunk_events: int = Field(
         1000, ge=1, description="POST /v1/events applies its events in chunks of this many, yielding between them."
     )
 
-    # -- notifications (logcanary.notify) ---------------------------------------------------------------------
+    @field_validator("mask_patterns", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part for part in value.split(";;") if part]
+        return value
+
+    @field_validator("mask_patterns")
+    @classmethod
+    def _compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return value
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(
+            max_templates_per_service=self.max_templates_per_service,
+            max_templates_per_deployment=self.max_templates_per_deployment,
+            max_clusters_per_deployment=self.max_clusters_per_deployment,
+            max_deployments_per_service=self.max_deployments_per_service,
+            max_services=self.max_services,
+        )
+
+
+class NotifySettings(BaseModel):
+    """Webhooks told when an analysis ends (logcanary.notify)."""
+
     notify_webhooks: Annotated[list[Webhook], NoDecode] = Field(
         [],
         description="Webhooks told when an analysis ends with a verdict in notify_on: 'slack=URL' (Slack-compatible "
@@ -246,50 +362,6 @@ class Settings(BaseSettings):
         1000, ge=1, description="Messages waiting to be sent at most; past it new ones are dropped (and counted)."
     )
 
-    @field_validator("kafka_topics", mode="before")
-    @classmethod
-    def _split_topics(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("mask_patterns", mode="before")
-    @classmethod
-    def _split_patterns(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part for part in value.split(";;") if part]
-        return value
-
-    @field_validator("mask_patterns")
-    @classmethod
-    def _compile(cls, value: list[str]) -> list[str]:
-        import re
-
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
-        return value
-
-    @field_validator("store_url")
-    @classmethod
-    def _store_scheme(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip()
-        if value.startswith("sqlite://"):
-            if not value.removeprefix("sqlite://") or "?" in value:
-                raise ValueError(
-                    "sqlite:// needs a file path and no query, e.g. sqlite:///var/lib/logcanary/state.sqlite"
-                )
-        elif not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError(
-                "must start with sqlite:// (e.g. sqlite:///var/lib/logcanary/state.sqlite) or postgresql:// "
-                "(e.g. postgresql://logcanary@db:5432/logcanary)"
-            )
-        return value
-
     @field_validator("notify_webhooks", mode="before")
     @classmethod
     def _parse_webhooks(cls, value: object) -> object:
@@ -302,41 +374,61 @@ class Settings(BaseSettings):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("kafka_topics")
-    @classmethod
-    def _some_topic(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("needs at least one topic")
-        return value
+
+class Settings(
+    HttpSettings, KafkaSettings, StoreSettings, AnalysisSettings, LimitSettings, NotifySettings, BaseSettings
+):
+    """Everything an operator can set. Defaults run a single node with no Kafka (HTTP ingestion only)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGCANARY_", extra="ignore")
+
+    mode: Mode = Field(
+        "auto",
+        description="single: one process holds every service; scale-out: replicas share the services through Kafka "
+        "and a PostgreSQL store; auto (default): scale-out when both Kafka and a PostgreSQL store are set.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout_seconds: float = Field(
+        20.0, gt=0, description="SIGTERM to exit at most, broker reachable or not (state checkpointed first)."
+    )
+
+    @model_validator(mode="after")
+    def _topology(self) -> Settings:
+        """The mode, decided here once: ``auto`` becomes what the Kafka and store settings make it."""
+        kafka, shared = bool(self.kafka_bootstrap_servers), self.shared
+        if self.mode == "auto":
+            self.mode = "scale-out" if kafka and shared else "single"
+        elif self.mode == "scale-out" and not (kafka and shared):
+            raise ValueError(
+                "LOGCANARY_MODE=scale-out needs LOGCANARY_KAFKA_BOOTSTRAP_SERVERS and a postgresql:// "
+                "LOGCANARY_STORE_URL: replicas share the state in PostgreSQL and the services through Kafka"
+            )
+        return self
+
+    # The sections, as the components are handed them.
+    @property
+    def http(self) -> HttpSettings:
+        return self
 
     @property
-    def caps(self) -> Caps:
-        return Caps(
-            max_templates_per_service=self.max_templates_per_service,
-            max_templates_per_deployment=self.max_templates_per_deployment,
-            max_clusters_per_deployment=self.max_clusters_per_deployment,
-            max_deployments_per_service=self.max_deployments_per_service,
-            max_services=self.max_services,
-        )
+    def kafka(self) -> KafkaSettings:
+        return self
 
     @property
-    def scale_out(self) -> bool:
-        """Replicas share the work: the PostgreSQL store holds the state, Kafka places each service on one replica."""
-        return bool(self.kafka_bootstrap_servers) and (self.store_url or "").startswith(
-            ("postgresql://", "postgres://")
-        )
+    def store(self) -> StoreSettings:
+        return self
 
     @property
-    def repartition_topic(self) -> str:
-        return self.kafka_repartition_topic or f"{self.kafka_group_id}.by-service"
+    def analysis(self) -> AnalysisSettings:
+        return self
 
     @property
-    def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+    def limits(self) -> LimitSettings:
+        return self
 
     @property
-    def state_file(self) -> Path:
-        return self.state_dir / "logcanary.sqlite"
+    def notify(self) -> NotifySettings:
+        return self
 
 
 def load_settings() -> Settings:
@@ -345,19 +437,16 @@ def load_settings() -> Settings:
     if env_file and not Path(env_file).is_file():
         raise SettingsError(f"LOGCANARY_ENV_FILE={env_file}: no such file")
     try:
-        settings = Settings(_env_file=env_file)
+        return Settings(_env_file=env_file)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"LOGCANARY_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
-        )
-        raise SettingsError(f"invalid settings: {problems}") from exc
-    if settings.kafka_security_protocol.startswith("SASL") and not (
-        settings.kafka_sasl_mechanism and settings.kafka_sasl_username and settings.kafka_sasl_password
-    ):
-        raise SettingsError(
-            "LOGCANARY_KAFKA_SECURITY_PROTOCOL="
-            f"{settings.kafka_security_protocol} needs LOGCANARY_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
-        )
-    if settings.protect_reads and settings.api_token is None:
-        raise SettingsError("LOGCANARY_PROTECT_READS=true needs LOGCANARY_API_TOKEN: there is no token to require")
-    return settings
+        raise SettingsError(f"invalid settings: {describe(exc)}") from exc
+
+
+def describe(exc: ValidationError) -> str:
+    """The problems, each naming its variable (a check across variables names them in its message)."""
+    problems = []
+    for error in exc.errors():
+        where = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"LOGCANARY_{where}: {message}" if where else message)
+    return "; ".join(problems)

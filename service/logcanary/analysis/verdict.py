@@ -57,6 +57,33 @@ DEFAULT_MAX_ANOMALIES = 10  # a gate's answer lists the strongest evidence; the 
 
 Window = tuple[float, float] | None
 OVERFLOW_TEMPLATE = "<*> (events of new types past the deployment's template cap)"
+HISTORY_PREFIX = "history:"  # how a verdict names a history baseline deployment
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a verdict counted: the canary and control deployments within ``window``, history deployments over all
+    time. The cluster map of a verdict counts the same."""
+
+    canary: str
+    control: tuple[str, ...]
+    history: tuple[str, ...]
+    window: Window
+
+    @classmethod
+    def of(cls, verdict: Verdict, window: Window) -> Scope:
+        """The scope of a verdict published earlier (an analysis'), from the names it gives its baselines."""
+        history = tuple(n.removeprefix(HISTORY_PREFIX) for n in verdict.baseline if n.startswith(HISTORY_PREFIX))
+        control = tuple(n for n in verdict.baseline if not n.startswith(HISTORY_PREFIX))
+        return cls(verdict.canary, control, history, window)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A verdict with the scope it was computed over."""
+
+    verdict: Verdict
+    scope: Scope
 
 
 @dataclass(slots=True)
@@ -173,6 +200,23 @@ def analyze(
     max_anomalies: int = DEFAULT_MAX_ANOMALIES,
     exclude_history: Iterable[str] = (),
 ) -> Verdict:
+    """:func:`judge`'s verdict."""
+    return judge(
+        service, canary, baseline, history, sensitivity, feedback, window, max_anomalies, exclude_history
+    ).verdict
+
+
+def judge(
+    service: ServiceModel,
+    canary: str,
+    baseline: Iterable[str] = (),
+    history: bool = False,
+    sensitivity: Sensitivity = "medium",
+    feedback: Iterable[FeedbackRule] = (),
+    window: Window = None,
+    max_anomalies: int = DEFAULT_MAX_ANOMALIES,
+    exclude_history: Iterable[str] = (),
+) -> Judgement:
     """The verdict on deployment ``canary`` of ``service`` against control deployments and/or history.
 
     Data sufficiency is decided first: an unknown or silent canary, a missing or silent baseline,
@@ -188,15 +232,20 @@ def analyze(
     requested = [name for name in baseline if name]
     control = [name for name in requested if name != canary]
     names: list[str] = []
+    used_control: list[str] = []
+    used_history: list[str] = []
     for name in control:
         if name in service.deployments:
             base.add(service.deployments[name], window)
             names.append(name)
+            used_control.append(name)
     if history:
         excluded = set(control) | set(exclude_history)
         for name, weight in history_weights(service, canary_model, excluded):
             base.add(service.deployments[name], None, weight)
-            names.append(f"history:{name}")
+            names.append(f"{HISTORY_PREFIX}{name}")
+            used_history.append(name)
+    scope = Scope(canary, tuple(used_control), tuple(used_history), window)
 
     def verdict_of(verdict: VerdictName, code: ReasonCode, reason: str, risk: float = 0.0) -> Verdict:
         return Verdict(
@@ -219,7 +268,7 @@ def analyze(
 
     insufficient = _insufficient(canary, canary_model, canary_side, requested, control, names, base, limits)
     if insufficient is not None:
-        return verdict_of("inconclusive", *insufficient)
+        return Judgement(verdict_of("inconclusive", *insufficient), scope)
 
     findings: list[_Finding] = []
     suppressed: list[Suppressed] = []
@@ -271,7 +320,7 @@ def analyze(
     result.anomalies = failing[:max_anomalies]
     result.anomaly_count = len(failing)
     result.suppressed = suppressed
-    return result
+    return Judgement(result, scope)
 
 
 def _insufficient(

@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from logcanary.api.runtime import RuntimeDep
+from logcanary.api.deps import HttpSettingsDep
 
 
 class _Bearer(HTTPBearer):
@@ -39,17 +39,17 @@ def _check(token: str, credentials: HTTPAuthorizationCredentials | None) -> None
         raise HTTPException(403, "wrong token")
 
 
-async def require_token(rt: RuntimeDep, credentials: Credentials) -> None:
+async def require_token(http: HttpSettingsDep, credentials: Credentials) -> None:
     """Mutating endpoints need the bearer token when LOGCANARY_API_TOKEN is set."""
-    token = rt.settings.api_token
+    token = http.api_token
     if token is not None:
         _check(token.get_secret_value(), credentials)
 
 
-async def require_token_to_read(rt: RuntimeDep, credentials: Credentials) -> None:
+async def require_token_to_read(http: HttpSettingsDep, credentials: Credentials) -> None:
     """Reads return verbatim log lines: with LOGCANARY_PROTECT_READS=true they need the token as well."""
-    token = rt.settings.api_token
-    if token is not None and rt.settings.protect_reads:
+    token = http.api_token
+    if token is not None and http.protect_reads:
         _check(token.get_secret_value(), credentials)
 
 

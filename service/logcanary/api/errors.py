@@ -1,4 +1,7 @@
-"""Every error is JSON ``{"error": ..., "detail": ...}`` with a fitting status; never a 500 for bad input."""
+"""Every error is JSON ``{"error": ..., "detail": ...}`` with a fitting status; never a 500 for bad input.
+
+Domain errors are mapped to HTTP here, once: routers raise or let through what the use cases raise.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from logcanary.ingestion.bodies import BadBody
 from logcanary.store.base import StoreUnavailable
+from logcanary.verification.errors import AnalysisFinished, BadQuestion, NotFound, TooManyAnalyses
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,16 @@ def error(status: int, error: str, detail: Any = None) -> Response:
     return json_response({"error": error, "detail": detail}, status)
 
 
+# Domain error -> (status, error kind). The first that matches (by isinstance) answers.
+DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (NotFound, 404, "not_found"),
+    (BadQuestion, 400, "bad_request"),
+    (BadBody, 400, "bad_request"),
+    (AnalysisFinished, 409, "conflict"),
+    (TooManyAnalyses, 429, "too_many_analyses"),
+)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -79,6 +94,13 @@ def install(app: FastAPI) -> None:
         response = error(503, "store_unavailable", str(exc))
         response.headers["Retry-After"] = "5"
         return response
+
+    for kind, status, name in DOMAIN_ERRORS:
+
+        async def domain(_: Request, exc: Exception, status: int = status, name: str = name) -> Response:
+            return error(status, name, str(exc))
+
+        app.add_exception_handler(kind, domain)
 
     @app.exception_handler(Exception)
     async def crashed(_: Request, exc: Exception) -> Response:

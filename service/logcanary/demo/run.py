@@ -121,7 +121,7 @@ PLATFORMS = "Linux x86_64 and aarch64 (glibc), macOS x86_64 and arm64"  # calfki
 
 async def run_demo(port: int = 8080, seconds: float = 30.0, keep_serving: bool = True) -> int:
     from logcanary.api.app import create_app
-    from logcanary.ingestion.embedded_broker import EmbeddedBroker, find_broker_binary
+    from logcanary.demo.embedded_broker import EmbeddedBroker, find_broker_binary
 
     try:
         find_broker_binary()

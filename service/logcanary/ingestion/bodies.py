@@ -1,4 +1,4 @@
-"""``POST /v1/events`` bodies, decoded off the event loop and applied in bounded chunks.
+"""``POST /v1/events`` bodies (JSON array or NDJSON), decoded off the event loop and applied in bounded chunks.
 
 A 16 MiB body holds some 300,000 events. Parsing and validating them is done in a worker thread, a chunk of
 records at a time (so the decoded events of the whole body never sit in memory at once), and each chunk is applied
@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 import orjson
 
 from logcanary.ingestion.records import Decoded, decode_object, decode_record
+from logcanary.ingestion.sink import EventSink
 from logcanary.schemas import LogEvent
 
 if TYPE_CHECKING:
-    from logcanary.state import LiveState
+    from logcanary.live.state import LiveState
+    from logcanary.settings import LimitSettings
 
 MAX_ERRORS = 100  # rejections and partial records listed in an answer
 
@@ -117,6 +119,7 @@ class _Source:
 
 async def ingest(
     state: LiveState,
+    limits: LimitSettings,
     body: bytes,
     applied: Callable[[Outcome], None] | None = None,
     forward: Callable[[list[LogEvent]], Awaitable[None]] | None = None,
@@ -127,12 +130,12 @@ async def ingest(
     Run this shielded from cancellation: once the first chunk is applied, the rest must follow. With ``forward``
     (scale-out) each chunk's events are sent to the replicas owning their services instead of counted here.
     """
-    settings = state.settings
-    chunk = settings.ingest_chunk_events
-    source = await asyncio.to_thread(_Source, body, settings.max_record_bytes, settings.max_message_bytes)
+    chunk = limits.ingest_chunk_events
+    source = await asyncio.to_thread(_Source, body, limits.max_record_bytes, limits.max_message_bytes)
     outcome = Outcome()
-    observe = state.observe
-    async with state.applying:
+    sink: EventSink = state.live
+    observe = sink.observe
+    async with state.checkpoint_lock:  # no checkpoint saves half a request
         while decoded := await asyncio.to_thread(source.decode, chunk):
             outcome.records += len(decoded)
             if forward is not None:  # nothing changes the engine here: no wait for a verdict thread
@@ -141,7 +144,7 @@ async def ingest(
                     await forward(forwarded)  # counted (as "http") by their owners
             else:
                 observed = 0
-                async with state.writing() as write:  # no verdict thread reads the engine while a chunk changes it
+                async with sink.writing() as write:  # no verdict thread reads the engine while a chunk changes it
                     for _, record in decoded:
                         for event in record.events:
                             observe(event)

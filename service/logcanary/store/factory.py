@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from logcanary.settings import Settings, SettingsError
+from logcanary.settings import SettingsError, StoreSettings
 from logcanary.store.base import Store
 
+if TYPE_CHECKING:
+    from logcanary.store.postgres import PostgresStore
 
-def open_store(settings: Settings) -> Store:
+
+def open_store(settings: StoreSettings) -> Store:
     """``LOGCANARY_STORE_URL``: unset = the SQLite file in ``LOGCANARY_STATE_DIR``; ``sqlite:///path/file.sqlite``
     (everything after ``sqlite://`` is the path: three slashes for an absolute one); ``postgresql://...`` (libpq URL,
     tables in ``LOGCANARY_STORE_SCHEMA`` when set). Raises SettingsError (StoreOpenError) naming the setting."""
@@ -21,13 +25,18 @@ def open_store(settings: Settings) -> Store:
         from logcanary.store.sqlite import SqliteStore
 
         return SqliteStore(Path(url.removeprefix("sqlite://")), setting=f"LOGCANARY_STORE_URL={url}")
-    if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from logcanary.store.postgres import PostgresStore
-        except ImportError as exc:  # the `postgres` extra is not installed
-            raise SettingsError(
-                f"LOGCANARY_STORE_URL names PostgreSQL but its driver is missing ({exc}): "
-                "pip install 'logcanary[postgres]'"
-            ) from exc
-        return PostgresStore(url, settings.store_schema)
-    raise SettingsError("LOGCANARY_STORE_URL must start with sqlite:// or postgresql://")
+    return open_shared_store(settings)
+
+
+def open_shared_store(settings: StoreSettings) -> PostgresStore:
+    """The store replicas share (scale-out): PostgreSQL only."""
+    url = settings.store_url
+    if url is None or not url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("scale-out needs a postgresql:// LOGCANARY_STORE_URL: replicas share the state there")
+    try:
+        from logcanary.store.postgres import PostgresStore
+    except ImportError as exc:  # the `postgres` extra is not installed
+        raise SettingsError(
+            f"LOGCANARY_STORE_URL names PostgreSQL but its driver is missing ({exc}): pip install 'logcanary[postgres]'"
+        ) from exc
+    return PostgresStore(url, settings.store_schema)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from logcanary.api.routers import analyses, feedback, health, ingestion, review, services, verdicts
+from logcanary.api.routers import analyses, events, feedback, health, review, services, verdicts
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
-    ingestion.router,
+    events.router,
     verdicts.router,
     analyses.router,
     feedback.router,

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, Query
 
-from logcanary.analyses import AnalysisFinished, AnalysisIn, AnalysisOut, TooManyAnalyses
 from logcanary.api.auth import Auth, ReadAuth
+from logcanary.api.deps import AnalysesDep
 from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
-from logcanary.api.runtime import Runtime, RuntimeDep
-from logcanary.schemas import PRIMARY_SUFFIX
-from logcanary.store.base import AnalysisRecord, AnalysisStatus
+from logcanary.schemas import PRIMARY_SUFFIX, AnalysisStatus
+from logcanary.verification.models import AnalysisIn, AnalysisOut
 
 router = APIRouter(tags=["analyses"])
 
@@ -26,7 +25,7 @@ router = APIRouter(tags=["analyses"])
     dependencies=[Auth],
 )
 async def create_analysis(
-    rt: RuntimeDep,
+    analyses: AnalysesDep,
     body: Annotated[AnalysisIn | FlaggerWebhook, Body(description="An analysis, or a Flagger pre-rollout webhook")],
 ) -> AnalysisOut:
     """Its `logcanary_analysis_risk` and `logcanary_analysis_verdict` series exist from now until it ends.
@@ -35,14 +34,9 @@ async def create_analysis(
     A Flagger `pre-rollout` webhook body starts an analysis of the canary `<name>` against `<name>-primary`
     (metadata may set `service`, `canary`, `baseline`, `history`, `duration`, `sensitivity`, `fail_fast`); it
     replaces a running analysis of the same canary, as a new rollout makes the old one moot."""
-    replace = isinstance(body, FlaggerWebhook)
-    analysis = _analysis_from_hook(body) if isinstance(body, FlaggerWebhook) else body
-    if await rt.state.read_service(analysis.service) is None:
-        raise HTTPException(404, f"no events seen for service {analysis.service!r}")
-    try:
-        return rt.analyses.view(await rt.analyses.create(analysis, replace=replace))
-    except TooManyAnalyses as exc:
-        raise HTTPException(429, str(exc)) from exc
+    if isinstance(body, FlaggerWebhook):
+        return AnalysisOut.of(await analyses.create(_analysis_from_hook(body), replace=True))
+    return AnalysisOut.of(await analyses.create(body))
 
 
 def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
@@ -68,24 +62,11 @@ def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
     dependencies=[ReadAuth],
 )
 async def list_analyses(
-    rt: RuntimeDep,
+    analyses: AnalysesDep,
     service: str | None = None,
     status_: Annotated[AnalysisStatus | None, Query(alias="status")] = None,
 ) -> list[AnalysisOut]:
-    await rt.analyses.refresh()
-    records = sorted(rt.analyses.records.values(), key=lambda r: r.started_at, reverse=True)
-    return [
-        rt.analyses.view(r)
-        for r in records
-        if (service is None or r.service == service) and (status_ is None or r.status == status_)
-    ]
-
-
-async def _analysis(rt: Runtime, analysis_id: str) -> AnalysisRecord:
-    record = await rt.analyses.find(analysis_id)
-    if record is None:
-        raise HTTPException(404, f"no analysis {analysis_id!r}")
-    return record
+    return [AnalysisOut.of(record) for record in await analyses.listed(service, status_)]
 
 
 @router.get(
@@ -95,10 +76,10 @@ async def _analysis(rt: Runtime, analysis_id: str) -> AnalysisRecord:
     responses=responses(401, 403, 404),
     dependencies=[ReadAuth],
 )
-async def get_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
+async def get_analysis(analyses: AnalysesDep, analysis_id: str) -> AnalysisOut:
     """The verdict as the analysis last evaluated it (every 2 s while it runs, final once it ends).
     Reading never evaluates, completes or counts anything: only the analysis loop does."""
-    return rt.analyses.view(await _analysis(rt, analysis_id))
+    return AnalysisOut.of(await analyses.find(analysis_id))
 
 
 @router.delete(
@@ -108,11 +89,8 @@ async def get_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
     responses=responses(401, 403, 404, 409),
     dependencies=[Auth],
 )
-async def cancel_analysis(rt: RuntimeDep, analysis_id: str) -> AnalysisOut:
+async def cancel_analysis(analyses: AnalysesDep, analysis_id: str) -> AnalysisOut:
     """Stops a running analysis and removes its metric series. 409 when it already completed."""
-    record = await _analysis(rt, analysis_id)
-    try:
-        await rt.analyses.cancel(record)
-    except AnalysisFinished as exc:
-        raise HTTPException(409, str(exc)) from exc
-    return rt.analyses.view(record)
+    record = await analyses.find(analysis_id)
+    await analyses.cancel(record)
+    return AnalysisOut.of(record)

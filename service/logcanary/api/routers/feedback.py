@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from logcanary.analyses import UnknownTemplate
 from logcanary.api.auth import Auth, ReadAuth
+from logcanary.api.deps import AnalysesDep, RulesDep, StateDep
 from logcanary.api.errors import responses
-from logcanary.api.runtime import RuntimeDep
 from logcanary.schemas import Feedback, FeedbackIn
 
 router = APIRouter(tags=["feedback"])
@@ -21,15 +20,12 @@ router = APIRouter(tags=["feedback"])
     responses=responses(401, 403, 404, 422),
     dependencies=[Auth],
 )
-async def add_feedback(rt: RuntimeDep, body: FeedbackIn) -> Feedback:
+async def add_feedback(rules: RulesDep, state: StateDep, body: FeedbackIn) -> Feedback:
     """`ignore`: events like this template are never anomalies again for this service.
     `not_a_risk`: accepted in the canary named by `deployment` only (later deployments are judged afresh).
     `priority`: they always fail a canary when seen. Give the `template_id` from a verdict's anomaly, the
     `template` text, or both; a `template_id` alone, or a `deployment`, that the service does not know is a 404."""
-    try:
-        return await rt.analyses.add_feedback(body)
-    except UnknownTemplate as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return await rules.add_feedback(body, await state.read_service(body.service))
 
 
 @router.get(
@@ -39,9 +35,9 @@ async def add_feedback(rt: RuntimeDep, body: FeedbackIn) -> Feedback:
     responses=responses(401, 403),
     dependencies=[ReadAuth],
 )
-async def list_feedback(rt: RuntimeDep, service: str | None = None) -> list[Feedback]:
-    await rt.analyses.refresh()
-    return [f for f in rt.analyses.feedback if service is None or f.service == service]
+async def list_feedback(rules: RulesDep, analyses: AnalysesDep, service: str | None = None) -> list[Feedback]:
+    await analyses.refresh()  # scale-out: rules another replica just added
+    return [f for f in rules.feedback if service is None or f.service == service]
 
 
 @router.delete(
@@ -51,7 +47,7 @@ async def list_feedback(rt: RuntimeDep, service: str | None = None) -> list[Feed
     responses=responses(401, 403, 404),
     dependencies=[Auth],
 )
-async def delete_feedback(rt: RuntimeDep, feedback_id: str) -> Response:
-    if not await rt.analyses.delete_feedback(feedback_id):
+async def delete_feedback(rules: RulesDep, feedback_id: str) -> Response:
+    if not await rules.delete_feedback(feedback_id):
         raise HTTPException(404, f"no feedback {feedback_id!r}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from logcanary.analyses import parse_duration
 from logcanary.api.auth import ReadAuth
-from logcanary.api.compact import compact
+from logcanary.api.deps import VerdictsDep
 from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
-from logcanary.api.runtime import Runtime, RuntimeDep
-from logcanary.schemas import PRIMARY_SUFFIX, Sensitivity, Verdict, to_rfc3339
+from logcanary.common.durations import parse_window
+from logcanary.common.times import utc
+from logcanary.schemas import PRIMARY_SUFFIX, Sensitivity, Verdict
+from logcanary.verification.errors import BadQuestion
+from logcanary.verification.question import DEFAULT_WINDOW, VerdictQuestion
+from logcanary.verification.verdicts import Verdicts, answered_within
 
 router = APIRouter(tags=["verdicts"])
 
@@ -27,7 +29,7 @@ class VerdictQuery(BaseModel):
     canary: str = Field(min_length=1, max_length=256, description="Canary deployment (version or pod-template hash).")
     baseline: str | None = Field(None, max_length=256, description="Control deployment; omit to use history.")
     history: bool = Field(False, description="Compare with earlier deployments too (implied without baseline).")
-    window: str = Field("5m", description="Look-back window such as 90s, 5m, 1h, or 'all'.")
+    window: str = Field(DEFAULT_WINDOW, description="Look-back window such as 90s, 5m, 1h, or 'all'.")
     sensitivity: Sensitivity | None = None
     fail_status: int | None = Field(
         None,
@@ -42,36 +44,39 @@ class VerdictQuery(BaseModel):
         "with one example each, 3 vanished and 3 suppressed entries; texts cut to 200 characters.",
     )
 
+    def question(self) -> VerdictQuestion:
+        """The question asked (400 for a window that is not one)."""
+        try:
+            window = parse_window(self.window)
+        except ValueError as exc:
+            raise BadQuestion(str(exc)) from exc
+        return VerdictQuestion(
+            service=self.service,
+            canary=self.canary,
+            baseline=self.baseline,
+            history=self.history,
+            sensitivity=self.sensitivity,
+            window=window,
+            compact=self.compact,
+        )
+
 
 COMPUTED_AT_HEADER = "Logcanary-Computed-At"  # when the verdict was computed (RFC 3339)
 AGE_HEADER = "Logcanary-Verdict-Age"  # seconds since then: at most LOGCANARY_VERDICT_MAX_AGE_SECONDS
 
 
-async def _verdict(rt: Runtime, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
+async def _verdict(verdicts: Verdicts, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
     """The verdict as an HTTP answer: ``fail_status`` for a fail (and, with ``inconclusive_fails``, for an
     inconclusive verdict too), else 200. The same question asked again within LOGCANARY_VERDICT_MAX_AGE_SECONDS
-    gets the same verdict (``Analyses.cached_verdict``); the headers say when it was computed."""
-    model = await rt.state.read_service(query.service)
-    if model is None:
-        raise HTTPException(404, f"no events seen for service {query.service!r}")
-    seconds: float | None = None  # look-back of the window; None: all events
-    if query.window != "all":
-        try:
-            seconds = parse_duration(query.window)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
-
-    history = query.history or query.baseline is None
-    shape = compact if query.compact else None
-    answer = await rt.analyses.cached_verdict(
-        model, query.canary, query.baseline, history, query.sensitivity, seconds, shape
-    )
-    verdict = answer.verdict
+    gets the same verdict; the headers say when it was computed."""
+    model = await verdicts.model(query.service)  # an unknown service is a 404 whatever else is wrong
+    answer = await verdicts.answer(query.question(), model)
+    verdict = answer.value.judgement.verdict
     failing = verdict.verdict == "fail" or (inconclusive_fails and verdict.verdict == "inconclusive")
     code = query.fail_status if (query.fail_status and failing) else 200
-    response = Response(answer.body, code, media_type="application/json")
-    response.headers[COMPUTED_AT_HEADER] = to_rfc3339(answer.computed_at).isoformat(timespec="milliseconds")
-    response.headers[AGE_HEADER] = f"{max(0.0, time.time() - answer.computed_at):.3f}"
+    response = Response(answer.value.body, code, media_type="application/json")
+    response.headers[COMPUTED_AT_HEADER] = utc(answer.loaded_at).isoformat(timespec="milliseconds")
+    response.headers[AGE_HEADER] = f"{answered_within(answer):.3f}"
     return response
 
 
@@ -82,12 +87,12 @@ async def _verdict(rt: Runtime, query: VerdictQuery, inconclusive_fails: bool = 
     responses=responses(400, 401, 403, 404, 412, 422),
     dependencies=[ReadAuth],
 )
-async def get_verdict(rt: RuntimeDep, query: Annotated[VerdictQuery, Query()]) -> Response:
+async def get_verdict(verdicts: VerdictsDep, query: Annotated[VerdictQuery, Query()]) -> Response:
     """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with `compact=true`,
     `successCondition: result.verdict == 'pass'` and `failureCondition: result.verdict == 'fail'` (an
     inconclusive verdict then pauses the rollout). Always 200 unless `fail_status` is given; 404 for a service
     never seen."""
-    return await _verdict(rt, query)
+    return await _verdict(verdicts, query)
 
 
 FLAGGER_FAIL_STATUS = 412  # Flagger fails a check on any status above 202
@@ -115,7 +120,8 @@ def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
     dependencies=[ReadAuth],
 )
 async def post_verdict(
-    rt: RuntimeDep, body: Annotated[VerdictQuery | FlaggerWebhook, Body(description="Flat query or Flagger webhook")]
+    verdicts: VerdictsDep,
+    body: Annotated[VerdictQuery | FlaggerWebhook, Body(description="Flat query or Flagger webhook")],
 ) -> Response:
     """Same as GET, with the fields in a JSON body. Flagger webhooks send
     `{"name", "namespace", "phase", "checksum", "metadata": {...}}` and fail the check on any status above 202.
@@ -123,5 +129,5 @@ async def post_verdict(
     'inconclusive', and too little data must not pass. With no metadata, the canary `<name>` is judged
     against the primary `<name>-primary`; metadata (strings) may set any query field, other keys are ignored."""
     if isinstance(body, FlaggerWebhook):
-        return await _verdict(rt, _query_from_hook(body), inconclusive_fails=True)
-    return await _verdict(rt, body)
+        return await _verdict(verdicts, _query_from_hook(body), inconclusive_fails=True)
+    return await _verdict(verdicts, body)

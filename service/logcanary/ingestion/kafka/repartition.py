@@ -21,27 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from logcanary.ingestion.sink import EventValues
+from logcanary.live.scale_out import ScaleOut
 from logcanary.schemas import LogEvent
-from logcanary.settings import Settings
-
-if TYPE_CHECKING:
-    from logcanary.state import LiveState
-    from logcanary.store.base import SharedCheckpointStore
+from logcanary.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 HEADER_ORIGIN = "logcanary-origin"
-EventValues = tuple[str, str, str, float, str, str, Sequence[str]]
-
-
-class RepartitionCountChanged(RuntimeError):
-    """The repartition topic's partition count differs from the one the stored state was built with."""
 
 
 def origin(topic: str, partition: int, offset: int) -> bytes:
@@ -77,16 +70,17 @@ def decode(value: bytes | None) -> list[EventValues]:
     return [(s, d, m, float(t), h, lv, ids) for s, d, m, t, h, lv, ids in rows]
 
 
-async def ensure_repartition_topic(settings: Settings, options: dict[str, Any], state: LiveState) -> None:
-    """Creates the repartition topic when missing, and tells the state how many partitions it really has."""
-    topic = settings.repartition_topic
+async def ensure_repartition_topic(config: KafkaSettings, options: dict[str, Any], state: ScaleOut) -> None:
+    """Creates the repartition topic when missing, and tells the state how many partitions it really has (it
+    refuses a count other than the one its stored state was built with)."""
+    topic = config.repartition_topic
     admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
-        response = await admin.create_topics([NewTopic(topic, settings.kafka_repartition_partitions, 1)])
+        response = await admin.create_topics([NewTopic(topic, config.kafka_repartition_partitions, 1)])
         errors = {code for _, code, *_ in getattr(response, "topic_errors", [])}
         if errors == {0}:
-            log.info("created the repartition topic %s (%d partitions)", topic, settings.kafka_repartition_partitions)
+            log.info("created the repartition topic %s (%d partitions)", topic, config.kafka_repartition_partitions)
         elif errors - {0, TopicAlreadyExistsError.errno}:
             log.warning("creating the repartition topic %s: %s", topic, response)
         described = await admin.describe_topics([topic])
@@ -95,20 +89,5 @@ async def ensure_repartition_topic(settings: Settings, options: dict[str, Any], 
     partitions = len(described[0]["partitions"]) if described and described[0].get("partitions") else 0
     if partitions <= 0:
         raise RuntimeError(f"the repartition topic {topic} has no partitions yet")
-    store = cast("SharedCheckpointStore", state.store)
-    built_with = await asyncio.to_thread(store.record_partitions, topic, partitions)
-    if built_with != partitions:
-        raise RepartitionCountChanged(
-            f"the repartition topic {topic} has {partitions} partitions, but the state in the store was built with "
-            f"{built_with}: services map to partitions by that count, so their stored state and offsets would no "
-            f"longer match what each partition carries. Recreate the topic with {built_with} partitions, or start a "
-            "new state (another LOGCANARY_KAFKA_REPARTITION_TOPIC and an empty store schema)"
-        )
-    if partitions != state.partitions:
-        if state.owned:
-            raise RuntimeError(
-                f"the repartition topic {topic} now has {partitions} partitions, {state.partitions} before: "
-                "services would move between partitions; restore its partition count"
-            )
-        log.info("the repartition topic %s has %d partitions", topic, partitions)
-        state.partitions = partitions
+    recorded = await asyncio.to_thread(state.store.record_partitions, topic, partitions)
+    state.built_with(partitions, recorded)

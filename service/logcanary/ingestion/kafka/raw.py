@@ -1,0 +1,105 @@
+"""The log topics as shippers write them: records fetched, decoded, bad ones dead-lettered — what the direct
+consumer and the scale-out router share before one counts the events and the other routes them.
+
+Records below the next expected offset of their partition are dropped on sight, and records of a partition the
+rebalance listener has not positioned yet are never handled: a batch fetched before a seek cannot count twice, and
+the offsets never move backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import abstractmethod
+from collections import Counter
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from logcanary.ingestion.kafka.consumer import Batch, SupervisedConsumer
+from logcanary.ingestion.kafka.dead_letters import DeadLetters
+from logcanary.ingestion.kafka.metrics import IngestMetrics
+from logcanary.ingestion.records import Decoded, decode_record
+from logcanary.live.state import LiveState
+from logcanary.schemas import LogEvent
+from logcanary.settings import KafkaSettings, LimitSettings
+
+Fetched = list[tuple[tuple[str, int], Any]]  # (partition, record) not handled yet, in order
+
+
+class RawLogConsumer(SupervisedConsumer):
+    """Consumes the log topics: fetched records decoded, bad ones dead-lettered, then :meth:`handle`."""
+
+    #: Decoding in a worker thread frees the loop; a router decodes on the loop instead (see Router).
+    decode_in_thread = True
+
+    def __init__(
+        self,
+        config: KafkaSettings,
+        limits: LimitSettings,
+        state: LiveState,
+        metrics: IngestMetrics,
+        checkpoint_interval: float,
+        shutdown_timeout: float,
+    ) -> None:
+        super().__init__(config, state, metrics, checkpoint_interval, shutdown_timeout)
+        self.limits = limits
+        self.dead_letters = DeadLetters(
+            config, metrics, state.metrics.dead_lettered, self._stopping, unreachable=self.unreachable
+        )
+
+    @property
+    @abstractmethod
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset to handle per (topic, partition)."""
+
+    @abstractmethod
+    async def handle(self, fetched: Fetched, decoded: list[Decoded], good: list[tuple[Any, list[LogEvent]]]) -> int:
+        """Counts or routes what was fetched; returns the records skipped."""
+
+    def position(self, tp: TopicPartition) -> int | None:
+        return self.offsets.get((tp.topic, tp.partition))
+
+    def group_id(self) -> str:
+        return self.config.kafka_group_id
+
+    async def process(self, batch: Batch) -> None:
+        started = time.perf_counter()
+        offsets = self.offsets
+        fetched: Fetched = []
+        skipped = 0
+        for tp, records in batch.items():
+            key = (tp.topic, tp.partition)
+            expected = offsets.get(key)
+            if expected is None:  # not positioned yet: the listener's seek fetches these again
+                skipped += len(records)
+                continue
+            for record in records:
+                if record.offset < expected:  # fetched again (a seek after a fetch): handled already
+                    skipped += 1
+                    continue
+                fetched.append((key, record))
+        values = [record.value or b"" for _, record in fetched]
+        decoded = await asyncio.to_thread(self._decode, values) if self.decode_in_thread else self._decode(values)
+        good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
+        reasons: Counter[str] = Counter()
+        dead: list[tuple[Any, Decoded]] = []
+        for (_, record), outcome in zip(fetched, decoded, strict=True):
+            if outcome.events:
+                good.append((record, outcome.events))
+            if outcome.rejections:
+                reasons.update(rejection.reason for rejection in outcome.rejections)
+                dead.append((record, outcome))
+        if dead:
+            assert self.producer is not None
+            await self.dead_letters.send(self.producer, dead)
+        skipped += await self.handle(fetched, decoded, good)
+        if skipped:
+            self.metrics.below_offset.inc(skipped)
+        self.state.count_rejections("kafka", reasons)
+        self.state.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.record_lag(batch)
+
+    def _decode(self, values: list[bytes]) -> list[Decoded]:
+        max_bytes, max_message_bytes = self.limits.max_record_bytes, self.limits.max_message_bytes
+        return [decode_record(value, max_bytes=max_bytes, max_message_bytes=max_message_bytes) for value in values]

@@ -1,0 +1,45 @@
+"""The seam where events enter the engine, whatever brought them: Kafka records, HTTP bodies, lines pulled from a
+log store. Every source feeds the same :class:`EventSink` (the live engine,
+:class:`logcanary.live.engine.LiveEngine`), so an event is masked, mined, clustered and counted the same way
+whichever door it came through.
+
+A source applies its events inside ``async with sink.writing() as write`` and moves its own position (an offset,
+a cursor) inside the same hold, with no await in between: a checkpoint, taken under the same lock, then holds
+both or neither. ``await write.pause()`` between chunks lets the loop and waiting readers run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from logcanary.schemas import LogEvent
+
+EventValues = tuple[str, str, str, float, str, str, Sequence[str]]
+"""(service, deployment, message, epoch seconds, host, level, identities): an event without its envelope."""
+
+
+class Write(Protocol):
+    async def pause(self) -> None:
+        """Lets others run between two chunks of one write."""
+
+
+class EventSink(Protocol):
+    def writing(self) -> AbstractAsyncContextManager[Write]:
+        """The engine, held for a write."""
+
+    def observe(self, event: LogEvent) -> None:
+        """Counts one event (inside :meth:`writing`)."""
+
+    def observe_values(
+        self,
+        service: str,
+        deployment: str,
+        message: str,
+        timestamp: float,
+        host: str,
+        level: str,
+        identities: Sequence[str],
+    ) -> None:
+        """Counts one event given as its fields (inside :meth:`writing`)."""

@@ -1,0 +1,134 @@
+"""The engine this process holds, and the one lock that orders its writers and its threaded readers.
+
+Everything that changes the engine (ingestion from any source, retention, restores, releases) holds the engine
+lock while it changes it, and so do verdicts computed in worker threads (:meth:`LiveEngine.read_in_thread`): a
+reader never sees the engine change under it. Reads never change the engine (merged templates are folded by the
+writer that merged them). A writer applies events and moves its position (an offset, a cursor) with no await in
+between, so a checkpoint — taken under the same lock — always holds both or neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from logcanary.engine.model import Engine
+from logcanary.metrics import Metrics
+from logcanary.schemas import LogEvent
+from logcanary.settings import LimitSettings
+
+T = TypeVar("T")
+DAY = 86_400.0
+
+
+class EngineWrite:
+    """The engine lock held by a write done in chunks; :meth:`pause` lets the loop, and a reader waiting for the
+    lock, run between two chunks (the lock is released on exit only if it is held, even after a cancellation)."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock = lock
+        self.held = False
+
+    async def __aenter__(self) -> EngineWrite:
+        await self.lock.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.held:
+            self.lock.release()
+            self.held = False
+
+    async def pause(self) -> None:
+        self.lock.release()
+        self.held = False
+        await asyncio.sleep(0)
+        await self.lock.acquire()
+        self.held = True
+
+
+class LiveEngine:
+    """The live engine and its lock: where events enter (the :class:`~logcanary.ingestion.sink.EventSink` every
+    source feeds), and what verdicts read."""
+
+    def __init__(self, limits: LimitSettings, metrics: Callable[[], Metrics]) -> None:
+        self.limits = limits
+        self.engine = self.new_engine()
+        self.lock = asyncio.Lock()
+        self._metrics = metrics
+
+    def new_engine(self) -> Engine:
+        """An engine with the service's caps (the live one, or one to read a service another replica owns)."""
+        return Engine(tuple(self.limits.mask_patterns), self.limits.caps)
+
+    def writing(self) -> EngineWrite:
+        """``async with live.writing() as write``: a change of the engine, in chunks (``await write.pause()``)."""
+        return EngineWrite(self.lock)
+
+    async def read_in_thread(self, read: Callable[[], T], live: bool = True) -> T:
+        """``read()`` in a worker thread, so the loop goes on serving while it runs; with ``live`` (it reads the
+        live engine, not a snapshot of another replica's services) writers wait until it is done. The lock is
+        held until the thread returns, even if the caller is cancelled meanwhile."""
+        if not live:
+            return await asyncio.to_thread(read)
+        await self.lock.acquire()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(None, read)
+        except BaseException:
+            self.lock.release()
+            raise
+        future.add_done_callback(lambda _: self.lock.release())
+        return await asyncio.shield(future)
+
+    # -- the seam where events enter ------------------------------------------------------------------------
+
+    def observe(self, event: LogEvent) -> None:
+        self.observe_values(
+            event.service,
+            event.deployment,
+            event.message,
+            event.timestamp.timestamp(),
+            event.host,
+            event.level,
+            event.identities,
+        )
+
+    def observe_values(
+        self,
+        service: str,
+        deployment: str,
+        message: str,
+        timestamp: float,
+        host: str,
+        level: str,
+        identities: Sequence[str],
+    ) -> None:
+        """One event, as its fields (what the repartition topic and log stores carry). Hold the lock."""
+        received = time.time()
+        if timestamp > received + self.limits.max_clock_skew_seconds:
+            # A stamp from the future (a wrong clock, 2099) would sit in every "last N minutes" window for ever.
+            timestamp = received
+            self._metrics().timestamps_clamped.inc()
+        self.engine.observe(service, deployment, message, timestamp, host, level, identities)
+
+    # -- retention ------------------------------------------------------------------------------------------
+
+    def prune(self, now: float, days: float) -> list[tuple[str, str | None]]:
+        """Drops what saw no event within ``days``, through the engine's eviction: whole services
+        (``(service, None)``), else single deployments. The next checkpoint deletes their rows. Hold the lock."""
+        if days <= 0:
+            return []
+        cutoff = now - days * DAY
+        old: list[tuple[str, str | None]] = []
+        for name, service in list(self.engine.services.items()):
+            if service.last_seen < cutoff:  # every deployment is old (or none is left): the miner goes too
+                self.engine.evict_service(name)
+                old.append((name, None))
+                continue
+            for deployment, model in list(service.deployments.items()):
+                if model.last_seen < cutoff:
+                    self.engine.evict(name, deployment)
+                    old.append((name, deployment))
+        return old

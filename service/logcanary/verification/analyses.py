@@ -1,0 +1,238 @@
+"""Analyses: a canary watched for a while, its verdict recomputed every few seconds over the events since it
+started, published as the ``logcanary_analysis_risk`` and ``logcanary_analysis_verdict`` gauges, and frozen when it
+completes (or fails early with ``fail_fast``). Analyses live in the store; every store call goes through the one
+writer thread (:mod:`logcanary.verification.writer`), on a copy of the record taken on the loop.
+
+This module is the single-node lifecycle: the records in memory are the truth. In scale-out the store is, and
+running analyses are leased to one replica at a time (:mod:`logcanary.verification.leases`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from logcanary.engine.model import ServiceModel
+from logcanary.live.state import LiveState
+from logcanary.schemas import AnalysisSpec, AnalysisStatus
+from logcanary.settings import AnalysisSettings
+from logcanary.store.base import AnalysisRecord, Repository
+from logcanary.verification.errors import AnalysisFinished, TooManyAnalyses, UnknownAnalysis, UnknownService
+from logcanary.verification.gauges import AnalysisGauges
+from logcanary.verification.models import AnalysisIn
+from logcanary.verification.question import VerdictQuestion
+from logcanary.verification.rules import Rules
+from logcanary.verification.verdicts import Verdicts
+from logcanary.verification.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+EVALUATE_EVERY_SECONDS = 2.0
+DAY = 86_400.0
+
+
+def question_of(record: AnalysisRecord) -> VerdictQuestion:
+    """What an analysis asks at each evaluation (over its own window, given apart)."""
+    request = record.request
+    return VerdictQuestion(
+        service=record.service,
+        canary=request.canary.deployment,
+        baseline=request.baseline.deployment,
+        history=request.baseline.history,
+        sensitivity=request.sensitivity,
+        window=None,
+    )
+
+
+class Analyses:
+    def __init__(
+        self,
+        state: LiveState,
+        repository: Repository,
+        write: StoreWriter,
+        verdicts: Verdicts,
+        rules: Rules,
+        config: AnalysisSettings,
+        retention_days: float,
+    ) -> None:
+        self.state = state
+        self.repository = repository
+        self.write = write
+        self.verdicts = verdicts
+        self.rules = rules
+        self.config = config
+        self.retention_days = retention_days
+        self.gauges = AnalysisGauges(state.metrics)
+        self.records: dict[str, AnalysisRecord] = {}
+        self.on_end: Callable[[AnalysisRecord], None] = lambda record: None  # notifications (logcanary.notify)
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Reads analyses, feedback and marks (blocking: call in a worker thread at start); running analyses get
+        their gauges back at once, and :meth:`start` evaluates them before the first request."""
+        self._read()
+        for record in self.records.values():
+            if record.status == "running":
+                self.gauges.publish(record)
+
+    def _read(self) -> None:
+        """Analyses, feedback and marks as the store holds them (blocking)."""
+        store = self.repository
+        records = {record.id: record for record in store.load_analyses()}
+        self.rules.replace(store.list_feedback(), store.load_marks(), records.values())
+        self.records = records
+
+    async def start(self) -> None:
+        """Evaluates the running analyses once (those whose time ran out while the service was down complete)."""
+        await self.evaluate_running()
+
+    async def refresh(self) -> None:
+        """Makes a list answer what every replica holds (single node: what this one holds is all there is)."""
+
+    async def find(self, analysis_id: str) -> AnalysisRecord:
+        record = self.records.get(analysis_id)
+        if record is None:
+            raise UnknownAnalysis(f"no analysis {analysis_id!r}")
+        return record
+
+    async def listed(self, service: str | None = None, status: AnalysisStatus | None = None) -> list[AnalysisRecord]:
+        """Newest first."""
+        await self.refresh()
+        records = sorted(self.records.values(), key=lambda r: r.started_at, reverse=True)
+        return [
+            r for r in records if (service is None or r.service == service) and (status is None or r.status == status)
+        ]
+
+    @property
+    def running(self) -> int:
+        return sum(1 for record in self.records.values() if record.status == "running")
+
+    # -- changes -----------------------------------------------------------------------------------------------
+
+    async def create(self, request: AnalysisIn, replace: bool = False) -> AnalysisRecord:
+        """Starts an analysis; its gauges exist from now on. UnknownService for a service never seen;
+        TooManyAnalyses past the cap. ``replace`` first cancels running analyses of the same service and canary
+        (a new rollout of it)."""
+        model = await self.state.read_service(request.service)
+        if model is None:
+            raise UnknownService(request.service)
+        if replace:
+            for record in list(self.records.values()):
+                same = record.service == request.service and record.request.canary == request.canary
+                if same and record.status == "running":
+                    await self.cancel(record)
+        limit = self.config.max_running_analyses
+        if self.running >= limit:
+            raise TooManyAnalyses(
+                f"{limit} analyses are running (LOGCANARY_MAX_RUNNING_ANALYSES): wait for one to end or cancel one"
+            )
+        now = time.time()
+        spec = AnalysisSpec.model_validate(
+            {**request.model_dump(), "sensitivity": request.sensitivity or self.config.default_sensitivity}
+        )
+        record = AnalysisRecord(
+            id=uuid.uuid4().hex,
+            service=request.service,
+            request=spec,
+            status="running",
+            started_at=now,
+            ends_at=now + request.duration,
+        )
+        self.records[record.id] = record
+        await self._created(record, model, now)
+        return record
+
+    async def _created(self, record: AnalysisRecord, model: ServiceModel, now: float) -> None:
+        """Evaluated at once (its gauges exist from now on), then saved."""
+        done = await self._evaluate(record, now, model)
+        await self._save(record)
+        if done:
+            self._announce(record)
+
+    async def cancel(self, record: AnalysisRecord) -> None:
+        """Stops a running analysis and removes its gauges; cancelling twice is a no-op.
+
+        Raises AnalysisFinished for a completed analysis: its final verdict stays as it is.
+        """
+        if record.status == "completed":
+            raise AnalysisFinished(f"analysis {record.id!r} already completed; its verdict is final")
+        if record.status == "running":
+            record.status = "cancelled"
+            record.finished_at = time.time()
+            self.gauges.unpublish(record)
+            await self._save(record)
+
+    def prune(self, now: float) -> list[str]:
+        """Forgets completed and cancelled analyses that ended over LOGCANARY_RETENTION_ANALYSES_DAYS ago.
+
+        Returns their ids, for the store to delete. Running analyses are never pruned.
+        """
+        if self.retention_days <= 0:
+            return []
+        cutoff = now - self.retention_days * DAY
+        old = [
+            record.id
+            for record in self.records.values()
+            if record.status != "running" and (record.finished_at if record.finished_at is not None else now) < cutoff
+        ]
+        for analysis_id in old:
+            del self.records[analysis_id]
+        return old
+
+    async def _save(self, record: AnalysisRecord) -> None:
+        # A copy: the loop may change the record (its next evaluation) while the thread writes this one.
+        await self.write(self.repository.save_analysis, dataclasses.replace(record))
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+
+    async def _evaluate(self, record: AnalysisRecord, now: float, model: ServiceModel, publish: bool = True) -> bool:
+        """Computes the analysis' verdict over its own window (event time from its start to its end: events stamped
+        slightly ahead of this clock still count); completes it when its time is up or it failed fast. True when
+        this evaluation completed it (the caller saves it, then :meth:`_announce` counts and notifies the end)."""
+        judgement = await self.verdicts.compute(model, question_of(record), (record.started_at, record.ends_at))
+        if record.status != "running":  # cancelled (or completed by another evaluation) meanwhile
+            return False
+        verdict = judgement.verdict
+        record.verdict = verdict
+        done = now >= record.ends_at or (record.request.fail_fast and verdict.verdict == "fail")
+        record.add_risk_sample(now, verdict.risk, last=done)  # the history page's chart
+        if done:
+            record.status = "completed"
+            record.finished_at = now
+            self.gauges.unpublish(record)
+            self.rules.analyses_ended(self.records.values())  # a failed canary leaves the history baselines
+        elif publish:
+            self.gauges.publish(record)
+        return done
+
+    def _announce(self, record: AnalysisRecord) -> None:
+        """Counts a completed analysis' final verdict and notifies it: once per analysis."""
+        if record.verdict is not None:
+            self.gauges.count(record.verdict)
+        self.on_end(record)
+
+    async def evaluate_running(self) -> None:
+        """Refreshes every running analysis, yielding to requests and ingestion between two; completes (and
+        saves, off the loop) those whose time is up or that failed fast."""
+        now = time.time()
+        for record in list(self.records.values()):
+            if record.status != "running":
+                continue
+            model = self.state.engine.peek_service(record.service)
+            if await self._evaluate(record, now, model):
+                await self._save(record)
+                self._announce(record)
+            await asyncio.sleep(0)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(EVALUATE_EVERY_SECONDS)
+            try:
+                await self.evaluate_running()
+            except Exception:  # a bad analysis must not stop the others
+                log.exception("evaluating analyses failed")

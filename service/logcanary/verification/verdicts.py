@@ -1,0 +1,115 @@
+"""Verdicts: the one path by which a question about a canary becomes a verdict, on demand or for an analysis.
+
+A verdict is computed in a worker thread, so the loop goes on serving while it runs; reading the live engine it
+holds the engine lock (writers wait, never the loop), while a snapshot of another replica's service needs no lock.
+What depends on this process's mutable state (feedback rules, resolved names, history exclusions) is taken on the
+loop first (:meth:`Verdicts.job`); the thread only reads the model.
+
+On-demand answers are not computed once per gate: the cache (:mod:`logcanary.common.caching`) answers a question
+from the verdict computed for it at most ``LOGCANARY_VERDICT_MAX_AGE_SECONDS`` (1 s) ago under the same rules
+version, serialised once. Twenty gates polling one canary cost one computation per second; concurrent identical
+questions share it. A gate tolerates a lag of one checkpoint interval (5 s); a cached answer is at most 1 s behind
+ingestion, and says how old it is. Reads never change state or metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from logcanary.analysis.compact import compact
+from logcanary.analysis.verdict import Judgement, Window, judge
+from logcanary.common.caching import Cached, RefreshAheadCache
+from logcanary.engine.model import ServiceModel
+from logcanary.live.state import LiveState
+from logcanary.settings import AnalysisSettings
+from logcanary.verification.errors import UnknownService
+from logcanary.verification.question import VerdictQuestion
+from logcanary.verification.rules import Rules
+
+MAX_CACHED_QUESTIONS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A verdict as answered: with its scope, and serialised (in the question's shape)."""
+
+    judgement: Judgement
+    body: bytes
+
+
+class Verdicts:
+    def __init__(self, state: LiveState, rules: Rules, config: AnalysisSettings) -> None:
+        self.state = state
+        self.rules = rules
+        self.config = config
+        self.cache: RefreshAheadCache[VerdictQuestion, Answer] = RefreshAheadCache(
+            config.verdict_max_age_seconds, MAX_CACHED_QUESTIONS, what="a verdict"
+        )
+
+    async def model(self, service: str) -> ServiceModel:
+        """The service as a read sees it (live, or another replica's last checkpoint); UnknownService if none."""
+        model = await self.state.read_service(service)
+        if model is None:
+            raise UnknownService(service)
+        return model
+
+    def job(self, model: ServiceModel, question: VerdictQuestion) -> Callable[[Window], Judgement]:
+        """The computation in two steps: what depends on this process's state (rules, names, exclusions) is taken
+        now, on the loop; the returned function only reads the model, so it may run in a worker thread."""
+        rules = self.rules.compiled(model)
+        canary = model.resolve(question.canary) or question.canary
+        baseline = question.baseline and (model.resolve(question.baseline) or question.baseline)
+        excluded = self.rules.excluded_from_history(model.name)
+        sensitivity = question.sensitivity or self.config.default_sensitivity
+
+        def compute(window: Window) -> Judgement:
+            return judge(
+                model,
+                canary=canary,
+                baseline=[baseline] if baseline else [],
+                history=question.uses_history,
+                sensitivity=sensitivity,
+                feedback=rules,
+                window=window,
+                exclude_history=excluded,
+            )
+
+        return compute
+
+    async def compute(self, model: ServiceModel, question: VerdictQuestion, window: Window) -> Judgement:
+        """The verdict over an event-time ``window``, computed off the loop (analyses evaluate through this)."""
+        job = self.job(model, question)
+        return await self.state.live.read_in_thread(lambda: job(window), self.state.is_live(model))
+
+    async def answer(self, question: VerdictQuestion, model: ServiceModel | None = None) -> Cached[Answer]:
+        """The answer to an on-demand question over the last ``question.window`` seconds of event time (None:
+        all): computed now, or at most LOGCANARY_VERDICT_MAX_AGE_SECONDS ago under the same rules."""
+        found = model or await self.model(question.service)
+
+        async def load() -> Answer:
+            job = self.job(found, question)  # on the loop: rules, names
+
+            def run() -> Judgement:
+                # The window ends at the time of computing: events stamped ahead of this clock (skew) still count.
+                return job(None if question.window is None else (time.time() - question.window, math.inf))
+
+            judgement = await self.state.live.read_in_thread(run, self.state.is_live(found))
+
+            def serialised() -> bytes:  # off the engine lock: it reads only the verdict
+                verdict = compact(judgement.verdict) if question.compact else judgement.verdict
+                return orjson.dumps(verdict.model_dump(mode="json"))
+
+            return Answer(judgement, await asyncio.to_thread(serialised))
+
+        return await self.cache.get(question, load, self.rules.version)
+
+
+def answered_within(answer: Cached[Answer]) -> float:
+    """Seconds since the answer was computed."""
+    return max(0.0, time.time() - answer.loaded_at)
