@@ -167,12 +167,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
     """Starts an analysis on a running service, waits for its verdict: exit 0 pass, 1 fail, 2 otherwise."""
     import os
 
-    from logcanary.gate import GateOptions, duration_seconds, run_gate
+    from logcanary.common.durations import parse_duration
+    from logcanary.gate import GateOptions, run_gate
 
     if not args.baseline and not args.history:
         raise InputError("gate: give --baseline DEPLOYMENT, --history, or both")
     try:
-        duration_seconds(args.duration)
+        parse_duration(args.duration)
     except ValueError as exc:
         raise InputError(f"gate: --duration: {exc}") from exc
     if not args.url.startswith(("http://", "https://")):

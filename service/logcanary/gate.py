@@ -25,6 +25,8 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from logcanary.common.text import ELLIPSIS, cut
+
 EXIT_PASS = 0
 EXIT_FAIL = 1
 EXIT_INCONCLUSIVE = 2  # also every error: the pipeline must not go on without a verdict
@@ -36,20 +38,10 @@ EXAMPLE_LINE_CHARS = 240
 EXAMPLE_CHARS = 1200
 TEMPLATE_CHARS = 240
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # keeps \t and \n; an ESC from a log line never reaches a terminal
 _COLOURS = {"pass": "32", "fail": "31", "inconclusive": "33"}
 
 Json = dict[str, Any]
-
-
-def duration_seconds(value: str) -> float:
-    """Seconds from "600", "90s", "10m", "1.5h" (the service's own syntax); ValueError otherwise."""
-    match = _DURATION.match(value)
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"invalid duration {value!r}: use seconds or a number with ms, s, m, h or d, above 0")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,16 +157,15 @@ def cut_example(text: str) -> list[str]:
         if used >= EXAMPLE_CHARS:
             break
         room = min(EXAMPLE_LINE_CHARS, EXAMPLE_CHARS - used)
-        shown.append(line if len(line) <= room else line[:room] + " …")
+        shown.append(line if len(line) <= room else cut(line, room))
         used += min(len(line), room)
     if len(shown) < len(lines):
-        shown.append(f"… ({len(lines) - len(shown)} more lines)")
+        shown.append(f"{ELLIPSIS} ({len(lines) - len(shown)} more lines)")
     return shown
 
 
 def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(_clean(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return cut(" ".join(_clean(text).split()), limit)
 
 
 def _number(value: Any) -> str:

@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 Sensitivity = Literal["low", "medium", "high"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
@@ -61,6 +61,14 @@ Name = Annotated[
     Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN),
     AfterValidator(_no_dot_dot),
 ]
+
+
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
+OptionalName = Annotated[Name | None, BeforeValidator(_empty_is_none)]
+"""A name that may be left out: absent, null or empty."""
 
 
 Message = Annotated[
@@ -251,14 +259,14 @@ class Verdict(BaseModel):
 
 class CanaryRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    deployment: str = Field(min_length=1, max_length=256, description="Canary deployment / version / pod hash.")
+    deployment: Name = Field(description="Canary deployment / version / pod hash.")
 
 
 class BaselineRef(BaseModel):
     """A control deployment, the service's history, or both."""
 
     model_config = ConfigDict(extra="forbid")
-    deployment: str | None = Field(None, min_length=1, max_length=256, description="Control (stable) deployment.")
+    deployment: OptionalName = Field(None, description="Control (stable) deployment.")
     history: bool = Field(False, description="Also compare with earlier deployments (time-decayed).")
 
     @model_validator(mode="after")
@@ -271,7 +279,7 @@ class BaselineRef(BaseModel):
 class AnalysisFields(BaseModel):
     """What every form of an analysis says: which canary, against what, and whether to stop at the first fail."""
 
-    service: str = Field(min_length=1, max_length=256)
+    service: Name
     canary: CanaryRef
     baseline: BaselineRef
     fail_fast: bool = Field(False, description="Complete with 'fail' as soon as the verdict fails.")
@@ -302,7 +310,7 @@ class FeedbackIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    service: Annotated[str, Field(min_length=1, max_length=256)]
+    service: Name
     action: FeedbackAction = Field(
         description="ignore: never an anomaly again, in any deployment of the service; not_a_risk: accepted in the "
         "canary named by `deployment` only (verdicts on other deployments judge it as usual); priority: always "
@@ -364,10 +372,6 @@ class DeploymentMark(DeploymentMarkIn):
     service: str
     deployment: str
     marked_at: datetime
-
-
-def to_rfc3339(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=UTC)
 
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

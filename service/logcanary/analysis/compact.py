@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import orjson
 
+from logcanary.common.text import cut
 from logcanary.schemas import Anomaly, Verdict
 
 COMPACT_MAX_BYTES = 3072  # the stored value, measured as Go's encoder writes it (it escapes < > & as \u00XX)
@@ -20,7 +21,7 @@ COMPACT_TEXT_CHARS = 200  # templates and examples are cut to this many characte
 
 
 def _cut(text: str, limit: int = COMPACT_TEXT_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    return cut(text, limit)
 
 
 def stored_size(verdict: Verdict) -> int:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from logcanary.analysis.feedback import FeedbackRule
 from logcanary.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
 from logcanary.analysis.similarity import same_event, same_words
+from logcanary.common.times import utc
 from logcanary.engine.clustering import Cluster, template_terms
 from logcanary.engine.miner import OTHER, Template
 from logcanary.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
@@ -46,7 +47,6 @@ from logcanary.schemas import (
     VanishedCluster,
     Verdict,
     VerdictName,
-    to_rfc3339,
 )
 
 HISTORY_HALF_LIFE_SECONDS = 7 * 24 * 3600.0
@@ -256,8 +256,8 @@ def judge(
             service=service.name,
             canary=canary,
             baseline=names,
-            window_start=to_rfc3339(window[0]) if window and math.isfinite(window[0]) else None,
-            window_end=to_rfc3339(window[1]) if window and math.isfinite(window[1]) else None,
+            window_start=utc(window[0]) if window and math.isfinite(window[0]) else None,
+            window_end=utc(window[1]) if window and math.isfinite(window[1]) else None,
             canary_events=int(canary_side.total),
             baseline_events=round(base.total, 3),
             anomalies=[],
@@ -634,7 +634,7 @@ def _anomaly(
         p_value=lead.p_value,
         level=SEVERITY_NAMES[max(max(f.canary.max_severity, f.baseline_level) for f in members)],
         hosts=hosts[:64],
-        first_seen=to_rfc3339(first) if math.isfinite(first) else None,
+        first_seen=utc(first) if math.isfinite(first) else None,
         score=round(sum(f.score for f in members), 3),
         priority=any(f.priority for f in members),
         baseline_examples=[e for f in members for e in f.baseline_examples][:MAX_EXAMPLES],

@@ -7,6 +7,8 @@ from typing import TypeVar
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
+from logcanary.schemas import Name
+
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -14,7 +16,7 @@ class FlaggerWebhook(BaseModel):
     """The body Flagger sends to a webhook (``checksum`` and other keys are ignored); the query's fields,
     all optional, come as strings in ``metadata``."""
 
-    name: str = Field(min_length=1, max_length=256, description="The Canary's target: the service's name.")
+    name: Name = Field(description="The Canary's target: the service's name.")
     namespace: str | None = None
     phase: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from logcanary.common.text import truncate_bytes
 from logcanary.engine.caps import DEFAULT_CAPS, Caps
 from logcanary.engine.clustering import Cluster, TemplateClusterer
 from logcanary.engine.masking import Masker
@@ -28,7 +28,6 @@ BUCKET_SECONDS = 10
 MAX_EXAMPLES = 5
 MAX_EXAMPLE_BYTES = 4096  # an example keeps this head of a longer message (UTF-8), marked truncated
 _SURELY_SHORT = MAX_EXAMPLE_BYTES // 4  # characters: a UTF-8 character is at most 4 bytes
-_TRUNCATION_MARK = re.compile(r" …\[truncated (\d+) bytes\]$")
 MAX_HOSTS = 64
 MAX_BUCKETS = 720  # two hours of 10-second buckets per template and deployment: enough for any window
 MAX_IDENTITIES = 16  # other names per deployment (labels, hashes): a few per release, the newest kept
@@ -48,17 +47,7 @@ def clip_example(message: str) -> str:
     """The message as an example keeps it: whole, or its first ``MAX_EXAMPLE_BYTES`` (UTF-8) followed by
     `` …[truncated N bytes]``, the marker ingestion uses for messages past LOGCANARY_MAX_MESSAGE_BYTES. N counts
     from the original message: a message ingestion already cut adds the bytes its marker says were dropped."""
-    if len(message) <= _SURELY_SHORT:
-        return message
-    data = message.encode("utf-8", "surrogatepass")
-    if len(data) <= MAX_EXAMPLE_BYTES:
-        return message
-    size = len(data)
-    earlier = _TRUNCATION_MARK.search(message, len(message) - 40) if message.endswith(" bytes]") else None
-    if earlier is not None:
-        size += int(earlier.group(1)) - len(earlier.group(0).encode())
-    head = data[:MAX_EXAMPLE_BYTES].decode("utf-8", "ignore")  # a character cut in two is dropped whole
-    return f"{head} …[truncated {size - MAX_EXAMPLE_BYTES} bytes]"
+    return truncate_bytes(message, MAX_EXAMPLE_BYTES, recut=True)[0]
 
 
 def severity(level: str) -> int:

@@ -79,6 +79,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
+from logcanary.common.text import cut, truncate_bytes
 from logcanary.schemas import (
     DEFAULT_MAX_MESSAGE_BYTES,
     NAME_RULE,
@@ -305,16 +306,10 @@ def truncate_message(event: LogEvent, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Keeps the first ``max_bytes`` (UTF-8) of a longer message and marks the cut, in the text and in
     ``attributes``. A huge event (a deep StackOverflowError trace) is still an event: its head names the
     exception and the top frames, which is what types it, so it is judged instead of being dropped."""
-    message = event.message
-    if len(message) <= max_bytes // 4:  # a UTF-8 character is at most 4 bytes: surely short enough
-        return
-    data = message.encode("utf-8", "surrogatepass")
-    if len(data) <= max_bytes:
-        return
-    dropped = len(data) - max_bytes
-    head = data[:max_bytes].decode("utf-8", "ignore")  # a character cut in two is dropped whole
-    event.message = f"{head} …[truncated {dropped} bytes]"
-    event.attributes[TRUNCATED_ATTRIBUTE] = dropped
+    message, dropped = truncate_bytes(event.message, max_bytes)
+    if dropped:
+        event.message = message
+        event.attributes[TRUNCATED_ATTRIBUTE] = dropped
 
 
 # --- parsing ----------------------------------------------------------------------------------------------------
@@ -762,7 +757,7 @@ def _reject(reason: str, detail: str) -> Decoded:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 3] + "..."
+    return cut(text, _DETAIL_MAX)
 
 
 def _json_type(value: object) -> str:

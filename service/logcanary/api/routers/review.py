@@ -12,7 +12,7 @@ from logcanary.api.auth import ReadAuth
 from logcanary.api.deps import ReviewsDep, VerdictsDep
 from logcanary.api.errors import responses
 from logcanary.common.durations import parse_window
-from logcanary.schemas import Sensitivity
+from logcanary.schemas import OptionalName, Sensitivity
 from logcanary.verification.errors import BadQuestion
 from logcanary.verification.models import ClusterMap, ServiceHistory
 from logcanary.verification.question import DEFAULT_WINDOW, VerdictQuestion
@@ -31,8 +31,8 @@ async def get_map(
     reviews: ReviewsDep,
     verdicts: VerdictsDep,
     service: str,
-    canary: Annotated[str | None, Query(max_length=256, description="Canary deployment (any identity).")] = None,
-    baseline: Annotated[str | None, Query(max_length=256, description="Control deployment; omit for history.")] = None,
+    canary: Annotated[OptionalName, Query(description="Canary deployment (any identity).")] = None,
+    baseline: Annotated[OptionalName, Query(description="Control deployment; omit for history.")] = None,
     history: Annotated[bool, Query(description="Compare with earlier deployments too.")] = False,
     window: Annotated[
         str, Query(description="Look-back window such as 5m, 1h, or 'all' (as /v1/verdict).")
@@ -58,7 +58,7 @@ async def get_map(
         seconds = parse_window(window)
     except ValueError as exc:
         raise BadQuestion(str(exc)) from exc
-    question = VerdictQuestion(service, canary, baseline or None, history, sensitivity, seconds)
+    question = VerdictQuestion(service, canary, baseline, history, sensitivity, seconds)
     return await reviews.live_map(question, window, max_points)
 
 

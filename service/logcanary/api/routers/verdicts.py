@@ -13,7 +13,7 @@ from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
 from logcanary.common.durations import parse_window
 from logcanary.common.times import utc
-from logcanary.schemas import PRIMARY_SUFFIX, Sensitivity, Verdict
+from logcanary.schemas import PRIMARY_SUFFIX, Name, OptionalName, Sensitivity, Verdict
 from logcanary.verification.errors import BadQuestion
 from logcanary.verification.question import DEFAULT_WINDOW, VerdictQuestion
 from logcanary.verification.verdicts import Verdicts, answered_within
@@ -25,9 +25,9 @@ class VerdictQuery(BaseModel):
     """A verdict over the last ``window`` of event time."""
 
     model_config = ConfigDict(extra="forbid")
-    service: str = Field(min_length=1, max_length=256)
-    canary: str = Field(min_length=1, max_length=256, description="Canary deployment (version or pod-template hash).")
-    baseline: str | None = Field(None, max_length=256, description="Control deployment; omit to use history.")
+    service: Name
+    canary: Name = Field(description="Canary deployment (version or pod-template hash).")
+    baseline: OptionalName = Field(None, description="Control deployment; omit to use history.")
     history: bool = Field(False, description="Compare with earlier deployments too (implied without baseline).")
     window: str = Field(DEFAULT_WINDOW, description="Look-back window such as 90s, 5m, 1h, or 'all'.")
     sensitivity: Sensitivity | None = None
