@@ -25,11 +25,13 @@ the caller supplies the models, feedback and time window.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import ParamSpec
 
 from logcanary.analysis.feedback import FeedbackRule
 from logcanary.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
@@ -57,7 +59,8 @@ DEFAULT_MAX_ANOMALIES = 10  # a gate's answer lists the strongest evidence; the 
 
 Window = tuple[float, float] | None
 OVERFLOW_TEMPLATE = "<*> (events of new types past the deployment's template cap)"
-HISTORY_PREFIX = "history:"  # how a verdict names a history baseline deployment
+HISTORY_PREFIX = "history:"
+P = ParamSpec("P")  # how a verdict names a history baseline deployment
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,23 +192,6 @@ def binomial_tail(successes: int, trials: int, p: float) -> float:
     return min(total, 1.0)
 
 
-def analyze(
-    service: ServiceModel,
-    canary: str,
-    baseline: Iterable[str] = (),
-    history: bool = False,
-    sensitivity: Sensitivity = "medium",
-    feedback: Iterable[FeedbackRule] = (),
-    window: Window = None,
-    max_anomalies: int = DEFAULT_MAX_ANOMALIES,
-    exclude_history: Iterable[str] = (),
-) -> Verdict:
-    """:func:`judge`'s verdict."""
-    return judge(
-        service, canary, baseline, history, sensitivity, feedback, window, max_anomalies, exclude_history
-    ).verdict
-
-
 def judge(
     service: ServiceModel,
     canary: str,
@@ -321,6 +307,18 @@ def judge(
     result.anomaly_count = len(failing)
     result.suppressed = suppressed
     return Judgement(result, scope)
+
+
+def _verdict_only(judging: Callable[P, Judgement]) -> Callable[P, Verdict]:
+    @functools.wraps(judging)
+    def verdict(*args: P.args, **kwargs: P.kwargs) -> Verdict:
+        return judging(*args, **kwargs).verdict
+
+    return verdict
+
+
+analyze = _verdict_only(judge)
+""":func:`judge`'s verdict alone."""
 
 
 def _insufficient(
