@@ -32,16 +32,20 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024  # LOGCANARY_MAX_MESSAGE_BYTES
 TRUNCATED_ATTRIBUTE = "logcanary.truncated_bytes"  # set on an event whose message lost its tail
 PRIMARY_SUFFIX = "-primary"  # Flagger's primary of target <name> is <name>-primary, and so is its pods' app label
 
-# Service and deployment names (and identities): 1-253 characters of NAME_CHARACTERS, no '..' path segment. So no
-# NUL, control characters, spaces or '../../etc/passwd'; every Kubernetes name, label value, version and hash fits.
+# Service and deployment names (and identities): 1-253 characters of A-Z a-z 0-9 . _ : @ + -, in segments separated
+# by single slashes (``team/api``), none of them empty, '.' or '..'. So no NUL, control characters, spaces or
+# '../../etc/passwd'; every Kubernetes name, label value, version and hash fits; and every name is a URL path that
+# no client or proxy rewrites, so every route that takes a name in its path reaches every name accepted.
 NAME_MAX_LENGTH = 253
-NAME_PATTERN = r"^[A-Za-z0-9._:/@+-]+$"
-NAME_RULE = "1-253 characters of A-Z a-z 0-9 . _ : / @ + - with no '..' path segment"
+NAME_PATTERN = r"^[A-Za-z0-9._:@+-]+(/[A-Za-z0-9._:@+-]+)*$"
+NAME_RULE = (
+    "1-253 characters of A-Z a-z 0-9 . _ : @ + -, in segments separated by single slashes, none of them '.' or '..'"
+)
 
 
-def _no_dot_dot(value: str) -> str:
-    if ".." in value.split("/"):
-        raise ValueError("a '..' path segment is not allowed in a name")
+def _no_dot_segment(value: str) -> str:
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise ValueError("a '.' or '..' path segment is not allowed in a name")
     return value
 
 
@@ -51,7 +55,7 @@ def valid_name(value: object) -> bool:
         isinstance(value, str)
         and 0 < len(value) <= NAME_MAX_LENGTH
         and _NAME_RE.match(value) is not None
-        and ".." not in value.split("/")
+        and all(segment not in (".", "..") for segment in value.split("/"))
     )
 
 
@@ -59,7 +63,7 @@ _NAME_RE = re.compile(NAME_PATTERN)
 Name = Annotated[
     str,
     Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN),
-    AfterValidator(_no_dot_dot),
+    AfterValidator(_no_dot_segment),
 ]
 
 
@@ -106,11 +110,11 @@ class LogEvent(BaseModel):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-_DOT_DOT_SEGMENT = r"(^|/)\.\.(/|$)"  # what NAME_PATTERN cannot say: no '..' path segment
+_DOT_SEGMENT = r"(^|/)\.\.?(/|$)"  # what NAME_PATTERN cannot say: no '.' or '..' path segment
 
 
 def _published_log_event(schema: dict[str, Any]) -> None:
-    """The schema of :class:`LogEventIn` as published: its description, and names refusing a '..' segment."""
+    """The schema of :class:`LogEventIn` as published: its description, and names refusing '.' and '..' segments."""
     schema["description"] = (
         "One log event of one deployment (version) of one service, as sent to logcanary (Kafka record or HTTP). "
         "Only service and message are required. Keys not named here are kept: they go into attributes. Shipper "
@@ -119,7 +123,7 @@ def _published_log_event(schema: dict[str, Any]) -> None:
     )
     properties = schema["properties"]
     for name in (properties["service"], properties["deployment"]["anyOf"][0], properties["identities"]["items"]):
-        name["not"] = {"pattern": _DOT_DOT_SEGMENT}
+        name["not"] = {"pattern": _DOT_SEGMENT}
 
 
 class LogEventIn(BaseModel):

@@ -21,7 +21,7 @@ router = APIRouter(tags=["review"])
 
 
 @router.get(
-    "/v1/services/{service}/map",
+    "/v1/services/{service:path}/map",
     summary="Cluster map: every event type of a canary and its baseline as a point in 2-D",
     response_model=ClusterMap,
     responses=responses(400, 401, 403, 404, 422),
@@ -63,7 +63,7 @@ async def get_map(
 
 
 @router.get(
-    "/v1/services/{service}/history",
+    "/v1/services/{service:path}/history",
     summary="A service's analyses with their risk over time, its feedback rules and deployment marks",
     response_model=ServiceHistory,
     responses=responses(401, 403, 404, 422),

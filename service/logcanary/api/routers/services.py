@@ -25,7 +25,7 @@ async def list_services(reviews: ReviewsDep) -> list[ServiceInfo]:
 
 
 @router.get(
-    "/v1/services/{service}/clusters",
+    "/v1/services/{service:path}/clusters",
     summary="Clusters of a deployment, with templates, counts and examples",
     response_model=list[ClusterInfo],
     responses=responses(401, 403, 404),
@@ -37,7 +37,7 @@ async def list_clusters(reviews: ReviewsDep, service: str, deployment: str) -> l
 
 
 @router.post(
-    "/v1/services/{service}/deployments/{deployment}/mark",
+    "/v1/services/{service:path}/deployments/{deployment:path}/mark",
     summary="Mark a deployment bad (never a history baseline) or not",
     response_model=DeploymentMark,
     responses=responses(401, 403, 404, 422),
