@@ -365,18 +365,18 @@ def test_an_owner_counts_nothing_fetched_past_its_next_offset(
             consumer.seek(tp, 12)  # the batch in hand was fetched from 12
             stale = await consumer.getmany(tp, timeout_ms=5000)
             assert stale[tp][0].offset == 12
-            ingestor._apply(stale)
+            await ingestor.process(stale)
             assert counted() == 0 and state.shards[0].offset == 5
             assert await consumer.position(tp) == 5  # sent back
             batch = await consumer.getmany(tp, timeout_ms=5000, max_records=5)
-            ingestor._apply(batch)
+            await ingestor.process(batch)
             assert counted() == 5 and state.shards[0].offset == 10
 
             consumer.seek(tp, 15)  # as if offsets 10-14 were deleted: the seek back finds the same jump
-            ingestor._apply(await consumer.getmany(tp, timeout_ms=5000))
+            await ingestor.process(await consumer.getmany(tp, timeout_ms=5000))
             assert counted() == 5 and await consumer.position(tp) == 10
             consumer.seek(tp, 15)
-            ingestor._apply(await consumer.getmany(tp, timeout_ms=5000))
+            await ingestor.process(await consumer.getmany(tp, timeout_ms=5000))
             assert counted() == 10 and state.shards[0].offset == 20
             assert ingestor.metrics.lost._value.get() == 5
         finally:

@@ -143,13 +143,11 @@ async def ingest(
                 if forwarded:
                     await forward(forwarded)  # counted (as "http") by their owners
             else:
-                observed = 0
                 async with sink.writing() as write:  # no verdict thread reads the engine while a chunk changes it
                     for _, record in decoded:
-                        for event in record.events:
+                        for event in record.events:  # one record with very many events (OTLP) yields too
                             observe(event)
-                            observed += 1
-                            if observed % chunk == 0:  # one record with very many events (OTLP) yields too
+                            if write.due():
                                 await write.pause()
             for index, record in decoded:
                 outcome.tally(index, record)

@@ -5,7 +5,8 @@ whichever door it came through.
 
 A source applies its events inside ``async with sink.writing() as write`` and moves its own position (an offset,
 a cursor) inside the same hold, with no await in between: a checkpoint, taken under the same lock, then holds
-both or neither. ``await write.pause()`` between chunks lets the loop and waiting readers run.
+both or neither. ``if write.due(): await write.pause()`` between events lets the loop and waiting readers run:
+a write never holds the loop for more than a slice (``live.engine.SLICE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ EventValues = tuple[str, str, str, float, str, str, Sequence[str]]
 
 
 class Write(Protocol):
+    def due(self) -> bool:
+        """This write has held the engine for its slice: pause at the next consistent point."""
+
     async def pause(self) -> None:
-        """Lets others run between two chunks of one write."""
+        """Lets others run between two slices of one write."""
 
 
 class EventSink(Protocol):

@@ -23,18 +23,30 @@ T = TypeVar("T")
 DAY = 86_400.0
 
 
+#: Longest the loop runs engine writes before it serves others: a write checks :meth:`EngineWrite.due` between
+#: events and pauses once its slice is used up. Each event's cost is bounded (linear masking, capped tokens and
+#: messages), so the loop answers probes, verdicts and metrics within about one slice whatever streams in.
+SLICE_SECONDS = 0.01
+
+
 class EngineWrite:
-    """The engine lock held by a write done in chunks; :meth:`pause` lets the loop, and a reader waiting for the
-    lock, run between two chunks (the lock is released on exit only if it is held, even after a cancellation)."""
+    """The engine lock held by a write done in slices; :meth:`pause` lets the loop, and a reader waiting for the
+    lock, run between two slices (the lock is released on exit only if it is held, even after a cancellation)."""
 
     def __init__(self, lock: asyncio.Lock) -> None:
         self.lock = lock
         self.held = False
+        self._slice_started = 0.0
 
     async def __aenter__(self) -> EngineWrite:
         await self.lock.acquire()
         self.held = True
+        self._slice_started = time.perf_counter()
         return self
+
+    def due(self) -> bool:
+        """The slice is used up: pause at the next consistent point (between two events, or two records)."""
+        return time.perf_counter() - self._slice_started >= SLICE_SECONDS
 
     async def __aexit__(self, *exc: object) -> None:
         if self.held:
@@ -47,6 +59,7 @@ class EngineWrite:
         await asyncio.sleep(0)
         await self.lock.acquire()
         self.held = True
+        self._slice_started = time.perf_counter()
 
 
 class LiveEngine:

@@ -17,8 +17,6 @@ from logcanary.settings import KafkaSettings, LimitSettings
 
 log = logging.getLogger(__name__)
 
-KAFKA_APPLY_CHUNK = 250  # events counted between two yields to the loop (about 5-10 ms on a slow core)
-
 
 class _SeekToSavedOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     """Positions every assigned partition at its live offset, without awaiting between assignment and seek."""
@@ -86,7 +84,7 @@ class DirectConsumer(RawLogConsumer):
                         observe(event)
                     pending += len(outcome.events)
                     offsets[key] = record.offset + 1
-                    if pending >= KAFKA_APPLY_CHUNK:
+                    if write.due():  # between two records: the offsets hold what was counted
                         ingested.inc(pending)
                         pending = 0
                         await write.pause()

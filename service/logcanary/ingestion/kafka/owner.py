@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -17,10 +18,19 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from logcanary.ingestion.kafka import repartition
 from logcanary.ingestion.kafka.consumer import Batch, SupervisedConsumer
 from logcanary.ingestion.kafka.metrics import IngestMetrics
+from logcanary.ingestion.sink import Write
 from logcanary.live.scale_out import ScaleOut
 from logcanary.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Tally:
+    counted: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    from_http: int = 0
 
 
 class _AdoptAssignedShards(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -99,57 +109,67 @@ class Owner(SupervisedConsumer):
             consumer.seek(tp, self.positioned(partition))
 
     async def process(self, batch: Batch) -> None:
-        async with self.node.live.writing():  # no await inside: the batch and its offsets move together
-            self._apply(batch)
-
-    def _apply(self, batch: Batch) -> None:
-        """Counts the events routers sent to this replica's partitions, each origin record once (no await)."""
+        """Counts the events routers sent to this replica's partitions, each origin record once, in slices: between
+        two slices an adoption may move a partition, so each slice finds its shard again."""
         started = time.perf_counter()
-        node = self.node
-        observe = node.live.observe_values
-        counted = skipped = duplicates = from_http = 0
-        for tp, records in batch.items():
-            key = (tp.topic, tp.partition)
-            shard = node.shards.get(tp.partition)
-            if shard is None or shard.offset is None:
-                skipped += len(records)
-                continue
-            expected = shard.offset
-            for index, record in enumerate(records):
-                if record.offset < expected:
-                    skipped += 1
-                    continue
-                if record.offset > expected:
-                    if self._fetched_elsewhere(tp, expected, record.offset):
-                        skipped += len(records) - index
-                        break
-                elif self.sought:
-                    self.sought.pop(key, None)  # back on track where it was sent
-                shard.offset = expected = record.offset + 1
-                source = repartition.origin_of(record.headers)
-                if source is not None:
-                    okey = (source[0], source[1])
-                    if source[2] < shard.origins.get(okey, 0):
-                        duplicates += 1
-                        continue
-                    shard.origins[okey] = source[2] + 1
-                values = repartition.decode(record.value)
-                for event in values:
-                    observe(*event)
-                if source is None:
-                    from_http += len(values)
-                else:
-                    counted += len(values)
-        if skipped:
-            self.metrics.below_offset.inc(skipped)
-        if duplicates:
-            self.metrics.duplicates.inc(duplicates)
-        metrics = node.metrics
-        metrics.ingested.labels("kafka").inc(counted)
-        if from_http:
-            metrics.ingested.labels("http").inc(from_http)
+        tally = _Tally()
+        async with self.node.live.writing() as write:
+            for tp, records in batch.items():
+                index = 0
+                while index < len(records):
+                    index = self._apply(tp, records, index, tally, write)
+                    if index < len(records):
+                        await write.pause()
+        if tally.skipped:
+            self.metrics.below_offset.inc(tally.skipped)
+        if tally.duplicates:
+            self.metrics.duplicates.inc(tally.duplicates)
+        metrics = self.node.metrics
+        metrics.ingested.labels("kafka").inc(tally.counted)
+        if tally.from_http:
+            metrics.ingested.labels("http").inc(tally.from_http)
         metrics.batch_seconds.observe(time.perf_counter() - started)
         self.record_lag(batch)
+
+    def _apply(self, tp: TopicPartition, records: list[Any], start: int, tally: _Tally, write: Write) -> int:
+        """Counts ``records[start:]`` of one partition until the slice is used up; returns where it stopped (no
+        await: the shard's offset and origins always hold exactly what was counted)."""
+        shard = self.node.shards.get(tp.partition)
+        if shard is None or shard.offset is None:  # not ours (any more), or not positioned yet
+            tally.skipped += len(records) - start
+            return len(records)
+        observe = self.node.live.observe_values
+        key = (tp.topic, tp.partition)
+        expected = shard.offset
+        for index in range(start, len(records)):
+            record = records[index]
+            if record.offset < expected:
+                tally.skipped += 1
+                continue
+            if record.offset > expected:
+                if self._fetched_elsewhere(tp, expected, record.offset):
+                    tally.skipped += len(records) - index
+                    return len(records)
+            elif self.sought:
+                self.sought.pop(key, None)  # back on track where it was sent
+            shard.offset = expected = record.offset + 1
+            source = repartition.origin_of(record.headers)
+            if source is not None:
+                okey = (source[0], source[1])
+                if source[2] < shard.origins.get(okey, 0):
+                    tally.duplicates += 1
+                    continue
+                shard.origins[okey] = source[2] + 1
+            values = repartition.decode(record.value)
+            for event in values:
+                observe(*event)
+            if source is None:
+                tally.from_http += len(values)
+            else:
+                tally.counted += len(values)
+            if write.due():
+                return index + 1
+        return len(records)
 
     def _fetched_elsewhere(self, tp: TopicPartition, expected: int, offset: int) -> bool:
         """True when a repartition partition's records jump past the next expected offset: logcanary's own topic
