@@ -134,28 +134,6 @@ def _send(client: httpx.Client, streams: list[dict[str, object]]) -> int:
     raise RuntimeError("push kept being refused")
 
 
-def wait_visible(url: str, query: str, start: int, end: int, count: int, timeout: float = 30.0) -> None:
-    """Waits until ``count_over_time`` sees ``count`` lines (pushes are visible at once; this guards a restart)."""
-    deadline = time.monotonic() + timeout
-    seen = -1
-    while time.monotonic() < deadline:
-        seconds = max(1, (end - start + 999_999_999) // 1_000_000_000)
-        try:
-            response = httpx.get(
-                f"{url}/loki/api/v1/query",
-                params={"query": f"sum(count_over_time({query}[{seconds}s]))", "time": str(start + seconds * 10**9)},
-                timeout=10,
-            )
-            result = response.json()["data"]["result"] if response.status_code == 200 else []
-            seen = int(result[0]["value"][1]) if result else 0
-            if seen >= count:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"Loki shows {seen} of {count} lines of {query}")
-
-
 @pytest.fixture(scope="session")
 def loki() -> Iterator[Loki]:
     """A real Loki for this test session (each xdist worker its own), stopped and deleted after."""

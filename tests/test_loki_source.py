@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import signal
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -34,6 +35,7 @@ from logcanary.sources import (
     SourceQueryError,
     SourceUnavailable,
     auth_from_spec,
+    open_source,
 )
 from logcanary.sources.logql import render
 from tests.loki_helpers import Loki, RecordingProxy, loki
@@ -150,6 +152,19 @@ def test_one_text_in_more_streams_than_a_page_is_split_by_stream(loki: Loki, run
     assert sum(1 for line in lines if line.line == "ready") == 30
 
 
+def test_flood_split_handles_any_text(loki: Loki, run: str) -> None:
+    """Regex metacharacters, quotes, backslashes, newlines, accents, emoji, code points near the surrogates and
+    the top of Unicode, lines that are prefixes of others: each line at the timestamp once, with pages of 4."""
+    moment = time.time_ns() - 15 * MINUTE
+    odd = ['a"b', "a\\b", "a\\", "é", "éé", "😀", "😀x", "x\ny", "x\n", "[(*+?{^$|.", " ", "\t", "\x7f", "\u07ff"]
+    odd += ["\ud7ff", "\ue000", "\uffff", "\U0010fffe", "\U0010ffff", "\U0010ffffa", "ab", "abc", "abd", "b"]
+    texts = [*odd, *(f"{text} {n}" for text in odd for n in range(3))]
+    loki.push([({"test": run}, [(moment, text) for text in texts])])
+    lines, _ = pull_all(loki.url, f'{{test="{run}"}}', moment, moment + 1, page_limit=4)
+    once_each(lines)
+    assert sorted(line.line for line in lines) == sorted(texts)
+
+
 def test_lines_differing_only_in_metadata_past_a_page_are_refused_not_cut(loki: Loki, run: str) -> None:
     moment = time.time_ns() - 15 * MINUTE
     loki.push([({"test": run}, [(moment, "same text", {"trace_id": f"t{i}"}) for i in range(12)])])
@@ -182,9 +197,9 @@ def test_identical_entries_are_one_line_in_loki(loki: Loki, run: str) -> None:
     loki.push([(stream, [(moment, "x", {"trace_id": "abc"})])])
     lines, _ = pull_all(loki.url, f'{{test="{run}"}}', moment, moment + 1)
     assert sorted((line.line, line.labels.get("trace_id", "")) for line in lines) == [
-        ("x", None),
+        ("x", ""),
         ("x", "abc"),
-        ("y", None),
+        ("y", ""),
     ]
 
 
@@ -271,9 +286,11 @@ def test_follow_no_gap_no_duplicate_with_late_lines_and_restarts(loki: Loki, run
     loki.push([({"test": run, "pod": "p1"}, a)])
     delivered: list[PulledLine] = []
 
+    metrics = SourceMetrics(CollectorRegistry())
+
     async def follow(checkpoint: bytes, until: int) -> bytes:
         cursor = Cursor.from_bytes(checkpoint)  # a restart between follows: the cursor is all that is kept
-        async with source(loki.url) as loki_source:
+        async with source(loki.url, metrics=metrics) as loki_source:
             async for batch in loki_source.follow(query, cursor, until):
                 delivered.extend(batch.lines)
         return cursor.to_bytes()
@@ -295,6 +312,9 @@ def test_follow_no_gap_no_duplicate_with_late_lines_and_restarts(loki: Loki, run
     restored = Cursor.from_bytes(checkpoint)
     assert restored.position == base + 70 * S and restored.floor == base + 50 * S
     assert restored.seen == 100  # the keys of the lines at or after the floor only (b 100..199)
+    lag = metrics.lag.labels("loki")._value.get()
+    assert 30 * 60 - 70 - 5 < lag < 30 * 60 - 70 + 120  # now minus the position, in seconds
+    assert metrics.lines.labels("loki")._value.get() == 502
 
 
 def test_follow_interrupted_mid_pull_resumes_from_its_checkpoint(loki: Loki, run: str) -> None:
@@ -461,6 +481,23 @@ def test_busy_loki_fails_after_bounded_retries(loki: Loki) -> None:
     assert unavailable.value.code == "source_unavailable" and "gave up after 3 attempts" in unavailable.value.message
 
 
+def test_nothing_listening_is_unavailable_after_bounded_retries() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = SourceMetrics(CollectorRegistry())
+
+    async def go() -> None:
+        async with source(f"http://127.0.0.1:{port}", metrics=metrics) as loki_source:
+            await loki_source.validate('{a="b"}')
+
+    with pytest.raises(SourceUnavailable, match=r"unreachable .*gave up after 3 attempts") as unavailable:
+        asyncio.run(go())
+    assert unavailable.value.as_dict()["code"] == "source_unavailable"
+    assert metrics.requests.labels("loki", "unreachable")._value.get() == 3
+    assert metrics.health()["loki"]["consecutive_failures"] == 3
+
+
 def test_loki_killed_mid_pull_fails_loudly_then_resumes_from_through(loki: Loki, run: str) -> None:
     """SIGKILL between two pages: the pull raises SourceUnavailable (bounded), never ends as if complete;
     once Loki is back (its WAL replayed), a pull from the last batch's ``through`` completes the window."""
@@ -494,6 +531,35 @@ def test_loki_killed_mid_pull_fails_loudly_then_resumes_from_through(loki: Loki,
     rest, batches = pull_all(loki.url, query, through, base + S)
     assert batches[-1].final
     assert len(once_each(delivered + rest)) == 5000
+
+
+def test_open_source_builds_loki_from_an_analysis_spec(loki: Loki, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    spec = {"type": "loki", "url": loki.url, "tenant": "shop", "auth": {"type": "bearer", "token_file": str(token)}}
+    built = open_source(spec, retry=FAST)
+    assert isinstance(built, LokiSource) and built.kind == "loki" and "t0ken" not in repr(built)
+
+    async def check() -> None:
+        try:
+            await built.validate('{a="b"}')
+        finally:
+            await built.aclose()
+
+    asyncio.run(check())
+    for bad in (
+        {"type": "elasticsearch", "url": loki.url},
+        {"type": "loki"},
+        {"type": "loki", "url": loki.url, "extra": 1},
+        {"type": "loki", "url": loki.url, "timeout": -1},
+        {"type": "loki", "url": loki.url, "auth": {"type": "digest"}},
+    ):
+        with pytest.raises(SourceConfigError):
+            open_source(bad)
+    inline = {"type": "loki", "url": loki.url, "auth": {"type": "basic", "username": "u", "password": "p"}}
+    open_source(inline)
+    with pytest.raises(SourceConfigError, match="not inline"):
+        open_source(inline, inline_secrets=False)
 
 
 # --- mapping -------------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 ``base`` holds the protocol every store implements, the pulled line and the errors; ``cursor`` the
 incremental cursor; ``loki`` (with ``floods`` and ``logql``) the Loki implementation; ``http`` and ``auth``
-the retrying HTTP client and credentials any HTTP store shares; ``mapping`` turns pulled lines into what the
+the retrying HTTP client and credentials any HTTP store shares; ``factory`` builds the source an analysis
+names; ``mapping`` turns pulled lines into what the
 engine counts; ``metrics`` the Prometheus series and health summary.
 """
 
@@ -23,6 +24,7 @@ from logcanary.sources.base import (
     to_ns,
 )
 from logcanary.sources.cursor import Cursor
+from logcanary.sources.factory import open_source
 from logcanary.sources.http import RetryPolicy
 from logcanary.sources.loki import LokiSource
 from logcanary.sources.mapping import LineMapper, Observation
@@ -51,5 +53,6 @@ __all__ = [
     "SourceUnavailable",
     "auth_from_spec",
     "from_ns",
+    "open_source",
     "to_ns",
 ]

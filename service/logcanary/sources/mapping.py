@@ -17,7 +17,7 @@ import orjson
 
 from logcanary.ingestion.records import FIELD_SOURCES, decode_object, truncate_message
 from logcanary.schemas import DEFAULT_MAX_MESSAGE_BYTES, LogEvent
-from logcanary.sources.base import NS_PER_SECOND, PulledLine
+from logcanary.sources.base import EMPTY_LABELS, NS_PER_SECOND, PulledLine
 
 # First present, non-empty wins. Loki's own guess (detected_level) comes after what the shipper set.
 LEVEL_LABELS = ("level", "severity", "severity_text", "lvl", "detected_level")
@@ -58,7 +58,10 @@ class LineMapper:
 
     def map(self, lines: Iterable[PulledLine]) -> list[Observation]:
         out: list[Observation] = []
+        append = out.append
         surely_short = self.max_message_bytes // 4  # a UTF-8 character is at most 4 bytes
+        service, deployment, identities = self.service, self.deployment, self.identities
+        streams: dict[int, tuple[str, str]] = {}  # id(labels) -> (host, level): a stream's lines share labels
         for pulled in lines:
             text = pulled.line
             if not text or text.isspace():
@@ -71,18 +74,14 @@ class LineMapper:
                     continue
             if len(text) > surely_short:
                 text = self._truncated(text)
-            labels, metadata = pulled.labels, pulled.metadata
-            out.append(
-                Observation(
-                    self.service,
-                    self.deployment,
-                    text,
-                    pulled.timestamp / NS_PER_SECOND,
-                    _first(metadata, labels, HOST_LABELS) or "unknown",
-                    _first(metadata, labels, LEVEL_LABELS) or "info",
-                    self.identities,
-                )
-            )
+            if pulled.metadata:
+                host, level = _host_level(pulled.metadata, pulled.labels)
+            else:
+                found = streams.get(id(pulled.labels))
+                if found is None:
+                    found = streams[id(pulled.labels)] = _host_level(EMPTY_LABELS, pulled.labels)
+                host, level = found
+            append(Observation(service, deployment, text, pulled.timestamp / NS_PER_SECOND, host, level, identities))
         return out
 
     def _json(self, pulled: PulledLine) -> list[Observation] | None:
@@ -123,6 +122,10 @@ class LineMapper:
         )
         truncate_message(event, self.max_message_bytes)
         return event.message
+
+
+def _host_level(metadata: Mapping[str, str], labels: Mapping[str, str]) -> tuple[str, str]:
+    return _first(metadata, labels, HOST_LABELS) or "unknown", _first(metadata, labels, LEVEL_LABELS) or "info"
 
 
 def _first(metadata: Mapping[str, str], labels: Mapping[str, str], names: tuple[str, ...]) -> str | None:
