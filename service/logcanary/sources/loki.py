@@ -143,8 +143,7 @@ class LokiSource:
     async def validate(self, query: str) -> None:
         """Makes Loki parse ``query`` over one nanosecond: its 400 becomes a :class:`SourceQueryError`."""
         now = time.time_ns()
-        page = await self.query_range(query, now - 1, now, 1)
-        del page
+        await self.query_range(query, now - 1, now, 1)
 
     async def pull(self, query: str, start: int, end: int) -> AsyncIterator[Batch]:
         """Every line of ``query`` in ``[start, end)``, once each, in batches of at most ``page_limit`` lines."""
@@ -267,31 +266,25 @@ class LokiSource:
 
     async def scan(self, query: str, start: int, end: int) -> AsyncIterator[Chunk]:
         """Pages ``[start, end)`` into chunks of complete timestamps; the last chunk has ``last`` set."""
-        said: set[str] = set()
-        notices: list[Notice] = []
+        said: set[str] = set()  # the notices given already: each once per scan
+        notices: list[Notice] = []  # handed over with the next chunk
         position = start
-        pending: asyncio.Task[Page] | None = None
+        pending: tuple[asyncio.Task[Page], int] | None = None  # a page requested ahead, and its range's end
         try:
             while position < end:
-                if self.page_limit < self._asked_limit and "limit_lowered" not in said:
-                    said.add("limit_lowered")
-                    notices.append(
-                        Notice(
-                            "limit_lowered",
-                            f"Loki returns at most {self.page_limit} lines per query (asked {self._asked_limit})",
-                        )
-                    )
-                part_end = self._part_end(position, end, said, notices)
+                self._limit_notice(said, notices)
                 if pending is None:
-                    pending = asyncio.ensure_future(self.query_range(query, position, part_end, self.page_limit))
+                    part_end = self._part_end(position, end, said, notices)
+                    request = asyncio.ensure_future(self.query_range(query, position, part_end, self.page_limit))
+                else:
+                    request, part_end = pending
+                pending = None
                 try:
-                    page = await pending
+                    page = await request
                 except SourceQueryError as exc:
                     if not self._adapt(exc, part_end - position):
                         raise _classified(exc) from None
                     continue
-                finally:
-                    pending = None
                 if not page.full:
                     yield Chunk(self.lines(page), part_end, part_end >= end, notices)
                     notices, position = [], part_end
@@ -307,16 +300,24 @@ class LokiSource:
                         yield Chunk([], end, True, notices)
                 else:
                     position = page.last  # the lines at page.last may continue on the next page
-                    pending = asyncio.ensure_future(
-                        self.query_range(query, position, self._part_end(position, end, said, notices), page.limit)
-                    )
+                    part_end = self._part_end(position, end, said, notices)
+                    ahead = self.query_range(query, position, part_end, page.limit)
+                    pending = (asyncio.ensure_future(ahead), part_end)  # Loki works while the caller does
                     yield Chunk(self.lines(page, page.last), page.last, False, notices)
                     notices = []
             if start >= end:
                 yield Chunk([], end, True, [])
-        finally:
+        finally:  # the caller stopped early or a page failed: drop the page requested ahead
             if pending is not None:
-                pending.cancel()
+                if pending[0].done() and not pending[0].cancelled():
+                    pending[0].exception()  # retrieved, so asyncio does not log it as lost
+                pending[0].cancel()
+
+    def _limit_notice(self, said: set[str], notices: list[Notice]) -> None:
+        if self.page_limit < self._asked_limit and "limit_lowered" not in said:
+            said.add("limit_lowered")
+            message = f"Loki returns at most {self.page_limit} lines per query (asked {self._asked_limit})"
+            notices.append(Notice("limit_lowered", message))
 
     def _part_end(self, position: int, end: int, said: set[str], notices: list[Notice]) -> int:
         if self._span is None or end - position <= self._span:
