@@ -142,14 +142,19 @@ def test_same_timestamp_flood_across_streams_with_shared_texts(loki: Loki, run: 
     assert "same_timestamp_split" in codes(batches)
 
 
-def test_one_text_in_more_streams_than_a_page_is_split_by_stream(loki: Loki, run: str) -> None:
+def test_one_text_in_more_streams_than_a_page_is_split_by_label_values(loki: Loki, run: str) -> None:
+    """41 streams log "ready" at one nanosecond, pages hold 6: halved by pod, then container, one without pod."""
     moment = time.time_ns() - 15 * MINUTE
-    streams = [({"test": run, "pod": f"p{pod}"}, [(moment, "ready"), (moment, f"pod {pod} up")]) for pod in range(30)]
+    streams: list[tuple[dict[str, str], list[tuple[int, str]]]] = [
+        ({"test": run, "pod": f"p{pod}", "container": container}, [(moment, "ready"), (moment, f"{pod} up")])
+        for pod in range(20)
+        for container in ("app", "sidecar")
+    ]
+    streams.append(({"test": run, "container": "init"}, [(moment, "ready")]))
     loki.push(streams)
-    lines, _ = pull_all(loki.url, f'{{test="{run}"}}', moment, moment + 1, page_limit=8)
-    counts = once_each(lines)
-    assert len(counts) == 60
-    assert sum(1 for line in lines if line.line == "ready") == 30
+    lines, _ = pull_all(loki.url, f'{{test="{run}"}}', moment, moment + 1, page_limit=6)
+    assert len(once_each(lines)) == 81
+    assert sum(1 for line in lines if line.line == "ready") == 41
 
 
 def test_flood_split_handles_any_text(loki: Loki, run: str) -> None:

@@ -11,8 +11,9 @@ line filters Loki evaluates itself:
 * a part that fills a page is cut at the median of the lines Loki returned, at the shortest prefix that
   separates the median from its neighbour: both halves are smaller, so the split ends;
 * when all the lines returned have one text, that text becomes a part of its own (``^text$``) and is
-  excluded from the rest. If that part is still full (the same text in many streams), it is split by
-  stream (``/loki/api/v1/series``, each stream selected exactly).
+  excluded from the rest. If that part is still full (the same text in many streams), its streams
+  (``/loki/api/v1/series``) are halved by the values of the label that tells most of them apart
+  (``pod=~"a|b"``), down to single streams: a few queries for thousands of streams, not one each.
 
 Parts are disjoint and cover the timestamp, so each line is delivered once. What cannot be split is said,
 never skipped: more than ``limit`` lines of *one* stream with one timestamp and one text (Loki keeps those
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from logcanary.sources import logql
-from logcanary.sources.base import PulledLine, SourceLimitExceeded
+from logcanary.sources.base import PulledLine, SourceError, SourceLimitExceeded
 
 if TYPE_CHECKING:
     from logcanary.sources.loki import LokiSource, Page
@@ -37,18 +38,41 @@ MAX_NESTING = 500  # Go's regexp parser refuses nesting deeper than 1000
 
 
 @dataclass(frozen=True, slots=True)
+class Streams:
+    """The streams (of ``members``, the series at the timestamp) whose labels have the allowed values."""
+
+    members: tuple[Mapping[str, str], ...]
+    allowed: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (label, values; "" = the label is absent)
+
+    def matchers(self) -> list[str]:
+        return [logql.label_matcher(name, list(values)) for name, values in self.allowed]
+
+    def halves(self) -> list[Streams]:
+        """Two disjoint groups covering these streams, split by the label with the most distinct values."""
+        names = {name for labels in self.members for name in labels}
+        best = max(sorted(names), key=lambda name: len({labels.get(name, "") for labels in self.members}))
+        values = sorted({labels.get(best, "") for labels in self.members})
+        kept = [(name, allowed) for name, allowed in self.allowed if name != best]
+        groups = []
+        for part in (values[: len(values) // 2], values[len(values) // 2 :]):
+            members = tuple(labels for labels in self.members if labels.get(best, "") in part)
+            groups.append(Streams(members, (*kept, (best, tuple(part)))))
+        return groups
+
+
+@dataclass(frozen=True, slots=True)
 class Part:
     """Lines at the timestamp with ``low <= text < high`` (no ``high``: unbounded) minus ``excluded``, or
-    exactly the text ``exact``; in one ``stream`` only, if given."""
+    exactly the text ``exact``; in the ``streams`` group only, if given."""
 
     low: str = ""
     high: str | None = None
     excluded: tuple[str, ...] = ()
     exact: str | None = None
-    stream: Mapping[str, str] | None = None
+    streams: Streams | None = None
 
-    def query(self, query: str, absent: set[str]) -> str:
-        base = query if self.stream is None else logql.exact_stream(query, self.stream, absent)
+    def query(self, query: str) -> str:
+        base = query if self.streams is None else logql.narrow(query, self.streams.matchers())
         if self.exact is not None:
             return f"{base} |~ {logql.quote_string(logql.exactly(self.exact))}"
         common = logql.common_prefix(self.low, self.high) if self.high is not None else ""
@@ -65,7 +89,6 @@ async def drain_timestamp(source: LokiSource, query: str, page: Page) -> AsyncIt
     """Every line of ``query`` at ``page.last``, given a full ``page`` of lines all at that timestamp."""
     timestamp = page.last
     stack: list[tuple[Part, Page | None]] = [(Part(), page)]
-    absent: set[str] = set()  # every label name of the streams at the timestamp, once a stream split needs them
     queries = 0
     while stack:
         part, known = stack.pop()
@@ -77,28 +100,29 @@ async def drain_timestamp(source: LokiSource, query: str, page: Page) -> AsyncIt
                     "queries: narrow the query",
                     source=source.kind,
                 )
-            known = await source.query_range(part.query(query, absent), timestamp, timestamp + 1, source.page_limit)
+            known = await source.query_range(part.query(query), timestamp, timestamp + 1, source.page_limit)
         if not known.full:
             if known.count:
                 yield source.lines(known)
             continue
-        children = await _split(source, query, timestamp, part, known.texts(), absent)
+        children = await _split(source, query, timestamp, part, known.texts())
         stack.extend((child, None) for child in reversed(children))
 
 
-async def _split(
-    source: LokiSource, query: str, timestamp: int, part: Part, texts: list[str], absent: set[str]
-) -> list[Part]:
+async def _split(source: LokiSource, query: str, timestamp: int, part: Part, texts: list[str]) -> list[Part]:
     if part.exact is not None:
-        if part.stream is not None:
-            raise SourceLimitExceeded(
-                f"more than {source.page_limit} lines of one stream share timestamp {timestamp} and the text "
-                f"{_clip(part.exact)!r} (they differ only in structured metadata): Loki returns no more of them",
-                source=source.kind,
+        group = part.streams or Streams(tuple(await source.series(query, timestamp, timestamp + 1)))
+        if len(group.members) > 1:
+            return [dataclasses.replace(part, streams=half) for half in group.halves()]
+        if not group.members:
+            raise SourceError(
+                f"Loki listed no stream at timestamp {timestamp} it returned lines of", source=source.kind
             )
-        streams = await source.series(query, timestamp, timestamp + 1)
-        absent.update(name for labels in streams for name in labels)
-        return [dataclasses.replace(part, stream=labels) for labels in streams]
+        raise SourceLimitExceeded(
+            f"more than {source.page_limit} lines of one stream share timestamp {timestamp} and the text "
+            f"{_clip(part.exact)!r} (they differ only in structured metadata): Loki returns no more of them",
+            source=source.kind,
+        )
     texts.sort()
     if texts[0] == texts[-1]:
         text = texts[0]

@@ -112,12 +112,17 @@ def split_query(query: str) -> tuple[str, str]:
     raise SourceQueryError("the stream selector's { is never closed")
 
 
-def exact_stream(query: str, labels: Mapping[str, str], absent: set[str]) -> str:
-    """``query`` narrowed to exactly the stream ``labels``: every label equal, the ``absent`` names empty."""
-    matchers, pipeline = split_query(query)
-    extra = [f"{name}={quote_string(value)}" for name, value in sorted(labels.items())]
-    extra += [f'{name}=""' for name in sorted(absent - labels.keys()) if LABEL_NAME.match(name)]
-    return "{" + ", ".join([matchers.strip(), *extra]) + "}" + pipeline
+def narrow(query: str, matchers: list[str]) -> str:
+    """``query`` with more label matchers (``name="value"`` text) in its stream selector."""
+    inside, pipeline = split_query(query)
+    return "{" + ", ".join([inside.strip(), *matchers]) + "}" + pipeline
+
+
+def label_matcher(name: str, values: list[str]) -> str:
+    """``name`` equal to one of ``values`` (``""``: the label is absent); Loki anchors a regex matcher."""
+    if len(values) == 1:
+        return f"{name}={quote_string(values[0])}"
+    return f"{name}=~{quote_string('|'.join(quote_meta(value) for value in values))}"
 
 
 # --- splitting lines by their text ---------------------------------------------------------------------------------
