@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -29,6 +30,7 @@ from logcanary.sources import (
     PulledLine,
     RetryPolicy,
     Secret,
+    SourceAuthError,
     SourceConfigError,
     SourceLimitExceeded,
     SourceMetrics,
@@ -53,8 +55,8 @@ def run() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def source(url: str, **options: object) -> LokiSource:
-    return LokiSource(url, retry=FAST, **options)  # type: ignore[arg-type]
+def source(url: str, **options: Any) -> LokiSource:
+    return LokiSource(url, retry=FAST, **options)
 
 
 def key(line: PulledLine) -> Key:
@@ -412,34 +414,35 @@ def test_selector_templates_escape_values_for_where_they_stand(loki: Loki, run: 
 # --- Loki going away, retries, headers -------------------------------------------------------------------------------
 
 
-def test_headers_auth_and_tenant_are_sent_and_never_shown(loki: Loki, run: str, tmp_path: Path) -> None:
+def test_headers_auth_and_tenant_are_sent_and_never_shown(
+    loki: Loki, run: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("s3cret-token\n")
-    monkey = {"LOKI_PASSWORD": "pa55word"}
+    monkeypatch.setenv("LOKI_PASSWORD", "pa55word")
     moment = time.time_ns() - 15 * MINUTE
     loki.push([({"test": run}, [(moment, "hello")])])
+    shown: list[str] = []
     with RecordingProxy(loki.url) as proxy:
 
-        async def go() -> list[str]:
-            shown = []
+        async def go() -> None:
             bearer = auth_from_spec({"type": "bearer", "token_file": str(token_file)})
             basic = BasicAuth("grafana-user", Secret(env="LOKI_PASSWORD"))
             for auth in (bearer, basic):
                 async with source(proxy.url, tenant="team-a", auth=auth) as loki_source:
                     lines, _ = await collect(loki_source.pull(f'{{test="{run}"}}', moment, moment + 1))
                     assert [line.line for line in lines] == ["hello"]
-                    shown.append(repr(loki_source))
-            return shown
+                    proxy.faults = [(401, {})]  # what a Loki behind an auth gateway answers a wrong secret
+                    with pytest.raises(SourceAuthError) as refused:
+                        await loki_source.validate(f'{{test="{run}"}}')
+                    shown.extend([repr(loki_source), repr(auth), str(refused.value), repr(refused.value.as_dict())])
 
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in monkey.items():
-                patch.setenv(name, value)
-            shown = asyncio.run(go())
+        asyncio.run(go())
     sent = [headers for _, path, headers in proxy.requests if path.startswith("/loki/api/v1/query_range")]
     assert sent[0]["authorization"] == "Bearer s3cret-token" and sent[0]["x-scope-orgid"] == "team-a"
     assert sent[-1]["authorization"] == "Basic Z3JhZmFuYS11c2VyOnBhNTV3b3Jk"  # grafana-user:pa55word
-    assert all("s3cret" not in text and "pa55word" not in text for text in shown)
-    assert str(token_file) in shown[0] and "LOKI_PASSWORD" in shown[1]
+    assert all("s3cret" not in text and "pa55word" not in text and "Z3JhZmFu" not in text for text in shown)
+    assert str(token_file) in shown[0] and "LOKI_PASSWORD" in shown[4]
 
 
 def test_missing_secret_is_an_auth_error_naming_its_origin(tmp_path: Path) -> None:

@@ -1,10 +1,11 @@
 """GETs to a log store's HTTP API with bounded retries: what every HTTP store (Loki, Elasticsearch, Splunk) needs.
 
-A request is retried on a transport error (refused, reset, timed out) and on 429, 500, 502, 503 and 504,
-with exponential backoff and jitter, honouring ``Retry-After``; never past ``attempts`` tries nor
-``max_elapsed`` seconds in all, so a dead store fails a pull in bounded time with
-:class:`SourceUnavailable`. Any other answer is final: 401/403 :class:`SourceAuthError`, another 4xx
-:class:`SourceQueryError` carrying the store's own message.
+A request is retried on a transport error (refused, reset, timed out, a corrupt body) and on 429, 500, 502,
+503 and 504, with exponential backoff and jitter, honouring ``Retry-After``; never past ``attempts`` tries,
+nor once the pauses would pass ``max_elapsed`` seconds, so a dead store fails a pull in bounded time (at
+most ``attempts`` request timeouts plus ``max_elapsed``) with :class:`SourceUnavailable`. Any other answer
+is final: 401/403 :class:`SourceAuthError`, another 4xx :class:`SourceQueryError` carrying the store's own
+message.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class HttpStore:
                 exc.source = self.kind
                 self._count("rejected", exc)
                 raise
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:  # refused, reset, timed out, a corrupt (gzip) body
                 cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 failure = SourceUnavailable(f"{self.kind} at {self.url} unreachable ({cause})", source=self.kind)
                 self._count("unreachable", failure)

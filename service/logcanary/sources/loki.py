@@ -255,7 +255,7 @@ class LokiSource:
                         break
                     out.append(new(PulledLine, (timestamp, value[1], labels, _metadata(value))))
             elif before is None or (values and int(values[-1][0]) < before):
-                out += [new(PulledLine, (int(ts), line, labels, EMPTY_LABELS)) for ts, line, *_ in values]
+                out += [new(PulledLine, (int(value[0]), value[1], labels, EMPTY_LABELS)) for value in values]
             else:
                 for value in values:
                     timestamp = int(value[0])
