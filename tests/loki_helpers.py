@@ -61,6 +61,7 @@ class Loki:
     def start(self, timeout: float = 90.0) -> None:
         done = subprocess.run(
             ["bash", str(self.script), str(self.data), *self.ports],
+            cwd=self.data,  # Loki writes flushed chunks and index files relative to its working directory
             capture_output=True,
             text=True,
             timeout=timeout,
