@@ -22,7 +22,10 @@ def test_no_server_errors_for_any_generated_request(service_process: Launcher, t
     assert httpx.post(f"{service.url}/v1/events", json=seed, timeout=30).status_code == 202
     result = subprocess.run(
         [str(SCHEMATHESIS), "run", f"{service.url}/openapi.json", "--checks", "not_a_server_error",
-         "--max-examples", "25", "--seed", "1", "--no-color"],
+         "--max-examples", "25", "--seed", "1", "--no-color",
+         # No example database: Hypothesis's Pareto optimiser (which needs one) crashed on its own (IndexError in
+         # its shrinker, hypothesis 6.170) on this API's schema; the examples are generated afresh each run anyway.
+         "--generation-database", "none"],
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:]

@@ -14,8 +14,9 @@ MODELS = PURE | {"analysis", "settings", "metrics", "idempotency"}
 STORED = MODELS | {"store"}
 LIVE = STORED | {"live"}
 INGESTION = LIVE | {"ingestion"}
+SOURCES = BASE | {"ingestion", "sources"}
 USE_CASES = LIVE | {"verification"}
-SERVICE = INGESTION | USE_CASES | {"notify", "runtime", "background"}
+SERVICE = INGESTION | USE_CASES | {"sources", "notify", "runtime", "background"}
 
 # room -> the rooms it may import (besides itself)
 ALLOWED: dict[str, set[str]] = {
@@ -29,7 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "store": PURE | {"settings", "idempotency"},
     "live": STORED,
     "ingestion": LIVE,
-    "verification": USE_CASES,
+    "sources": {"common", "schemas", "ingestion"},
+    "verification": USE_CASES | {"sources"},
     "notify": {"common", "schemas", "settings", "store"},
     "runtime": SERVICE,
     "background": SERVICE,

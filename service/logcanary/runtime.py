@@ -22,10 +22,12 @@ from logcanary.live.single_node import SingleNode
 from logcanary.live.state import LiveState
 from logcanary.notify import Notifier
 from logcanary.settings import Settings
+from logcanary.sources import SourceMetrics
 from logcanary.store.base import Store
 from logcanary.store.factory import open_shared_store, open_store
 from logcanary.verification.analyses import Analyses
 from logcanary.verification.leases import LeasedAnalyses
+from logcanary.verification.pulling import Pulls
 from logcanary.verification.reviews import Reviews
 from logcanary.verification.rules import Rules
 from logcanary.verification.verdicts import Verdicts
@@ -40,6 +42,7 @@ class Runtime:
         self.write = StoreWriter()
         self.consumer: SupervisedConsumer | None = None  # the one that counts events (direct, or the owner)
         self.router: Router | None = None  # scale-out: the one that routes them to their owners
+        self._source_metrics: SourceMetrics | None = None
         store: Store
         state: LiveState
         if settings.mode == "scale-out":
@@ -47,9 +50,16 @@ class Runtime:
             node = ScaleOut(settings.store, settings.limits, settings.kafka, shared)
             store, state = shared, node
             self.rules = Rules(store, self.write)
-            self.verdicts = Verdicts(state, self.rules, settings.analysis)
+            self.verdicts = Verdicts(state, self.rules, settings.analysis, self._pulls(settings, state, most=32))
             self.analyses: Analyses = LeasedAnalyses(
-                node, shared, self.write, self.verdicts, self.rules, settings.analysis, settings.retention_analyses_days
+                node,
+                shared,
+                self.write,
+                self.verdicts,
+                self.rules,
+                settings.analysis,
+                settings.retention_analyses_days,
+                self._pulls(settings, node),
             )
             metrics = IngestMetrics(node.metrics.registry, stalled=self._stalled)
             interval, shutdown = settings.checkpoint_interval_seconds, settings.shutdown_timeout_seconds
@@ -61,9 +71,16 @@ class Runtime:
             single = SingleNode(settings.store, settings.limits, store)
             state = single
             self.rules = Rules(store, self.write)
-            self.verdicts = Verdicts(state, self.rules, settings.analysis)
+            self.verdicts = Verdicts(state, self.rules, settings.analysis, self._pulls(settings, state, most=32))
             self.analyses = Analyses(
-                state, store, self.write, self.verdicts, self.rules, settings.analysis, settings.retention_analyses_days
+                state,
+                store,
+                self.write,
+                self.verdicts,
+                self.rules,
+                settings.analysis,
+                settings.retention_analyses_days,
+                self._pulls(settings, state),
             )
             if settings.kafka_bootstrap_servers:
                 metrics = IngestMetrics(single.metrics.registry, stalled=self._stalled)
@@ -82,6 +99,13 @@ class Runtime:
         self.notifier = Notifier(settings.notify, settings.http.base_url, state.metrics.registry)
         self.analyses.on_end = self.notifier.analysis_ended  # webhooks told of ended analyses
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _pulls(self, settings: Settings, state: LiveState, most: int | None = None) -> Pulls:
+        """The log store pulls of analyses, or of on-demand questions (at most ``most`` kept warm); one set of
+        source metrics for both."""
+        if self._source_metrics is None:
+            self._source_metrics = SourceMetrics(state.metrics.registry)
+        return Pulls(settings.loki, settings.limits, self._source_metrics, most)
 
     def _stalled(self) -> bool:
         return self.consumer is not None and self.consumer.stalled()
@@ -123,6 +147,8 @@ class Runtime:
             await consumer.stop()
         await self.state.checkpoint(force=True)
         await self.notifier.stop(grace=min(5.0, self.settings.shutdown_timeout_seconds / 4))
+        await self.analyses.pulls.close()
+        await self.verdicts.pulls.close()
         await asyncio.to_thread(self.write.close)  # its pending store calls, before the store closes
         self.store.close()
         gc.unfreeze()  # what the service froze may be garbage now (an app stopped within a longer process)
@@ -143,6 +169,8 @@ class Runtime:
         if ingest is not None and self.settings.kafka_required_for_ready:
             ready = ready and ingest["state"] == "running" and reachable is True
         body: dict[str, Any] = {"ready": ready, "state_loaded": self.state.loaded, "kafka": reachable, "ingest": ingest}
+        if self._source_metrics is not None and (sources := self._source_metrics.health()):
+            body["sources"] = sources  # log stores pulled from: last success, last error
         if self.router is not None:  # scale-out: the routing consumer, and the services' partitions held here
             body["routing"] = self.router.status()
             body["owned_partitions"] = sorted(self.router.node.owned)

@@ -23,6 +23,9 @@ ReasonCode = Literal[
     "no_baseline_events",  # inconclusive: the baseline logged nothing in the window
     "canary_is_baseline",  # inconclusive: the canary was named as its own baseline
     "too_few_events",  # inconclusive: a side logged fewer events than the sensitivity's minimum
+    "source_unavailable",  # inconclusive: the log store could not be reached (or kept failing) for the window
+    "source_error",  # inconclusive: the log store refused a query or a limit kept part of the window out
+    "source_empty",  # inconclusive: the log store holds no line for a side's query in the window
 ]
 # ignore: never an anomaly again (any deployment); not_a_risk: accepted in one canary only; priority: always fails.
 FeedbackAction = Literal["ignore", "not_a_risk", "priority"]
@@ -232,6 +235,29 @@ class Thresholds(BaseModel):
     frequency_min_count: int
 
 
+class SourceProblem(BaseModel):
+    """Why a log store could not give the whole window."""
+
+    code: str = Field(description="source_unavailable, source_query_invalid, source_unauthorized, ...")
+    message: str
+    store_message: str | None = Field(None, description="The store's own words (Loki's error body), clipped.")
+
+
+class VerdictSource(BaseModel):
+    """Where a verdict's events came from when logcanary pulled them from a log store."""
+
+    type: Literal["loki"]
+    url: str = Field(description="The store, without credentials.")
+    canary_query: str
+    baseline_query: str | None = Field(None, description="The control deployment's query (none: history only).")
+    lines: dict[str, int] = Field(description="Lines pulled per side: canary, baseline, history.")
+    through: datetime | None = Field(
+        description="Every line stamped before this was pulled (null: nothing pulled yet)."
+    )
+    notices: list[str] = Field(default_factory=list, description="What the store made the pull do (split ranges).")
+    problem: SourceProblem | None = Field(None, description="Why part of the window is missing, if it is.")
+
+
 class Verdict(BaseModel):
     """The answer for deploy tooling: pass, fail or inconclusive, with the evidence."""
 
@@ -241,7 +267,8 @@ class Verdict(BaseModel):
     reason_code: ReasonCode = Field(
         description="Why, for machines: anomalies (fail), no_anomaly (pass), or which data an inconclusive "
         "verdict lacked: unknown_canary, no_canary_events, no_baseline, no_baseline_events, "
-        "canary_is_baseline, too_few_events."
+        "canary_is_baseline, too_few_events; or, for events pulled from a log store, why the store could not give "
+        "them: source_unavailable, source_error, source_empty."
     )
     service: str
     canary: str
@@ -259,6 +286,9 @@ class Verdict(BaseModel):
     vanished: list[VanishedCluster] = Field(default_factory=list)
     suppressed: list[Suppressed] = Field(default_factory=list)
     thresholds: Thresholds
+    source: VerdictSource | None = Field(
+        None, description="The log store the events were pulled from; null when they were sent to logcanary."
+    )
 
 
 class CanaryRef(BaseModel):
@@ -280,6 +310,48 @@ class BaselineRef(BaseModel):
         return self
 
 
+class SourceAuth(BaseModel):
+    """Credentials for a log store, named, never written inline: a file (a mounted Secret) or an environment
+    variable of logcanary's, so an analysis that is stored and listed never holds one."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["bearer", "basic"]
+    token_file: str | None = Field(None, description="bearer: a file holding the token (re-read when it changes).")
+    token_env: str | None = Field(None, description="bearer: an environment variable holding the token.")
+    username: str | None = Field(None, description="basic: the user (Grafana Cloud: the stack's id).")
+    password_file: str | None = None
+    password_env: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> SourceAuth:
+        if self.type == "bearer" and not (self.token_file or self.token_env):
+            raise ValueError("bearer auth needs token_file or token_env")
+        if self.type == "basic" and not (self.username and (self.password_file or self.password_env)):
+            raise ValueError("basic auth needs username, and password_file or password_env")
+        return self
+
+
+class SourceSpec(BaseModel):
+    """Where an analysis' logs are kept, to be pulled instead of sent: a Grafana Loki and two LogQL selector
+    templates (``$service`` and ``$deployment`` are replaced, escaped). Unset fields take LOGCANARY_LOKI_*."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["loki"] = "loki"
+    url: str | None = Field(None, description="Loki's base URL, e.g. http://loki:3100 (default LOGCANARY_LOKI_URL).")
+    tenant: str | None = Field(None, description="X-Scope-OrgID (default LOGCANARY_LOKI_TENANT).")
+    auth: SourceAuth | None = Field(
+        None, description="Default: LOGCANARY_LOKI_TOKEN_FILE / _USERNAME + _PASSWORD_FILE."
+    )
+    canary_selector: str | None = Field(
+        None,
+        description='The canary\'s query, e.g. {app="$service", version="$deployment"} (a line filter may follow).',
+    )
+    baseline_selector: str | None = Field(None, description="The control deployment's query (default: the canary's).")
+    baseline_window: float | None = Field(
+        None, gt=0, description="Seconds of the baseline pulled before the analysis starts (default 1800)."
+    )
+
+
 class AnalysisFields(BaseModel):
     """What every form of an analysis says: which canary, against what, and whether to stop at the first fail."""
 
@@ -287,6 +359,9 @@ class AnalysisFields(BaseModel):
     canary: CanaryRef
     baseline: BaselineRef
     fail_fast: bool = Field(False, description="Complete with 'fail' as soon as the verdict fails.")
+    source: SourceSpec | None = Field(
+        None, description="Pull the logs from this log store instead of judging the events sent to logcanary."
+    )
 
 
 class AnalysisSpec(AnalysisFields):

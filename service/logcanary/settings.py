@@ -338,6 +338,41 @@ class LimitSettings(BaseModel):
         )
 
 
+class LokiSettings(BaseModel):
+    """The default log store analyses pull from (an analysis' ``source`` overrides any of these)."""
+
+    loki_url: str | None = Field(
+        None, description="Grafana Loki's base URL, e.g. http://loki-gateway:80; unset = none."
+    )
+    loki_tenant: str | None = Field(None, description="X-Scope-OrgID sent to Loki (multi-tenant installs).")
+    loki_token_file: str | None = Field(None, description="A file holding a bearer token for Loki (a mounted Secret).")
+    loki_username: str | None = Field(None, description="Basic auth user for Loki (with loki_password_file).")
+    loki_password_file: str | None = Field(None, description="A file holding the basic auth password for Loki.")
+    loki_canary_selector: str = Field(
+        '{app="$service", version="$deployment"}',
+        description="LogQL selector template of a canary's logs; $service and $deployment are replaced (escaped).",
+    )
+    loki_baseline_selector: str | None = Field(
+        None, description="LogQL selector template of the baseline's logs; unset = the canary's."
+    )
+    loki_baseline_window_seconds: float = Field(
+        1800.0, gt=0, description="The baseline's recent window pulled when an analysis starts."
+    )
+    loki_poll_seconds: float = Field(5.0, gt=0, description="How often a running analysis pulls what is new.")
+    loki_lateness_seconds: float = Field(
+        120.0, ge=0, description="Lines stamped up to this long before the newest pulled are still picked up, once."
+    )
+    loki_timeout_seconds: float = Field(30.0, gt=0, description="Time limit of one request to Loki.")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> LokiSettings:
+        if self.loki_token_file and (self.loki_username or self.loki_password_file):
+            raise ValueError("give LOGCANARY_LOKI_TOKEN_FILE or LOGCANARY_LOKI_USERNAME and _PASSWORD_FILE, not both")
+        if bool(self.loki_username) != bool(self.loki_password_file):
+            raise ValueError("LOGCANARY_LOKI_USERNAME and LOGCANARY_LOKI_PASSWORD_FILE go together")
+        return self
+
+
 class NotifySettings(BaseModel):
     """Webhooks told when an analysis ends (logcanary.notify)."""
 
@@ -376,7 +411,14 @@ class NotifySettings(BaseModel):
 
 
 class Settings(
-    HttpSettings, KafkaSettings, StoreSettings, AnalysisSettings, LimitSettings, NotifySettings, BaseSettings
+    HttpSettings,
+    KafkaSettings,
+    StoreSettings,
+    AnalysisSettings,
+    LimitSettings,
+    LokiSettings,
+    NotifySettings,
+    BaseSettings,
 ):
     """Everything an operator can set. Defaults run a single node with no Kafka (HTTP ingestion only)."""
 
@@ -424,6 +466,10 @@ class Settings(
 
     @property
     def limits(self) -> LimitSettings:
+        return self
+
+    @property
+    def loki(self) -> LokiSettings:
         return self
 
     @property

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from logcanary.ingestion.bodies import BadBody
 from logcanary.store.base import StoreUnavailable
-from logcanary.verification.errors import AnalysisFinished, BadQuestion, NotFound, TooManyAnalyses
+from logcanary.verification.errors import AnalysisFinished, BadQuestion, BadSource, NotFound, TooManyAnalyses
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ def error(status: int, error: str, detail: Any = None) -> Response:
 # Domain error -> (status, error kind). The first that matches (by isinstance) answers.
 DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (NotFound, 404, "not_found"),
+    (BadSource, 422, "invalid_source"),
     (BadQuestion, 400, "bad_request"),
     (BadBody, 400, "bad_request"),
     (AnalysisFinished, 409, "conflict"),

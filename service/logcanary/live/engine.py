@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from logcanary.engine.model import Engine
-from logcanary.metrics import Metrics
 from logcanary.schemas import LogEvent
 from logcanary.settings import LimitSettings
 
@@ -66,11 +65,11 @@ class LiveEngine:
     """The live engine and its lock: where events enter (the :class:`~logcanary.ingestion.sink.EventSink` every
     source feeds), and what verdicts read."""
 
-    def __init__(self, limits: LimitSettings, metrics: Callable[[], Metrics]) -> None:
+    def __init__(self, limits: LimitSettings, on_clamp: Callable[[], None] = lambda: None) -> None:
         self.limits = limits
         self.engine = self.new_engine()
         self.lock = asyncio.Lock()
-        self._metrics = metrics
+        self._on_clamp = on_clamp  # counts an event stamped in the future
 
     def new_engine(self) -> Engine:
         """An engine with the service's caps (the live one, or one to read a service another replica owns)."""
@@ -123,7 +122,7 @@ class LiveEngine:
         if timestamp > received + self.limits.max_clock_skew_seconds:
             # A stamp from the future (a wrong clock, 2099) would sit in every "last N minutes" window for ever.
             timestamp = received
-            self._metrics().timestamps_clamped.inc()
+            self._on_clamp()
         self.engine.observe(service, deployment, message, timestamp, host, level, identities)
 
     # -- retention ------------------------------------------------------------------------------------------

@@ -35,12 +35,12 @@ class LiveState(ABC):
     def __init__(self, config: StoreSettings, limits: LimitSettings, store: CheckpointStore) -> None:
         self.config = config
         self.store = store
-        self.live = LiveEngine(limits, lambda: self.metrics)
         self.metrics = Metrics(
             lambda: self.live.engine,
             max_services=limits.metrics_max_services,
             max_deployments=limits.metrics_max_deployments,
         )
+        self.live = LiveEngine(limits, on_clamp=self.metrics.timestamps_clamped.inc)
         self.idempotency = IdempotencyKeys(config.idempotency_ttl_seconds, config.idempotency_max_keys)
         self.rows = SavedRows()
         self.loaded = False

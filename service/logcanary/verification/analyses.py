@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from logcanary.analysis.verdict import Judgement
 from logcanary.engine.model import ServiceModel
 from logcanary.live.state import LiveState
 from logcanary.schemas import AnalysisSpec, AnalysisStatus
@@ -24,6 +25,7 @@ from logcanary.store.base import AnalysisRecord, Repository
 from logcanary.verification.errors import AnalysisFinished, TooManyAnalyses, UnknownAnalysis, UnknownService
 from logcanary.verification.gauges import AnalysisGauges
 from logcanary.verification.models import AnalysisIn
+from logcanary.verification.pulling import Pulled, Pulls
 from logcanary.verification.question import VerdictQuestion
 from logcanary.verification.rules import Rules
 from logcanary.verification.verdicts import Verdicts
@@ -58,8 +60,10 @@ class Analyses:
         rules: Rules,
         config: AnalysisSettings,
         retention_days: float,
+        pulls: Pulls,
     ) -> None:
         self.state = state
+        self.pulls = pulls  # analyses that read a log store: their engines and cursors
         self.repository = repository
         self.write = write
         self.verdicts = verdicts
@@ -115,12 +119,25 @@ class Analyses:
     # -- changes -----------------------------------------------------------------------------------------------
 
     async def create(self, request: AnalysisIn, replace: bool = False) -> AnalysisRecord:
-        """Starts an analysis; its gauges exist from now on. UnknownService for a service never seen;
+        """Starts an analysis; its gauges exist from now on. UnknownService for a service never seen (unless its
+        logs are pulled from a log store); BadSource for a source that cannot be used (a query the store refuses);
         TooManyAnalyses past the cap. ``replace`` first cancels running analyses of the same service and canary
         (a new rollout of it)."""
         model = await self.state.read_service(request.service)
-        if model is None:
+        if model is None and request.source is None:
             raise UnknownService(request.service)
+        now = time.time()
+        source = None if request.source is None else self.pulls.resolve(request.source).spec
+        pulled = None
+        if source is not None:
+            pulled = self.pulls.open(
+                source, request.service, request.canary.deployment, request.baseline.deployment, now
+            )
+            try:
+                await pulled.validate()  # a query Loki refuses is a 422 quoting Loki, before anything is kept
+            except BaseException:
+                await pulled.source.aclose()
+                raise
         if replace:
             for record in list(self.records.values()):
                 same = record.service == request.service and record.request.canary == request.canary
@@ -128,12 +145,17 @@ class Analyses:
                     await self.cancel(record)
         limit = self.config.max_running_analyses
         if self.running >= limit:
+            if pulled is not None:
+                await pulled.source.aclose()
             raise TooManyAnalyses(
                 f"{limit} analyses are running (LOGCANARY_MAX_RUNNING_ANALYSES): wait for one to end or cancel one"
             )
-        now = time.time()
         spec = AnalysisSpec.model_validate(
-            {**request.model_dump(), "sensitivity": request.sensitivity or self.config.default_sensitivity}
+            {
+                **request.model_dump(exclude={"source"}),
+                "source": source,
+                "sensitivity": request.sensitivity or self.config.default_sensitivity,
+            }
         )
         record = AnalysisRecord(
             id=uuid.uuid4().hex,
@@ -144,7 +166,9 @@ class Analyses:
             ends_at=now + request.duration,
         )
         self.records[record.id] = record
-        await self._created(record, model, now)
+        if pulled is not None:
+            self.pulls.keep(record.id, pulled)
+        await self._created(record, model or self.state.engine.peek_service(record.service), now)
         return record
 
     async def _created(self, record: AnalysisRecord, model: ServiceModel, now: float) -> None:
@@ -165,6 +189,7 @@ class Analyses:
             record.status = "cancelled"
             record.finished_at = time.time()
             self.gauges.unpublish(record)
+            await self.pulls.drop(record.id)
             await self._save(record)
 
     def prune(self, now: float) -> list[str]:
@@ -194,7 +219,7 @@ class Analyses:
         """Computes the analysis' verdict over its own window (event time from its start to its end: events stamped
         slightly ahead of this clock still count); completes it when its time is up or it failed fast. True when
         this evaluation completed it (the caller saves it, then :meth:`_announce` counts and notifies the end)."""
-        judgement = await self.verdicts.compute(model, question_of(record), (record.started_at, record.ends_at))
+        judgement = await self._judge(record, model, now)
         if record.status != "running":  # cancelled (or completed by another evaluation) meanwhile
             return False
         verdict = judgement.verdict
@@ -206,9 +231,29 @@ class Analyses:
             record.finished_at = now
             self.gauges.unpublish(record)
             self.rules.analyses_ended(self.records.values())  # a failed canary leaves the history baselines
+            await self.pulls.drop(record.id)
         elif publish:
             self.gauges.publish(record)
         return done
+
+    async def _judge(self, record: AnalysisRecord, model: ServiceModel, now: float) -> Judgement:
+        """The verdict of an evaluation: over the live engine within the analysis' window, or over what its log
+        store holds for it (pulled up to now, and to its end at the last evaluation)."""
+        question = question_of(record)
+        spec = record.request.source
+        if spec is None:
+            return await self.verdicts.compute(model, question, (record.started_at, record.ends_at))
+        request = record.request
+
+        def make() -> Pulled:
+            return self.pulls.open(
+                spec, record.service, request.canary.deployment, request.baseline.deployment, record.started_at
+            )
+
+        last = now >= record.ends_at
+        pulled = await self.pulls.caught_up(record.id, make, min(now, record.ends_at), force=last)
+        judgement = await self.verdicts.compute(pulled.model(), question, None, pulled.live)
+        return pulled.judged(judgement)
 
     def _announce(self, record: AnalysisRecord) -> None:
         """Counts a completed analysis' final verdict and notifies it: once per analysis."""

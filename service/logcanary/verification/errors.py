@@ -29,6 +29,15 @@ class BadQuestion(ValueError):
     """A question that cannot be asked (a bad window, a map with neither canary nor analysis): 400."""
 
 
+class BadSource(ValueError):
+    """A log store source that cannot be used as given: no URL, a bad template, a query the store refuses (422,
+    quoting the store)."""
+
+    def __init__(self, message: str, store_message: str | None = None) -> None:
+        super().__init__(message)
+        self.store_message = store_message
+
+
 class AnalysisFinished(Exception):
     """Cancelling an analysis that already completed: its verdict is final (409)."""
 

@@ -16,6 +16,7 @@ from logcanary.settings import AnalysisSettings
 from logcanary.store.base import AnalysisRecord, SharedRepository
 from logcanary.verification.analyses import Analyses
 from logcanary.verification.errors import UnknownAnalysis
+from logcanary.verification.pulling import Pulls
 from logcanary.verification.rules import Rules
 from logcanary.verification.verdicts import Verdicts
 from logcanary.verification.writer import StoreWriter
@@ -33,8 +34,9 @@ class LeasedAnalyses(Analyses):
         rules: Rules,
         config: AnalysisSettings,
         retention_days: float,
+        pulls: Pulls,
     ) -> None:
-        super().__init__(state, repository, write, verdicts, rules, config, retention_days)
+        super().__init__(state, repository, write, verdicts, rules, config, retention_days, pulls)
         self.node = state
         self.shared: SharedRepository = repository
 
@@ -81,6 +83,7 @@ class LeasedAnalyses(Analyses):
             if not saved:  # another replica took it over (this one stalled past the lease): its gauges go, and
                 held.discard(record.id)  # the end is that replica's to count and notify
                 self.gauges.unpublish(record)
+                await self.pulls.drop(record.id)
             elif completed:
                 self._announce(record)  # the store kept this replica's completion: counted and notified once
             await asyncio.sleep(0)
@@ -88,3 +91,4 @@ class LeasedAnalyses(Analyses):
             lost = self.records.get(analysis_id)
             if lost is not None:
                 self.gauges.unpublish(lost)
+            await self.pulls.drop(analysis_id)  # its new holder pulls the window afresh

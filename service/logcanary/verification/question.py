@@ -8,11 +8,21 @@ from one computation, and :meth:`VerdictQuestion.ui_query` writes the same page 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from logcanary.schemas import Sensitivity
 
 DEFAULT_WINDOW = "5m"
+
+
+@dataclass(frozen=True, slots=True)
+class PulledFrom:
+    """The logs of the question are pulled from the configured log store (LOGCANARY_LOKI_URL) with these LogQL
+    selector templates (None: LOGCANARY_LOKI_CANARY_SELECTOR / _BASELINE_SELECTOR)."""
+
+    canary_selector: str | None = None
+    baseline_selector: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +34,7 @@ class VerdictQuestion:
     sensitivity: Sensitivity | None = None  # None: the service's default
     window: float | None = 300.0  # look-back seconds of event time; None: every event
     compact: bool = False
+    source: PulledFrom | None = None  # judged from the configured log store instead of the events sent
 
     @property
     def uses_history(self) -> bool:
@@ -31,7 +42,7 @@ class VerdictQuestion:
 
     def full(self) -> VerdictQuestion:
         """The same question with the full answer (the page and the map read the whole verdict)."""
-        return VerdictQuestion(self.service, self.canary, self.baseline, self.history, self.sensitivity, self.window)
+        return dataclasses.replace(self, compact=False)
 
     def ui_query(self) -> dict[str, str]:
         """The page's query string for this question (service, canary, and the baseline when there is one)."""

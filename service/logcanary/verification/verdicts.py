@@ -26,9 +26,12 @@ from logcanary.analysis.compact import compact
 from logcanary.analysis.verdict import Judgement, Window, judge
 from logcanary.common.caching import Cached, RefreshAheadCache
 from logcanary.engine.model import ServiceModel
+from logcanary.live.engine import LiveEngine
 from logcanary.live.state import LiveState
+from logcanary.schemas import SourceSpec
 from logcanary.settings import AnalysisSettings
-from logcanary.verification.errors import UnknownService
+from logcanary.verification.errors import BadQuestion, UnknownService
+from logcanary.verification.pulling import Pulled, Pulls
 from logcanary.verification.question import VerdictQuestion
 from logcanary.verification.rules import Rules
 
@@ -44,10 +47,11 @@ class Answer:
 
 
 class Verdicts:
-    def __init__(self, state: LiveState, rules: Rules, config: AnalysisSettings) -> None:
+    def __init__(self, state: LiveState, rules: Rules, config: AnalysisSettings, pulls: Pulls) -> None:
         self.state = state
         self.rules = rules
         self.config = config
+        self.pulls = pulls  # questions about canaries pulled from a log store: their engines, kept warm
         self.cache: RefreshAheadCache[VerdictQuestion, Answer] = RefreshAheadCache(
             config.verdict_max_age_seconds, MAX_CACHED_QUESTIONS, what="a verdict"
         )
@@ -82,14 +86,21 @@ class Verdicts:
 
         return compute
 
-    async def compute(self, model: ServiceModel, question: VerdictQuestion, window: Window) -> Judgement:
-        """The verdict over an event-time ``window``, computed off the loop (analyses evaluate through this)."""
+    async def compute(
+        self, model: ServiceModel, question: VerdictQuestion, window: Window, engine: LiveEngine | None = None
+    ) -> Judgement:
+        """The verdict over an event-time ``window``, computed off the loop (analyses evaluate through this).
+        ``engine`` holds the model when it is not the live state's (a canary pulled from a log store)."""
         job = self.job(model, question)
+        if engine is not None:
+            return await engine.read_in_thread(lambda: job(window))
         return await self.state.live.read_in_thread(lambda: job(window), self.state.is_live(model))
 
     async def answer(self, question: VerdictQuestion, model: ServiceModel | None = None) -> Cached[Answer]:
         """The answer to an on-demand question over the last ``question.window`` seconds of event time (None:
         all): computed now, or at most LOGCANARY_VERDICT_MAX_AGE_SECONDS ago under the same rules."""
+        if question.source is not None:
+            return await self.cache.get(question, lambda: self._pulled(question), self.rules.version)
         found = model or await self.model(question.service)
 
         async def load() -> Answer:
@@ -108,6 +119,35 @@ class Verdicts:
             return Answer(judgement, await asyncio.to_thread(serialised))
 
         return await self.cache.get(question, load, self.rules.version)
+
+    async def _pulled(self, question: VerdictQuestion) -> Answer:
+        """A question about a canary in the log store: its engine (kept warm while it is asked) pulls what is new,
+        then the same verdict as any is computed over the window."""
+        source = question.source
+        assert source is not None
+        if question.window is None:
+            raise BadQuestion("a verdict from a log store needs a window (such as 5m), not 'all'")
+        window = question.window
+        spec = self.pulls.resolve(
+            SourceSpec(canary_selector=source.canary_selector, baseline_selector=source.baseline_selector)
+        ).spec
+        key = repr((question.service, question.canary, question.baseline, source, window))
+
+        def make() -> Pulled:
+            since = time.time() - window
+            return self.pulls.open(spec, question.service, question.canary, question.baseline, since)
+
+        pulled = await self.pulls.caught_up(key, make, time.time(), force=True)
+        model = pulled.model()
+        job = self.job(model, question)
+        judgement = await pulled.live.read_in_thread(lambda: job((time.time() - window, math.inf)))
+        judgement = pulled.judged(judgement)
+
+        def serialised() -> bytes:
+            verdict = compact(judgement.verdict) if question.compact else judgement.verdict
+            return orjson.dumps(verdict.model_dump(mode="json"))
+
+        return Answer(judgement, await asyncio.to_thread(serialised))
 
 
 def answered_within(answer: Cached[Answer]) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,7 @@ from logcanary.common.durations import parse_window
 from logcanary.common.times import utc
 from logcanary.schemas import PRIMARY_SUFFIX, Name, OptionalName, Sensitivity, Verdict
 from logcanary.verification.errors import BadQuestion
-from logcanary.verification.question import DEFAULT_WINDOW, VerdictQuestion
+from logcanary.verification.question import DEFAULT_WINDOW, PulledFrom, VerdictQuestion
 from logcanary.verification.verdicts import Verdicts, answered_within
 
 router = APIRouter(tags=["verdicts"])
@@ -37,6 +37,17 @@ class VerdictQuery(BaseModel):
         le=499,
         description="HTTP status (4xx) to answer with when the verdict is fail (e.g. 412 for Flagger).",
     )
+    source: Literal["loki"] | None = Field(
+        None,
+        description="Judge the logs the configured log store holds (LOGCANARY_LOKI_URL) instead of the events sent "
+        "to logcanary; its queries are canary_selector and baseline_selector (defaults: LOGCANARY_LOKI_*).",
+    )
+    canary_selector: str | None = Field(
+        None,
+        max_length=4096,
+        description='LogQL template of the canary\'s logs, e.g. {app="$service", version="$deployment"}.',
+    )
+    baseline_selector: str | None = Field(None, max_length=4096, description="LogQL template of the baseline's logs.")
     compact: bool = Field(
         False,
         description="Answer a bounded verdict (about 3 KB at most) for tools that store it, such as Argo Rollouts' "
@@ -58,6 +69,7 @@ class VerdictQuery(BaseModel):
             sensitivity=self.sensitivity,
             window=window,
             compact=self.compact,
+            source=None if self.source is None else PulledFrom(self.canary_selector, self.baseline_selector),
         )
 
 
@@ -69,8 +81,11 @@ async def _verdict(verdicts: Verdicts, query: VerdictQuery, inconclusive_fails: 
     """The verdict as an HTTP answer: ``fail_status`` for a fail (and, with ``inconclusive_fails``, for an
     inconclusive verdict too), else 200. The same question asked again within LOGCANARY_VERDICT_MAX_AGE_SECONDS
     gets the same verdict; the headers say when it was computed."""
-    model = await verdicts.model(query.service)  # an unknown service is a 404 whatever else is wrong
-    answer = await verdicts.answer(query.question(), model)
+    if query.source is None:
+        model = await verdicts.model(query.service)  # an unknown service is a 404 whatever else is wrong
+        answer = await verdicts.answer(query.question(), model)
+    else:
+        answer = await verdicts.answer(query.question())
     verdict = answer.value.judgement.verdict
     failing = verdict.verdict == "fail" or (inconclusive_fails and verdict.verdict == "inconclusive")
     code = query.fail_status if (query.fail_status and failing) else 200

@@ -1,0 +1,277 @@
+"""Canaries judged from a log store: a deployment's logs pulled from Grafana Loki instead of sent to logcanary.
+
+A :class:`Pulled` holds one canary (and its control deployment) in an engine of its own, fed through the same
+seam (:class:`~logcanary.ingestion.sink.EventSink`) and judged by the same verdict as ingested events. Each side
+is followed with a cursor (:class:`~logcanary.sources.cursor.Cursor`): the first catch-up pulls the side's window
+from its start (the baseline's recent window before the analysis, so it is known before the canary's first
+minutes), later ones what is new, late lines within the lateness once, none twice.
+
+The store holds the data, so nothing pulled is checkpointed: an analysis evaluated again after a restart (or by
+the replica that took its lease over) pulls its window afresh, and counts it exactly. A store that fails keeps
+its error as the pull's ``problem`` until a catch-up succeeds (the cursor resumes where it stopped); meanwhile
+every verdict is ``inconclusive`` with ``source_unavailable`` or ``source_error`` and the store's message: never a
+pass, never a fail on part of the window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from logcanary.analysis.verdict import Judgement
+from logcanary.engine.model import ServiceModel
+from logcanary.live.engine import LiveEngine
+from logcanary.schemas import SourceAuth, SourceProblem, SourceSpec, Verdict, VerdictSource
+from logcanary.settings import LimitSettings, LokiSettings
+from logcanary.sources import (
+    Cursor,
+    LineMapper,
+    LogSource,
+    SourceConfigError,
+    SourceError,
+    SourceMetrics,
+    SourceQueryError,
+    SourceUnavailable,
+    from_ns,
+    open_source,
+)
+from logcanary.sources.base import NS_PER_SECOND
+from logcanary.verification.errors import BadSource
+
+SIDES = ("canary", "baseline")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSource:
+    """An analysis' source with every default filled in from LOGCANARY_LOKI_* (what is stored with it)."""
+
+    spec: SourceSpec
+
+    @classmethod
+    def of(cls, given: SourceSpec, defaults: LokiSettings) -> ResolvedSource:
+        url = given.url or defaults.loki_url
+        if not url:
+            raise BadSource("source: no Loki URL (give source.url, or set LOGCANARY_LOKI_URL)")
+        auth = given.auth
+        if auth is None and given.url is None:  # the configured store: its configured credentials
+            if defaults.loki_token_file:
+                auth = SourceAuth(type="bearer", token_file=defaults.loki_token_file)
+            elif defaults.loki_username:
+                auth = SourceAuth(
+                    type="basic", username=defaults.loki_username, password_file=defaults.loki_password_file
+                )
+        canary = given.canary_selector or defaults.loki_canary_selector
+        spec = SourceSpec(
+            type="loki",
+            url=url,
+            tenant=given.tenant if given.tenant is not None else (defaults.loki_tenant if given.url is None else None),
+            auth=auth,
+            canary_selector=canary,
+            baseline_selector=given.baseline_selector or defaults.loki_baseline_selector or canary,
+            baseline_window=given.baseline_window or defaults.loki_baseline_window_seconds,
+        )
+        return cls(spec)
+
+    def open(self, metrics: SourceMetrics | None, timeout: float) -> LogSource:
+        spec = self.spec
+        raw: dict[str, object] = {"type": spec.type, "url": spec.url, "timeout": timeout}
+        if spec.tenant:
+            raw["tenant"] = spec.tenant
+        if spec.auth is not None:
+            raw["auth"] = spec.auth.model_dump(exclude_none=True)
+        try:
+            return open_source(raw, metrics=metrics, inline_secrets=False)
+        except SourceConfigError as exc:
+            raise BadSource(f"source: {exc.message}") from exc
+
+
+class Pulled:
+    """One canary and its control deployment of one service, pulled into an engine of their own."""
+
+    def __init__(
+        self,
+        source: LogSource,
+        resolved: ResolvedSource,
+        service: str,
+        canary: str,
+        baseline: str | None,
+        canary_from: float,
+        limits: LimitSettings,
+        lateness_seconds: float,
+    ) -> None:
+        spec = resolved.spec
+        assert spec.canary_selector is not None and spec.baseline_selector is not None
+        self.source = source
+        self.resolved = resolved
+        self.service = service
+        self.live = LiveEngine(limits)
+        lateness = int(lateness_seconds * NS_PER_SECOND)
+        start = int(canary_from * NS_PER_SECOND)
+        self.queries: dict[str, str] = {"canary": self._query(spec.canary_selector, canary)}
+        self.cursors = {"canary": Cursor(self.queries["canary"], start, lateness=lateness)}
+        self.mappers = {"canary": LineMapper(service, canary, max_message_bytes=limits.max_message_bytes)}
+        if baseline:
+            window = int((spec.baseline_window or 0) * NS_PER_SECOND)
+            self.queries["baseline"] = self._query(spec.baseline_selector, baseline)
+            self.cursors["baseline"] = Cursor(self.queries["baseline"], start - window, lateness=lateness)
+            self.mappers["baseline"] = LineMapper(service, baseline, max_message_bytes=limits.max_message_bytes)
+        self.lines = dict.fromkeys(self.queries, 0)
+        self.notices: list[str] = []
+        self.problem: SourceError | None = None
+        self.through: int | None = None  # every line stamped before it was pulled, on every side
+        self.pulled_at = 0.0  # monotonic time of the last catch-up that reached its end
+
+    def _query(self, template: str, deployment: str) -> str:
+        try:
+            return self.source.render(template, {"service": self.service, "deployment": deployment})
+        except SourceError as exc:
+            raise BadSource(f"source: {exc.message}") from exc
+
+    async def validate(self) -> None:
+        """Makes the store parse every query: a query it refuses is a :class:`BadSource` quoting its words. A
+        store that cannot be reached now is no reason to refuse: the pull says so in every verdict."""
+        for query in self.queries.values():
+            try:
+                await self.source.validate(query)
+            except SourceQueryError as exc:
+                detail = exc.store_message or exc.message
+                raise BadSource(f"Loki refused the query {query}: {detail}", store_message=detail) from exc
+            except SourceUnavailable:
+                return
+
+    async def catch_up(self, until: float | None = None) -> None:
+        """Pulls what is new on every side, up to ``until`` (epoch seconds; default now). A failure becomes the
+        pull's ``problem`` (the next catch-up resumes where this one stopped); a success clears it."""
+        end = None if until is None else int(until * NS_PER_SECOND)
+        try:
+            for side, cursor in self.cursors.items():
+                mapper = self.mappers[side]
+                async for batch in self.source.follow(cursor.query, cursor, end):
+                    self.notices.extend(f"{n.code}: {n.message}" for n in batch.notices if n.code != "empty_result")
+                    del self.notices[:-10]
+                    observed = mapper.map(batch.lines)
+                    async with self.live.writing() as write:
+                        for observation in observed:
+                            self.live.observe_values(*observation)
+                            if write.due():
+                                await write.pause()
+                    self.lines[side] += len(batch.lines)
+        except SourceError as exc:
+            self.problem = exc
+            return
+        self.problem = None
+        self.through = min(cursor.position for cursor in self.cursors.values())
+        self.pulled_at = time.monotonic()
+
+    def model(self) -> ServiceModel:
+        return self.live.engine.peek_service(self.service)
+
+    def provenance(self) -> VerdictSource:
+        problem = self.problem
+        return VerdictSource(
+            type="loki",
+            url=self.resolved.spec.url or "",
+            canary_query=self.queries["canary"],
+            baseline_query=self.queries.get("baseline"),
+            lines=dict(self.lines),
+            through=from_ns(self.through) if self.through is not None else None,
+            notices=list(self.notices),
+            problem=None
+            if problem is None
+            else SourceProblem(code=problem.code, message=problem.message, store_message=problem.store_message),
+        )
+
+    def judged(self, judgement: Judgement) -> Judgement:
+        """The verdict as the pull lets it stand: it says where its events came from; a store that failed makes it
+        inconclusive (never a pass, never a fail on part of the window), and so does a side the store holds no
+        line of."""
+        verdict = judgement.verdict.model_copy(update={"source": self.provenance()})
+        problem = self.problem
+        if problem is not None:
+            code = "source_unavailable" if isinstance(problem, SourceUnavailable) else "source_error"
+            detail = f": {problem.store_message}" if problem.store_message else ""
+            verdict = _inconclusive(
+                verdict, code, f"the log store could not give the window ({problem.message}{detail})"
+            )
+        elif verdict.verdict == "inconclusive":
+            empty = [side for side in self.queries if self.lines[side] == 0]
+            if empty and verdict.reason_code in (
+                "unknown_canary",
+                "no_canary_events",
+                "no_baseline",
+                "no_baseline_events",
+            ):
+                queries = " and ".join(self.queries[side] for side in empty)
+                verdict = _inconclusive(
+                    verdict, "source_empty", f"the log store holds no line for {queries} in the window"
+                )
+        return Judgement(verdict, judgement.scope)
+
+
+def _inconclusive(verdict: Verdict, code: str, reason: str) -> Verdict:
+    return verdict.model_copy(
+        update={
+            "verdict": "inconclusive",
+            "reason_code": code,
+            "reason": reason,
+            "risk": 0.0,
+            "anomalies": [],
+            "anomaly_count": 0,
+        }
+    )
+
+
+class Pulls:
+    """The pulls of the running analyses that read a log store, by analysis id."""
+
+    def __init__(
+        self, loki: LokiSettings, limits: LimitSettings, metrics: SourceMetrics | None, most: int | None = None
+    ) -> None:
+        self.loki = loki
+        self.limits = limits
+        self.metrics = metrics
+        self.most = most  # pulls held at most (on-demand questions), the least recently used dropped first
+        self._held: OrderedDict[str, Pulled] = OrderedDict()
+
+    def resolve(self, given: SourceSpec) -> ResolvedSource:
+        return ResolvedSource.of(given, self.loki)
+
+    def open(self, spec: SourceSpec, service: str, canary: str, baseline: str | None, since: float) -> Pulled:
+        """A new pull of a canary from ``since`` (epoch seconds) and of its baseline's recent window before it."""
+        resolved = ResolvedSource(spec)
+        source = resolved.open(self.metrics, self.loki.loki_timeout_seconds)
+        return Pulled(source, resolved, service, canary, baseline, since, self.limits, self.loki.loki_lateness_seconds)
+
+    def held(self, key: str) -> Pulled | None:
+        return self._held.get(key)
+
+    def keep(self, key: str, pulled: Pulled) -> None:
+        self._held[key] = pulled
+
+    async def caught_up(self, key: str, make: Callable[[], Pulled], until: float, force: bool) -> Pulled:
+        """The pull of ``key`` (made anew after a restart or a lease takeover: the store holds the data), caught
+        up to ``until`` when its last catch-up is older than LOGCANARY_LOKI_POLL_SECONDS (or ``force``)."""
+        pulled = self._held.get(key)
+        if pulled is None:
+            pulled = make()
+            await pulled.validate()  # a query the store refuses is a BadSource (422) before anything is held
+            self._held[key] = pulled
+            while self.most is not None and len(self._held) > self.most:
+                await self.drop(next(iter(self._held)))
+            force = True
+        self._held.move_to_end(key)
+        if force or pulled.problem is not None or time.monotonic() - pulled.pulled_at >= self.loki.loki_poll_seconds:
+            await pulled.catch_up(until)
+        return pulled
+
+    async def drop(self, key: str) -> None:
+        """The analysis ended (or is another replica's now): its engine and connections go."""
+        pulled = self._held.pop(key, None)
+        if pulled is not None:
+            await pulled.source.aclose()
+
+    async def close(self) -> None:
+        for key in list(self._held):
+            await self.drop(key)
