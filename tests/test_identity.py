@@ -205,9 +205,11 @@ def test_identities_and_marks_survive_a_restart(tmp_path: Path) -> None:
 def test_a_state_file_from_before_identities_opens_and_upgrades(tmp_path: Path) -> None:
     with make_client(tmp_path) as first:
         send_argo_rollout(first)
-    # Make the file look like one written before this change: no marks table, no identities in the blobs.
+    # Make the file look like one written before this change: no marks table, no identities in the blobs; and, as
+    # every file then, without schema_version and the tables versioned migrations added since.
     db = sqlite3.connect(Settings(state_dir=tmp_path).state_file)
-    db.execute("DROP TABLE deployment_marks")
+    for table in ("deployment_marks", "schema_version", "shard_owners", "origin_offsets", "repartition_topics"):
+        db.execute(f"DROP TABLE {table}")
     for service, deployment, blob in db.execute("SELECT service, deployment, state FROM deployments").fetchall():
         data = orjson.loads(blob)
         del data["identities"]

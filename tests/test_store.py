@@ -346,7 +346,9 @@ def test_maintenance_truncates_the_wal_and_returns_free_pages(tmp_path: Path) ->
     assert (tmp_path / "logcanary.sqlite-wal").stat().st_size > 0
     state.store.maintain()
     assert (tmp_path / "logcanary.sqlite-wal").stat().st_size == 0  # TRUNCATE
-    assert (tmp_path / "logcanary.sqlite").stat().st_size < full / 3  # left: the empty tables
+    empty = tmp_path / "empty" / "logcanary.sqlite"
+    SqliteStore(empty).close()
+    assert (tmp_path / "logcanary.sqlite").stat().st_size <= empty.stat().st_size < full / 2  # left: the empty tables
     state.store.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "logcanary.sqlite")) as db:
         assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0

@@ -1,0 +1,317 @@
+"""Every store operation, written once for SQLite and PostgreSQL over the same schema (logcanary.store.schema).
+
+A checkpoint's engine rows, Kafka offsets, origin offsets and idempotency keys are ONE transaction, fenced in
+scale-out. The statements are neutral SQL rendered per dialect (logcanary.store.dialect); how a connection opens,
+how a transaction begins and ends, and how the file or server is kept are each store's own (sqlite.py, postgres.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from logcanary.schemas import DeploymentMark, Feedback
+from logcanary.store.base import AnalysisRecord, Checkpoint, Fenced
+from logcanary.store.codec import StoredState
+from logcanary.store.dialect import Dialect
+
+ENGINE_TABLES = ("miners", "miner_groups", "deployments", "deployment_templates")  # a dropped service leaves all
+
+
+class Session(Protocol):
+    """Statements on one connection, in whatever transaction the store opened (SQL already rendered)."""
+
+    def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def one(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+    def run(self, query: str, params: Sequence[Any] = ()) -> int: ...  # rows changed
+    def many(self, query: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+class Queries:
+    """Every statement the store runs, in neutral SQL; an instance holds them rendered for one dialect."""
+
+    miners = "SELECT service, state FROM miners"
+    groups = "SELECT service, key, state FROM miner_groups"
+    deployments = "SELECT service, deployment, state FROM deployments"
+    templates = "SELECT service, deployment, template, state FROM deployment_templates"
+    of_services = " WHERE service = ANY(?)"
+    groups_order = " ORDER BY service, key{bytewise}"  # the order the codec keys groups in
+    service_names = "SELECT service FROM miners ORDER BY service"
+
+    owner_epochs = "SELECT shard, epoch FROM shard_owners WHERE topic = ? AND shard = ANY(?){for_update}"
+    claim_shard = (
+        "INSERT INTO shard_owners (topic, shard, epoch, owner) VALUES (?, ?, 1, ?) "
+        "ON CONFLICT (topic, shard) DO UPDATE SET epoch = shard_owners.epoch + 1, owner = excluded.owner "
+        "RETURNING epoch"
+    )
+    record_partitions = (
+        "INSERT INTO repartition_topics (topic, partitions) VALUES (?, ?) ON CONFLICT (topic) DO NOTHING"
+    )
+    partitions = "SELECT partitions FROM repartition_topics WHERE topic = ?"
+    origin_offsets = "SELECT shard, topic, partition, next_offset FROM origin_offsets WHERE shard = ANY(?)"
+    offsets = "SELECT topic, partition, next_offset FROM offsets"
+    idempotency_keys = "SELECT key, created_at, fingerprint FROM idempotency_keys WHERE created_at >= ?"
+    idempotency_result = "SELECT status, body FROM idempotency_keys WHERE key = ?"
+    idempotency_key = "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?"
+
+    upsert_origin = (
+        "INSERT INTO origin_offsets (shard, topic, partition, next_offset) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (shard, topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
+    )
+    drop_deployment = "DELETE FROM deployments WHERE service = ? AND deployment = ?"
+    drop_deployment_templates = "DELETE FROM deployment_templates WHERE service = ? AND deployment = ?"
+    drop_groups = "DELETE FROM miner_groups WHERE service = ?"
+    drop_template = "DELETE FROM deployment_templates WHERE service = ? AND deployment = ? AND template = ?"
+    upsert_miner = (
+        "INSERT INTO miners (service, state) VALUES (?, ?) ON CONFLICT (service) DO UPDATE SET state = excluded.state"
+    )
+    upsert_group = (
+        "INSERT INTO miner_groups (service, key, state) VALUES (?, ?, ?) "
+        "ON CONFLICT (service, key) DO UPDATE SET state = excluded.state"
+    )
+    upsert_deployment = (
+        "INSERT INTO deployments (service, deployment, state) VALUES (?, ?, ?) "
+        "ON CONFLICT (service, deployment) DO UPDATE SET state = excluded.state"
+    )
+    upsert_template = (
+        "INSERT INTO deployment_templates (service, deployment, template, state) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (service, deployment, template) DO UPDATE SET state = excluded.state"
+    )
+    upsert_offset = (
+        "INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
+        "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
+    )
+    upsert_idempotency = (
+        "INSERT INTO idempotency_keys (key, created_at, fingerprint, status, body) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET created_at = excluded.created_at, fingerprint = excluded.fingerprint, "
+        "status = excluded.status, body = excluded.body"
+    )
+    forget_keys_before = "DELETE FROM idempotency_keys WHERE created_at < ?"
+    forget_keys_beyond = (
+        "DELETE FROM idempotency_keys WHERE key IN "
+        "(SELECT key FROM idempotency_keys ORDER BY created_at DESC{no_limit} OFFSET ?)"
+    )
+
+    add_feedback = "INSERT INTO feedback (id, service, created_at, body) VALUES (?, ?, ?, ?)"
+    feedback = "SELECT body FROM feedback ORDER BY created_at, id"
+    feedback_of = "SELECT body FROM feedback WHERE service = ? ORDER BY created_at, id"
+    delete_feedback = "DELETE FROM feedback WHERE id = ?"
+    save_mark = (
+        "INSERT INTO deployment_marks (service, deployment, body) VALUES (?, ?, ?) "
+        "ON CONFLICT (service, deployment) DO UPDATE SET body = excluded.body"
+    )
+    marks = "SELECT body FROM deployment_marks"
+    save_analysis = (
+        "INSERT INTO analyses (id, service, body, status, finished_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET body = excluded.body, status = excluded.status, "
+        "finished_at = excluded.finished_at"
+    )
+    analyses = "SELECT body FROM analyses"
+    analysis = "SELECT body FROM analyses WHERE id = ?"
+    lease_analyses = (
+        "UPDATE analyses SET lease_owner = ?, lease_until = ? WHERE status = 'running' AND "
+        "(lease_owner IS NULL OR lease_owner = ? OR lease_until < ?) RETURNING body"
+    )
+    save_leased_analysis = (
+        "UPDATE analyses SET body = ?, status = ?, finished_at = ? WHERE id = ? AND lease_owner = ? "
+        "AND status = 'running'"
+    )
+    delete_analyses = "DELETE FROM analyses WHERE id = ANY(?)"
+
+    def __init__(self, dialect: Dialect) -> None:
+        for name, text in vars(Queries).items():
+            if not name.startswith("_") and isinstance(text, str):
+                setattr(self, name, dialect.render(text))
+        self.drop_services = [dialect.render(f"DELETE FROM {table} WHERE service = ANY(?)") for table in ENGINE_TABLES]
+
+
+class SqlStore(ABC):
+    """The whole store (:class:`~logcanary.store.base.SharedStore`) over one connection behind a lock; a subclass
+    opens it and says how a session and a transaction go. Every method blocks: call it off the event loop."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._lock = threading.Lock()
+        self._dialect = dialect
+        self._q = Queries(dialect)
+
+    @abstractmethod
+    def _session(self) -> AbstractContextManager[Session]:
+        """The lock held, each statement its own transaction."""
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Session]:
+        """The lock held, in one write transaction: committed at the end, rolled back on any error."""
+
+    def _snapshot(self) -> AbstractContextManager[Session]:
+        """Reads that must see one state of every table (PostgreSQL: a REPEATABLE READ transaction)."""
+        return self._session()
+
+    @abstractmethod
+    def maintain(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- engine state, offsets, idempotency keys: the checkpoint ----------------------------------------
+
+    def load_state(self, services: Collection[str] | None = None) -> StoredState:
+        """Every service's headers (or format-1 blobs) and rows, or only those of ``services`` (scale-out: a
+        replica's share, a read of another's); groups in key order."""
+        q, blob = self._q, self._dialect.blob
+        where, params = ("", ()) if services is None else (q.of_services, (self._dialect.array(services),))
+        stored = StoredState()
+        with self._snapshot() as s:
+            stored.miners = {name: blob(state) for name, state in s.rows(q.miners + where, params)}
+            for service, key, state in s.rows(q.groups + where + q.groups_order, params):
+                stored.groups.setdefault(service, []).append((key, blob(state)))
+            for service, deployment, state in s.rows(q.deployments + where, params):
+                stored.deployments[(service, deployment)] = blob(state)
+            for service, deployment, template, state in s.rows(q.templates + where, params):
+                stored.templates.setdefault((service, deployment), []).append((template, blob(state)))
+        return stored
+
+    def service_names(self) -> list[str]:
+        with self._session() as s:
+            return [name for (name,) in s.rows(self._q.service_names)]
+
+    def load_offsets(self) -> dict[tuple[str, int], int]:
+        with self._session() as s:
+            rows = s.rows(self._q.offsets)
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def load_idempotency_keys(self, since: float) -> list[tuple[str, float, str]]:
+        with self._session() as s:
+            rows = s.rows(self._q.idempotency_keys, (since,))
+        return [(key, created_at, fingerprint) for key, created_at, fingerprint in rows]
+
+    def load_idempotency_result(self, key: str) -> tuple[int, bytes] | None:
+        with self._session() as s:
+            row = s.one(self._q.idempotency_result, (key,))
+        return None if row is None else (int(row[0]), self._dialect.blob(row[1]))
+
+    def load_idempotency_key(self, key: str) -> tuple[str, int, bytes] | None:
+        """(fingerprint, status, body) of a key any replica saved: a retry may reach another replica."""
+        with self._session() as s:
+            row = s.one(self._q.idempotency_key, (key,))
+        return None if row is None else (str(row[0]), int(row[1]), self._dialect.blob(row[2]))
+
+    def write_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """The fence checked (scale-out), then deletions, upserts, offsets and idempotency keys: one transaction."""
+        q, c = self._q, checkpoint
+        with self._transaction() as s:
+            if c.fence is not None:
+                topic, epochs = c.fence
+                # Locks the owner rows: a claim by the next owner waits for this transaction, or this one finds the
+                # claim and writes nothing.
+                current = dict(s.rows(q.owner_epochs, (topic, self._dialect.array(list(epochs)))))
+                lost = sorted(shard for shard, epoch in epochs.items() if current.get(shard) != epoch)
+                if lost:
+                    raise Fenced(lost)
+            s.many(q.upsert_origin, [(*key, offset) for key, offset in c.origins.items()])
+            if c.dropped_services:
+                services = self._dialect.array(c.dropped_services)
+                for statement in q.drop_services:
+                    s.run(statement, (services,))
+            s.many(q.drop_deployment, c.dropped)
+            s.many(q.drop_deployment_templates, [*c.dropped, *c.deployments_replaced])
+            s.many(q.drop_groups, [(service,) for service in c.miners_replaced])
+            s.many(q.drop_template, c.templates_gone)
+            s.many(q.upsert_miner, c.miners.items())
+            s.many(q.upsert_group, [(*key, state) for key, state in c.groups.items()])
+            s.many(q.upsert_deployment, [(*key, state) for key, state in c.deployments.items()])
+            s.many(q.upsert_template, [(*key, state) for key, state in c.templates.items()])
+            s.many(q.upsert_offset, [(*key, offset) for key, offset in c.offsets.items()])
+            s.many(
+                q.upsert_idempotency, [(r.key, r.created_at, r.fingerprint, r.status, r.body) for r in c.idempotency]
+            )
+            s.run(q.forget_keys_before, (c.idempotency_horizon,))
+            s.run(q.forget_keys_beyond, (c.idempotency_max_keys,))
+
+    # -- scale-out: ownership of the repartition topic's partitions, fenced ----------------------------
+
+    def claim_shards(self, topic: str, shards: Collection[int], owner: str) -> dict[int, int]:
+        """Takes the partitions Kafka assigned to ``owner``: each one's epoch goes up by one, and the checkpoints
+        of a former owner that still holds the old epoch are refused from now on (:class:`Fenced`)."""
+        epochs: dict[int, int] = {}
+        with self._transaction() as s:
+            for shard in sorted(shards):  # one order for every replica: no deadlock between two claims
+                row = s.one(self._q.claim_shard, (topic, shard, owner))
+                assert row is not None
+                epochs[shard] = int(row[0])
+        return epochs
+
+    def record_partitions(self, topic: str, partitions: int) -> int:
+        """The repartition topic's partition count the stored state was built with: ``partitions`` if none was
+        recorded yet (it is recorded now), else the recorded one."""
+        with self._transaction() as s:
+            s.run(self._q.record_partitions, (topic, partitions))
+            row = s.one(self._q.partitions, (topic,))
+        assert row is not None
+        return int(row[0])
+
+    def load_origin_offsets(self, shards: Collection[int]) -> dict[tuple[int, str, int], int]:
+        """(shard, origin topic, origin partition) -> the next origin offset that shard's state has not counted."""
+        with self._session() as s:
+            rows = s.rows(self._q.origin_offsets, (self._dialect.array(list(shards)),))
+        return {(shard, topic, partition): offset for shard, topic, partition, offset in rows}
+
+    # -- what people and deploy tools create ----------------------------------------------------------------
+
+    def add_feedback(self, feedback: Feedback) -> None:
+        body = feedback.model_dump_json().encode()
+        with self._session() as s:
+            s.run(self._q.add_feedback, (feedback.id, feedback.service, feedback.created_at.isoformat(), body))
+
+    def list_feedback(self, service: str | None = None) -> list[Feedback]:
+        with self._session() as s:
+            rows = s.rows(self._q.feedback) if service is None else s.rows(self._q.feedback_of, (service,))
+        return [Feedback.model_validate_json(self._dialect.blob(body)) for (body,) in rows]
+
+    def delete_feedback(self, feedback_id: str) -> bool:
+        with self._session() as s:
+            return s.run(self._q.delete_feedback, (feedback_id,)) > 0
+
+    def save_mark(self, mark: DeploymentMark) -> None:
+        with self._session() as s:
+            s.run(self._q.save_mark, (mark.service, mark.deployment, mark.model_dump_json().encode()))
+
+    def load_marks(self) -> list[DeploymentMark]:
+        with self._session() as s:
+            rows = s.rows(self._q.marks)
+        return [DeploymentMark.model_validate_json(self._dialect.blob(body)) for (body,) in rows]
+
+    def save_analysis(self, record: AnalysisRecord) -> None:
+        body = record.to_json()
+        with self._session() as s:
+            s.run(self._q.save_analysis, (record.id, record.service, body, record.status, record.finished_at))
+
+    def load_analyses(self) -> list[AnalysisRecord]:
+        with self._session() as s:
+            rows = s.rows(self._q.analyses)
+        return [AnalysisRecord.from_json(self._dialect.blob(body)) for (body,) in rows]
+
+    def load_analysis(self, analysis_id: str) -> AnalysisRecord | None:
+        with self._session() as s:
+            row = s.one(self._q.analysis, (analysis_id,))
+        return None if row is None else AnalysisRecord.from_json(self._dialect.blob(row[0]))
+
+    def lease_analyses(self, owner: str, now: float, until: float) -> list[AnalysisRecord]:
+        """The running analyses ``owner`` may evaluate until ``until``: those it holds, and those whose lease
+        ran out (their evaluator died or stopped), taken over. One evaluator at a time per analysis."""
+        with self._session() as s:
+            rows = s.rows(self._q.lease_analyses, (owner, until, owner, now))
+        return [AnalysisRecord.from_json(self._dialect.blob(body)) for (body,) in rows]
+
+    def save_leased_analysis(self, record: AnalysisRecord, owner: str) -> bool:
+        """Saves an evaluation only while ``owner`` still holds the lease (False: another replica took over)."""
+        params = (record.to_json(), record.status, record.finished_at, record.id, owner)
+        with self._session() as s:
+            return s.run(self._q.save_leased_analysis, params) > 0
+
+    def delete_analyses(self, ids: list[str]) -> None:
+        if ids:
+            with self._session() as s:
+                s.run(self._q.delete_analyses, (self._dialect.array(ids),))
