@@ -12,6 +12,10 @@ with ports, UUIDs, dates and times, URLs (the scheme is kept), e-mail
 addresses, file paths, quoted values and the value of ``key=value`` pairs. A single digit glued to a word
 (``ssh2``, ``sda1``, ``log4j``) is kept: it is part of a name far more often
 than a value; two or more digits (``bglio716``, ``node-17``) are masked.
+
+Cost: linear in the token's length, whatever its text. No pattern here can backtrack across what it already
+scanned (possessive quantifiers, and matches that start only where a run starts): a log line is attacker-chosen
+text, and one quadratic pattern on one 16,000-character token once cost a second on the event loop.
 """
 
 from __future__ import annotations
@@ -31,14 +35,21 @@ _VALUE = re.compile(
     r"|\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"  # time of day
     r"|(?<![0-9A-Za-z:])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![0-9A-Za-z:])"  # IPv6
     r"|0[xX][0-9a-fA-F]+"  # 0x hex
-    # bare hex of 8+ digits with at least one letter and one digit
-    r"|(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]*\d[0-9a-fA-F]*(?![A-Za-z0-9])(?<=[0-9a-fA-F]{8})"
+    # bare hex of 8+ digits with at least one letter and one digit: a whole run of hex digits, taken possessively
+    # (two greedy runs around a digit were quadratic in the run's length when a letter ended it)
+    r"|(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}+(?![A-Za-z0-9])"
     # number (IPv4 is a dotted number), with its unit when one follows: 12ms, 1.5s, 5.2KB, 1h2m3.5s
     rf"|(?<![A-Za-z0-9])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?(?:{_UNIT}(?:\d+(?:[.,]\d+)?{_UNIT})*(?![A-Za-z]))?"
     r"|(?<=[A-Za-z])\d{2,}"  # a number glued to a name (host17, U11); a single digit (ssh2) is kept
 )
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S+")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# A scheme and what follows it. The match may start only where a run of scheme characters starts (its head of
+# digits and signs kept in group 1): starting at each letter of a long run, each start scanning to the run's end,
+# was quadratic. The first letter of the run starts the scheme, as before.
+_URL = re.compile(r"((?<![A-Za-z0-9+.-])[0-9+.-]*+)([A-Za-z][A-Za-z0-9+.-]*+://)\S+")
+# An e-mail address, or (without group 2) a run of the characters that may start one, passed over whole: trying
+# each start inside a long run that no domain follows was quadratic (``aaaa...a@`` cost 1.15 s at 16,000).
+_EMAIL = re.compile(r"([\w.+-]++)(@[\w-]++(?:\.[\w-]++)++)?")
+# Linear: a start is a quote, and its scan stops at the next quote of its kind (or 200 characters on).
 _QUOTED = re.compile(r"(?<![\w\\])(\"|')(?:(?!\1).){1,200}?\1(?!\w)")
 _REPEATED_WILDCARD = re.compile(r"(?:<\*>){2,}")
 _DIGIT = re.compile(r"\d")
@@ -144,25 +155,38 @@ class Masker:
 
     def mask_token(self, token: str) -> str:
         """Masks one whitespace-free token."""
-        if token.isalpha():
-            return token
-        if token.isdigit():
-            return WILDCARD
-        if "://" in token:
-            return _URL.sub(lambda m: m.group(1) + WILDCARD, token)
-        if "@" in token and _EMAIL.search(token):
-            return _EMAIL.sub(WILDCARD, token)
-        if _is_path(token):
-            core = token.rstrip(_TRAILING)
-            return WILDCARD + token[len(core) :]
-        key, sep, value = token.partition("=")
-        if sep and key and value and key[-1] not in "=!<>" and not value.startswith("="):
-            return f"{key}={WILDCARD}"
-        if _DIGIT.search(token) is None:
-            return token
-        # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
-        masked = _VALUE.sub(WILDCARD, token)
-        return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
+        return apply_rules(token)
+
+
+def apply_rules(token: str) -> str:
+    """The built-in rules on one whitespace-free token, whatever its length: linear in it (tests/test_linear_cost.py
+    holds them to that up to 64,000 characters)."""
+    if token.isalpha():
+        return token
+    if token.isdigit():
+        return WILDCARD
+    if "://" in token:
+        return _URL.sub(lambda m: m.group(1) + m.group(2) + WILDCARD, token)
+    if "@" in token:
+        masked = _EMAIL.sub(_email_or_run, token)
+        if masked != token:  # else no address: every run went back as it was
+            return masked
+    if _is_path(token):
+        core = token.rstrip(_TRAILING)
+        return WILDCARD + token[len(core) :]
+    key, sep, value = token.partition("=")
+    if sep and key and value and key[-1] not in "=!<>" and not value.startswith("="):
+        return f"{key}={WILDCARD}"
+    if _DIGIT.search(token) is None:
+        return token
+    # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
+    masked = _VALUE.sub(WILDCARD, token)
+    return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
+
+
+def _email_or_run(match: re.Match[str]) -> str:
+    """An address (a run and its domain) is a value; a run that no domain follows is put back."""
+    return WILDCARD if match.group(2) else match.group(1)
 
 
 def mask(message: str) -> str:
