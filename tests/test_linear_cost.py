@@ -1,10 +1,11 @@
-"""Masking costs the same per character whatever the text (issue 18): no input may make it super-linear. One
-``aaaa...a@`` token of 16,000 characters once took 1.15 s, and the work runs on the event loop.
+"""Masking and tokenising cost the same per character whatever the text (issue 18): no input may make them
+super-linear. One ``aaaa...a@`` token of 16,000 characters once took 1.15 s, and the work runs on the event loop.
 
 The grid below feeds adversarial shapes at 1,000, 4,000, 16,000 and 64,000 characters to the built-in masking
-rules. Time per character at each size must stay within ``MAX_RATIO`` of that at 1,000, measured in the same run,
-so a slow or busy machine slows both sides alike. The best of several samples counts, and a sample of about as
-many characters is timed at every size. A quadratic rule is 16 times slower per character at 16,000 than at 1,000.
+rules and to the engine's tokeniser (``TemplateMiner.split``: stack traces, masking, bounds). CPU time per
+character at each size must stay within ``MAX_RATIO`` of that at 1,000, measured in alternating rounds of the same
+run, so a busy machine slows both sides alike. A quadratic rule is 16 times slower per character at 16,000 than at
+1,000.
 
 A second part checks that the rewritten patterns still match exactly what the old ones did (kept here, run only on
 short texts).
@@ -20,8 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logcanary.engine import masking
+from logcanary.engine import masking, stacktrace
 from logcanary.engine.masking import WILDCARD, apply_rules
+from logcanary.engine.miner import TemplateMiner
 
 SIZES = (1_000, 4_000, 16_000, 64_000)
 MAX_RATIO = 4.0
@@ -118,6 +120,41 @@ TOKENS |= {
     "everything": _repeat("a1.@:/-_=\"'()[]{}<>"),
     "dotted segments with digits": _repeat("a1."),
 }
+# Shapes with whitespace or lines: whole messages, for the tokeniser.
+MESSAGES: dict[str, Callable[[int], str]] = {
+    "quote space": _repeat('" '),
+    "apostrophe space": _repeat("' "),
+    "quoted phrases": _repeat('"a b" '),
+    "one quote, then words": _repeat("a ", head="'"),
+    "long quoted values": _repeat('"' + "a" * 199 + '" '),
+    "unclosed long quotes": _repeat('"' + "a" * 250 + " "),
+    "a@ tokens": _repeat("a@ "),
+    "ab. tokens": _repeat("ab. "),
+    "1 KB tokens": _repeat("a" * 999 + "@ "),
+    "units after numbers": _repeat("1 KB "),
+    # stack traces: one line that a pattern could split many ways
+    "Java exception name": _repeat("Error", head="x\n\tat a.b(C.java:1)\na.", tail="!"),
+    "Java exception with trailing dot": _repeat("Exception", head="x\n\tat a.b(C.java:1)\njava.lang.", tail="."),
+    "Java dotted name": _repeat("a.", head="x\n\tat a.b(C.java:1)\n", tail="!"),
+    "Java thread names": _repeat('" a.b', head='x\n\tat a.b(C.java:1)\nException in thread "'),
+    "Java frame": _repeat("a.", head="x\n\tat ", tail="!\nfoo"),
+    "Java frames": _repeat("\tat a.b(C.java:1)\n", head="x\n", tail="a.BError"),
+    "Java causes": _repeat("Caused by: a.bException: x\n\tat a.b(c)\n", head="x\n"),
+    "Python exception name": _repeat("Error", head="Traceback (most recent call last)\nx\nA", tail="!"),
+    "Python dotted name": _repeat("a.", head="Traceback (most recent call last)\nx\n", tail="Error!"),
+    "Python file": _repeat(
+        "a", head='Traceback (most recent call last)\n  File "', tail='", line 1, in f\nValueError: x'
+    ),
+    "Go dotted function": _repeat("a.", head="panic: x\n", tail="("),
+    "Go dotted function, closed": _repeat("a.", head="panic: x\n", tail="b(x"),
+    "Go receivers": _repeat("a.(*b)", head="panic: x\n", tail="("),
+    "Go receivers, called": _repeat("a.(*b)", head="panic: x\n", tail=".c(x)!"),
+    "Go path": _repeat("a/", head="panic: x\n", tail=".b(x"),
+    "Go dashes": _repeat("a-", head="panic: x\nm.", tail="(x)"),
+    "Go parentheses": _repeat(".(", head="panic: x\nm", tail="x)"),
+    "many lines": _repeat("a\n"),
+}
+_MINER = TemplateMiner()
 
 
 def _seconds_per_char(work: Callable[[str], object], text: str, give_up: float = float("inf")) -> float:
@@ -157,6 +194,11 @@ def test_masking_rules_are_linear(shape: str) -> None:
     _assert_flat(apply_rules, TOKENS[shape])
 
 
+@pytest.mark.parametrize("shape", [*TOKENS, *MESSAGES])
+def test_tokenising_is_linear(shape: str) -> None:
+    _assert_flat(_MINER.split, (TOKENS | MESSAGES)[shape])
+
+
 # -- the rewritten patterns match what the old ones did --------------------------------------------------------------
 
 _OLD_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -165,6 +207,14 @@ _OLD_BARE_HEX = re.compile(
     r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]*\d[0-9a-fA-F]*(?![A-Za-z0-9])(?<=[0-9a-fA-F]{8})"
 )
 _NEW_BARE_HEX = r"(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}+(?![A-Za-z0-9])"
+_OLD_JAVA_EXCEPTION = re.compile(
+    r"^(?:Exception in thread \".*?\"\s+)?(?:Caused by:\s+)?"
+    r"([a-zA-Z_$][\w$]*(?:\.[\w$]+)+(?:Exception|Error|Throwable)[\w$]*)(?::\s*(.*))?$"
+)
+_OLD_PY_EXCEPTION = re.compile(
+    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)\w*)(?::\s*(.*))?$"
+)
+_OLD_GO_FRAME = re.compile(r"^([\w./-]+(?:\.\(?\*?[\w]+\)?)*\.[\w]+)\(.*\)$")
 
 
 def _pieces(*parts: str, max_size: int = 12) -> st.SearchStrategy[str]:
@@ -187,3 +237,30 @@ def test_token_patterns_mask_as_the_old_ones_did(token: str) -> None:
     old_value = re.compile(masking._VALUE.pattern.replace(_NEW_BARE_HEX, _OLD_BARE_HEX.pattern))
     assert old_value.pattern != masking._VALUE.pattern
     assert masking._VALUE.sub(WILDCARD, token) == old_value.sub(WILDCARD, token)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    _pieces("", "Caused by: ", "Caused by:", 'Exception in thread "main" ', 'Exception in thread "', '" ', max_size=2),
+    _pieces("a", "b$", ".", "Error", "Exception", "Throwable", "xError", "é", "_1", "..", max_size=8),
+    _pieces(":", " msg", "!", ".", '"', "$", max_size=3),
+)
+def test_java_exceptions_are_found_as_before(head: str, name: str, tail: str) -> None:
+    line = head + name + tail
+    old, new = _OLD_JAVA_EXCEPTION.match(line), stacktrace._JAVA_EXCEPTION.match(line)
+    assert (old and old.groups()) == (new and new.groups())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_pieces("a", "A", "_", "é", ".", "Error", "Exit", "Warning", "x", "1", ":", " ", "!", max_size=10))
+def test_python_exceptions_are_found_as_before(line: str) -> None:
+    old, new = _OLD_PY_EXCEPTION.match(line), stacktrace._PY_EXCEPTION.match(line)
+    assert (old and old.groups()) == (new and new.groups())
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_pieces("a", ".", "(", ")", "*", "/", "-", "x", " ", ".(*", ").", "1", max_size=14), st.sampled_from(["", ")"]))
+def test_go_frames_are_found_as_before(line: str, end: str) -> None:
+    line += end
+    old = _OLD_GO_FRAME.match(line)
+    assert stacktrace._go_function(line) == (old.group(1) if old else None)
