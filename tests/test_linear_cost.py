@@ -2,10 +2,11 @@
 super-linear. One ``aaaa...a@`` token of 16,000 characters once took 1.15 s, and the work runs on the event loop.
 
 The grid below feeds adversarial shapes at 1,000, 4,000, 16,000 and 64,000 characters to the built-in masking
-rules and to the engine's tokeniser (``TemplateMiner.split``: stack traces, masking, bounds). CPU time per
-character at each size must stay within ``MAX_RATIO`` of that at 1,000, measured in alternating rounds of the same
-run, so a busy machine slows both sides alike. A quadratic rule is 16 times slower per character at 16,000 than at
-1,000.
+rules (without the token cap, so the rules themselves are held to it), to the engine's tokeniser
+(``TemplateMiner.split``: stack traces, masking, bounds, the cap) and to a masker with a user pattern that does
+backtrack. CPU time per character at each size must stay within ``MAX_RATIO`` of that at 1,000, measured in
+alternating rounds of the same run, so a busy machine slows both sides alike. A quadratic rule is 16 times slower
+per character at 16,000 than at 1,000.
 
 A second part checks that the rewritten patterns still match exactly what the old ones did (kept here, run only on
 short texts).
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logcanary.engine import masking, stacktrace
-from logcanary.engine.masking import WILDCARD, apply_rules
+from logcanary.engine.masking import MAX_MASKED_TOKEN_CHARS, WILDCARD, Masker, apply_rules
 from logcanary.engine.miner import TemplateMiner
 
 SIZES = (1_000, 4_000, 16_000, 64_000)
@@ -131,6 +132,7 @@ MESSAGES: dict[str, Callable[[int], str]] = {
     "a@ tokens": _repeat("a@ "),
     "ab. tokens": _repeat("ab. "),
     "1 KB tokens": _repeat("a" * 999 + "@ "),
+    "cap-sized tokens": _repeat("a" * (MAX_MASKED_TOKEN_CHARS - 1) + "@ "),
     "units after numbers": _repeat("1 KB "),
     # stack traces: one line that a pattern could split many ways
     "Java exception name": _repeat("Error", head="x\n\tat a.b(C.java:1)\na.", tail="!"),
@@ -154,7 +156,16 @@ MESSAGES: dict[str, Callable[[int], str]] = {
     "Go parentheses": _repeat(".(", head="panic: x\nm", tail="x)"),
     "many lines": _repeat("a\n"),
 }
+# A user pattern that backtracks: quadratic on one run of word characters with no "@x" after it.
+BACKTRACKING_PATTERN = r"[\w.]+@x"
+USER: dict[str, Callable[[int], str]] = {
+    "one long word": _repeat("a"),
+    "dotted": _repeat("a."),
+    "1 KB words": _repeat("a" * 999 + " "),
+}
+
 _MINER = TemplateMiner()
+_USER_MASKER = Masker([BACKTRACKING_PATTERN])
 
 
 def _seconds_per_char(work: Callable[[str], object], text: str, give_up: float = float("inf")) -> float:
@@ -197,6 +208,31 @@ def test_masking_rules_are_linear(shape: str) -> None:
 @pytest.mark.parametrize("shape", [*TOKENS, *MESSAGES])
 def test_tokenising_is_linear(shape: str) -> None:
     _assert_flat(_MINER.split, (TOKENS | MESSAGES)[shape])
+
+
+@pytest.mark.parametrize("shape", USER)
+def test_a_backtracking_user_pattern_costs_at_most_the_cap_per_token(shape: str) -> None:
+    _assert_flat(_USER_MASKER.tokens, USER[shape])
+
+
+def test_a_token_over_the_cap_is_one_value() -> None:
+    masker = Masker()
+    long_word = "a" * (MAX_MASKED_TOKEN_CHARS + 1)
+    assert masker.tokens(f"user {long_word} logged in") == ["user", WILDCARD, "logged", "in"]
+    assert masker.tokens("user " + "a" * MAX_MASKED_TOKEN_CHARS + " x")[1] == "a" * MAX_MASKED_TOKEN_CHARS
+    assert masker.mask_token("a" * 16_000 + "@") == WILDCARD
+    # the same in a message long enough to be mined from its head (over 16 KiB)
+    head = TemplateMiner().split(f"user {long_word}@ logged in " + "x " * 9_000)[1]
+    assert head[:4] == ["user", WILDCARD, "logged", "in"]
+
+
+def test_user_patterns_apply_to_each_token_up_to_the_cap() -> None:
+    masker = Masker(extra_patterns=[r"tenant-[a-z]+", r"^id\d+$"])
+    assert masker.tokens("tenant-acme asks id42 for x-tenant-b") == ["<*>", "asks", "<*>", "for", "x-<*>"]
+    assert masker.tokens("tenant-acme said 'hi there' to id7") == ["<*>", "said", "'<*>'", "to", "<*>"]
+    long_token = "tenant-" + "a" * MAX_MASKED_TOKEN_CHARS
+    assert masker.tokens(f"for {long_token}") == ["for", WILDCARD]
+    assert masker.mask_message(f"for  {long_token}\tx") == f"for  {long_token}\tx"  # spacing kept, cap respected
 
 
 # -- the rewritten patterns match what the old ones did --------------------------------------------------------------

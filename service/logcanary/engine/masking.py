@@ -13,9 +13,12 @@ addresses, file paths, quoted values and the value of ``key=value`` pairs. A sin
 (``ssh2``, ``sda1``, ``log4j``) is kept: it is part of a name far more often
 than a value; two or more digits (``bglio716``, ``node-17``) are masked.
 
-Cost: linear in the token's length, whatever its text. No pattern here can backtrack across what it already
-scanned (possessive quantifiers, and matches that start only where a run starts): a log line is attacker-chosen
+Cost: linear in the message's length, whatever its text. No pattern here can backtrack across what it
+already scanned (possessive quantifiers, and matches that start only where a run starts), and a token longer
+than ``MAX_MASKED_TOKEN_CHARS`` is one value, ``<*>``, never given to a pattern: a log line is attacker-chosen
 text, and one quadratic pattern on one 16,000-character token once cost a second on the event loop.
+User patterns (``LOGCANARY_MASK_PATTERNS``) may backtrack, so each is applied to one token at a time, and only
+to tokens up to that cap: its cost per token is bounded by the cap.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ import re
 from collections.abc import Iterable
 
 WILDCARD = "<*>"
+# A longer token is one value: masked to <*> without running any pattern, so masking costs a bounded amount per
+# character. The longest legitimate tokens of the evaluation data are OpenStack object reprs, 990 characters once
+# their quoted values are masked (1,136 as logged), so the cap leaves them about twice that room.
+MAX_MASKED_TOKEN_CHARS = 2048
 
 # Units glued to a number (durations and sizes): longer spellings first, so "ms" wins over "m".
 _UNIT = r"(?:ns|us|µs|μs|ms|secs?|s|mins?|m|hrs?|h|d|[KMGTP]i?B|kB|B|[kKMGT])"
@@ -52,6 +59,7 @@ _EMAIL = re.compile(r"([\w.+-]++)(@[\w-]++(?:\.[\w-]++)++)?")
 # Linear: a start is a quote, and its scan stops at the next quote of its kind (or 200 characters on).
 _QUOTED = re.compile(r"(?<![\w\\])(\"|')(?:(?!\1).){1,200}?\1(?!\w)")
 _REPEATED_WILDCARD = re.compile(r"(?:<\*>){2,}")
+_TOKEN = re.compile(r"\S+")  # what str.split() splits out (re's \s is str.isspace)
 _DIGIT = re.compile(r"\d")
 _TRAILING = ",;:.)]}'\""
 # Units that follow a number as a separate token ("93.0 KB"); folded into the number's wildcard.
@@ -65,7 +73,7 @@ _SHAPE_TABLE = bytes.maketrans(b"0123456789", b"1111111111")
 _CACHED_TOKEN_CHARS = 256  # longer tokens are masked every time, never cached (a cache entry is as long)
 # Masking caches shared by every Masker with the same patterns and cache size: the engine's services all mask
 # alike, so one bounded cache serves them, instead of one cache per service.
-_SHARED_CACHES: dict[tuple[tuple[str, ...], int], tuple[dict[str, str], dict[str | bytes, str]]] = {}
+_SHARED_CACHES: dict[tuple[tuple[str, ...], int], tuple[dict[str, str], dict[str | bytes, str], dict[str, str]]] = {}
 
 
 def shape_of(text: str) -> bytes:
@@ -96,16 +104,17 @@ def _is_path(token: str) -> bool:
 
 
 class Masker:
-    """Masks variable parts of messages; ``extra_patterns`` are applied first to the whole message."""
+    """Masks variable parts of messages; ``extra_patterns`` are applied first, to each token up to the cap."""
 
     def __init__(self, extra_patterns: Iterable[str] = (), cache_size: int = 65_536) -> None:
         patterns = tuple(extra_patterns)
         self._extra = [re.compile(pattern) for pattern in patterns]
         caches = _SHARED_CACHES.get((patterns, cache_size))
         if caches is None:
-            caches = _SHARED_CACHES[(patterns, cache_size)] = ({}, {})
+            caches = _SHARED_CACHES[(patterns, cache_size)] = ({}, {}, {})
         self._cache: dict[str, str] = caches[0]  # token -> masked, for tokens that are their own mask
         self._by_shape: dict[str | bytes, str] = caches[1]  # token shape (or the token itself) -> masked
+        self._by_user: dict[str, str] = caches[2]  # token -> the token after the user patterns (empty without)
         self._cache_size = cache_size
 
     @property
@@ -113,19 +122,44 @@ class Masker:
         return bool(self._extra)
 
     def mask_message(self, message: str) -> str:
-        """Message-level rules: user patterns and quoted values (which may contain spaces)."""
-        for pattern in self._extra:
-            message = pattern.sub(WILDCARD, message)
+        """Message-level rules: user patterns, then quoted values (which may contain spaces).
+
+        A user pattern may backtrack (``LOGCANARY_MASK_PATTERNS`` is any regex), so it runs on one whitespace-free
+        token at a time and never on one longer than ``MAX_MASKED_TOKEN_CHARS``: what a pattern costs per token is
+        then bounded, whatever the message. A pattern therefore never matches across whitespace, and ``^``/``$``
+        anchor a token.
+        """
+        if self._extra:
+            get_user = self._by_user.get
+            message = _TOKEN.sub(lambda match: get_user(match.group()) or self._user_masked(match.group()), message)
         if '"' in message or "'" in message:
             message = _QUOTED.sub(lambda m: m.group(1) + WILDCARD + m.group(1), message)
         return message
 
+    def _user_masked(self, token: str) -> str:
+        """The token after the user patterns, each applied while the token is at most the cap; cached by token
+        (a pattern may look at digits' values, so not by shape), so that a word costs one lookup."""
+        masked = token
+        for pattern in self._extra:
+            if len(masked) <= MAX_MASKED_TOKEN_CHARS:
+                masked = pattern.sub(WILDCARD, masked)
+        if len(token) <= _CACHED_TOKEN_CHARS:
+            if len(self._by_user) >= self._cache_size:
+                self._by_user.clear()
+            self._by_user[token] = masked
+        return masked
+
     def tokens(self, message: str) -> list[str]:
         """The masked tokens of a message, split on whitespace."""
-        if self._extra or '"' in message or "'" in message:
-            message = self.mask_message(message)
+        if '"' in message or "'" in message:
+            words = self.mask_message(message).split()
+        else:
+            words = message.split()
+            if self._extra:  # what mask_message does, on the split tokens
+                get_user = self._by_user.get
+                words = [get_user(word) or self._user_masked(word) for word in words]
         get = self._cache.get
-        out = [get(token) or self._miss(token) for token in message.split()]
+        out = [get(token) or self._miss(token) for token in words]
         if not _UNIT_TOKENS.isdisjoint(out):
             return _fold_units(out)
         return out
@@ -154,13 +188,15 @@ class Masker:
         return masked
 
     def mask_token(self, token: str) -> str:
-        """Masks one whitespace-free token."""
+        """Masks one whitespace-free token; one longer than ``MAX_MASKED_TOKEN_CHARS`` is a value, ``<*>``."""
+        if len(token) > MAX_MASKED_TOKEN_CHARS:
+            return WILDCARD
         return apply_rules(token)
 
 
 def apply_rules(token: str) -> str:
     """The built-in rules on one whitespace-free token, whatever its length: linear in it (tests/test_linear_cost.py
-    holds them to that up to 64,000 characters)."""
+    holds them to that up to 64,000 characters). :meth:`Masker.mask_token` adds the cap."""
     if token.isalpha():
         return token
     if token.isdigit():
