@@ -60,6 +60,13 @@ def test_cache_is_bounded() -> None:
     assert len(masker._cache) <= 100
 
 
+def test_user_pattern_cache_is_bounded() -> None:
+    masker = Masker(extra_patterns=[r"tenant-[a-z]+"], cache_size=100)
+    for index in range(1000):
+        assert masker.tokens(f"value {index} tenant-x{index}") == ["value", "<*>", "<*>"]
+    assert len(masker._by_user) <= 100
+
+
 def test_durations_in_other_units_do_not_fail_a_canary() -> None:
     """A slower canary (5.3s against 523ms) logs the same events: latency is a value, not a new event type."""
     engine = Engine()

@@ -12,6 +12,13 @@ with ports, UUIDs, dates and times, URLs (the scheme is kept), e-mail
 addresses, file paths, quoted values and the value of ``key=value`` pairs. A single digit glued to a word
 (``ssh2``, ``sda1``, ``log4j``) is kept: it is part of a name far more often
 than a value; two or more digits (``bglio716``, ``node-17``) are masked.
+
+Cost: linear in the message's length, whatever its text. No pattern here can backtrack across what it
+already scanned (possessive quantifiers, and matches that start only where a run starts), and a token longer
+than ``MAX_MASKED_TOKEN_CHARS`` is one value, ``<*>``, never given to a pattern: a log line is attacker-chosen
+text, and one quadratic pattern on one 16,000-character token once cost a second on the event loop.
+User patterns (``LOGCANARY_MASK_PATTERNS``) may backtrack, so each is applied to one token at a time, and only
+to tokens up to that cap: its cost per token is bounded by the cap.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ import re
 from collections.abc import Iterable
 
 WILDCARD = "<*>"
+# A longer token is one value: masked to <*> without running any pattern, so masking costs a bounded amount per
+# character. The longest legitimate tokens of the evaluation data are OpenStack object reprs, 990 characters once
+# their quoted values are masked (1,136 as logged), so the cap leaves them about twice that room.
+MAX_MASKED_TOKEN_CHARS = 2048
 
 # Units glued to a number (durations and sizes): longer spellings first, so "ms" wins over "m".
 _UNIT = r"(?:ns|us|µs|μs|ms|secs?|s|mins?|m|hrs?|h|d|[KMGTP]i?B|kB|B|[kKMGT])"
@@ -31,16 +42,24 @@ _VALUE = re.compile(
     r"|\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"  # time of day
     r"|(?<![0-9A-Za-z:])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![0-9A-Za-z:])"  # IPv6
     r"|0[xX][0-9a-fA-F]+"  # 0x hex
-    # bare hex of 8+ digits with at least one letter and one digit
-    r"|(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]*\d[0-9a-fA-F]*(?![A-Za-z0-9])(?<=[0-9a-fA-F]{8})"
+    # bare hex of 8+ digits with at least one letter and one digit: a whole run of hex digits, taken possessively
+    # (two greedy runs around a digit were quadratic in the run's length when a letter ended it)
+    r"|(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}+(?![A-Za-z0-9])"
     # number (IPv4 is a dotted number), with its unit when one follows: 12ms, 1.5s, 5.2KB, 1h2m3.5s
     rf"|(?<![A-Za-z0-9])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?(?:{_UNIT}(?:\d+(?:[.,]\d+)?{_UNIT})*(?![A-Za-z]))?"
     r"|(?<=[A-Za-z])\d{2,}"  # a number glued to a name (host17, U11); a single digit (ssh2) is kept
 )
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S+")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# A scheme and what follows it. The match may start only where a run of scheme characters starts (its head of
+# digits and signs kept in group 1): starting at each letter of a long run, each start scanning to the run's end,
+# was quadratic. The first letter of the run starts the scheme, as before.
+_URL = re.compile(r"((?<![A-Za-z0-9+.-])[0-9+.-]*+)([A-Za-z][A-Za-z0-9+.-]*+://)\S+")
+# An e-mail address, or (without group 2) a run of the characters that may start one, passed over whole: trying
+# each start inside a long run that no domain follows was quadratic (``aaaa...a@`` cost 1.15 s at 16,000).
+_EMAIL = re.compile(r"([\w.+-]++)(@[\w-]++(?:\.[\w-]++)++)?")
+# Linear: a start is a quote, and its scan stops at the next quote of its kind (or 200 characters on).
 _QUOTED = re.compile(r"(?<![\w\\])(\"|')(?:(?!\1).){1,200}?\1(?!\w)")
 _REPEATED_WILDCARD = re.compile(r"(?:<\*>){2,}")
+_TOKEN = re.compile(r"\S+")  # what str.split() splits out (re's \s is str.isspace)
 _DIGIT = re.compile(r"\d")
 _TRAILING = ",;:.)]}'\""
 # Units that follow a number as a separate token ("93.0 KB"); folded into the number's wildcard.
@@ -54,7 +73,7 @@ _SHAPE_TABLE = bytes.maketrans(b"0123456789", b"1111111111")
 _CACHED_TOKEN_CHARS = 256  # longer tokens are masked every time, never cached (a cache entry is as long)
 # Masking caches shared by every Masker with the same patterns and cache size: the engine's services all mask
 # alike, so one bounded cache serves them, instead of one cache per service.
-_SHARED_CACHES: dict[tuple[tuple[str, ...], int], tuple[dict[str, str], dict[str | bytes, str]]] = {}
+_SHARED_CACHES: dict[tuple[tuple[str, ...], int], tuple[dict[str, str], dict[str | bytes, str], dict[str, str]]] = {}
 
 
 def shape_of(text: str) -> bytes:
@@ -85,16 +104,17 @@ def _is_path(token: str) -> bool:
 
 
 class Masker:
-    """Masks variable parts of messages; ``extra_patterns`` are applied first to the whole message."""
+    """Masks variable parts of messages; ``extra_patterns`` are applied first, to each token up to the cap."""
 
     def __init__(self, extra_patterns: Iterable[str] = (), cache_size: int = 65_536) -> None:
         patterns = tuple(extra_patterns)
         self._extra = [re.compile(pattern) for pattern in patterns]
         caches = _SHARED_CACHES.get((patterns, cache_size))
         if caches is None:
-            caches = _SHARED_CACHES[(patterns, cache_size)] = ({}, {})
+            caches = _SHARED_CACHES[(patterns, cache_size)] = ({}, {}, {})
         self._cache: dict[str, str] = caches[0]  # token -> masked, for tokens that are their own mask
         self._by_shape: dict[str | bytes, str] = caches[1]  # token shape (or the token itself) -> masked
+        self._by_user: dict[str, str] = caches[2]  # token -> the token after the user patterns (empty without)
         self._cache_size = cache_size
 
     @property
@@ -102,19 +122,44 @@ class Masker:
         return bool(self._extra)
 
     def mask_message(self, message: str) -> str:
-        """Message-level rules: user patterns and quoted values (which may contain spaces)."""
-        for pattern in self._extra:
-            message = pattern.sub(WILDCARD, message)
+        """Message-level rules: user patterns, then quoted values (which may contain spaces).
+
+        A user pattern may backtrack (``LOGCANARY_MASK_PATTERNS`` is any regex), so it runs on one whitespace-free
+        token at a time and never on one longer than ``MAX_MASKED_TOKEN_CHARS``: what a pattern costs per token is
+        then bounded, whatever the message. A pattern therefore never matches across whitespace, and ``^``/``$``
+        anchor a token.
+        """
+        if self._extra:
+            get_user = self._by_user.get
+            message = _TOKEN.sub(lambda match: get_user(match.group()) or self._user_masked(match.group()), message)
         if '"' in message or "'" in message:
             message = _QUOTED.sub(lambda m: m.group(1) + WILDCARD + m.group(1), message)
         return message
 
+    def _user_masked(self, token: str) -> str:
+        """The token after the user patterns, each applied while the token is at most the cap; cached by token
+        (a pattern may look at digits' values, so not by shape), so that a word costs one lookup."""
+        masked = token
+        for pattern in self._extra:
+            if len(masked) <= MAX_MASKED_TOKEN_CHARS:
+                masked = pattern.sub(WILDCARD, masked)
+        if len(token) <= _CACHED_TOKEN_CHARS:
+            if len(self._by_user) >= self._cache_size:
+                self._by_user.clear()
+            self._by_user[token] = masked
+        return masked
+
     def tokens(self, message: str) -> list[str]:
         """The masked tokens of a message, split on whitespace."""
-        if self._extra or '"' in message or "'" in message:
-            message = self.mask_message(message)
+        if '"' in message or "'" in message:
+            words = self.mask_message(message).split()
+        else:
+            words = message.split()
+            if self._extra:  # what mask_message does, on the split tokens
+                get_user = self._by_user.get
+                words = [get_user(word) or self._user_masked(word) for word in words]
         get = self._cache.get
-        out = [get(token) or self._miss(token) for token in message.split()]
+        out = [get(token) or self._miss(token) for token in words]
         if not _UNIT_TOKENS.isdisjoint(out):
             return _fold_units(out)
         return out
@@ -143,26 +188,41 @@ class Masker:
         return masked
 
     def mask_token(self, token: str) -> str:
-        """Masks one whitespace-free token."""
-        if token.isalpha():
-            return token
-        if token.isdigit():
+        """Masks one whitespace-free token; one longer than ``MAX_MASKED_TOKEN_CHARS`` is a value, ``<*>``."""
+        if len(token) > MAX_MASKED_TOKEN_CHARS:
             return WILDCARD
-        if "://" in token:
-            return _URL.sub(lambda m: m.group(1) + WILDCARD, token)
-        if "@" in token and _EMAIL.search(token):
-            return _EMAIL.sub(WILDCARD, token)
-        if _is_path(token):
-            core = token.rstrip(_TRAILING)
-            return WILDCARD + token[len(core) :]
-        key, sep, value = token.partition("=")
-        if sep and key and value and key[-1] not in "=!<>" and not value.startswith("="):
-            return f"{key}={WILDCARD}"
-        if _DIGIT.search(token) is None:
-            return token
-        # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
-        masked = _VALUE.sub(WILDCARD, token)
-        return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
+        return apply_rules(token)
+
+
+def apply_rules(token: str) -> str:
+    """The built-in rules on one whitespace-free token, whatever its length: linear in it (tests/test_linear_cost.py
+    holds them to that up to 64,000 characters). :meth:`Masker.mask_token` adds the cap."""
+    if token.isalpha():
+        return token
+    if token.isdigit():
+        return WILDCARD
+    if "://" in token:
+        return _URL.sub(lambda m: m.group(1) + m.group(2) + WILDCARD, token)
+    if "@" in token:
+        masked = _EMAIL.sub(_email_or_run, token)
+        if masked != token:  # else no address: every run went back as it was
+            return masked
+    if _is_path(token):
+        core = token.rstrip(_TRAILING)
+        return WILDCARD + token[len(core) :]
+    key, sep, value = token.partition("=")
+    if sep and key and value and key[-1] not in "=!<>" and not value.startswith("="):
+        return f"{key}={WILDCARD}"
+    if _DIGIT.search(token) is None:
+        return token
+    # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
+    masked = _VALUE.sub(WILDCARD, token)
+    return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
+
+
+def _email_or_run(match: re.Match[str]) -> str:
+    """An address (a run and its domain) is a value; a run that no domain follows is put back."""
+    return WILDCARD if match.group(2) else match.group(1)
 
 
 def mask(message: str) -> str:

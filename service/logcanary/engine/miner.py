@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logcanary.engine.caps import DEFAULT_CAPS
-from logcanary.engine.masking import WILDCARD, Masker, shape_of
+from logcanary.engine.masking import MAX_MASKED_TOKEN_CHARS, WILDCARD, Masker, shape_of
 from logcanary.engine.stacktrace import VIEW_CHARS, parse_stack_trace
 
 OTHER_ID = "other"
@@ -80,11 +80,14 @@ def bound_tokens(tokens: list[str]) -> list[str]:
 
 def _message_head(message: str) -> str:
     """A long message's first tokens (twice what a template keeps: masking may join two), each cut, so a
-    huge message costs a bounded amount to mask. Short messages are returned as they are."""
+    huge message costs a bounded amount to mask. Short messages are returned as they are.
+
+    A token is cut one character past the masking cap, so a token over the cap stays over it and is masked to
+    ``<*>`` as it is in a short message, not masked by its head."""
     if len(message) <= VIEW_CHARS:
         return message
     pieces = message.split(None, 2 * MAX_TEMPLATE_TOKENS)[: 2 * MAX_TEMPLATE_TOKENS]
-    return " ".join(piece[: 4 * MAX_TOKEN_CHARS] for piece in pieces)
+    return " ".join(piece[: MAX_MASKED_TOKEN_CHARS + 1] for piece in pieces)
 
 
 class CacheBudget:

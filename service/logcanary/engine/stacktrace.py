@@ -5,6 +5,10 @@ message's template and the top application frames (function names only, never
 line numbers, so a rebuild that shifts lines keeps the type). Library and
 runtime frames are skipped when choosing the top frames, because they say where
 the failure surfaced, not which code caused it.
+
+Every pattern here is linear in the line it reads: a trace's text is whatever a program printed, so no
+quantifier may be made to try each way of splitting a long run (possessive quantifiers, atomic groups and
+lookaheads that scan a part once); tests/test_linear_cost.py holds them to it.
 """
 
 from __future__ import annotations
@@ -22,14 +26,26 @@ VIEW_TAIL_LINES = 100
 VIEW_LINE_CHARS = 1024
 
 _JAVA_FRAME = re.compile(r"^\s*at\s+([\w$.<>/]+)\(")
+# A dotted class name whose last part holds Exception, Error or Throwable after its first character. Each part
+# but the last is taken whole (a part followed by a dot), then the last part is searched once: trying every
+# place of the word in a part like ``ErrorErrorError...!`` was quadratic.
 _JAVA_EXCEPTION = re.compile(
     r"^(?:Exception in thread \".*?\"\s+)?(?:Caused by:\s+)?"
-    r"([a-zA-Z_$][\w$]*(?:\.[\w$]+)+(?:Exception|Error|Throwable)[\w$]*)(?::\s*(.*))?$"
+    r"([a-zA-Z_$][\w$]*+(?:\.[\w$]++(?=\.))*+\.[\w$](?=[\w$]*?(?:Exception|Error|Throwable))[\w$]*+)"
+    r"(?::\s*(.*))?$"
 )
 _PY_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+, in (\S+)')
-_PY_EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Iteration)\w*)(?::\s*(.*))?$")
+# A name whose last dotted part holds one of the words (not as the name's first character); the same way.
+_PY_EXCEPTION = re.compile(
+    r"^([A-Za-z_](?:\w*+\.)*+(?=\w*?(?:Error|Exception|Exit|Interrupt|Warning|Iteration))\w*+)(?::\s*(.*))?$"
+)
 _GO_PANIC = re.compile(r"^(panic|fatal error):\s*(.*)$")
-_GO_FRAME = re.compile(r"^([\w./-]+(?:\.\(?\*?[\w]+\)?)*\.[\w]+)\(.*\)$")
+# A Go frame is ``function(arguments)``. Its function ends at the first "(" that no "." comes right before (one
+# that does opens a receiver, ``.(*T)``), and must be a package path, then optional parts, the first of which
+# holds a receiver's parenthesis or star (taken atomically: it can only be parsed one way), then ``.name``.
+# One pattern for the whole line tried every way of sharing the parts between its runs: cubic.
+_GO_CALL = re.compile(r"(?<!\.)\(")
+_GO_FUNCTION = re.compile(r"[\w./-]+(?:(?>\.(?:\(\*?|\*)\w++\)?|\.\w++\))(?:\.\(?\*?\w++\)?)*)?\.\w+")
 
 _LIBRARY_PREFIXES = (
     "java.", "javax.", "jdk.", "sun.", "com.sun.", "kotlin.", "kotlinx.", "scala.", "groovy.",
@@ -51,6 +67,15 @@ class StackTrace:
     def signature(self) -> str:
         """Exception class and frames: events with different signatures are never one type."""
         return "|".join((self.exception, *self.frames))
+
+
+def _go_function(line: str) -> str | None:
+    """The function of a Go frame line, ``main.(*T).run`` of ``main.(*T).run(0x1, 0x2)``; None if it is none."""
+    call = _GO_CALL.search(line) if line.endswith(")") else None
+    if call is None:
+        return None
+    function = line[: call.start()]
+    return function if _GO_FUNCTION.fullmatch(function) else None
 
 
 def _pick_frames(frames: list[str]) -> tuple[str, ...]:
@@ -143,7 +168,7 @@ def _parse_go(lines: list[str]) -> StackTrace | None:
     for index, line in enumerate(lines):
         panic = _GO_PANIC.match(line.strip())
         if panic:
-            frames = [m.group(1) for text in lines[index + 1 :] if (m := _GO_FRAME.match(text.strip()))]
+            frames = [name for text in lines[index + 1 :] if (name := _go_function(text.strip()))]
             frames = [f for f in frames if not f.startswith("panic(")]
             headline = " ".join(part.strip() for part in lines[:index])
             return StackTrace(headline, panic.group(1), panic.group(2), _pick_frames(frames))
