@@ -118,6 +118,7 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_masking.py
 	$(BIN)/python bench/bench_analysis.py
 	$(BIN)/python bench/bench_kafka.py
 	$(BIN)/python bench/bench_memory.py

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from logcanary.live.single_node import SingleNode
 from logcanary.settings import Settings, SettingsError
-from logcanary.state import LiveState
 from logcanary.store.base import Checkpoint, Fenced, SharedStore, Store, StoreOpenError
 from logcanary.store.dialect import POSTGRESQL
 from logcanary.store.factory import open_shared_store, open_store
@@ -101,15 +101,15 @@ def versions(store: Store) -> list[int]:
         return [int(v) for (v,) in session.rows("SELECT version FROM schema_version ORDER BY version")]
 
 
-def opened(state_dir: Path, **settings: Any) -> tuple[LiveState, Store]:
+def opened(state_dir: Path, **settings: Any) -> tuple[SingleNode, Store]:
     config = Settings(state_dir=state_dir, max_deployments_per_service=3, **settings)
     store = open_store(config)
-    state = LiveState(config, store)
+    state = SingleNode(config, config, store)
     state.load()
     return state, store
 
 
-def assert_holds(state: LiveState, store: Store, expected: dict[str, Any]) -> None:
+def assert_holds(state: SingleNode, store: Store, expected: dict[str, Any]) -> None:
     """Everything today's code wrote, as this code reads it."""
     assert counts(state) == expected["engine"]
     miners = {name: without_sizes(miner) for name, miner in expected["miners"].items()}
@@ -125,7 +125,7 @@ def assert_holds(state: LiveState, store: Store, expected: dict[str, Any]) -> No
     assert set(store.load_state(["orders"]).miners) == {"orders"}  # one service's rows (scale-out's reads)
 
 
-def checkpoint_and_reopen(state: LiveState, store: Store, state_dir: Path, **settings: Any) -> None:
+def checkpoint_and_reopen(state: SingleNode, store: Store, state_dir: Path, **settings: Any) -> None:
     """The migrated store takes a checkpoint, and a restart loads it exactly."""
     state.engine.observe("orders", "v2", "a brand new kind of event", T0 + 900, "h1", "info")
     state.offsets[("logs", 0)] += 1

@@ -290,7 +290,10 @@ class LimitSettings(BaseModel):
         description="Services held at most; past it the least recently seen is dropped whole (and stored).",
     )
     mask_patterns: Annotated[list[str], NoDecode] = Field(
-        [], description="Extra regular expressions to mask, separated by ';;'."
+        [],
+        description="Extra regular expressions to mask, separated by ';;': each runs on one whitespace-separated "
+        "token at a time (^ and $ anchor the token), and only on tokens of at most 2,048 characters (longer ones are "
+        "one value already).",
     )
     max_record_bytes: int = Field(1_048_576, ge=256, description="Larger Kafka records or NDJSON lines are rejected.")
     max_request_bytes: int = Field(16 * 1_048_576, ge=1024, description="Largest POST /v1/events body.")

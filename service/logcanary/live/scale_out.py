@@ -23,7 +23,7 @@ from logcanary.common.caching import RefreshAheadCache
 from logcanary.engine.model import ServiceModel
 from logcanary.live.state import LiveState
 from logcanary.settings import KafkaSettings, LimitSettings, StoreSettings
-from logcanary.store.base import Checkpoint, Fenced, SharedCheckpointStore, StoreUnavailable
+from logcanary.store.base import Checkpoint, Fenced, SharedStore, StoreUnavailable
 from logcanary.store.codec import restore
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,9 @@ class Shard:
 
 
 class ScaleOut(LiveState):
-    def __init__(
-        self, config: StoreSettings, limits: LimitSettings, kafka: KafkaSettings, store: SharedCheckpointStore
-    ) -> None:
+    def __init__(self, config: StoreSettings, limits: LimitSettings, kafka: KafkaSettings, store: SharedStore) -> None:
         super().__init__(config, limits, store)
-        self.store: SharedCheckpointStore = store
+        self.store: SharedStore = store
         self.topic = kafka.repartition_topic
         self.partitions = kafka.kafka_repartition_partitions  # the topic's real count once Kafka told it
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

@@ -99,11 +99,11 @@ class AnalysisRecord:
             {
                 "id": self.id,
                 "service": self.service,
-                "request": self.request.model_dump(mode="json"),
+                "request": _document(self.request),
                 "status": self.status,
                 "started_at": self.started_at,
                 "ends_at": self.ends_at,
-                "verdict": None if self.verdict is None else self.verdict.model_dump(mode="json"),
+                "verdict": None if self.verdict is None else _document(self.verdict),
                 "finished_at": self.finished_at,
                 "risk_history": self.risk_history,
             }
@@ -129,6 +129,12 @@ class AnalysisRecord:
         if len(samples) >= MAX_RISK_SAMPLES:
             del samples[1::2]
         samples.append([at, risk])
+
+
+def _document(model: AnalysisSpec | Verdict) -> dict[str, object]:
+    """A request or verdict as stored: without ``source`` when it has none (a log store's), so what events sent to
+    logcanary produce is stored exactly as before sources existed."""
+    return model.model_dump(mode="json", exclude={"source"} if model.source is None else None)
 
 
 class CheckpointStore(Protocol):
