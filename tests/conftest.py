@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
+from tests.loki_helpers import loki  # noqa: F401 (the real Loki fixture, for every test that asks for it)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,6 @@ MODELS = PURE | {"analysis", "settings", "metrics", "idempotency"}
 STORED = MODELS | {"store"}
 LIVE = STORED | {"live"}
 INGESTION = LIVE | {"ingestion"}
-SOURCES = BASE | {"ingestion", "sources"}
 USE_CASES = LIVE | {"verification"}
 SERVICE = INGESTION | USE_CASES | {"sources", "notify", "runtime", "background"}
 
@@ -37,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "background": SERVICE,
     "api": SERVICE | {"api"},
     "gate": {"common"},
+    "judge": SERVICE | {"gate"},
 }
 # Modules the pure rooms may not import: they do no I/O (the CLI, the service and the benchmarks reuse them).
 IO_MODULES = {

@@ -6,8 +6,9 @@ import argparse
 import sys
 from array import array
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 from pydantic import ValidationError
@@ -93,7 +94,69 @@ def load(engine: Engine, path: str, deployment: str) -> str | None:
     return service
 
 
+def _loki_question(args: argparse.Namespace, command: str) -> Any:
+    """The question of ``analyze``/``gate`` when the logs are in a Loki (LOGCANARY_LOKI_* fill what is not given)."""
+    import os
+
+    from logcanary.judge import DEFAULT_SELECTOR, LokiQuestion
+
+    url = args.loki_url or os.environ.get("LOGCANARY_LOKI_URL")
+    if not url or not url.startswith(("http://", "https://")):
+        raise InputError(f"{command}: --loki-url (or LOGCANARY_LOKI_URL) must be an http:// or https:// URL")
+    if not args.service or not args.canary:
+        raise InputError(f"{command}: with Loki, give --service, --canary and --baseline (deployment names)")
+    if args.baseline is None:
+        raise InputError(f"{command}: with Loki, give --baseline (history baselines are not pulled from Loki yet)")
+    canary_selector = args.canary_selector or os.environ.get("LOGCANARY_LOKI_CANARY_SELECTOR") or DEFAULT_SELECTOR
+    return LokiQuestion(
+        url=url,
+        service=args.service,
+        canary=args.canary,
+        baseline=args.baseline,
+        canary_selector=canary_selector,
+        baseline_selector=args.baseline_selector or os.environ.get("LOGCANARY_LOKI_BASELINE_SELECTOR"),
+        tenant=args.loki_tenant or os.environ.get("LOGCANARY_LOKI_TENANT"),
+        token_file=args.loki_token_file or os.environ.get("LOGCANARY_LOKI_TOKEN_FILE"),
+        sensitivity=args.sensitivity or "medium",
+    )
+
+
+def _moment(value: str, flag: str) -> float:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InputError(f"analyze: {flag} {value!r} is not an RFC 3339 time ({exc})") from exc
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def cmd_analyze_loki(args: argparse.Namespace) -> int:
+    """A past window of both deployments, pulled from Loki and judged in-process."""
+    import asyncio
+
+    from logcanary.judge import analyze_window
+    from logcanary.settings import LimitSettings
+    from logcanary.sources import SourceError
+    from logcanary.verification.errors import BadSource
+
+    question = _loki_question(args, "analyze")
+    if not args.start or not args.end:
+        raise InputError("analyze: with Loki, give --start and --end (RFC 3339): the window to judge")
+    start, end = _moment(args.start, "--start"), _moment(args.end, "--end")
+    if end <= start:
+        raise InputError("analyze: --end must come after --start")
+    try:
+        verdict = asyncio.run(analyze_window(question, start, end, LimitSettings()))
+    except (BadSource, SourceError) as exc:
+        raise InputError(f"analyze: {exc}") from exc
+    sys.stdout.buffer.write(orjson.dumps(verdict.model_dump(mode="json")) + b"\n")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.loki_url or args.start or args.end:
+        return cmd_analyze_loki(args)
+    if not args.baseline or not args.canary:
+        raise InputError("analyze: give --baseline and --canary (JSON-lines files), or --loki-url with a window")
     engine = Engine()
     history = False
     if args.history:
@@ -106,7 +169,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         canary="canary",
         baseline=["baseline"],
         history=history,
-        sensitivity=args.sensitivity,
+        sensitivity=args.sensitivity or "medium",
     )
     verdict.service = service_name or "unknown"
     sys.stdout.buffer.write(orjson.dumps(verdict.model_dump(mode="json")) + b"\n")
@@ -163,12 +226,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_gate_loki(args: argparse.Namespace) -> int:
+    """Watches a canary in Loki in-process, no logcanary server: exit 0 pass, 1 fail, 2 otherwise."""
+    import asyncio
+    import os
+
+    from logcanary.common.durations import parse_duration
+    from logcanary.gate import EXIT_INCONCLUSIVE, GateReport
+    from logcanary.judge import watch
+    from logcanary.settings import LimitSettings
+
+    question = _loki_question(args, "gate")
+    try:
+        duration = parse_duration(args.duration)
+        window = parse_duration(args.baseline_window or os.environ.get("LOGCANARY_LOKI_BASELINE_WINDOW_SECONDS", "30m"))
+    except ValueError as exc:
+        raise InputError(f"gate: {exc}") from exc
+    report = GateReport(sys.stdout, sys.stderr, json=args.json, top=args.top)
+    job = watch(question, duration, window, LimitSettings(), report, poll=args.poll_interval, fail_fast=args.fail_fast)
+    try:
+        return asyncio.run(job)
+    except KeyboardInterrupt:
+        print("logcanary gate: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INCONCLUSIVE
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     """Starts an analysis on a running service, waits for its verdict: exit 0 pass, 1 fail, 2 otherwise."""
     import os
 
     from logcanary.common.durations import parse_duration
     from logcanary.gate import GateOptions, run_gate
+
+    if args.source == "loki":
+        return cmd_gate_loki(args)
+    if not args.url:
+        raise InputError("gate: give --url (a running logcanary), or --source loki to judge Loki in-process")
 
     if not args.baseline and not args.history:
         raise InputError("gate: give --baseline DEPLOYMENT, --history, or both")
@@ -200,6 +293,19 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return run_gate(options, sys.stdout, sys.stderr)
 
 
+_DEFAULT_SELECTOR = '{app="$service", version="$deployment"}'
+
+
+def _loki_arguments(command: argparse.ArgumentParser) -> None:
+    if not any(action.dest == "service" for action in command._actions):
+        command.add_argument("--service", help="Loki: the service ($service in the selectors)")
+    command.add_argument("--loki-url", help="Loki's base URL (default $LOGCANARY_LOKI_URL)")
+    command.add_argument("--loki-tenant", help="X-Scope-OrgID (default $LOGCANARY_LOKI_TENANT)")
+    command.add_argument("--loki-token-file", help="a file holding a bearer token (default $LOGCANARY_LOKI_TOKEN_FILE)")
+    command.add_argument("--canary-selector", help=f"LogQL template of the canary's logs (default {_DEFAULT_SELECTOR})")
+    command.add_argument("--baseline-selector", help="LogQL template of the baseline's logs (default: the canary's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logcanary", description="Streaming log-anomaly verdicts for canaries.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -209,11 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--streaming", action="store_true", help="write each line's template as soon as it is read")
     parse.set_defaults(func=cmd_parse)
 
-    check = commands.add_parser("analyze", help="verdict on a canary against a baseline, as JSON")
-    check.add_argument("--baseline", required=True, help="JSON-lines log events of the baseline")
-    check.add_argument("--canary", required=True, help="JSON-lines log events of the canary")
+    check = commands.add_parser(
+        "analyze",
+        help="verdict on a canary against a baseline, as JSON: from JSON-lines files, or a past window in Loki",
+        epilog="Files: --baseline B.jsonl --canary C.jsonl. Loki: --loki-url URL --service S --canary C --baseline B "
+        "--start RFC3339 --end RFC3339 (deployment names; selectors default to LOGCANARY_LOKI_* or "
+        f"{_DEFAULT_SELECTOR}). Exit 2 on bad input or a store error.",
+    )
+    check.add_argument("--baseline", help="JSON-lines log events of the baseline (Loki: the baseline deployment)")
+    check.add_argument("--canary", help="JSON-lines log events of the canary (Loki: the canary deployment)")
     check.add_argument("--history", help="JSON-lines log events of earlier deployments (time-decayed)")
     check.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
+    _loki_arguments(check)
+    check.add_argument("--start", help="Loki: start of the window judged (RFC 3339)")
+    check.add_argument("--end", help="Loki: end of the window judged (RFC 3339)")
     check.set_defaults(func=cmd_analyze)
 
     schemas = commands.add_parser("schemas", help="write JSON Schemas of the contracts")
@@ -232,10 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     gate = commands.add_parser(
         "gate",
-        help="CI step: analyse a canary on a running service; exit 0 pass, 1 fail, 2 inconclusive or error",
+        help="CI step: analyse a canary on a running service or in Loki; exit 0 pass, 1 fail, 2 otherwise",
+        description="Watches a canary for --duration and exits by its final verdict: on a running logcanary (--url), "
+        "or pulling its logs from Grafana Loki in-process with no logcanary server (--source loki).",
+        epilog="exit codes: 0 pass, 1 fail, 2 inconclusive or any error (unreachable service or store, bad input, "
+        "an interruption)",
     )
-    gate.add_argument("--url", required=True, help="the service, e.g. http://logcanary:8080")
+    gate.add_argument("--url", help="the service, e.g. http://logcanary:8080 (not with --source loki)")
+    gate.add_argument(
+        "--source", choices=("loki",), help="judge the canary's logs in Loki in-process, with no logcanary server"
+    )
     gate.add_argument("--service", required=True)
+    _loki_arguments(gate)
+    gate.add_argument("--baseline-window", help="Loki: the baseline's recent window pulled first (default 30m)")
     gate.add_argument("--canary", required=True, help="canary deployment (version label or pod-template hash)")
     gate.add_argument("--baseline", help="stable deployment running beside the canary")
     gate.add_argument("--history", action="store_true", help="compare with the service's earlier deployments")

@@ -172,6 +172,79 @@ def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+class GateReport:
+    """What a gate prints: progress lines, then the verdict with its evidence (to stderr with ``json``, where
+    stdout gets the final document), and the exit code the verdict means. Shared by the HTTP gate and the one that
+    judges a log store in-process (:mod:`logcanary.judge`)."""
+
+    def __init__(self, out: TextIO, err: TextIO, *, json: bool = False, top: int = 5) -> None:
+        self.stdout = out
+        self.err = err
+        self.json = json
+        self.top = top
+        self.out = err if json else out
+        self.colour = self.out.isatty() and "NO_COLOR" not in os.environ
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def paint(self, verdict: str, width: int = 0) -> str:
+        """The verdict, coloured on a terminal (never in a CI log), padded to ``width``."""
+        code = _COLOURS.get(verdict)
+        padding = " " * max(0, width - len(verdict))
+        return (f"\x1b[1;{code}m{verdict}\x1b[0m" if self.colour and code else verdict) + padding
+
+    def progress(self, analysis: Json, elapsed: float) -> None:
+        verdict = analysis.get("verdict") or {}
+        status = str(analysis.get("status"))
+        if not verdict:
+            self.say(f"  {elapsed:5.0f}s  {status:<9}  (not evaluated yet)")
+            return
+        name = str(verdict.get("verdict"))
+        why = f"  ({verdict.get('reason_code')})" if name == "inconclusive" else ""
+        self.say(
+            f"  {elapsed:5.0f}s  {status:<9}  canary events {verdict.get('canary_events', 0):>7}"
+            f"  verdict {self.paint(name, 12)}  risk {float(verdict.get('risk', 0)):5.1f}{why}"
+        )
+
+    def document(self, data: Json) -> None:
+        """With ``json``: the final document on stdout."""
+        if self.json:
+            print(json.dumps(data, indent=2, ensure_ascii=False), file=self.stdout, flush=True)
+
+    def report(self, verdict: Json, details: str | None) -> int:
+        """The verdict with its evidence, and the exit code it means."""
+        say = self.say
+        name = str(verdict.get("verdict"))
+        say()
+        say(f"verdict: {self.paint(name)}  risk {float(verdict.get('risk', 0)):.1f}  ({verdict.get('reason_code')})")
+        say(f"reason: {_one_line(str(verdict.get('reason', '')), 400)}")
+        baseline = ", ".join(verdict.get("baseline") or []) or "none"
+        say(
+            f"canary {verdict.get('canary')}: {verdict.get('canary_events', 0)} events;"
+            f" baseline {baseline}: {_number(verdict.get('baseline_events', 0))} events"
+        )
+        anomalies: list[Json] = verdict.get("anomalies") or []
+        count = int(verdict.get("anomaly_count", len(anomalies)))
+        if anomalies:
+            shown = anomalies[: self.top]
+            strongest = f", the {len(shown)} strongest" if len(shown) < count else ""
+            say(f"anomalies: {count}{strongest}:")
+            for number, anomaly in enumerate(shown, start=1):
+                for line in describe_anomaly(anomaly, number):
+                    say(line)
+        suppressed = verdict.get("suppressed") or []
+        if suppressed:
+            say(f"suppressed by feedback rules: {len(suppressed)} event type(s)")
+        source = verdict.get("source")
+        if isinstance(source, dict):
+            lines = ", ".join(f"{side} {count}" for side, count in (source.get("lines") or {}).items())
+            say(f"pulled from {source.get('type')} {source.get('url')}: {lines} lines")
+        if details:
+            say(f"details: {details}")
+        return EXIT_PASS if name == "pass" else EXIT_FAIL if name == "fail" else EXIT_INCONCLUSIVE
+
+
 class Gate:
     """One run of the gate: start, poll, report. ``out`` gets progress and the report (stderr with --json)."""
 
@@ -185,9 +258,8 @@ class Gate:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.options = options
-        self.stdout = out
         self.err = err
-        self.out = err if options.json else out
+        self.output = GateReport(out, err, json=options.json, top=options.top)
         headers = {"Accept": "application/json", "User-Agent": "logcanary-gate"}
         if options.token:
             headers["Authorization"] = f"Bearer {options.token}"
@@ -196,19 +268,8 @@ class Gate:
         )
         self.clock = clock
         self.sleep = sleep
-        self.colour = self.out.isatty() and "NO_COLOR" not in os.environ
         self.analysis_id: str | None = None
-
-    # -- output ------------------------------------------------------------------------------------
-
-    def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def paint(self, verdict: str, width: int = 0) -> str:
-        """The verdict, coloured on a terminal (never in a CI log), padded to ``width``."""
-        code = _COLOURS.get(verdict)
-        padding = " " * max(0, width - len(verdict))
-        return (f"\x1b[1;{code}m{verdict}\x1b[0m" if self.colour and code else verdict) + padding
+        self.say = self.output.say
 
     # -- HTTP --------------------------------------------------------------------------------------
 
@@ -321,60 +382,22 @@ class Gate:
         return self.finish(analysis)
 
     def progress(self, analysis: Json, elapsed: float) -> None:
-        verdict = analysis.get("verdict") or {}
-        status = str(analysis.get("status"))
-        if not verdict:
-            self.say(f"  {elapsed:5.0f}s  {status:<9}  (not evaluated yet)")
-            return
-        name = str(verdict.get("verdict"))
-        why = f"  ({verdict.get('reason_code')})" if name == "inconclusive" else ""
-        self.say(
-            f"  {elapsed:5.0f}s  {status:<9}  canary events {verdict.get('canary_events', 0):>7}"
-            f"  verdict {self.paint(name, 12)}  risk {float(verdict.get('risk', 0)):5.1f}{why}"
-        )
+        self.output.progress(analysis, elapsed)
 
     def finish(self, analysis: Json) -> int:
         status = analysis.get("status")
         verdict: Json | None = analysis.get("verdict")
-        if self.options.json:
-            print(json.dumps(analysis, indent=2, ensure_ascii=False), file=self.stdout, flush=True)
+        self.output.document(analysis)
         if status == "cancelled":
             print(f"logcanary gate: analysis {self.analysis_id} was cancelled by someone else", file=self.err)
             return EXIT_INCONCLUSIVE
         if not verdict:
             print(f"logcanary gate: analysis {self.analysis_id} ended ({status}) without a verdict", file=self.err)
             return EXIT_INCONCLUSIVE
-        self.report(verdict)
-        name = verdict.get("verdict")
-        return EXIT_PASS if name == "pass" else EXIT_FAIL if name == "fail" else EXIT_INCONCLUSIVE
-
-    def report(self, verdict: Json) -> None:
-        say = self.say
-        name = str(verdict.get("verdict"))
-        say()
-        say(f"verdict: {self.paint(name)}  risk {float(verdict.get('risk', 0)):.1f}  ({verdict.get('reason_code')})")
-        say(f"reason: {_one_line(str(verdict.get('reason', '')), 400)}")
-        baseline = ", ".join(verdict.get("baseline") or []) or "none"
-        say(
-            f"canary {verdict.get('canary')}: {verdict.get('canary_events', 0)} events;"
-            f" baseline {baseline}: {_number(verdict.get('baseline_events', 0))} events"
-        )
-        anomalies: list[Json] = verdict.get("anomalies") or []
-        count = int(verdict.get("anomaly_count", len(anomalies)))
-        if anomalies:
-            shown = anomalies[: self.options.top]
-            strongest = f", the {len(shown)} strongest" if len(shown) < count else ""
-            say(f"anomalies: {count}{strongest}:")
-            for number, anomaly in enumerate(shown, start=1):
-                for line in describe_anomaly(anomaly, number):
-                    say(line)
-        suppressed = verdict.get("suppressed") or []
-        if suppressed:
-            say(f"suppressed by feedback rules: {len(suppressed)} event type(s)")
         query = {"service": self.options.service, "canary": self.options.canary}
         if self.options.baseline:
             query["baseline"] = self.options.baseline
-        say(f"details: {self.options.url.rstrip('/')}/ui?{urlencode(query)}")
+        return self.output.report(verdict, f"{self.options.url.rstrip('/')}/ui?{urlencode(query)}")
 
 
 def describe_anomaly(anomaly: Json, number: int) -> list[str]:

@@ -26,6 +26,7 @@ ReasonCode = Literal[
     "source_unavailable",  # inconclusive: the log store could not be reached (or kept failing) for the window
     "source_error",  # inconclusive: the log store refused a query or a limit kept part of the window out
     "source_empty",  # inconclusive: the log store holds no line for a side's query in the window
+    "source_pending",  # inconclusive: the window is still being pulled from the log store (a first pull, a slow store)
 ]
 # ignore: never an anomaly again (any deployment); not_a_risk: accepted in one canary only; priority: always fails.
 FeedbackAction = Literal["ignore", "not_a_risk", "priority"]
@@ -268,7 +269,7 @@ class Verdict(BaseModel):
         description="Why, for machines: anomalies (fail), no_anomaly (pass), or which data an inconclusive "
         "verdict lacked: unknown_canary, no_canary_events, no_baseline, no_baseline_events, "
         "canary_is_baseline, too_few_events; or, for events pulled from a log store, why the store could not give "
-        "them: source_unavailable, source_error, source_empty."
+        "them: source_unavailable, source_error, source_empty, source_pending."
     )
     service: str
     canary: str

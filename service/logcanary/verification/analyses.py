@@ -34,6 +34,8 @@ from logcanary.verification.writer import StoreWriter
 log = logging.getLogger(__name__)
 
 EVALUATE_EVERY_SECONDS = 2.0
+REFRESH_WAIT_SECONDS = 1.0  # an evaluation waits this long for its log store's news (a slow one never holds it up)
+SOURCE_GRACE_SECONDS = 120.0  # past its end, an analysis waits this long for its log store to give the window whole
 DAY = 86_400.0
 
 
@@ -224,7 +226,9 @@ class Analyses:
             return False
         verdict = judgement.verdict
         record.verdict = verdict
-        done = now >= record.ends_at or (record.request.fail_fast and verdict.verdict == "fail")
+        done = (now >= record.ends_at and self._whole(record, now)) or (
+            record.request.fail_fast and verdict.verdict == "fail"
+        )
         record.add_risk_sample(now, verdict.risk, last=done)  # the history page's chart
         if done:
             record.status = "completed"
@@ -250,10 +254,17 @@ class Analyses:
                 spec, record.service, request.canary.deployment, request.baseline.deployment, record.started_at
             )
 
-        last = now >= record.ends_at
-        pulled = await self.pulls.caught_up(record.id, make, min(now, record.ends_at), force=last)
+        pulled = await self.pulls.refreshed(record.id, make, min(now, record.ends_at), REFRESH_WAIT_SECONDS)
         judgement = await self.verdicts.compute(pulled.model(), question, None, pulled.live)
         return pulled.judged(judgement)
+
+    def _whole(self, record: AnalysisRecord, now: float) -> bool:
+        """Past its end, an analysis is judged whole: at once from the events sent to logcanary; from a log store
+        once the store gave every line up to the end (or a grace passed: the verdict then says what was missing)."""
+        if record.request.source is None or now >= record.ends_at + SOURCE_GRACE_SECONDS:
+            return True
+        pulled = self.pulls.held(record.id)
+        return pulled is not None and pulled.covers(record.ends_at)
 
     def _announce(self, record: AnalysisRecord) -> None:
         """Counts a completed analysis' final verdict and notifies it: once per analysis."""

@@ -15,6 +15,8 @@ pass, never a fail on part of the window.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -41,6 +43,7 @@ from logcanary.sources.base import NS_PER_SECOND
 from logcanary.verification.errors import BadSource
 
 SIDES = ("canary", "baseline")
+STALE_SECONDS = 15.0  # a catch-up running longer than this makes verdicts wait for it (source_pending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class Pulled:
         canary_from: float,
         limits: LimitSettings,
         lateness_seconds: float,
+        baseline_from: float | None = None,
     ) -> None:
         spec = resolved.spec
         assert spec.canary_selector is not None and spec.baseline_selector is not None
@@ -113,15 +117,21 @@ class Pulled:
         self.cursors = {"canary": Cursor(self.queries["canary"], start, lateness=lateness)}
         self.mappers = {"canary": LineMapper(service, canary, max_message_bytes=limits.max_message_bytes)}
         if baseline:
-            window = int((spec.baseline_window or 0) * NS_PER_SECOND)
+            # Default: the baseline's recent window before the canary's, so it is known before the canary's first
+            # minutes; a past window judged as a whole (logcanary analyze) pulls both sides from one start.
+            since = start - int((spec.baseline_window or 0) * NS_PER_SECOND)
+            if baseline_from is not None:
+                since = int(baseline_from * NS_PER_SECOND)
             self.queries["baseline"] = self._query(spec.baseline_selector, baseline)
-            self.cursors["baseline"] = Cursor(self.queries["baseline"], start - window, lateness=lateness)
+            self.cursors["baseline"] = Cursor(self.queries["baseline"], since, lateness=lateness)
             self.mappers["baseline"] = LineMapper(service, baseline, max_message_bytes=limits.max_message_bytes)
         self.lines = dict.fromkeys(self.queries, 0)
         self.notices: list[str] = []
         self.problem: SourceError | None = None
         self.through: int | None = None  # every line stamped before it was pulled, on every side
-        self.pulled_at = 0.0  # monotonic time of the last catch-up that reached its end
+        self._pull: asyncio.Task[None] | None = None  # the catch-up running, if one is
+        self._pulling_since = 0.0  # monotonic time it started
+        self._pulled_at = -math.inf  # monotonic time the last catch-up ended
 
     def _query(self, template: str, deployment: str) -> str:
         try:
@@ -140,6 +150,46 @@ class Pulled:
                 raise BadSource(f"Loki refused the query {query}: {detail}", store_message=detail) from exc
             except SourceUnavailable:
                 return
+
+    async def refresh(self, until: float | None, wait: float, every: float = 0.0) -> None:
+        """Starts a catch-up to ``until`` unless one is running or the last ended less than ``every`` seconds ago
+        (each one reads the lateness window again), and waits at most ``wait`` seconds for it: a slow or unreachable
+        store (its requests are retried for up to a minute) never holds up the caller, whose verdict then says the
+        window is still being pulled (``source_pending``)."""
+        idle = self._pull is None or self._pull.done()
+        if idle and (self.problem is not None or time.monotonic() - self._pulled_at >= every):
+            self._pull = asyncio.ensure_future(self._catch_up_timed(until))
+            self._pulling_since = time.monotonic()
+        if self._pull is not None and not self._pull.done():
+            await asyncio.wait({self._pull}, timeout=wait)
+
+    async def _catch_up_timed(self, until: float | None) -> None:
+        try:
+            await self.catch_up(until)
+        finally:
+            self._pulled_at = time.monotonic()
+
+    @property
+    def pending(self) -> float | None:
+        """Seconds the running catch-up has been pulling, or None when none runs."""
+        if self._pull is None or self._pull.done():
+            return None
+        return time.monotonic() - self._pulling_since
+
+    def covers(self, until: float) -> bool:
+        """Every line stamped before ``until`` has been pulled, on every side."""
+        return (
+            self.pending is None
+            and self.problem is None
+            and self.through is not None
+            and (self.through >= int(until * NS_PER_SECOND))
+        )
+
+    async def close(self) -> None:
+        if self._pull is not None and not self._pull.done():
+            self._pull.cancel()
+            await asyncio.wait({self._pull}, timeout=5.0)
+        await self.source.aclose()
 
     async def catch_up(self, until: float | None = None) -> None:
         """Pulls what is new on every side, up to ``until`` (epoch seconds; default now). A failure becomes the
@@ -163,7 +213,6 @@ class Pulled:
             return
         self.problem = None
         self.through = min(cursor.position for cursor in self.cursors.values())
-        self.pulled_at = time.monotonic()
 
     def model(self) -> ServiceModel:
         return self.live.engine.peek_service(self.service)
@@ -188,8 +237,15 @@ class Pulled:
         inconclusive (never a pass, never a fail on part of the window), and so does a side the store holds no
         line of."""
         verdict = judgement.verdict.model_copy(update={"source": self.provenance()})
-        problem = self.problem
-        if problem is not None:
+        problem, pending = self.problem, self.pending
+        if pending is not None and (problem is not None or self.through is None or pending > STALE_SECONDS):
+            verdict = _inconclusive(
+                verdict,
+                "source_pending",
+                f"the window is still being pulled from the log store ({pending:.0f} s so far"
+                + (f"; the last try failed: {problem.message})" if problem is not None else ")"),
+            )
+        elif problem is not None:
             code = "source_unavailable" if isinstance(problem, SourceUnavailable) else "source_error"
             detail = f": {problem.store_message}" if problem.store_message else ""
             verdict = _inconclusive(
@@ -250,9 +306,9 @@ class Pulls:
     def keep(self, key: str, pulled: Pulled) -> None:
         self._held[key] = pulled
 
-    async def caught_up(self, key: str, make: Callable[[], Pulled], until: float, force: bool) -> Pulled:
-        """The pull of ``key`` (made anew after a restart or a lease takeover: the store holds the data), caught
-        up to ``until`` when its last catch-up is older than LOGCANARY_LOKI_POLL_SECONDS (or ``force``)."""
+    async def refreshed(self, key: str, make: Callable[[], Pulled], until: float, wait: float) -> Pulled:
+        """The pull of ``key`` (made anew after a restart or a lease takeover: the store holds the data), refreshed
+        up to ``until`` and waited for at most ``wait`` seconds (:meth:`Pulled.refresh`)."""
         pulled = self._held.get(key)
         if pulled is None:
             pulled = make()
@@ -260,17 +316,15 @@ class Pulls:
             self._held[key] = pulled
             while self.most is not None and len(self._held) > self.most:
                 await self.drop(next(iter(self._held)))
-            force = True
         self._held.move_to_end(key)
-        if force or pulled.problem is not None or time.monotonic() - pulled.pulled_at >= self.loki.loki_poll_seconds:
-            await pulled.catch_up(until)
+        await pulled.refresh(until, wait, self.loki.loki_poll_seconds)
         return pulled
 
     async def drop(self, key: str) -> None:
         """The analysis ended (or is another replica's now): its engine and connections go."""
         pulled = self._held.pop(key, None)
         if pulled is not None:
-            await pulled.source.aclose()
+            await pulled.close()
 
     async def close(self) -> None:
         for key in list(self._held):

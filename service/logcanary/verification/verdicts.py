@@ -36,6 +36,7 @@ from logcanary.verification.question import VerdictQuestion
 from logcanary.verification.rules import Rules
 
 MAX_CACHED_QUESTIONS = 256
+ON_DEMAND_WAIT_SECONDS = 5.0  # a question about a log store waits this long for what is new (gates time out at 10 s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,7 @@ class Verdicts:
             since = time.time() - window
             return self.pulls.open(spec, question.service, question.canary, question.baseline, since)
 
-        pulled = await self.pulls.caught_up(key, make, time.time(), force=True)
+        pulled = await self.pulls.refreshed(key, make, time.time(), ON_DEMAND_WAIT_SECONDS)
         model = pulled.model()
         job = self.job(model, question)
         judgement = await pulled.live.read_in_thread(lambda: job((time.time() - window, math.inf)))
