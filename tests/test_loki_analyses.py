@@ -21,14 +21,17 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from logcanary.api.app import create_app
 from logcanary.demo.embedded_broker import EmbeddedBroker
 from logcanary.demo.traffic import events
 from logcanary.settings import Settings
+from tests.conftest import Launcher
 from tests.kafka_helpers import create_topics, produce
 from tests.loki_helpers import Entry, Loki
+from tests.test_contracts import EXAMPLES, Checkers, argo_metric, checkers, run_checker  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 NPE = "java.lang.NullPointerException"
@@ -273,3 +276,34 @@ def test_analyze_judges_a_past_window_from_loki(loki: Loki, gate_env: dict[str, 
         check=False,
     )
     assert refused.returncode == 2 and "refused" in refused.stderr
+
+
+def test_argo_rollouts_judges_the_loki_template_with_its_own_code(
+    loki: Loki,
+    service_process: Launcher,
+    checkers: Checkers,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """helm/logcanary/examples/analysistemplate-loki.yaml, as shipped, run by Argo Rollouts' web metric provider
+    against a real `logcanary serve` that pulls the Rollout's pods' logs from the real Loki."""
+    selector = '{app="$service", rollouts_pod_template_hash="$deployment"}'
+    service = service_process({"LOGCANARY_LOKI_URL": loki.url, "LOGCANARY_LOKI_CANARY_SELECTOR": selector})
+    service.start()
+    start = datetime.now(UTC) - timedelta(seconds=60)
+    records = []
+    for app, rate in (("argo-npe", 0.03), ("argo-clean", 0.0)):
+        records += traffic(app, "5f6a7b8c9d", 1500, 1, 0.0, start, 50.0)
+        records += traffic(app, "7c9d8e7f6a", 1500, 2, rate, start, 50.0)
+    loki.push(to_loki(records, version_label="rollouts_pod_template_hash"))
+    documents = list(yaml.safe_load_all((EXAMPLES / "analysistemplate-loki.yaml").read_text()))
+    [template] = [d for d in documents if isinstance(d, dict) and d.get("kind") == "AnalysisTemplate"]
+    cases = []
+    for app, canary in (("argo-npe", "7c9d8e7f6a"), ("argo-clean", "7c9d8e7f6a"), ("argo-clean", "0000000000")):
+        args = {"service": app, "stable-hash": "5f6a7b8c9d", "canary-hash": canary, "logcanary-url": service.url}
+        cases.append({"label": f"{app}/{canary}", "metric": argo_metric(template, args)})
+    answers = run_checker(checkers.argo, cases, tmp_path)
+    assert answers["argo-npe/7c9d8e7f6a"]["phase"] == "Failed", answers["argo-npe/7c9d8e7f6a"]
+    assert answers["argo-clean/7c9d8e7f6a"]["phase"] == "Successful", answers["argo-clean/7c9d8e7f6a"]
+    unknown = answers["argo-clean/0000000000"]
+    assert unknown["phase"] == "Inconclusive" and "source_empty" in unknown["value"], unknown
+    assert "rollouts_pod_template_hash" in answers["argo-npe/7c9d8e7f6a"]["value"]  # the answer says its source
