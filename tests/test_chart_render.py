@@ -183,6 +183,18 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "image": {"repository": "registry.example.com/logcanary", "tag": "0.2.0", "digest": "sha256:" + "a" * 64},
         "helmTest": {"enabled": False},
     },
+    "loki": {
+        "loki": {
+            "url": "http://loki-gateway.loki.svc.cluster.local",
+            "tenant": "shop",
+            "existingSecret": "loki-credentials",
+            "canarySelector": '{app="$service", rollouts_pod_template_hash="$deployment"}',
+            "baselineWindowSeconds": 900,
+        },
+    },
+    "loki-basic-auth": {
+        "loki": {"url": "https://logs.example.com", "existingSecret": "grafana-cloud", "username": "123456"},
+    },
     "everything": {
         "replicaCount": 3,
         "store": {"url": POSTGRES_URL},
@@ -445,6 +457,27 @@ def test_scale_out_with_the_store_url_in_an_existing_secret(rendered: dict[str, 
     }
     assert "LOGCANARY_KAFKA_REPARTITION_TOPIC" not in variables
     assert kinds(docs)["PodDisruptionBudget"] == 1
+
+
+def test_a_loki_source_with_its_credentials_from_a_secret(rendered: dict[str, Path]) -> None:
+    docs = documents(rendered["loki"])
+    variables = env(docs)
+    assert variables["LOGCANARY_LOKI_URL"] == "http://loki-gateway.loki.svc.cluster.local"
+    assert variables["LOGCANARY_LOKI_TENANT"] == "shop"
+    assert variables["LOGCANARY_LOKI_CANARY_SELECTOR"] == '{app="$service", rollouts_pod_template_hash="$deployment"}'
+    assert variables["LOGCANARY_LOKI_BASELINE_WINDOW_SECONDS"] == "900"
+    assert variables["LOGCANARY_LOKI_TOKEN_FILE"] == "/etc/logcanary/loki/token"  # a file, never the token itself
+    assert "LOGCANARY_LOKI_BASELINE_SELECTOR" not in variables and "LOGCANARY_LOKI_USERNAME" not in variables
+    pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "loki-credentials"]
+    assert volume["secret"]["secretName"] == "loki-credentials"
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "loki-credentials"]
+    assert mount == {"name": "loki-credentials", "mountPath": "/etc/logcanary/loki", "readOnly": True}
+    basic = env(documents(rendered["loki-basic-auth"]))
+    assert basic["LOGCANARY_LOKI_USERNAME"] == "123456"
+    assert basic["LOGCANARY_LOKI_PASSWORD_FILE"] == "/etc/logcanary/loki/password"
+    assert "LOGCANARY_LOKI_TOKEN_FILE" not in basic
+    assert not any(name.startswith("LOGCANARY_LOKI") for name in env(documents(rendered["defaults"])))
 
 
 def test_sasl_mechanism_is_upper_cased(rendered: dict[str, Path]) -> None:

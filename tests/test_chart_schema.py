@@ -187,6 +187,11 @@ def test_every_object_the_chart_owns_is_closed() -> None:
             "",  # with existingSecret, the password is read from it only
         ),
         ({"kafka": {"ssl": {"tlsSecret": {"name": "kafka-tls", "certKey": "tls.crt"}}}}, "kafka.ssl.tlsSecret.keyKey"),
+        ({"loki": {"url": "loki:3100"}}, "loki.url"),  # a URL, with its scheme
+        ({"loki": {"canarySelector": 'app="x"'}}, "loki.canarySelector"),  # a stream selector starts with {
+        ({"loki": {"baselineWindowSeconds": 0}}, "loki.baselineWindowSeconds"),
+        ({"loki": {"existingSecret": "Loki_Creds"}}, "loki.existingSecret"),
+        ({"loki": {"token": "s3cret"}}, "loki"),  # a token is never a value: existingSecret
     ],
     ids=lambda value: json.dumps(value) if isinstance(value, dict) else None,
 )
@@ -264,6 +269,14 @@ def test_null_topics_are_refused_in_a_values_file_too() -> None:
         {"helmTest": {"enabled": False}},
         {"grafanaDashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "x"}}},
         {"grafanaDashboard": {"labels": {"grafana_dashboard": "1", "release": "kube-prometheus-stack"}}},
+        {"loki": {"url": "http://loki-gateway.loki.svc.cluster.local", "tenant": "shop", "existingSecret": "loki"}},
+        {"loki": {"url": "https://logs.example.com", "existingSecret": "cloud", "username": "123", "passwordKey": "k"}}
+        | {
+            "loki": {
+                "canarySelector": '{app="$service", version="$deployment"} |= "level"',
+                "baselineWindowSeconds": "600",
+            }
+        },
     ],
     ids=json.dumps,
 )
