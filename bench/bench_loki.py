@@ -7,12 +7,16 @@ same window, alternately, each run in a fresh child process:
 * ``raw``: httpx GETs of ``query_range`` pages (5,000 lines, forward, each page from the previous page's
   newest timestamp) with only ``orjson.loads`` of each body: what reading Loki costs at the least;
 * ``pulled``: ``LokiSource.pull`` of the window, every line a ``PulledLine``, each exactly once;
-* ``mapped``: the same, with every line through ``LineMapper`` (what the engine would be handed).
+* ``mapped``: the same, with every line through ``LineMapper`` (what the engine would be handed);
+* ``judged``: what an analysis does: both deployments (half the streams are ``v1``, half ``v2``) pulled through
+  ``Pulled`` into an engine of their own (masking, mining, clustering, counts), then the verdict.
 
 Prints lines/s (median of ``--runs``), the ratio to raw (median of the runs' own ratios: the modes of a run
 run back to back, in alternating order), and the peak RSS (VmHWM) of each measuring process.
 
-Usage: python bench/bench_loki.py [--lines 200000] [--runs 5] [--streams 8] [--url URL] [--json]
+Usage: python bench/bench_loki.py [--lines 200000] [--runs 5] [--streams 8] [--seconds SPAN] [--url URL] [--json]
+(``--seconds``: the log time the lines span, default one second per 1,000 lines; ``--lines 200000 --seconds
+600`` is a 10-minute window of a 100,000-line canary and its baseline.)
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import httpx
 import orjson
 from common import DEFAULT_DATA, PROJECT, Summary, load_contents, machine_info, print_machine
 
+from logcanary.judge import LokiQuestion
+from logcanary.settings import LimitSettings
 from logcanary.sources import LineMapper, LokiSource
 
 sys.path.insert(0, str(PROJECT))
@@ -42,7 +48,7 @@ from tests.loki_helpers import Loki, push, start_script
 
 S = 1_000_000_000
 PAGE = 5000
-MODES = ("raw", "pulled", "mapped")
+MODES = ("raw", "pulled", "mapped", "judged")
 
 
 def lines_source() -> Iterator[str]:
@@ -53,17 +59,18 @@ def lines_source() -> Iterator[str]:
     return itertools.cycle(contents)
 
 
-def load(url: str, count: int, streams: int, end: int) -> tuple[str, int, int, float]:
-    """Pushes ``count`` lines ending at ``end``; returns (query, start, end, seconds)."""
+def load(url: str, count: int, streams: int, end: int, span: float) -> tuple[str, int, int, float]:
+    """Pushes ``count`` lines over ``span`` seconds ending at ``end``; returns (query, start, end, seconds)."""
     run = os.urandom(4).hex()
-    start = end - count * S // 1000
+    start = end - int(span * S) // 1000 * 1000
     text = lines_source()
-    step = S // 1000
+    step = int(span * S) // count // 1000 * 1000  # stamps to the microsecond, as a window's float bounds hold them
     per_stream: list[list[tuple[int, str]]] = [[] for _ in range(streams)]
     for index in range(count):
         per_stream[index % streams].append((start + index * step, next(text)))
     began = time.perf_counter()
-    pushed = push(url, [({"bench": run, "app": "payments", "pod": f"pay-{i}"}, per_stream[i]) for i in range(streams)])
+    labels = [{"bench": run, "app": "payments", "version": f"v{1 + i % 2}", "pod": f"pay-{i}"} for i in range(streams)]
+    pushed = push(url, [(labels[i], per_stream[i]) for i in range(streams)])
     assert pushed == count, pushed
     return f'{{bench="{run}"}}', start, end + 1, time.perf_counter() - began
 
@@ -101,6 +108,20 @@ async def pulled(url: str, query: str, start: int, end: int, mapped: bool) -> in
     return delivered
 
 
+async def judged(url: str, query: str, start: int, end: int) -> int:
+    """Both deployments pulled into an engine of their own, then judged: what an analysis from Loki costs."""
+    selector = query[:-1] + ', version="$deployment"}'
+    question = LokiQuestion(url=url, service="payments", canary="v2", baseline="v1", canary_selector=selector)
+    pulled = question.pull(start / S, start / S, LimitSettings())
+    try:
+        await pulled.catch_up((end + 1) / S)
+        verdict = question.verdict(pulled).verdict
+        assert pulled.problem is None and verdict.source is not None, verdict.reason
+        return sum(verdict.source.lines.values())
+    finally:
+        await pulled.close()
+
+
 def peak_rss_mb() -> float:
     """This process's peak RSS in MiB: VmHWM, which exec resets (ru_maxrss keeps the forking parent's peak)."""
     try:
@@ -118,6 +139,8 @@ def child(mode: str, url: str, query: str, start: int, end: int) -> None:
     began = time.perf_counter()
     if mode == "raw":
         delivered = raw(url, query, start, end)
+    elif mode == "judged":
+        delivered = asyncio.run(judged(url, query, start, end))
     else:
         delivered = asyncio.run(pulled(url, query, start, end, mode == "mapped"))
     seconds = time.perf_counter() - began
@@ -142,6 +165,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--seconds", type=float, help="log time the lines span (default: 1 s per 1,000 lines)")
     parser.add_argument("--url", help="an existing Loki (default: start the shared one in a temporary folder)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
@@ -162,7 +186,10 @@ def main() -> None:
             server = Loki(start_script(), data)
             server.start()
             url = server.url
-        query, start, end, push_seconds = load(url, args.lines, args.streams, time.time_ns() - 60 * S)
+        span = args.seconds or args.lines / 1000
+        query, start, end, push_seconds = load(
+            url, args.lines, args.streams, time.time_ns() // 1000 * 1000 - 60 * S, span
+        )
         results: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
         for run in range(args.runs):
             for mode in MODES if run % 2 == 0 else MODES[::-1]:  # alternate the order: load drifts on a shared box
@@ -179,7 +206,7 @@ def main() -> None:
     # each run's modes ran back to back: the ratio within a run is less exposed to the machine's other load
     paired = {
         mode: Summary.of([raw["seconds"] / r["seconds"] for raw, r in zip(results["raw"], results[mode], strict=True)])
-        for mode in ("pulled", "mapped")
+        for mode in ("pulled", "mapped", "judged")
     }
     rss = {mode: max(r["rss_mb"] for r in runs) for mode, runs in results.items()}
     cpu = {mode: Summary.of([r["cpu"] / args.lines * 1e6 for r in runs]).median for mode, runs in results.items()}
@@ -199,7 +226,10 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print_machine(info)
-    print(f"window: {args.lines:,} lines over {args.streams} streams, pushed in {push_seconds:.1f} s")
+    print(
+        f"window: {args.lines:,} lines over {args.streams} streams, {span:g} s of log time, "
+        f"pushed in {push_seconds:.1f} s"
+    )
     print(
         f"{'mode':8} {'lines/s (median)':>18} {'min':>10} {'max':>10} {'client CPU':>13} "
         f"{'peak RSS':>10} {'after imports':>14}"

@@ -184,6 +184,13 @@ def to_ns(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * NS_PER_SECOND + delta.microseconds * 1_000
 
 
+def seconds_to_ns(seconds: float) -> int:
+    """Epoch seconds (a float: ``time.time()``, a parsed RFC 3339 time) as nanoseconds, to the microsecond: a float
+    of today's epoch holds no finer digits, and ``int(seconds * 1e9)`` could land a boundary a few hundred
+    nanoseconds past a line stamped on it, and lose that line."""
+    return round(seconds * 1_000_000) * 1_000
+
+
 def from_ns(ns: int) -> datetime:
     """Nanoseconds since the epoch as a UTC datetime (microsecond precision)."""
     return _EPOCH + timedelta(microseconds=ns // 1_000)

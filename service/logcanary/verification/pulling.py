@@ -39,7 +39,7 @@ from logcanary.sources import (
     from_ns,
     open_source,
 )
-from logcanary.sources.base import NS_PER_SECOND
+from logcanary.sources.base import NS_PER_SECOND, seconds_to_ns
 from logcanary.verification.errors import BadSource
 
 SIDES = ("canary", "baseline")
@@ -112,7 +112,7 @@ class Pulled:
         self.service = service
         self.live = LiveEngine(limits)
         lateness = int(lateness_seconds * NS_PER_SECOND)
-        start = int(canary_from * NS_PER_SECOND)
+        start = seconds_to_ns(canary_from)
         self.queries: dict[str, str] = {"canary": self._query(spec.canary_selector, canary)}
         self.cursors = {"canary": Cursor(self.queries["canary"], start, lateness=lateness)}
         self.mappers = {"canary": LineMapper(service, canary, max_message_bytes=limits.max_message_bytes)}
@@ -121,7 +121,7 @@ class Pulled:
             # minutes; a past window judged as a whole (logcanary analyze) pulls both sides from one start.
             since = start - int((spec.baseline_window or 0) * NS_PER_SECOND)
             if baseline_from is not None:
-                since = int(baseline_from * NS_PER_SECOND)
+                since = seconds_to_ns(baseline_from)
             self.queries["baseline"] = self._query(spec.baseline_selector, baseline)
             self.cursors["baseline"] = Cursor(self.queries["baseline"], since, lateness=lateness)
             self.mappers["baseline"] = LineMapper(service, baseline, max_message_bytes=limits.max_message_bytes)
@@ -182,7 +182,7 @@ class Pulled:
             self.pending is None
             and self.problem is None
             and self.through is not None
-            and (self.through >= int(until * NS_PER_SECOND))
+            and (self.through >= seconds_to_ns(until))
         )
 
     async def close(self) -> None:
@@ -194,7 +194,7 @@ class Pulled:
     async def catch_up(self, until: float | None = None) -> None:
         """Pulls what is new on every side, up to ``until`` (epoch seconds; default now). A failure becomes the
         pull's ``problem`` (the next catch-up resumes where this one stopped); a success clears it."""
-        end = None if until is None else int(until * NS_PER_SECOND)
+        end = None if until is None else seconds_to_ns(until)
         try:
             for side, cursor in self.cursors.items():
                 mapper = self.mappers[side]
