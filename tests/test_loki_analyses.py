@@ -307,3 +307,43 @@ def test_argo_rollouts_judges_the_loki_template_with_its_own_code(
     unknown = answers["argo-clean/0000000000"]
     assert unknown["phase"] == "Inconclusive" and "source_empty" in unknown["value"], unknown
     assert "rollouts_pod_template_hash" in answers["argo-npe/7c9d8e7f6a"]["value"]  # the answer says its source
+
+
+def test_flagger_gates_on_loki_with_its_own_code(
+    loki: Loki,
+    service_process: Launcher,
+    checkers: Checkers,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """A Flagger webhook whose metadata says source=loki, called by Flagger's own code: the NPE canary fails the
+    check, the clean one passes; the same metadata on a pre-rollout hook starts an analysis from Loki."""
+    service = service_process({"LOGCANARY_LOKI_URL": loki.url})
+    service.start()
+    start = datetime.now(UTC) - timedelta(seconds=60)
+    records = []
+    for app, rate in (("flagger-npe", 0.03), ("flagger-clean", 0.0)):
+        records += traffic(app, "v1", 1500, 1, 0.0, start, 50.0) + traffic(app, "v2", 1500, 2, rate, start, 50.0)
+    loki.push(to_loki(records))
+    cases = [
+        {
+            "label": app,
+            "name": app,
+            "namespace": "shop",
+            "webhook": {
+                "name": "logcanary-loki",
+                "type": "rollout",
+                "url": f"{service.url}/v1/verdict",
+                "timeout": "15s",
+                "metadata": {"source": "loki", "canary": "v2", "baseline": "v1", "window": "5m"},
+            },
+        }
+        for app in ("flagger-npe", "flagger-clean")
+    ]
+    answers = run_checker(checkers.flagger, cases, tmp_path)
+    assert answers["flagger-npe"]["passed"] is False, answers["flagger-npe"]
+    assert answers["flagger-clean"]["passed"] is True, answers["flagger-clean"]
+    metadata = {"source": "loki", "canary": "v2", "baseline": "v1", "duration": "1m"}
+    hook = {"name": "flagger-npe", "namespace": "shop", "phase": "Progressing", "metadata": metadata}
+    started = service.client().post("/v1/analyses", json=hook)
+    assert started.status_code == 201, started.text
+    assert started.json()["source"]["url"] == loki.url  # the configured store: a webhook names no URL

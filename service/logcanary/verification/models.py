@@ -58,6 +58,7 @@ class AnalysisOut(AnalysisLife, AnalysisFields):
             baseline=request.baseline,
             sensitivity=request.sensitivity,
             fail_fast=request.fail_fast,
+            source=request.source,
             verdict=record.verdict,
         )
 

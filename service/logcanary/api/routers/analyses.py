@@ -32,7 +32,8 @@ async def create_analysis(
     404 for a service never seen (as `/v1/verdict`); 429 past `LOGCANARY_MAX_RUNNING_ANALYSES`.
 
     A Flagger `pre-rollout` webhook body starts an analysis of the canary `<name>` against `<name>-primary`
-    (metadata may set `service`, `canary`, `baseline`, `history`, `duration`, `sensitivity`, `fail_fast`); it
+    (metadata may set `service`, `canary`, `baseline`, `history`, `duration`, `sensitivity`, `fail_fast`, and
+    `source: loki` with `canary_selector`/`baseline_selector` to judge the logs the configured Loki keeps); it
     replaces a running analysis of the same canary, as a new rollout makes the old one moot."""
     if isinstance(body, FlaggerWebhook):
         return AnalysisOut.of(await analyses.create(_analysis_from_hook(body), replace=True))
@@ -51,6 +52,10 @@ def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
         "baseline": baseline,
         **{key: meta[key] for key in ("duration", "sensitivity", "fail_fast") if key in meta},
     }
+    if "source" in meta:  # the configured log store only: a webhook (unauthenticated) never names a URL
+        source = {"type": meta["source"]}
+        source.update({key: meta[key] for key in ("canary_selector", "baseline_selector") if key in meta})
+        data["source"] = source
     return validated(AnalysisIn, data)
 
 
