@@ -347,3 +347,33 @@ def test_flagger_gates_on_loki_with_its_own_code(
     started = service.client().post("/v1/analyses", json=hook)
     assert started.status_code == 201, started.text
     assert started.json()["source"]["url"] == loki.url  # the configured store: a webhook names no URL
+
+
+def test_a_history_baseline_is_pulled_from_earlier_deployments_found_by_label_values(
+    loki: Loki, tmp_path: Path
+) -> None:
+    """No control deployment: the service's earlier deployments (their version label's values before the canary)
+    are pulled and weighed as history; a later one is no precedent, and the NPE is new to all of them."""
+    app = f"hist-{uuid.uuid4().hex[:6]}"
+    now = datetime.now(UTC)
+    # Within the last 3 hours: Loki asks its ingesters only for that long (query_ingesters_within), and lines pushed
+    # now, stamped earlier, are not flushed to its store yet.
+    records = traffic(app, "v1", 800, 1, 0.0, now - timedelta(hours=2, minutes=30), 600.0)
+    records += traffic(app, "v2", 800, 2, 0.0, now - timedelta(hours=1, minutes=30), 600.0)
+    loki.push(to_loki(records))
+    with TestClient(create_app(Settings(state_dir=tmp_path, loki_url=loki.url, verdict_max_age_seconds=0))) as client:
+        body = {
+            "service": app,
+            "canary": {"deployment": "v3"},
+            "baseline": {"history": True},
+            "duration": 5.0,
+            "source": {"type": "loki"},
+        }
+        created = client.post("/v1/analyses", json=body).json()
+        start = datetime.fromisoformat(created["started_at"]) + timedelta(seconds=0.3)
+        loki.push(to_loki(traffic(app, "v3", 800, 3, 0.03, start, 2.0)))
+        final = wait_completed(client, created["id"])
+        verdict = final["verdict"]
+        assert verdict["baseline"] == ["history:v2", "history:v1"], verdict["source"]
+        assert verdict["source"]["lines"] == {"canary": 800, "history": 1600}
+        assert verdict["verdict"] == "fail" and any(NPE in a["template"] for a in verdict["anomalies"])

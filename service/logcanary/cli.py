@@ -104,9 +104,7 @@ def _loki_question(args: argparse.Namespace, command: str) -> Any:
     if not url or not url.startswith(("http://", "https://")):
         raise InputError(f"{command}: --loki-url (or LOGCANARY_LOKI_URL) must be an http:// or https:// URL")
     if not args.service or not args.canary:
-        raise InputError(f"{command}: with Loki, give --service, --canary and --baseline (deployment names)")
-    if args.baseline is None:
-        raise InputError(f"{command}: with Loki, give --baseline (history baselines are not pulled from Loki yet)")
+        raise InputError(f"{command}: with Loki, give --service and --canary (and --baseline, else history)")
     canary_selector = args.canary_selector or os.environ.get("LOGCANARY_LOKI_CANARY_SELECTOR") or DEFAULT_SELECTOR
     return LokiQuestion(
         url=url,

@@ -20,6 +20,8 @@ from logcanary.verification.errors import BadSource
 from logcanary.verification.pulling import Pulled, ResolvedSource
 
 DEFAULT_SELECTOR = '{app="$service", version="$deployment"}'
+HISTORY_SECONDS = 7 * 86_400.0  # as LOGCANARY_LOKI_HISTORY_SECONDS
+HISTORY_MAX_LINES = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class LokiQuestion:
         )
 
     def pull(self, canary_from: float, baseline_from: float, limits: LimitSettings) -> Pulled:
+        """Without a baseline deployment, the service's earlier deployments (the week before, found by the
+        selector's deployment label) are the baseline."""
         resolved = self.source()
         return Pulled(
             resolved.open(None, self.timeout),
@@ -62,6 +66,7 @@ class LokiQuestion:
             limits,
             self.lateness,
             baseline_from=baseline_from,
+            history=None if self.baseline else (HISTORY_SECONDS, HISTORY_MAX_LINES),
         )
 
     def verdict(self, pulled: Pulled) -> Judgement:

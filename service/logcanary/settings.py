@@ -366,6 +366,14 @@ class LokiSettings(BaseModel):
         120.0, ge=0, description="Lines stamped up to this long before the newest pulled are still picked up, once."
     )
     loki_timeout_seconds: float = Field(30.0, gt=0, description="Time limit of one request to Loki.")
+    loki_history_seconds: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="A history baseline from Loki: earlier deployments are looked for this far before the canary.",
+    )
+    loki_history_max_lines: int = Field(
+        20_000, ge=100, description="A history baseline from Loki: lines pulled at most per earlier deployment."
+    )
 
     @model_validator(mode="after")
     def _one_auth(self) -> LokiSettings:

@@ -133,7 +133,12 @@ class Analyses:
         pulled = None
         if source is not None:
             pulled = self.pulls.open(
-                source, request.service, request.canary.deployment, request.baseline.deployment, now
+                source,
+                request.service,
+                request.canary.deployment,
+                request.baseline.deployment,
+                now,
+                history=request.baseline.history or request.baseline.deployment is None,
             )
             try:
                 await pulled.validate()  # a query Loki refuses is a 422 quoting Loki, before anything is kept
@@ -251,7 +256,12 @@ class Analyses:
 
         def make() -> Pulled:
             return self.pulls.open(
-                spec, record.service, request.canary.deployment, request.baseline.deployment, record.started_at
+                spec,
+                record.service,
+                request.canary.deployment,
+                request.baseline.deployment,
+                record.started_at,
+                history=request.baseline.history or request.baseline.deployment is None,
             )
 
         pulled = await self.pulls.refreshed(record.id, make, min(now, record.ends_at), REFRESH_WAIT_SECONDS)

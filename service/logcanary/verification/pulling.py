@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from logcanary.sources.base import NS_PER_SECOND, seconds_to_ns
 from logcanary.verification.errors import BadSource
 
 SIDES = ("canary", "baseline")
+HISTORY_DEPLOYMENTS = 10  # earlier deployments pulled for a history baseline (the verdict weighs at most 10)
+_DEPLOYMENT_MATCHER = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\$(?:deployment\b|\{deployment\})"\s*,?\s*')
 STALE_SECONDS = 15.0  # a catch-up running longer than this makes verdicts wait for it (source_pending)
 
 
@@ -104,7 +107,10 @@ class Pulled:
         limits: LimitSettings,
         lateness_seconds: float,
         baseline_from: float | None = None,
+        history: tuple[float, int] | None = None,
     ) -> None:
+        """``history``: (seconds before the canary's start, lines per deployment) to pull earlier deployments of the
+        service for a history baseline, found by the values of the selector's deployment label."""
         spec = resolved.spec
         assert spec.canary_selector is not None and spec.baseline_selector is not None
         self.source = source
@@ -126,6 +132,9 @@ class Pulled:
             self.cursors["baseline"] = Cursor(self.queries["baseline"], since, lateness=lateness)
             self.mappers["baseline"] = LineMapper(service, baseline, max_message_bytes=limits.max_message_bytes)
         self.lines = dict.fromkeys(self.queries, 0)
+        self.canary, self.baseline, self.start, self.limits = canary, baseline, start, limits
+        self.history = history
+        self.history_pulled = history is None  # the earlier deployments are pulled once, with the first catch-up
         self.notices: list[str] = []
         self.problem: SourceError | None = None
         self.through: int | None = None  # every line stamped before it was pulled, on every side
@@ -196,6 +205,9 @@ class Pulled:
         pull's ``problem`` (the next catch-up resumes where this one stopped); a success clears it."""
         end = None if until is None else seconds_to_ns(until)
         try:
+            if not self.history_pulled:
+                await self._pull_history()
+                self.history_pulled = True
             for side, cursor in self.cursors.items():
                 mapper = self.mappers[side]
                 async for batch in self.source.follow(cursor.query, cursor, end):
@@ -213,6 +225,42 @@ class Pulled:
             return
         self.problem = None
         self.through = min(cursor.position for cursor in self.cursors.values())
+
+    async def _pull_history(self) -> None:
+        """Earlier deployments of the service, found by the values of the canary selector's deployment label
+        (``label="$deployment"``) on the service's streams before the canary's start, each pulled from then (at
+        most a bounded number of lines): what a history baseline weighs them by (first and last seen, counts)
+        comes from those lines, strictly earlier than the canary's."""
+        assert self.history is not None
+        seconds, most = self.history
+        template = self.resolved.spec.canary_selector or ""
+        found = _DEPLOYMENT_MATCHER.search(template)
+        if found is None:
+            self.notices.append('history: the canary selector names no label="$deployment" to find deployments by')
+            return
+        label = found.group(1)
+        without = template[: found.start()] + template[found.end() :]
+        without = re.sub(r"\{\s*,", "{", re.sub(r",\s*\}", "}", without))  # no comma left dangling
+        service_only = self._query(without, "")
+        since = self.start - int(seconds * NS_PER_SECOND)
+        values = await self.source.label_values(label, since, self.start, service_only)
+        earlier = [v for v in values if v not in (self.canary, self.baseline) and v][-HISTORY_DEPLOYMENTS:]
+        self.lines.setdefault("history", 0)
+        for deployment in earlier:
+            query = self._query(template, deployment)
+            mapper = LineMapper(self.service, deployment, max_message_bytes=self.limits.max_message_bytes)
+            taken = 0
+            async for batch in self.source.pull(query, since, self.start):
+                observed = mapper.map(batch.lines[: most - taken])
+                async with self.live.writing() as write:
+                    for observation in observed:
+                        self.live.observe_values(*observation)
+                        if write.due():
+                            await write.pause()
+                taken += min(len(batch.lines), most - taken)
+                if taken >= most:
+                    break
+            self.lines["history"] += taken
 
     def model(self) -> ServiceModel:
         return self.live.engine.peek_service(self.service)
@@ -294,11 +342,25 @@ class Pulls:
     def resolve(self, given: SourceSpec) -> ResolvedSource:
         return ResolvedSource.of(given, self.loki)
 
-    def open(self, spec: SourceSpec, service: str, canary: str, baseline: str | None, since: float) -> Pulled:
-        """A new pull of a canary from ``since`` (epoch seconds) and of its baseline's recent window before it."""
+    def open(
+        self, spec: SourceSpec, service: str, canary: str, baseline: str | None, since: float, history: bool = False
+    ) -> Pulled:
+        """A new pull of a canary from ``since`` (epoch seconds), of its baseline's recent window before it, and
+        with ``history`` of the service's earlier deployments."""
         resolved = ResolvedSource(spec)
         source = resolved.open(self.metrics, self.loki.loki_timeout_seconds)
-        return Pulled(source, resolved, service, canary, baseline, since, self.limits, self.loki.loki_lateness_seconds)
+        earlier = (self.loki.loki_history_seconds, self.loki.loki_history_max_lines) if history else None
+        return Pulled(
+            source,
+            resolved,
+            service,
+            canary,
+            baseline,
+            since,
+            self.limits,
+            self.loki.loki_lateness_seconds,
+            history=earlier,
+        )
 
     def held(self, key: str) -> Pulled | None:
         return self._held.get(key)

@@ -132,11 +132,13 @@ class Verdicts:
         spec = self.pulls.resolve(
             SourceSpec(canary_selector=source.canary_selector, baseline_selector=source.baseline_selector)
         ).spec
-        key = repr((question.service, question.canary, question.baseline, source, window))
+        key = repr((question.service, question.canary, question.baseline, question.uses_history, source, window))
 
         def make() -> Pulled:
             since = time.time() - window
-            return self.pulls.open(spec, question.service, question.canary, question.baseline, since)
+            return self.pulls.open(
+                spec, question.service, question.canary, question.baseline, since, history=question.uses_history
+            )
 
         pulled = await self.pulls.refreshed(key, make, time.time(), ON_DEMAND_WAIT_SECONDS)
         model = pulled.model()
