@@ -11,7 +11,6 @@ message.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from logcanary.common.backoff import capped, jittered
 from logcanary.sources.base import (
     SourceAuthError,
     SourceConfigError,
@@ -49,8 +49,7 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """The pause before retry number ``retry`` (0 first): half fixed, half random, so clients spread out."""
-        ceiling = min(self.max_backoff, self.backoff * 2.0**retry)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return jittered(capped(self.backoff, self.max_backoff, retry + 1))
 
 
 class HttpStore:

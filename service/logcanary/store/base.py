@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 import orjson
 
 from logcanary.idempotency import IdempotencyRecord
-from logcanary.schemas import AnalysisSpec, DeploymentMark, Feedback, Verdict
+from logcanary.schemas import AnalysisSpec, AnalysisStatus, DeploymentMark, Feedback, Verdict
 from logcanary.settings import SettingsError
 from logcanary.store.codec import StoredState
 
@@ -75,7 +75,6 @@ class Fenced(Exception):
         self.shards = shards
 
 
-AnalysisStatus = Literal["running", "completed", "cancelled"]
 MAX_RISK_SAMPLES = 200  # risk over time kept per analysis (the history page's chart)
 
 
