@@ -183,3 +183,14 @@ def test_clusters_and_metrics(client: TestClient) -> None:
     assert 'logcanary_events_ingested_total{source="http"} 200.0' in text
     assert 'logcanary_templates{service="payments"}' in text
     assert 'logcanary_http_requests_total{method="POST",route="/v1/events",status="202"}' in text
+
+
+def test_every_route_is_named_in_the_http_metrics(tmp_path: Path) -> None:
+    """/openapi.json (a plain Starlette route) and the docs are counted by their route, a 404 as unmatched."""
+    with make_client(tmp_path) as client:
+        for path in ("/openapi.json", "/docs", "/docs/static/swagger-ui.css", "/ui", "/nowhere"):
+            client.get(path)
+        lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith("logcanary_http_req")]
+        routes = {line.split('route="')[1].split('"')[0] for line in lines if 'route="' in line}
+        assert {"/openapi.json", "/docs", "/docs/static/{name}", "/ui", "unmatched"} <= routes
+        assert not any('route="unmatched",status="200"' in line for line in lines)

@@ -152,6 +152,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "persistence": {"enabled": False},
         "kafka": {"bootstrapServers": "kafka-0.kafka:9092,kafka-1.kafka:9092", "repartitionTopic": "logs.by-service"},
     },
+    "scale-out-persistence-default": {  # persistence.enabled left true: PostgreSQL still claims no volume
+        "replicaCount": 2,
+        "store": {"url": POSTGRES_URL},
+        "kafka": {"bootstrapServers": "kafka:9092"},
+    },
     "scale-out-existing-secret": {
         "replicaCount": 2,
         "existingSecret": "logcanary-secrets",
@@ -441,6 +446,15 @@ def test_scale_out_with_the_postgresql_store(rendered: dict[str, Path]) -> None:
     assert urls == [f"http://{FULLNAME}.{NAMESPACE}.svc:8080/readyz"] + [
         f"http://{FULLNAME}-{i}.{FULLNAME}-headless.{NAMESPACE}.svc:8080/readyz" for i in range(3)
     ]
+
+
+def test_the_postgresql_store_claims_no_volume_whatever_persistence_says(rendered: dict[str, Path]) -> None:
+    for name in ("scale-out-persistence-default", "everything"):
+        statefulset = one(documents(rendered[name]), "StatefulSet")
+        assert "volumeClaimTemplates" not in statefulset["spec"], name
+        assert "persistentVolumeClaimRetentionPolicy" not in statefulset["spec"], name
+        volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["data"] == {"name": "data", "emptyDir": {}}, name
 
 
 def test_scale_out_with_the_store_url_in_an_existing_secret(rendered: dict[str, Path]) -> None:

@@ -510,3 +510,36 @@ def test_a_replica_whose_completion_the_store_refused_neither_counts_nor_notifie
     assert stored is not None and stored.status == "completed"
     runtime.write.close()
     store.close()
+
+
+def test_a_store_that_refuses_connections_is_a_503_on_every_route_never_a_500(tmp_path: Path, pg_schema: str) -> None:
+    """Scale-out reads the store on requests (other replicas' services, keys answered elsewhere): while
+    PostgreSQL refuses connections they answer 503 with Retry-After, and work again once it is back."""
+    from fastapi.testclient import TestClient
+
+    from logcanary.api.app import create_app
+
+    settings = Settings(
+        state_dir=tmp_path, store_url=TEST_URL, store_schema=pg_schema, kafka_bootstrap_servers="127.0.0.1:1"
+    )
+    with TestClient(create_app(settings)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        store = runtime.store
+        assert isinstance(store, PostgresStore)
+        assert client.get("/v1/services").status_code == 200
+        store.url, good = TEST_URL.replace(":5432/", ":1/"), store.url  # the server refuses from now on
+        assert store._db is not None
+        store._db.close()
+        answers = {
+            "services": client.get("/v1/services"),
+            "keyed post": client.post(
+                "/v1/events", content=b'{"service":"s","message":"m"}\n', headers={"Idempotency-Key": "k1"}
+            ),
+            "history": client.get("/v1/services/s/history"),
+            "verdict": client.get("/v1/verdict", params={"service": "s", "canary": "v2"}),
+        }
+        for name, answer in answers.items():
+            assert answer.status_code == 503, (name, answer.status_code, answer.text)
+            assert answer.headers["Retry-After"] == "5" and answer.json()["error"] == "store_unavailable", name
+        store.url = good
+        assert client.get("/v1/services").status_code == 200

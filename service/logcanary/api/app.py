@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from logcanary.api import docs, errors, ui
@@ -90,9 +91,20 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
+            path = getattr(scope.get("route"), "path", None) or _route_path(scope)
             self.metrics.http_requests.labels(path, scope["method"], str(status)).inc()
             self.metrics.http_seconds.labels(path).observe(time.perf_counter() - started)
+
+
+def _route_path(scope: Scope) -> str:
+    """The route template of a request FastAPI's own routes answered (``/openapi.json``: a plain Starlette route,
+    which does not name itself in the scope), or ``unmatched`` (a 404: never a path of the caller's choosing)."""
+    router = getattr(scope.get("app"), "router", None)
+    for route in getattr(router, "routes", ()):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"
 
 
 def _document_log_event(app: FastAPI) -> None:

@@ -6,6 +6,7 @@ Domain errors are mapped to HTTP here, once: routers raise or let through what t
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 import orjson
@@ -93,6 +94,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StoreUnavailable)
     async def store_unavailable(_: Request, exc: StoreUnavailable) -> Response:
         response = error(503, "store_unavailable", str(exc))
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def sqlite_unavailable(_: Request, exc: sqlite3.OperationalError) -> Response:
+        response = error(503, "store_unavailable", f"the state file refused the request ({exc}): retry later")
         response.headers["Retry-After"] = "5"
         return response
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from logcanary.store.base import StoreOpenError
+from logcanary.store.base import StoreOpenError, StoreUnavailable
 from logcanary.store.dialect import POSTGRESQL
 from logcanary.store.schema import LATEST, MIGRATIONS, upgrade
 from logcanary.store.sql import Session, SqlStore
@@ -124,13 +124,22 @@ class PostgresStore(SqlStore):
         return db
 
     @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A server that refuses or drops the connection is :class:`StoreUnavailable` (a 503 with Retry-After, and
+        a failed checkpoint retried later), never an unexplained error."""
+        try:
+            yield
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"PostgreSQL is unreachable now ({str(exc).strip()[:300]})") from exc
+
+    @contextlib.contextmanager
     def _session(self) -> Iterator[Session]:
-        with self._lock, self._connection().cursor() as cur:
+        with self._lock, self._reachable(), self._connection().cursor() as cur:
             yield _Session(cur)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with self._lock:
+        with self._lock, self._reachable():
             db = self._connection()
             with db.transaction(), db.cursor() as cur:
                 yield _Session(cur)
