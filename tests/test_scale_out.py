@@ -252,6 +252,48 @@ def test_a_keyed_retry_on_another_replica_counts_once(
     _wait_exact(processes, _expected(500), timeout=60)
 
 
+def test_the_same_keyed_request_on_two_replicas_at_once_counts_once(
+    kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str
+) -> None:
+    """A load balancer retries a slow POST on another replica while the first still runs: the key is claimed in
+    the shared store before any event is sent, so the second waits for the first's answer and replays it. Ten
+    keys, each sent to replica A and 50 ms later to replica B: every batch counted exactly once."""
+    env, _ = _scale_out_env(kafka, pg_schema, partitions=2)
+    processes = [service_process(env) for _ in range(2)]
+    for process in processes:
+        process.start(timeout=60)
+    keys, per = 10, 2_000
+    answers: dict[tuple[int, int], httpx.Response] = {}
+    batches = [orjson.dumps(list(_events(per, index * per))) for index in range(keys)]  # one body per key
+
+    def send(replica: int, index: int, delay: float) -> None:
+        time.sleep(delay)
+        with processes[replica].client() as client:
+            answers[(replica, index)] = client.post(
+                "/v1/events",
+                content=batches[index],
+                headers={"Idempotency-Key": f"racing-{index:04d}", "Content-Type": "application/json"},
+                timeout=30,
+            )
+
+    threads = [
+        threading.Thread(target=send, args=(replica, index, 0.05 * replica))
+        for index in range(keys)
+        for replica in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(keys):
+        first, second = answers[(0, index)], answers[(1, index)]
+        assert {first.status_code, second.status_code} == {202}, (first.text, second.text)
+        assert first.content == second.content
+        replayed = [r.headers.get("Idempotent-Replayed") == "true" for r in (first, second)]
+        assert sorted(replayed) == [False, True], replayed  # one counted it, the other replayed its answer
+    _wait_exact(processes, _expected(keys * per), timeout=60)
+
+
 @pytest.mark.chaos
 def test_chaos_replicas_killed_again_and_again_count_exactly(
     kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str, capsys: pytest.CaptureFixture[str]

@@ -26,7 +26,7 @@ from logcanary.live.scale_out import ScaleOut
 from logcanary.live.state import LiveState
 from logcanary.schemas import LogEvent
 from logcanary.settings import LimitSettings
-from logcanary.store.base import SharedCheckpointStore
+from logcanary.store.base import SharedStore
 
 
 class RejectedRecord(BaseModel):
@@ -60,6 +60,9 @@ class Reply:
 
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+CLAIM_WAIT_SECONDS = 10.0  # a retry waits this long for the answer of the same request running elsewhere
+CLAIM_POLL_SECONDS = 0.1
+CLAIM_STALE_SECONDS = 120.0  # a claim no replica answered for this long is its dead replica's: taken over
 SAVED_HEADER = "Logcanary-Saved"  # "false": counted and kept in memory, saved by the next successful checkpoint
 RETRY_AFTER = {"Retry-After": "5"}
 
@@ -100,10 +103,6 @@ class Intake:
         self.state = state
         self.limits = limits
 
-    async def _saved_elsewhere(self, key: str) -> tuple[str, int, bytes] | None:
-        """(fingerprint, status, body) of a key another replica answered (single node: none)."""
-        return None
-
     async def accept(self, body: bytes, key: str | None) -> Reply:
         """Counts a body once; ``key`` is its Idempotency-Key (already checked valid)."""
         if key is None:
@@ -113,8 +112,6 @@ class Intake:
         async with keys.exclusive(key):  # a retry racing the first attempt waits for its answer
             known = keys.lookup(key)
             answer: tuple[int, bytes] | None = None
-            if known is None and (saved := await self._saved_elsewhere(key)) is not None:
-                known, answer = (saved[0], None), (saved[1], saved[2])
             if known is None:
                 return await self._ingest(body, (key, fingerprint))
             known_fingerprint, unsaved = known
@@ -161,13 +158,51 @@ class Intake:
 
 
 class ForwardingIntake(Intake):
-    """Scale-out: events go to the replicas owning their services (through the repartition topic), and a key may
-    have been answered by another replica (the shared store holds it)."""
+    """Scale-out: events go to the replicas owning their services (through the repartition topic), and a key is
+    claimed in the shared store before its events are sent, so the same request on two replicas at once (a load
+    balancer's retry of a slow answer) is counted once: the second waits for the first's answer and replays it,
+    or, while the first still runs, is told to retry (409 with Retry-After)."""
 
-    def __init__(self, state: ScaleOut, limits: LimitSettings, router: Router, store: SharedCheckpointStore) -> None:
+    def __init__(self, state: ScaleOut, limits: LimitSettings, router: Router, store: SharedStore) -> None:
         super().__init__(state, limits)
         self.forward = router.forward
         self.store = store
 
-    async def _saved_elsewhere(self, key: str) -> tuple[str, int, bytes] | None:
-        return await asyncio.to_thread(self.store.load_idempotency_key, key)
+    async def accept(self, body: bytes, key: str | None) -> Reply:
+        if key is None:
+            return await self._ingest(body, None)
+        fingerprint = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+        async with self.state.idempotency.exclusive(key):  # this replica's own retries queue here
+            deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+            while True:
+                now = time.time()
+                held = await asyncio.to_thread(
+                    self.store.claim_idempotency_key, key, fingerprint, now, now - CLAIM_STALE_SECONDS
+                )
+                if held is None:
+                    break
+                known_fingerprint, status, content = held
+                if known_fingerprint != fingerprint:
+                    return _error(422, "idempotency_key_reused", "this Idempotency-Key was used with another body")
+                if status:  # answered, here or on another replica
+                    self.state.metrics.idempotent_replays.inc()
+                    return Reply(status, content, {REPLAYED_HEADER: "true"})
+                if time.monotonic() >= deadline:
+                    return _error(
+                        409,
+                        "idempotency_key_in_flight",
+                        "a request with this Idempotency-Key is being counted now (on this replica or another): "
+                        "retry in a second for its answer",
+                        {"Retry-After": "1"},
+                    )
+                await asyncio.sleep(CLAIM_POLL_SECONDS)
+            try:
+                reply = await self._ingest(body, (key, fingerprint))
+            except BaseException:
+                await asyncio.to_thread(self.store.release_idempotency_key, key)
+                raise
+            if reply.status in (202, 400):  # counted (or nothing to count): the answer every retry gets
+                await asyncio.to_thread(self.store.answer_idempotency_key, key, reply.status, reply.body)
+            else:  # Kafka refused the events: nothing was counted, a retry may claim the key again
+                await asyncio.to_thread(self.store.release_idempotency_key, key)
+            return reply

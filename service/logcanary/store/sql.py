@@ -55,7 +55,17 @@ class Queries:
     offsets = "SELECT topic, partition, next_offset FROM offsets"
     idempotency_keys = "SELECT key, created_at, fingerprint FROM idempotency_keys WHERE created_at >= ?"
     idempotency_result = "SELECT status, body FROM idempotency_keys WHERE key = ?"
-    idempotency_key = "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?"
+    # A claim is a key row with status 0 (no answer yet): taken by one replica at a time, answered or released.
+    claim_key = (
+        "INSERT INTO idempotency_keys (key, created_at, fingerprint, status, body) VALUES (?, ?, ?, 0, ?) "
+        "ON CONFLICT (key) DO NOTHING"
+    )
+    claimed_key = "SELECT fingerprint, status, body FROM idempotency_keys WHERE key = ?"
+    take_over_key = (
+        "UPDATE idempotency_keys SET created_at = ?, fingerprint = ? WHERE key = ? AND status = 0 AND created_at < ?"
+    )
+    answer_key = "UPDATE idempotency_keys SET status = ?, body = ? WHERE key = ? AND status = 0"
+    release_key = "DELETE FROM idempotency_keys WHERE key = ? AND status = 0"
 
     upsert_origin = (
         "INSERT INTO origin_offsets (shard, topic, partition, next_offset) VALUES (?, ?, ?, ?) "
@@ -192,11 +202,33 @@ class SqlStore(ABC):
             row = s.one(self._q.idempotency_result, (key,))
         return None if row is None else (int(row[0]), self._dialect.blob(row[1]))
 
-    def load_idempotency_key(self, key: str) -> tuple[str, int, bytes] | None:
-        """(fingerprint, status, body) of a key any replica saved: a retry may reach another replica."""
+    def claim_idempotency_key(
+        self, key: str, fingerprint: str, now: float, stale_before: float
+    ) -> tuple[str, int, bytes] | None:
+        """Claims ``key`` for one request on any replica: None when this caller holds it now (first, or taking over
+        a claim made before ``stale_before`` by a replica that never answered), else the key's (fingerprint,
+        status, body): status 0 while another request holds it, the answer once it is given."""
+        q = self._q
+        with self._transaction() as s:
+            if s.run(q.claim_key, (key, now, fingerprint, b"")) == 1:
+                return None
+            row = s.one(q.claimed_key, (key,))
+            if row is None:  # released between the two statements: claim it now
+                s.run(q.claim_key, (key, now, fingerprint, b""))
+                return None
+            if int(row[1]) == 0 and s.run(q.take_over_key, (now, fingerprint, key, stale_before)) == 1:
+                return None
+        return str(row[0]), int(row[1]), self._dialect.blob(row[2])
+
+    def answer_idempotency_key(self, key: str, status: int, body: bytes) -> None:
+        """The answer of a claimed key, for any replica to replay."""
         with self._session() as s:
-            row = s.one(self._q.idempotency_key, (key,))
-        return None if row is None else (str(row[0]), int(row[1]), self._dialect.blob(row[2]))
+            s.run(self._q.answer_key, (status, body, key))
+
+    def release_idempotency_key(self, key: str) -> None:
+        """A claim whose request counted nothing (Kafka refused its events): a retry may claim it again."""
+        with self._session() as s:
+            s.run(self._q.release_key, (key,))
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         """The fence checked (scale-out), then deletions, upserts, offsets and idempotency keys: one transaction."""
