@@ -1,5 +1,5 @@
 """The service's background loops besides ingestion: checkpoints (when no Kafka consumer paces them), retention and
-store maintenance, the event loop's lag, and the garbage collector's pauses."""
+store maintenance, the event loop's lag, the garbage collector's pauses, and (scale-out) the cluster's settings."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 
+from logcanary.live.cluster import ClusterSettings
 from logcanary.live.state import LiveState
+from logcanary.store.base import SharedStore
 from logcanary.verification.analyses import Analyses
 
 log = logging.getLogger(__name__)
 
 LOOP_LAG_PERIOD = 0.1
+CLUSTER_WATCH_SECONDS = 5.0
 GC_FREEZE_SECONDS = 10.0
 GC_FULL_SECONDS = 3600.0
 
@@ -77,3 +81,21 @@ async def checkpoint_loop(state: LiveState, interval: float) -> None:
             await state.checkpoint()
         except Exception:
             log.exception("checkpoint failed")
+
+
+async def cluster_watch(
+    store: SharedStore, mine: ClusterSettings, where: str, refuse: Callable[[str], None], interval: float
+) -> None:
+    """Stops this replica once the cluster's settings are no longer its own (``logcanary cluster adopt`` changed
+    them): a replica never keeps counting and answering with settings its peers do not share."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            stored = await asyncio.to_thread(store.load_cluster)
+        except Exception as exc:  # the store is down: checkpoints say so; this check waits for it
+            log.debug("cluster settings not read: %s", exc)
+            continue
+        if stored is not None and stored[0] != mine.fingerprint:
+            reason = mine.refusal(ClusterSettings.parse(stored[1]), where)
+            refuse(f"the cluster adopted other settings: this replica stops. {reason}")
+            return

@@ -196,6 +196,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Runs the service under uvicorn (uvloop and httptools when installed)."""
     import logging
+    from functools import partial
 
     import uvicorn
 
@@ -209,8 +210,56 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"logcanary: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level))
+    app.state.runtime.exit = partial(setattr, server, "should_exit", True)  # a refused process stops gracefully
+    server.run()
+    if (refusal := app.state.runtime.refusal) is not None:  # it stopped itself: it must not run beside its peers
+        print(f"logcanary: {refusal}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """The settings a scale-out cluster's replicas share: shown against this environment's, or adopted from it."""
+    from logcanary.background import CLUSTER_WATCH_SECONDS
+    from logcanary.live.cluster import ClusterSettings
+    from logcanary.settings import SettingsError, load_settings
+    from logcanary.store.factory import open_shared_store
+
+    try:
+        settings = load_settings()
+        if settings.mode != "scale-out":
+            raise SettingsError(
+                "these settings run a single node: a cluster's settings are shared through a postgresql:// "
+                "LOGCANARY_STORE_URL and Kafka (LOGCANARY_MODE=scale-out)"
+            )
+        store = open_shared_store(settings.store)
+    except SettingsError as exc:  # a store that cannot be opened included
+        print(f"logcanary cluster: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    mine = ClusterSettings(settings.cluster_settings())
+    try:
+        stored = store.load_cluster()
+        if args.action == "adopt":
+            store.adopt_cluster(mine.fingerprint, mine.body)
+            before = "none" if stored is None else stored[0]
+            print(f"the cluster's settings are now these (fingerprint {mine.fingerprint}, was {before}); replicas "
+                  f"started with others stop within {CLUSTER_WATCH_SECONDS:g} s")  # fmt: skip
+            return 0
+    finally:
+        store.close()
+    if stored is None:
+        print(f"no replica has run yet: the first sets the cluster's settings (these: fingerprint {mine.fingerprint})")
+        return 0
+    cluster = ClusterSettings.parse(stored[1])
+    differences = mine.differences(cluster)
+    print(f"cluster fingerprint {stored[0]}, this environment's {mine.fingerprint}")
+    for line in differences:
+        print(f"  {line}")
+    if differences:
+        print("a replica started with this environment would be refused: `logcanary cluster adopt` makes it the "
+              "cluster's")  # fmt: skip
+    return 1 if differences else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -336,6 +385,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the HTTP service (settings from LOGCANARY_* variables)")
     serve.set_defaults(func=cmd_serve)
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="a scale-out cluster's shared settings: show them against this environment's, or adopt these",
+        description="Replicas of one cluster must share the settings that change counts or verdicts; the first "
+        "replica records them in the shared store and a replica started with others is refused. `show` compares "
+        "the LOGCANARY_* environment with them (exit 1 when they differ); `adopt` makes the environment's the "
+        "cluster's, and running replicas started with others stop (restart them with the new settings).",
+    )
+    cluster.add_argument("action", choices=("show", "adopt"))
+    cluster.set_defaults(func=cmd_cluster)
 
     demo = commands.add_parser("demo", help="embedded broker + service + replayed canary with an NPE bug")
     demo.add_argument("--port", type=int, default=8080, help="HTTP port (a free one if taken)")

@@ -11,19 +11,25 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from logcanary import background
 from logcanary.ingestion.intake import ForwardingIntake, Intake
 from logcanary.ingestion.kafka import DirectConsumer, Owner, Router, SupervisedConsumer
 from logcanary.ingestion.kafka.metrics import IngestMetrics
+from logcanary.live.cluster import ClusterSettings, Member
 from logcanary.live.scale_out import ScaleOut
 from logcanary.live.single_node import SingleNode
 from logcanary.live.state import LiveState
 from logcanary.notify import Notifier
-from logcanary.settings import Settings
+from logcanary.settings import Settings, SettingsError
 from logcanary.sources import SourceMetrics
-from logcanary.store.base import Store
+from logcanary.store.base import SharedStore, Store
 from logcanary.store.factory import open_shared_store, open_store
 from logcanary.verification.analyses import Analyses
 from logcanary.verification.leases import LeasedAnalyses
@@ -43,10 +49,18 @@ class Runtime:
         self.consumer: SupervisedConsumer | None = None  # the one that counts events (direct, or the owner)
         self.router: Router | None = None  # scale-out: the one that routes them to their owners
         self._source_metrics: SourceMetrics | None = None
+        self.refusal: str | None = None  # why this process stopped itself (it must not run beside its peers)
+        # How this process stops itself: `logcanary serve` sets its server's graceful stop; SIGTERM elsewhere.
+        self.exit: Callable[[], None] = partial(os.kill, os.getpid(), signal.SIGTERM)
+        self.cluster = ClusterSettings(settings.cluster_settings())
+        member = Member(settings.mode, self.cluster.fingerprint, f"{socket.gethostname()}.{os.getpid()}")
+        self.shared: SharedStore | None = None
         store: Store
         state: LiveState
         if settings.mode == "scale-out":
             shared = open_shared_store(settings.store)
+            self.shared = shared
+            self._join_cluster(shared)
             node = ScaleOut(settings.store, settings.limits, settings.kafka, shared)
             store, state = shared, node
             self.rules = Rules(store, self.write)
@@ -93,12 +107,29 @@ class Runtime:
                     settings.shutdown_timeout_seconds,
                 )
             self.intake = Intake(state, settings.limits)
+        for consumer in self.consumers:
+            consumer.member, consumer.on_refused = member, self.refuse
         self.store = store
         self.state = state
         self.reviews = Reviews(state, self.verdicts, self.analyses, self.rules)
         self.notifier = Notifier(settings.notify, settings.http.base_url, state.metrics.registry)
         self.analyses.on_end = self.notifier.analysis_ended  # webhooks told of ended analyses
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _join_cluster(self, shared: SharedStore) -> None:
+        """The first replica sets the cluster's settings; one started with others is refused, naming each."""
+        stored = shared.join_cluster(self.cluster.fingerprint, self.cluster.body)
+        reason = self.cluster.refusal(ClusterSettings.parse(stored[1]), self.settings.identity)
+        if reason is not None:
+            shared.close()
+            raise SettingsError(reason)
+
+    def refuse(self, reason: str) -> None:
+        """Stops this process for good (the server's graceful stop): it must not run beside its peers."""
+        if self.refusal is None:
+            self.refusal = reason
+            log.error("stopping: %s", reason)
+            self.exit()
 
     def _pulls(self, settings: Settings, state: LiveState, most: int | None = None) -> Pulls:
         """The log store pulls of analyses, or of on-demand questions (at most ``most`` kept warm); one set of
@@ -132,6 +163,11 @@ class Runtime:
                 name="store-maintenance",
             ),
         ]
+        if self.shared is not None:
+            watch = background.cluster_watch(
+                self.shared, self.cluster, settings.identity, self.refuse, background.CLUSTER_WATCH_SECONDS
+            )
+            self._tasks.append(asyncio.create_task(watch, name="cluster-settings"))
         if self.consumer is None:  # no consumer paces checkpoints
             self._tasks.append(
                 asyncio.create_task(
@@ -165,10 +201,12 @@ class Runtime:
         consumer = self.consumer
         reachable = None if consumer is None else consumer.reachable  # checked in the background: never waits
         ingest = None if consumer is None else consumer.status()
-        ready = self.state.loaded
+        ready = self.state.loaded and self.refusal is None
         if ingest is not None and self.settings.kafka_required_for_ready:
             ready = ready and ingest["state"] == "running" and reachable is True
         body: dict[str, Any] = {"ready": ready, "state_loaded": self.state.loaded, "kafka": reachable, "ingest": ingest}
+        if self.refusal is not None:
+            body["refused"] = self.refusal
         if self._source_metrics is not None and (sources := self._source_metrics.health()):
             body["sources"] = sources  # log stores pulled from: last success, last error
         if self.router is not None:  # scale-out: the routing consumer, and the services' partitions held here

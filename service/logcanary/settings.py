@@ -254,6 +254,14 @@ class StoreSettings(BaseModel):
         return (self.store_url or "").startswith(("postgresql://", "postgres://"))
 
     @property
+    def identity(self) -> str:
+        """Which store, without its host or credentials: replicas that share one must name it alike."""
+        if not self.shared:
+            return "sqlite"
+        database = urlsplit(self.store_url or "").path.lstrip("/") or "(default database)"
+        return f"postgresql database {database}, schema {self.store_schema or '(default)'}"
+
+    @property
     def state_file(self) -> Path:
         return self.state_dir / "logcanary.sqlite"
 
@@ -421,6 +429,35 @@ class NotifySettings(BaseModel):
         return value
 
 
+#: What every replica of a scale-out cluster must share: these change what is counted (topics, group, partitioning,
+#: the record and clock bounds), how it is grouped (masking, the engine's caps, retention) or the verdicts
+#: (sensitivity, the log store's default selectors and windows). Checked at start (logcanary.live.cluster).
+CLUSTER_FIELDS = (
+    "mode",
+    "kafka_topics",
+    "kafka_group_id",
+    "kafka_repartition_topic",
+    "kafka_repartition_partitions",
+    "default_sensitivity",
+    "mask_patterns",
+    "max_templates_per_service",
+    "max_templates_per_deployment",
+    "max_clusters_per_deployment",
+    "max_deployments_per_service",
+    "max_services",
+    "max_record_bytes",
+    "max_message_bytes",
+    "max_clock_skew_seconds",
+    "retention_deployments_days",
+    "loki_canary_selector",
+    "loki_baseline_selector",
+    "loki_baseline_window_seconds",
+    "loki_lateness_seconds",
+    "loki_history_seconds",
+    "loki_history_max_lines",
+)
+
+
 class Settings(
     HttpSettings,
     KafkaSettings,
@@ -457,6 +494,14 @@ class Settings(
                 "LOGCANARY_STORE_URL: replicas share the state in PostgreSQL and the services through Kafka"
             )
         return self
+
+    def cluster_settings(self) -> dict[str, object]:
+        """The CLUSTER_FIELDS, by variable name, as this process resolved them (the repartition topic's default
+        spelled out, so a replica that names it and one that does not agree)."""
+        values: dict[str, object] = {name: getattr(self, name) for name in CLUSTER_FIELDS}
+        values["kafka_repartition_topic"] = self.repartition_topic
+        values["store"] = self.identity
+        return {f"LOGCANARY_{name.upper()}": value for name, value in values.items()}
 
     # The sections, as the components are handed them.
     @property

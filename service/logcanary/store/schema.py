@@ -149,6 +149,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "by it)",
         ("CREATE TABLE repartition_topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL)",),
     ),
+    Migration(
+        5,
+        "scale-out: the settings every replica must share (one row: their fingerprint and values)",
+        (
+            "CREATE TABLE cluster_settings (id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL, body TEXT NOT NULL, "
+            "adopted_at {timestamp} NOT NULL DEFAULT {now})",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -67,6 +67,14 @@ class Queries:
     answer_key = "UPDATE idempotency_keys SET status = ?, body = ? WHERE key = ? AND status = 0"
     release_key = "DELETE FROM idempotency_keys WHERE key = ? AND status = 0"
 
+    # One row (id 1): the settings the replicas share, set by the first replica or by `logcanary cluster adopt`.
+    join_cluster = "INSERT INTO cluster_settings (id, fingerprint, body) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING"
+    cluster = "SELECT fingerprint, body FROM cluster_settings WHERE id = 1"
+    adopt_cluster = (
+        "INSERT INTO cluster_settings (id, fingerprint, body) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "fingerprint = excluded.fingerprint, body = excluded.body, adopted_at = {now}"
+    )
+
     upsert_origin = (
         "INSERT INTO origin_offsets (shard, topic, partition, next_offset) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (shard, topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
@@ -229,6 +237,26 @@ class SqlStore(ABC):
         """A claim whose request counted nothing (Kafka refused its events): a retry may claim it again."""
         with self._session() as s:
             s.run(self._q.release_key, (key,))
+
+    # -- the settings a scale-out cluster shares -------------------------------------------------------------
+
+    def join_cluster(self, fingerprint: str, body: str) -> tuple[str, str]:
+        """The cluster's (fingerprint, body): these, when no replica set them yet."""
+        with self._transaction() as s:
+            s.run(self._q.join_cluster, (fingerprint, body))
+            row = s.one(self._q.cluster, ())
+        assert row is not None
+        return str(row[0]), str(row[1])
+
+    def load_cluster(self) -> tuple[str, str] | None:
+        with self._session() as s:
+            row = s.one(self._q.cluster, ())
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def adopt_cluster(self, fingerprint: str, body: str) -> None:
+        """Makes these the cluster's settings: replicas started with others stop (logcanary.live.cluster)."""
+        with self._session() as s:
+            s.run(self._q.adopt_cluster, (fingerprint, body))
 
     def write_checkpoint(self, checkpoint: Checkpoint) -> None:
         """The fence checked (scale-out), then deletions, upserts, offsets and idempotency keys: one transaction."""

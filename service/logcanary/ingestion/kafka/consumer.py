@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -34,7 +35,9 @@ from logcanary.ingestion.kafka.clients import (
     client_options,
 )
 from logcanary.ingestion.kafka.dead_letters import Stopping
+from logcanary.ingestion.kafka.membership import Refused, check
 from logcanary.ingestion.kafka.metrics import IngestMetrics
+from logcanary.live.cluster import Member
 from logcanary.live.state import LiveState
 from logcanary.settings import KafkaSettings
 
@@ -72,6 +75,12 @@ class SupervisedConsumer(ABC):
         self._task: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # Who this process is in its consumer group; checked against the group's members once joined.
+        self.member: Member | None = None
+        self.on_refused: Callable[[str], None] | None = None
+        self.refused: str | None = None
+        self._options: dict[str, Any] = {}
+        self._members_checked = False
 
     # -- what a role decides --------------------------------------------------------------------------------
 
@@ -138,7 +147,9 @@ class SupervisedConsumer(ABC):
     def status(self) -> dict[str, Any]:
         """``state``: running, connecting, backing_off, stalled (no progress for KAFKA_STALL_SECONDS), dead."""
         age = time.monotonic() - self._last_progress
-        if self.dead:
+        if self.refused is not None:
+            state = "refused"
+        elif self.dead:
             state = "dead"
         elif self.phase != "stopped" and age > self.config.kafka_stall_seconds:
             state = "stalled"
@@ -182,6 +193,9 @@ class SupervisedConsumer(ABC):
 
     async def _connect(self) -> None:
         options = client_options(self.config)
+        if self.member is not None:
+            options["client_id"] = self.member.client_id
+        self._options = options
         await self.prepare(options)
         producer = AIOKafkaProducer(**options, linger_ms=20, max_batch_size=MAX_BATCH_BYTES)
         consumer = AIOKafkaConsumer(
@@ -229,6 +243,12 @@ class SupervisedConsumer(ABC):
                 return
             except asyncio.CancelledError:
                 raise
+            except Refused as exc:
+                self.refused = self.last_error = str(exc)
+                log.error("%s", exc)
+                if self.on_refused is not None:
+                    self.on_refused(str(exc))
+                return
             except Exception as exc:
                 if self._stopping.is_set():
                     return
@@ -268,6 +288,9 @@ class SupervisedConsumer(ABC):
                     await asyncio.wait_for(self._stopping.wait(), wait)
                 continue
             backoff.reset()
+            if not self._members_checked and self.member is not None and consumer.assignment():
+                await check(self._options, self.group_id(), self.member)  # before counting anything
+                self._members_checked = True
             if batch:
                 try:
                     await self.process(batch)
