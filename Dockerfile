@@ -2,7 +2,8 @@
 #
 # logcanary container image.
 #
-#   docker build -t logcanary:0.1.0 .
+#   make image     (docker build with the OCI labels filled in: version, revision, source)
+#   docker build -t logcanary:0.1.0 --build-arg REVISION=$(git rev-parse HEAD) .
 #   docker run --rm -p 8080:8080 -v logcanary-state:/var/lib/logcanary logcanary:0.1.0
 #
 # Needs BuildKit (the default builder since Docker 23) for the cache and bind mounts.
@@ -12,7 +13,9 @@ ARG PYTHON_VERSION=3.11
 
 # ---------------------------------------------------------------------------
 # Stage 1: build wheels for logcanary and its runtime dependencies only
-# (no `dev` or `demo` extra).
+# (no `dev` or `demo` extra), the dependencies from the lock: every version
+# pinned and every file checked against its hash (requirements/runtime.lock,
+# written by `make lock`), so two builds months apart install the same.
 # ---------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim AS build
 
@@ -23,22 +26,32 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
+# The lock first: its layer, and the wheels built from it, are reused until it changes.
+# The postgres extra (psycopg) lets the image use LOGCANARY_STORE_URL=postgresql://...
+COPY requirements/runtime.lock ./requirements/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --require-hashes -r requirements/runtime.lock -w /wheels
+
 # pyproject.toml names README.md as the readme, so setuptools needs it to build.
 COPY pyproject.toml README.md ./
 COPY service ./service
-
-# The postgres extra (psycopg) lets the image use LOGCANARY_STORE_URL=postgresql://...
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel ".[postgres]" -w /wheels
+    pip wheel --no-deps . -w /wheels
 
 # ---------------------------------------------------------------------------
 # Stage 2: runtime
 # ---------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim AS runtime
 
+# Which program this image is: `make image` passes the commit and the version (pyproject.toml's).
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/logcanary/logcanary
 LABEL org.opencontainers.image.title="logcanary" \
       org.opencontainers.image.description="Streaming log-anomaly verdicts for canary deployments" \
-      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 ENV PYTHONUNBUFFERED=1 \

@@ -13,20 +13,28 @@ EVAL ?= ../shared/eval
 export LOGCANARY_CONTRACTS_SRC ?= $(abspath ../shared/contracts)
 export LOGCANARY_CONTRACTS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/logcanary-contracts
 
-.PHONY: install browser rsyslog prometheus contracts test chaos lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
+.PHONY: install lock browser rsyslog prometheus contracts test chaos lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
 
-$(STAMP): pyproject.toml
+# Every dependency comes from a lock, pinned with its hashes (requirements/*.lock, written by `make lock` from
+# pyproject.toml): a run next month installs what this one tested. logcanary itself is installed on top, editable.
+$(STAMP): pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The locks again from pyproject.toml (after changing a dependency there; tests/test_lock.py says when): newest
+# versions allowed, every platform and supported Python, with hashes. Review the diff, then `make test`.
+lock: $(STAMP)
+	$(BIN)/python tools/lock.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check service tests bench
-	$(BIN)/ruff format --check service tests bench
+	$(BIN)/ruff check service tests bench tools
+	$(BIN)/ruff format --check service tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -102,16 +110,27 @@ test: lint typecheck unit
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos
 
-$(DEMO_STAMP): pyproject.toml
+$(DEMO_STAMP): pyproject.toml requirements/demo.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "logcanary needs Python >= 3.11 (set PYTHON=...)")'
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DEMO_VENV)/bin/python -m pip install --quiet -e '.[demo]'
+	$(DEMO_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements/demo.lock
+	$(DEMO_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(DEMO_STAMP)
 
 # make demo [PORT=8080] [DEMO_ARGS='--no-wait --seconds 20']
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/logcanary demo --port $(PORT) $(DEMO_ARGS)
+
+# The container image, its OCI labels filled in (version from pyproject.toml, the commit). Needs Docker (BuildKit)
+# or Podman: IMAGE_TOOL=podman.
+IMAGE_TOOL ?= docker
+IMAGE ?= logcanary
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+.PHONY: image
+image:
+	$(IMAGE_TOOL) build -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(shell git rev-parse HEAD) .
 
 schemas: $(STAMP)
 	$(BIN)/logcanary schemas --out schemas
