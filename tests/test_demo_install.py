@@ -113,7 +113,8 @@ def test_make_demo_installs_the_demo_extra_in_its_own_virtualenv_and_takes_a_por
         check=True,
     )
     commands = result.stdout
-    assert f"{venv}/bin/python -m pip install --quiet -e '.[demo]'" in commands
+    assert f"{venv}/bin/python -m pip install --quiet --require-hashes -r requirements/demo.lock" in commands
+    assert f"{venv}/bin/python -m pip install --quiet --no-deps -e ." in commands
     assert "[dev]" not in commands and ".venv/" not in commands
     assert f"{venv}/bin/logcanary demo --port 9123" in commands
 
