@@ -73,7 +73,7 @@ def test_every_declared_dependency_is_pinned_within_its_range_with_hashes(path: 
 def test_what_make_test_installed_is_the_dev_lock() -> None:
     """The virtualenv running these tests was installed from requirements/dev.lock: every pin that applies to
     this platform and Python is installed at exactly its version."""
-    environment: dict[str, str] = {**default_environment(), "extra": ""}
+    environment = {key: str(value) for key, value in default_environment().items()} | {"extra": ""}
     wrong = []
     for name, (requirement, _) in _pins(ROOT / "requirements/dev.lock").items():
         if requirement.marker is not None and not requirement.marker.evaluate(environment):
