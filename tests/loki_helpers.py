@@ -25,6 +25,8 @@ import httpx
 import orjson
 import pytest
 
+from tests import ci
+
 ROOT = Path(__file__).resolve().parent.parent
 PUSH_BYTES = 1_000_000  # per push request: well under Loki's 4 MiB gRPC message limit
 
@@ -32,14 +34,8 @@ PUSH_BYTES = 1_000_000  # per push request: well under Loki's 4 MiB gRPC message
 Entry = tuple[int, str] | tuple[int, str, Mapping[str, str]]
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def unavailable(reason: str) -> NoReturn:
-    if in_ci():
-        pytest.fail(f"CI=true and Loki is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"Loki unavailable (set CI=true to make this an error): {reason}")
+    ci.unavailable("Loki", reason)
 
 
 def start_script() -> Path:

@@ -13,11 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.ci import in_ci
+
 TEST_URL = os.environ.get("LOGCANARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def require_postgres() -> None:

@@ -7,7 +7,6 @@ tests skip, saying why, except with CI=true: then they fail.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.ci import in_ci
 from tests.conftest import ROOT
 
 CHART = ROOT / "helm" / "logcanary"
@@ -24,10 +24,6 @@ RULES = CHART / "files" / "alerts.yaml"
 UNIT_TESTS = ROOT / "tests" / "data" / "alerts_test.yaml"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 HEALTHY = "a healthy pod raises no alert"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ without them these tests skip, saying why, except with CI=true: then they fail.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import yaml
 
 from logcanary.demo.embedded_broker import EmbeddedBroker
 from logcanary.demo.traffic import events
+from tests.ci import in_ci
 from tests.conftest import ROOT, Launcher
 from tests.kafka_helpers import produce, topic_env
 from tests.test_api import ndjson
@@ -39,10 +39,6 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 SERVICE = "shop"
 # Labelled counters of failures only: no series until one happens (the panel shows the rest of its queries).
 QUIET = {"logcanary_dead_letters_failed_total"}
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def need(path: str) -> None:

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
+from tests.ci import in_ci
 from tests.conftest import ROOT, Launcher
 
 CHART = ROOT / "helm" / "logcanary"
@@ -45,10 +46,6 @@ KUBERNETES = ("1.25.0", "1.31.0", "1.37.0")
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 Doc = dict[str, Any]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def unavailable(reason: str) -> NoReturn:

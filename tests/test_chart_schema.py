@@ -136,6 +136,7 @@ def test_every_object_the_chart_owns_is_closed() -> None:
         ({"config": {"checkpointIntervalSeconds": "5s"}}, "config.checkpointIntervalSeconds"),
         ({"config": {"maxTemplatesPerService": 5}}, "config.maxTemplatesPerService"),
         ({"config": {"publicUrl": "logcanary.example.com"}}, "config.publicUrl"),
+        ({"config": {"rootPath": "logcanary"}}, "config.rootPath"),
         ({"image": {"pullPolicy": "always"}}, "image.pullPolicy"),
         ({"image": {"digest": "abc123"}}, "image.digest"),
         ({"persistence": {"size": "5GB"}}, "persistence.size"),
@@ -223,6 +224,7 @@ def test_null_topics_are_refused_in_a_values_file_too() -> None:
         {"config": {"checkpointIntervalSeconds": 2.5, "maxTemplatesPerService": 50000}},
         {"config": {"checkpointIntervalSeconds": "10", "maxTemplatesPerService": "20000"}},
         {"config": {"publicUrl": "https://logcanary.example.com/base"}},
+        {"config": {"publicUrl": "https://tools.example.com/logcanary", "rootPath": "/logcanary"}},
         {"kafka": {"bootstrapServers": "kafka-0.kafka:9092,kafka-1.kafka:9092", "topics": ["logs", "audit.logs"]}},
         # The chart upper-cases the protocol (not the mechanism).
         {"kafka": {**SASL, "securityProtocol": "sasl_ssl", "sasl": {"mechanism": "SCRAM-SHA-512", "username": "u"}}}

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from logcanary.demo.traffic import events
+from tests.ci import unavailable
 from tests.conftest import ROOT, ServiceProcess
 
 CONTRACTS = Path(os.environ.get("LOGCANARY_CONTRACTS_SRC") or ROOT.parent / "shared" / "contracts")
@@ -42,14 +43,8 @@ MAX_STORED_BYTES = 4096  # the measurement value Argo keeps in the AnalysisRun, 
 # -- the checkers ------------------------------------------------------------------------------------
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def _unavailable(reason: str) -> NoReturn:
-    if _in_ci():
-        pytest.fail(f"CI=true and the contract checkers are unavailable: {reason}", pytrace=False)
-    pytest.skip(f"contract checkers unavailable (set CI=true to make this an error): {reason}")
+    unavailable("the contract checkers", reason)
 
 
 def contracts_dir() -> Path:

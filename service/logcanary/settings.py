@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from logcanary.common.paths import clean_prefix
 from logcanary.engine.caps import DEFAULT_CAPS, Caps
 from logcanary.schemas import Sensitivity, VerdictName
 
@@ -105,9 +106,22 @@ class HttpSettings(BaseModel):
     )
     public_url: str | None = Field(
         None,
-        description="Base URL of this service as people reach it: the links of notifications and messages "
-        "(default http://host:port).",
+        description="Base URL of this service as people reach it, with its path prefix if any "
+        "(https://tools.example.com/logcanary): the links of notifications and messages (default http://host:port).",
     )
+    root_path: str = Field(
+        "",
+        description="Path prefix of a reverse proxy that passes the full path on (/logcanary): the URLs the "
+        "service builds start with it. A proxy that strips its prefix says it in X-Forwarded-Prefix instead.",
+    )
+
+    @field_validator("root_path")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        cleaned = clean_prefix(value)
+        if cleaned is None:
+            raise ValueError(f"{value[:60]!r} is not a path prefix such as /logcanary")
+        return cleaned
 
     @model_validator(mode="after")
     def _reads_need_a_token(self) -> HttpSettings:

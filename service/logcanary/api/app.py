@@ -7,11 +7,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+import orjson
+from fastapi import FastAPI, Request, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from logcanary.api import docs, errors, ui
+from logcanary.api.docs import OPENAPI_PATH
+from logcanary.api.prefix import ForwardedPrefix, root_path
 from logcanary.api.routers import ROUTERS
 from logcanary.metrics import Metrics
 from logcanary.runtime import Runtime
@@ -52,6 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,  # served by logcanary.api.docs from the package, not from a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        openapi_url=None,  # served below, with this request's prefix as its server
+        root_path=settings.root_path,
     )
     app.state.runtime = runtime
     _document_log_event(app)
@@ -62,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(docs.router)
 
     app.add_middleware(RequestMetrics, metrics=runtime.state.metrics)
+    app.add_middleware(ForwardedPrefix)  # outermost: every layer below sees the request's prefix
 
     return app
 
@@ -97,8 +103,8 @@ class RequestMetrics:
 
 
 def _route_path(scope: Scope) -> str:
-    """The route template of a request FastAPI's own routes answered (``/openapi.json``: a plain Starlette route,
-    which does not name itself in the scope), or ``unmatched`` (a 404: never a path of the caller's choosing)."""
+    """The route template of a request the routes answered (read from the router, as the middleware runs outside
+    the routing that names it in the scope), or ``unmatched`` (a 404: never a path of the caller's choosing)."""
     router = getattr(scope.get("app"), "router", None)
     for route in getattr(router, "routes", ()):
         match, _ = route.matches(scope)
@@ -123,3 +129,12 @@ def _document_log_event(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    async def openapi_document(request: Request) -> Response:
+        """The OpenAPI document; behind a path prefix its server is that prefix, so that Swagger UI's "Try it
+        out" calls the API where the caller reaches it (FastAPI's own route keeps the first prefix ever seen)."""
+        root = root_path(request.scope)
+        document = app.openapi()
+        body = {**document, "servers": [{"url": root}]} if root else document
+        return Response(orjson.dumps(body), media_type="application/json")

@@ -26,11 +26,13 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from logcanary.api.prefix import root_path
 from logcanary.api.ui import packaged_file
 
 SWAGGER_UI_VERSION = "5.35.0"
 ASSETS_DIR = Path(__file__).resolve().parent / "static" / "swagger-ui"
 ASSET_PREFIX = "/docs/static/"
+OPENAPI_PATH = "/openapi.json"
 
 ASSETS = {
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
@@ -62,10 +64,10 @@ def content_security_policy(html: str) -> str:
 @router.get("/docs")
 async def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI for this API's OpenAPI document, every file from this service."""
-    root = request.scope.get("root_path", "").rstrip("/")
+    root = root_path(request.scope)
     static = f"{root}{ASSET_PREFIX}"
     page = get_swagger_ui_html(
-        openapi_url=f"{root}{request.app.openapi_url}",
+        openapi_url=f"{root}{OPENAPI_PATH}",
         title=f"{request.app.title} - API docs",
         swagger_js_url=f"{static}swagger-ui-bundle.js",
         swagger_css_url=f"{static}swagger-ui.css",

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from logcanary.api.deps import RuntimeDep, StateDep
 from logcanary.api.errors import json_response
+from logcanary.api.prefix import root_path
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/", include_in_schema=False)
-async def root() -> RedirectResponse:
-    return RedirectResponse("/docs")
+async def root(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"{root_path(request.scope)}/docs")
 
 
 @router.get("/healthz", summary="Liveness: the process serves requests and its ingest task lives")
