@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -17,3 +18,12 @@ def unavailable(what: str, reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"CI=true and {what} is unavailable: {reason}", pytrace=False)
     pytest.skip(f"{what} unavailable (set CI=true to make this an error): {reason}")
+
+
+def cache_folder(variable: str, default_name: str) -> Path:
+    """Where a tool installer caches (and the tests find) what it built: ``variable`` if set, else
+    ``$XDG_CACHE_HOME`` (or ``~/.cache``) / ``default_name``, as the installer itself defaults."""
+    configured = os.environ.get(variable)
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / default_name

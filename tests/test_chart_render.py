@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
-from tests.ci import in_ci
+from tests import ci
 from tests.conftest import ROOT, Launcher
 
 CHART = ROOT / "helm" / "logcanary"
@@ -49,18 +49,12 @@ Doc = dict[str, Any]
 
 
 def unavailable(reason: str) -> NoReturn:
-    if in_ci():
-        pytest.fail(f"CI=true and the chart tools are unavailable: {reason}", pytrace=False)
-    pytest.skip(f"chart tools unavailable (set CI=true to make this an error): {reason}")
+    ci.unavailable("the chart tools", reason)
 
 
 def tools_dir() -> Path:
-    """Where tools/chart-tools.sh installs: LOGCANARY_TOOLS_DIR, else its own default cache folder."""
-    configured = os.environ.get("LOGCANARY_TOOLS_DIR")
-    if configured:
-        return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "logcanary-tools"
+    """Where tools/chart-tools.sh installs."""
+    return ci.cache_folder("LOGCANARY_TOOLS_DIR", "logcanary-tools")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from logcanary.demo.traffic import events
-from tests.ci import unavailable
+from tests.ci import cache_folder, unavailable
 from tests.conftest import ROOT, ServiceProcess
 
 CONTRACTS = Path(os.environ.get("LOGCANARY_CONTRACTS_SRC") or ROOT.parent / "shared" / "contracts")
@@ -48,12 +48,8 @@ def _unavailable(reason: str) -> NoReturn:
 
 
 def contracts_dir() -> Path:
-    """Where the checkers are built: LOGCANARY_CONTRACTS_DIR, else build.sh's own default cache folder."""
-    configured = os.environ.get("LOGCANARY_CONTRACTS_DIR")
-    if configured:
-        return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "logcanary-contracts"
+    """Where build.sh builds the checkers."""
+    return cache_folder("LOGCANARY_CONTRACTS_DIR", "logcanary-contracts")
 
 
 @dataclass(frozen=True)
