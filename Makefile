@@ -136,7 +136,10 @@ demo: $(DEMO_STAMP)
 IMAGE_TOOL ?= docker
 IMAGE ?= logcanary
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-.PHONY: image
+.PHONY: image image-check
+image-check:
+	IMAGE_TOOL=$(IMAGE_TOOL) bash tools/check-image.sh
+
 image:
 	$(IMAGE_TOOL) build -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(shell git rev-parse HEAD) .
