@@ -138,7 +138,7 @@ IMAGE ?= logcanary
 VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 .PHONY: image image-check
 image-check:
-	IMAGE_TOOL=$(IMAGE_TOOL) bash tools/check-image.sh
+	IMAGE_TOOL="$(IMAGE_TOOL)" bash tools/check-image.sh
 
 image:
 	$(IMAGE_TOOL) build -t $(IMAGE):$(VERSION) --build-arg VERSION=$(VERSION) \

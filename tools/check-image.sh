@@ -2,13 +2,15 @@
 # `make image-check`: builds the image twice from this commit, the second time without any cache, and checks that
 # both installed exactly the same distributions (the lock at work) and carry the OCI labels of this commit.
 #
-#   IMAGE_TOOL=docker|podman|buildah tools/check-image.sh
+#   IMAGE_TOOL=docker|podman|buildah tools/check-image.sh      (IMAGE_TOOL may carry options:
+#   IMAGE_TOOL="buildah --storage-driver vfs" where overlay mounts are not allowed)
 #
 # buildah (chroot isolation, vfs storage) is what builds where no container engine runs, as on the machine the
 # results in README.md came from; docker and podman run the same steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tool=${IMAGE_TOOL:-docker}
+read -r -a tool <<< "${IMAGE_TOOL:-docker}"  # the command and its options
+kind=$(basename "${tool[0]}")
 revision=$(git rev-parse HEAD)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 work=$(mktemp -d)
@@ -17,23 +19,24 @@ git archive HEAD | tar -x -C "$work/"  # what is committed, nothing else
 
 build() {  # tag, extra flags
     local tag=$1; shift
-    case $tool in
-        buildah) buildah bud --layers --network host "$@" -t "$tag" \
-                     --build-arg VERSION="$version" --build-arg REVISION="$revision" "$work" >/dev/null ;;
-        *) "$tool" build "$@" -t "$tag" --build-arg VERSION="$version" --build-arg REVISION="$revision" "$work" >/dev/null ;;
-    esac
+    local verb=build
+    [ "$kind" = buildah ] && verb=bud
+    "${tool[@]}" "$verb" "$@" -t "$tag" --build-arg VERSION="$version" --build-arg REVISION="$revision" "$work" >/dev/null
 }
 
 installed() {  # tag -> name==version of every distribution in the image, sorted
-    local probe='import importlib.metadata as m; print("\n".join(sorted(f"{d.metadata[\"Name\"]}=={d.version}" for d in m.distributions())))'
-    case $tool in
-        buildah) local c; c=$(buildah from -q "$1"); buildah run "$c" -- python -c "$probe"; buildah rm "$c" >/dev/null ;;
-        *) "$tool" run --rm --entrypoint python "$1" -c "$probe" ;;
-    esac
+    local probe='import importlib.metadata as m; print("\n".join(sorted(d.metadata["Name"] + "==" + d.version for d in m.distributions())))'
+    if [ "$kind" = buildah ]; then
+        local c; c=$("${tool[@]}" from -q "$1")
+        "${tool[@]}" run "$c" -- python -c "$probe"
+        "${tool[@]}" rm "$c" >/dev/null
+    else
+        "${tool[@]}" run --rm --entrypoint python "$1" -c "$probe"
+    fi
 }
 
 labels() {  # tag -> the org.opencontainers.image.* labels, one per line
-    "$tool" inspect "$1" | python3 -c '
+    "${tool[@]}" inspect "$1" | python3 -c '
 import json, sys
 data = json.load(sys.stdin)
 data = data[0] if isinstance(data, list) else data
