@@ -215,3 +215,56 @@ def test_protected_reads_cover_the_map_and_history(tmp_path: Path) -> None:
             assert client.get(path).status_code == 401
             assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 403
             assert client.get(path, headers=AUTH).status_code == 200
+
+
+def test_feedback_is_one_rule_set_with_an_audit_trail(tmp_path: Path) -> None:
+    """A priority rule on an event judged not a risk is refused, naming the standing rule; it is changed instead;
+    the undo says who and why; the trail holds all three, newest first, in the API and in History."""
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:
+        post(client, live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        npe = npe_of(client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json())
+        rule = {"service": "payments", "template_id": npe["template_id"], "author": "ana", "reason": "staging keys"}
+        accepted = client.post("/v1/feedback", json={**rule, "action": "not_a_risk", "deployment": "v2"}, headers=AUTH)
+        assert accepted.status_code == 201
+        standing = accepted.json()
+
+        refused = client.post("/v1/feedback", json={**rule, "action": "priority", "author": "bo"}, headers=AUTH)
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "conflicting_rule"
+        assert f"PATCH /v1/feedback/{standing['id']}" in refused.json()["detail"]
+        assert "not a risk in v2 by ana" in refused.json()["detail"]
+        again = client.post("/v1/feedback", json={**rule, "action": "not_a_risk", "deployment": "v2"}, headers=AUTH)
+        assert (again.status_code, again.json()["error"]) == (409, "conflicting_rule")
+        assert "already said" in again.json()["detail"]
+        assert [f["id"] for f in client.get("/v1/feedback").json()] == [standing["id"]]
+        verdict = {"service": "payments", "canary": "v2", "baseline": "v1"}
+        assert client.get("/v1/verdict", params=verdict).json()["verdict"] == "pass"
+
+        change = {"action": "priority", "author": "bo", "reason": "it broke payments in prod"}
+        assert client.patch(f"/v1/feedback/{standing['id']}", json=change).status_code == 401
+        changed = client.patch(f"/v1/feedback/{standing['id']}", json=change, headers=AUTH)
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["id"], changed.json()["action"]) == (standing["id"], "priority")
+        judged = client.get("/v1/verdict", params=verdict).json()
+        assert (judged["verdict"], judged["anomalies"][0]["priority"]) == ("fail", True)
+
+        undo = {"author": "cy", "reason": "fixed in v3"}
+        assert client.delete(f"/v1/feedback/{standing['id']}", params=undo, headers=AUTH).status_code == 204
+        assert client.get("/v1/feedback").json() == []
+        assert client.patch(f"/v1/feedback/{standing['id']}", json=change, headers=AUTH).status_code == 404
+
+        trail = client.get("/v1/feedback/audit", params={"service": "payments"}).json()
+        assert [(c["change"], c["author"], c["reason"], c["rule"]["action"]) for c in trail] == [
+            ("undone", "cy", "fixed in v3", "priority"),
+            ("changed", "bo", "it broke payments in prod", "priority"),
+            ("created", "ana", "staging keys", "not_a_risk"),
+        ]
+        assert trail[1]["previous"]["action"] == "not_a_risk"
+        assert {c["rule"]["id"] for c in trail} == {standing["id"]}
+        assert [c["at"] for c in trail] == sorted((c["at"] for c in trail), reverse=True)
+        assert client.get("/v1/feedback/audit", params={"service": "other"}).json() == []
+        history = client.get("/v1/services/payments/history").json()
+        assert history["feedback"] == []
+        assert [c["id"] for c in history["feedback_changes"]] == [c["id"] for c in trail]
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:  # kept by the store
+        assert len(client.get("/v1/feedback/audit").json()) == 3

@@ -434,6 +434,35 @@ class Feedback(FeedbackIn):
     created_at: datetime
 
 
+class FeedbackUpdate(BaseModel):
+    """A change of a stored rule's judgement or reason, by a person (the audit trail keeps who, when and why)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: FeedbackAction | None = Field(None, description="The new judgement; omit to keep it.")
+    deployment: Name | None = Field(
+        None, description="The canary a not_a_risk judgement applies to (needed when changing to not_a_risk)."
+    )
+    author: Annotated[str, Field(max_length=256)] = "unknown"
+    reason: Annotated[str, Field(max_length=4096)] = Field("", description="Why it changed (kept in the trail).")
+
+
+FeedbackChangeKind = Literal["created", "changed", "undone"]
+
+
+class FeedbackChange(BaseModel):
+    """One entry of the feedback rules' audit trail: a rule created, changed or undone, by whom, when and why."""
+
+    id: str
+    service: str
+    change: FeedbackChangeKind
+    at: datetime
+    author: str = Field(description="Who made the change (for created: the rule's author).")
+    reason: str = Field(description="Why (for created: the rule's reason).")
+    rule: Feedback = Field(description="The rule after the change; for undone, as it was when it was removed.")
+    previous: Feedback | None = Field(None, description="For changed: the rule before the change.")
+
+
 class DeploymentMarkIn(BaseModel):
     """A person's judgement of a deployment: one marked bad is never part of a history baseline."""
 

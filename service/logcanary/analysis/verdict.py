@@ -273,7 +273,8 @@ def judge(
         template, cluster = judgement.template, judgement.cluster
         finding = judgement if judgement.kind != "none" else None
         rule_hits = [rule for rule in rules if rule.covers(template)]
-        if any(rule.silences for rule in rule_hits):
+        prioritised = any(rule.feedback.action == "priority" for rule in rule_hits)  # wins over silencing
+        if not prioritised and any(rule.silences for rule in rule_hits):
             if finding is not None:
                 ignore = next(rule for rule in rule_hits if rule.silences)
                 suppressed.append(
@@ -285,7 +286,7 @@ def judge(
                     )
                 )
             continue
-        if any(rule.feedback.action == "priority" for rule in rule_hits):
+        if prioritised:
             finding = finding or judgement
             if finding.kind == "none":
                 finding.kind = "priority"

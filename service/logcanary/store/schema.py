@@ -149,6 +149,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         "by it)",
         ("CREATE TABLE repartition_topics (topic TEXT PRIMARY KEY, partitions INTEGER NOT NULL)",),
     ),
+    Migration(
+        5,
+        "the reviewer's view: the audit trail of feedback rules (created, changed, undone), the cluster map's places "
+        "(given once per service and template, then kept)",
+        split(
+            """
+            CREATE TABLE feedback_changes (
+                id TEXT PRIMARY KEY, service TEXT NOT NULL, feedback_id TEXT NOT NULL, at TEXT NOT NULL,
+                body {blob} NOT NULL
+            );
+            CREATE INDEX feedback_changes_service ON feedback_changes (service, at);
+            CREATE TABLE map_places (
+                service TEXT NOT NULL, template TEXT NOT NULL, x {double} NOT NULL, y {double} NOT NULL,
+                PRIMARY KEY (service, template)
+            );
+            """
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -16,6 +16,7 @@ from logcanary.schemas import (
     AnalysisLife,
     DeploymentMark,
     Feedback,
+    FeedbackChange,
     Sensitivity,
     Verdict,
     VerdictName,
@@ -103,6 +104,10 @@ class ServiceHistory(BaseModel):
     service: str
     analyses: list[AnalysisSummary] = Field(description="Newest first.")
     feedback: list[Feedback] = Field(description="The service's feedback rules, newest first, with who gave them.")
+    feedback_changes: list[FeedbackChange] = Field(
+        default_factory=list,
+        description="The rules' audit trail, newest first: each rule created, changed or undone, by whom, when, why.",
+    )
     marks: list[DeploymentMark] = Field(description="Deployments people marked bad (or not), newest first.")
 
 

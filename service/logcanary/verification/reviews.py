@@ -157,14 +157,17 @@ class Reviews:
         )
 
     async def history(self, service: str, limit: int) -> ServiceHistory:
-        """The newest ``limit`` analyses of the service, its feedback rules and marks (newest first)."""
+        """The newest ``limit`` analyses of the service, its feedback rules, their newest ``limit`` changes and its
+        marks (newest first)."""
         records = await self.analyses.listed(service)
         feedback, marks = self.rules.of_service(service)
-        if not (records or feedback or marks) and await self.state.read_service(service) is None:
+        changes = await self.rules.changes(service)
+        if not (records or feedback or marks or changes) and await self.state.read_service(service) is None:
             raise UnknownService(service)
         return ServiceHistory(
             service=service,
             analyses=[AnalysisSummary.of(r) for r in records[:limit]],
             feedback=feedback[::-1],
+            feedback_changes=changes[:limit],
             marks=marks[::-1],
         )
