@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from logcanary.analysis.projection import PROJECTION
+from logcanary.analysis.layout import LAYOUT
 from logcanary.store.base import MAX_RISK_SAMPLES
 from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
 
@@ -37,7 +37,7 @@ def test_map_places_every_event_type_of_canary_and_baseline(tmp_path: Path) -> N
         body = client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()
         gate = client.get("/v1/verdict", params={"service": "payments", "canary": "v2", "baseline": "v1"}).json()
         assert body["verdict"] == gate  # GET /v1/verdict's question (same defaults), answered by one computation
-        assert (body["window"], body["projection"], body["analysis"], body["omitted"]) == ("5m", PROJECTION, None, 0)
+        assert (body["window"], body["projection"], body["analysis"], body["omitted"]) == ("5m", LAYOUT, None, 0)
         assert (body["canary"], body["baseline"]) == ("v2", ["v1"])
 
         found = points(body)
@@ -53,6 +53,14 @@ def test_map_places_every_event_type_of_canary_and_baseline(tmp_path: Path) -> N
             if point["in_canary"]:
                 assert point["cluster_id"] == in_canary[template_id][0]
             assert 0 <= point["x"] <= 1 and 0 <= point["y"] <= 1
+        # the page's table: the canary's clusters over the verdict's window (every event of this test is in it)
+        assert [(c["cluster_id"], c["count"], c["total"], c["judged"]) for c in body["clusters"]] == [
+            (c["cluster_id"], c["count"], c["count"], True) for c in canary
+        ]
+        rows = {t["template_id"]: t for c in body["clusters"] for t in c["templates"]}
+        assert {i: (t["count"], t["examples"], t["hosts"]) for i, t in rows.items()} == {
+            t["template_id"]: (t["count"], t["examples"], t["hosts"]) for c in canary for t in c["templates"]
+        }
 
         npe = npe_of(body)
         [anomaly] = gate["anomalies"]
@@ -268,3 +276,34 @@ def test_feedback_is_one_rule_set_with_an_audit_trail(tmp_path: Path) -> None:
         assert [c["id"] for c in history["feedback_changes"]] == [c["id"] for c in trail]
     with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:  # kept by the store
         assert len(client.get("/v1/feedback/audit").json()) == 3
+
+
+def test_one_page_one_scope(tmp_path: Path) -> None:
+    """The table's rows come from the map's verdict: after the canary stopped logging (an empty 5-minute window) the
+    verdict is inconclusive, and no row, dot or finding claims otherwise; a new event below the fail score is new,
+    never known."""
+    from datetime import UTC, datetime, timedelta
+
+    from logcanary.demo.traffic import events
+
+    past = datetime.now(UTC) - timedelta(minutes=20)
+    old = [*events("v1", 1500, seed=1, start=past, seconds=60), *events("v2", 1500, seed=2, npe_rate=0.02, start=past)]
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:
+        post(client, old)
+        quiet = client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()
+        assert quiet["verdict"]["reason_code"] == "no_canary_events"
+        assert quiet["points"] == [p for p in quiet["points"] if p["state"] == "vanished"] == []
+        assert quiet["clusters"] and all(not c["judged"] and c["count"] == 0 for c in quiet["clusters"])
+        assert sum(c["total"] for c in quiet["clusters"]) == 1500
+        everything = client.get(MAP, params={"canary": "v2", "baseline": "v1", "window": "all"}).json()
+        assert everything["verdict"]["verdict"] == "fail"
+        assert npe_of(everything)["state"] == "anomalous"
+        assert all(c["judged"] and c["count"] == c["total"] for c in everything["clusters"])
+
+        note = [{**e, "message": f"Warmed cache shard {n}"} for n, e in enumerate(live("v3", 2, 8))]
+        post(client, live("v1", 1500, 1) + live("v3", 1500, 3) + note)
+        judged = client.get(MAP, params={"canary": "v3", "baseline": "v1"}).json()
+        assert judged["verdict"]["verdict"] == "pass"
+        [warmed] = [p for p in judged["points"] if p["template"].startswith("Warmed cache")]
+        assert (warmed["state"], warmed["baseline_count"]) == ("new", 0)  # two info lines: below the fail score
+        assert {p["state"] for p in judged["points"] if p is not warmed} <= {"known", "vanished"}

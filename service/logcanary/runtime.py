@@ -27,6 +27,7 @@ from logcanary.store.base import Store
 from logcanary.store.factory import open_shared_store, open_store
 from logcanary.verification.analyses import Analyses
 from logcanary.verification.leases import LeasedAnalyses
+from logcanary.verification.places import Places
 from logcanary.verification.pulling import Pulls
 from logcanary.verification.reviews import Reviews
 from logcanary.verification.rules import Rules
@@ -95,7 +96,7 @@ class Runtime:
             self.intake = Intake(state, settings.limits)
         self.store = store
         self.state = state
-        self.reviews = Reviews(state, self.verdicts, self.analyses, self.rules)
+        self.reviews = Reviews(state, self.verdicts, self.analyses, self.rules, Places(store, self.write))
         self.notifier = Notifier(settings.notify, settings.http.base_url, state.metrics.registry)
         self.analyses.on_end = self.notifier.analysis_ended  # webhooks told of ended analyses
         self._tasks: list[asyncio.Task[None]] = []

@@ -83,10 +83,12 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """A verdict with the scope it was computed over."""
+    """A verdict with the scope it was computed over, and the canary templates it found new (whatever their score:
+    the cluster map tells a new event below the fail score from a known one)."""
 
     verdict: Verdict
     scope: Scope
+    novel: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -307,7 +309,7 @@ def judge(
     result.anomalies = failing[:max_anomalies]
     result.anomaly_count = len(failing)
     result.suppressed = suppressed
-    return Judgement(result, scope)
+    return Judgement(result, scope, frozenset(j.template.template_id for j in judged if j.kind == "unknown"))
 
 
 def _verdict_only(judging: Callable[P, Judgement]) -> Callable[P, Verdict]:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from logcanary.analysis.cluster_map import MapPoint
+from logcanary.analysis.cluster_map import MapCluster, MapPoint
 from logcanary.common.durations import Duration
 from logcanary.common.times import utc
 from logcanary.schemas import (
@@ -122,11 +122,18 @@ class ClusterMap(BaseModel):
     canary: str = Field(description="The canary deployment (canonical name).")
     baseline: list[str] = Field(description="The baseline deployments, as the verdict names them.")
     window: str = Field(description="The look-back window asked for, or 'analysis' for an analysis' own window.")
-    projection: str = Field(description="Version of the projection; positions only change when it changes.")
+    projection: str = Field(
+        description="The layout: places are given by similarity when a template is first shown, then kept."
+    )
     analysis: MapAnalysis | None = Field(description="The analysis whose published verdict this is, if asked for.")
     verdict: Verdict = Field(description="The verdict the points are coloured by (an analysis': as it published it).")
     points: list[MapPoint] = Field(description="Anomalous first, then by volume.")
     omitted: int = Field(ge=0, description="Points left out past max_points (the smallest known ones).")
+    clusters: list[MapCluster] = Field(
+        default_factory=list,
+        description="The canary's clusters counted over the verdict's own scope (its window): the page's table, so "
+        "every row, dot and finding comes from this one verdict. Most events in the window first.",
+    )
 
 
 class DeploymentInfo(BaseModel):

@@ -44,11 +44,12 @@ async def get_map(
     ] = None,
     max_points: Annotated[int, Query(ge=1, le=10_000)] = DEFAULT_MAX_POINTS,
 ) -> ClusterMap:
-    """Each template the canary or the baseline logged is a point: `x`, `y` in [0, 1] come from the template's own
-    words by a fixed random projection, so similar events sit close together and a point never moves between
-    refreshes, restarts or deployments of the service. Its state comes from the verdict asked for (the same
-    question as `GET /v1/verdict` with these parameters, answered from the same cache), or, with `analysis`, from
-    the verdict that analysis published."""
+    """Each template the canary or the baseline logged is a point: `x`, `y` in [0, 1] are given the first time a map
+    shows the template, by a layout over the similarity of the templates' words among those placed before (similar
+    events sit close together), and kept in the store: a point never moves between refreshes, restarts, replicas
+    or deployments of the service. Its state comes from the verdict asked for (the same question as
+    `GET /v1/verdict` with these parameters, answered from the same cache), or, with `analysis`, from the verdict
+    that analysis published; `clusters` are the canary's clusters counted over that verdict's own window."""
     if analysis is not None:
         return await reviews.analysis_map(service, analysis, max_points)
     await verdicts.model(service)  # an unknown service is a 404 first
