@@ -80,6 +80,9 @@ class AnalysisSummary(AnalysisLife):
     risk: float | None
     reason: str | None
     anomaly_count: int
+    top_cluster_id: str | None = Field(
+        None, description="The cluster of the published verdict's first anomaly (its page opens it: expand=)."
+    )
     risk_history: list[RiskSample] = Field(description="Risk at each evaluation (at most 200, spread evenly).")
 
     @classmethod
@@ -96,6 +99,7 @@ class AnalysisSummary(AnalysisLife):
             risk=verdict.risk if verdict else None,
             reason=verdict.reason if verdict else None,
             anomaly_count=verdict.anomaly_count if verdict else 0,
+            top_cluster_id=verdict.anomalies[0].cluster_id if verdict and verdict.anomalies else None,
             risk_history=[RiskSample(at=utc(at), risk=risk) for at, risk in record.risk_history],
         )
 
