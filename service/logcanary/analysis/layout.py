@@ -21,7 +21,7 @@ over the templates' similarity, and a place once given is kept:
    known neighbours.
 
 Distances are laid out as the page draws them (960 x 400: ``ASPECT``). Measured on Loghub's sets
-(tests/test_layout.py): a dot's nearest drawn neighbour is one of its three most similar templates for 81-97% of the
+(tests/test_layout.py): a dot's nearest drawn neighbour is one of its three most similar templates for 80-97% of the
 dots (4-18% with the projection alone: chance); a first map of 500 event types takes about a second. Pure
 computation: no I/O, no clock, no randomness but hashes of the template ids.
 """
@@ -42,8 +42,11 @@ START_TEMPERATURE = 0.08  # the longest move of a step at first (map widths), co
 COOLING = 0.97
 REPULSION = 0.3  # push between two dots: REPULSION x ideal² / distance
 ATTRACTION = 1.0  # pull along a link: ATTRACTION x ideal x similarity, whatever the distance
-GRAVITY = 0.05  # pull of every moving dot toward the middle (x distance from it), so islands stay on the map
+GRAVITY = 0.5  # pull of every moving dot toward the middle (x distance from it) in a first layout, off the edges
+GRAVITY_ANCHORED = 0.05  # ... among anchored dots, which hold the new ones on the map already
 GRAVITY_ACROSS = 0.3  # ... weaker across the map's width, so the layout fills its wide shape
+MAX_FILL = 3.0  # a first layout is scaled up to fill the map, at most this much
+FILL_MARGIN = 28 / 960  # ... up to this far from the edges (28 pixels as drawn: a large dot's radius)
 SPREAD = 0.6  # ideal distance between dots: SPREAD x sqrt(area / dots)
 MIN_IDEAL = 0.012  # ... but never less than this (a dozen pixels)
 REACH = 3.0  # repulsion acts within this many ideal distances (grid cells of this size)
@@ -112,6 +115,7 @@ def place(new: Mapping[str, Words], anchors: Mapping[str, tuple[Point, Words]]) 
             edges[key] = max(edges.get(key, 0.0), link.similarity)
     pulls = [(a, b, ATTRACTION * ideal * weight) for (a, b), weight in sorted(edges.items())]
 
+    gravity = GRAVITY_ANCHORED if anchors else GRAVITY
     temperature = START_TEMPERATURE
     for _ in range(STEPS):
         moves = _repulsion(positions, moving, ideal)
@@ -130,15 +134,32 @@ def place(new: Mapping[str, Words], anchors: Mapping[str, tuple[Point, Words]]) 
                 moves[b][1] += dy
         for index in range(moving):
             move, at = moves[index], positions[index]
-            move[0] += (0.5 - at[0]) * GRAVITY * GRAVITY_ACROSS
-            move[1] += (0.5 * ASPECT - at[1]) * GRAVITY
+            move[0] += (0.5 - at[0]) * gravity * GRAVITY_ACROSS
+            move[1] += (0.5 * ASPECT - at[1]) * gravity
             length = math.hypot(move[0], move[1])
             if length > 0:
                 step = min(length, temperature) / length
                 at[0] = _inside(at[0] + move[0] * step)
                 at[1] = _inside(at[1] + move[1] * step, ASPECT)
         temperature *= COOLING
+    if not anchors:
+        _fill(positions)
     return {id_: (round(positions[i][0], 6), round(positions[i][1] / ASPECT, 6)) for i, id_ in enumerate(fresh)}
+
+
+def _fill(positions: list[list[float]]) -> None:
+    """Scales a first layout (nothing anchored yet) evenly about its middle to fill the map: the strong gravity that
+    keeps a small layout off the edges leaves a large one in the middle. One factor for both axes keeps every
+    neighbourhood; it is at most ``MAX_FILL``, so two or three dots do not fly to the corners."""
+    xs = [p[0] for p in positions]
+    ys = [p[1] for p in positions]
+    width, height = max(xs) - min(xs), max(ys) - min(ys)
+    across, down = 1 - 2 * FILL_MARGIN, ASPECT - 2 * FILL_MARGIN
+    factor = min(MAX_FILL, across / width if width else MAX_FILL, down / height if height else MAX_FILL)
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    for p in positions:
+        p[0] = _inside(0.5 + (p[0] - cx) * factor)
+        p[1] = _inside(0.5 * ASPECT + (p[1] - cy) * factor, ASPECT)
 
 
 def _start(
