@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +308,52 @@ def test_one_page_one_scope(tmp_path: Path) -> None:
         [warmed] = [p for p in judged["points"] if p["template"].startswith("Warmed cache")]
         assert (warmed["state"], warmed["baseline_count"]) == ("new", 0)  # two info lines: below the fail score
         assert {p["state"] for p in judged["points"] if p is not warmed} <= {"known", "vanished"}
+
+
+def test_an_on_demand_verdict_links_to_its_own_window(tmp_path: Path) -> None:
+    """What Argo Rollouts stores (GET /v1/verdict, compact) carries a page for people: the whole question with the
+    window's end fixed and the top anomaly open. Later events, or the canary going quiet, do not change it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from logcanary.demo.traffic import events
+
+    with make_client(tmp_path, public_url="https://logcanary.example.com") as client:
+        post(client, live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        question = {"service": "payments", "canary": "v2", "baseline": "v1", "compact": "true"}
+        asked = client.get("/v1/verdict", params=question).json()
+        assert asked["verdict"] == "fail" and "NullPointerException" in asked["reason"]
+        page = urlsplit(asked["page"])
+        assert (page.scheme, page.netloc, page.path) == ("https", "logcanary.example.com", "/ui")
+        query = {key: value for key, [value] in parse_qs(page.query).items()}
+        assert query.keys() == {"service", "canary", "baseline", "window", "until", "expand"}
+        assert (query["window"], query["expand"]) == ("5m", asked["anomalies"][0]["cluster_id"])
+
+        later = datetime.fromisoformat(query["until"]) + timedelta(seconds=30)  # after the window the gate asked
+        burst = [
+            {
+                **e,
+                "level": "ERROR",
+                "message": f"Connection pool exhausted after {n} ms",
+                "timestamp": later.isoformat(),
+            }
+            for n, e in enumerate(events("v2", 300, seed=9))
+        ]
+        post(client, burst)
+        now = client.get("/v1/verdict", params={**question, "window": "all"}).json()
+        assert now["anomalies"][0]["template"].startswith("Connection pool exhausted")  # the live answer moved on
+        fixed = {k: v for k, v in query.items() if k != "expand"}
+        again = client.get("/v1/verdict", params={**fixed, "compact": "true"}).json()
+        assert {k: again[k] for k in ("verdict", "risk", "reason", "anomalies")} == {
+            k: asked[k] for k in ("verdict", "risk", "reason", "anomalies")
+        }
+        mapped = client.get(MAP, params={k: v for k, v in fixed.items() if k != "service"}).json()
+        assert mapped["verdict"]["anomalies"] == client.get("/v1/verdict", params=fixed).json()["anomalies"]
+
+        analysis = client.post(
+            "/v1/analyses",
+            json={"service": "payments", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}},
+        ).json()
+        assert analysis["page"] == f"https://logcanary.example.com/ui?analysis={analysis['id']}" + (
+            f"&expand={analysis['verdict']['anomalies'][0]['cluster_id']}" if analysis["verdict"]["anomalies"] else ""
+        )
+        assert client.get(f"/v1/analyses/{analysis['id']}").json()["verdict"]["page"] is None  # the analysis has one

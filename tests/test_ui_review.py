@@ -379,8 +379,12 @@ def test_a_gates_link_opened_after_the_canary_stopped_logging_shows_the_gates_ve
     cluster = analysis["verdict"]["anomalies"][0]["cluster_id"]
     assert link == f"{url}/ui?analysis={analysis['id']}&expand={cluster}"
 
-    # the canary stopped logging (a rollback): over a window of 15 s, the live question soon finds no canary event
+    # what Argo Rollouts would store now (GET /v1/verdict): a verdict with its page, the window's end fixed
     question = {"service": "payments", "canary": "v2", "baseline": "v1", "window": "15s"}
+    argo = httpx.get(f"{url}/v1/verdict", params={**question, "compact": "true"}).json()
+    assert argo["verdict"] == "fail" and "until=" in argo["page"]
+
+    # the canary stopped logging (a rollback): over a window of 15 s, the live question soon finds no canary event
     deadline = time.monotonic() + 60
     while httpx.get(f"{url}/v1/verdict", params=question).json()["reason_code"] != "no_canary_events":
         assert time.monotonic() < deadline
@@ -399,6 +403,16 @@ def test_a_gates_link_opened_after_the_canary_stopped_logging_shows_the_gates_ve
     assert browser.evaluate(f'document.querySelector("{row}").dataset.status') == "anomalous"
     note = browser.evaluate("document.getElementById('analysis-note').textContent")
     assert analysis["id"] in note and "what the deploy tool acted on, v2 vs v1" in note
+
+    # the measurement's page: the same window, fixed, still the verdict Argo stored
+    browser.open(argo["page"])
+    assert verdict_of(browser) == "fail"
+    assert float(browser.evaluate("document.getElementById('verdict').dataset.risk")) == argo["risk"]
+    assert "the window a deploy tool asked about" in browser.evaluate(
+        "document.getElementById('analysis-note').textContent"
+    )
+    assert browser.evaluate(f"document.querySelector(\"{row} .expander\").getAttribute('aria-expanded')") == "true"
+    browser.open(link)
 
     # one click away, the live verdict of the same question: the page asks it over 15 s by its URL
     browser.click("#live-link")

@@ -51,7 +51,9 @@ class Runtime:
             node = ScaleOut(settings.store, settings.limits, settings.kafka, shared)
             store, state = shared, node
             self.rules = Rules(store, self.write)
-            self.verdicts = Verdicts(state, self.rules, settings.analysis, self._pulls(settings, state, most=32))
+            self.verdicts = Verdicts(
+                state, self.rules, settings.analysis, self._pulls(settings, state, most=32), settings.http.base_url
+            )
             self.analyses: Analyses = LeasedAnalyses(
                 node,
                 shared,
@@ -72,7 +74,9 @@ class Runtime:
             single = SingleNode(settings.store, settings.limits, store)
             state = single
             self.rules = Rules(store, self.write)
-            self.verdicts = Verdicts(state, self.rules, settings.analysis, self._pulls(settings, state, most=32))
+            self.verdicts = Verdicts(
+                state, self.rules, settings.analysis, self._pulls(settings, state, most=32), settings.http.base_url
+            )
             self.analyses = Analyses(
                 state,
                 store,

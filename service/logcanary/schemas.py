@@ -281,7 +281,8 @@ class Verdict(BaseModel):
     canary_events: int = Field(ge=0)
     baseline_events: float = Field(ge=0, description="Baseline events (history is time-decayed, so may be fractional).")
     anomalies: list[Anomaly] = Field(
-        description="The strongest anomalies (at most max_anomalies), highest score first."
+        description="The strongest anomalies (at most max_anomalies): by evidence class first (priority, stack traces "
+        "and errors, warnings, info), highest score first within one; the reason names the first."
     )
     anomaly_count: int = Field(ge=0, description="How many anomalies reached the fail score, listed or not.")
     vanished: list[VanishedCluster] = Field(default_factory=list)
@@ -289,6 +290,12 @@ class Verdict(BaseModel):
     thresholds: Thresholds
     source: VerdictSource | None = Field(
         None, description="The log store the events were pulled from; null when they were sent to logcanary."
+    )
+    page: str | None = Field(
+        None,
+        description="The web page of this verdict, for people (an AnalysisRun's measurement, a webhook's answer): the "
+        "question with its window's end fixed (until=), so opened later it shows this window, not the last minutes "
+        "then; the top anomaly open. Null in an analysis' verdict: the analysis has its page (/ui?analysis=<id>).",
     )
 
 

@@ -131,9 +131,12 @@ class AnalysisRecord:
 
 
 def _document(model: AnalysisSpec | Verdict) -> dict[str, object]:
-    """A request or verdict as stored: without ``source`` when it has none (a log store's), so what events sent to
-    logcanary produce is stored exactly as before sources existed."""
-    return model.model_dump(mode="json", exclude={"source"} if model.source is None else None)
+    """A request or verdict as stored: without ``source`` when it has none (a log store's), and without a verdict's
+    ``page`` (an analysis has its own), so what events sent to logcanary produce is stored exactly as before."""
+    exclude = {"source"} if model.source is None else set()
+    if isinstance(model, Verdict) and model.page is None:
+        exclude.add("page")
+    return model.model_dump(mode="json", exclude=exclude or None)
 
 
 class CheckpointStore(Protocol):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from logcanary.analysis.cluster_map import MapCluster, MapPoint
 from logcanary.common.durations import Duration
+from logcanary.common.links import analysis_page
 from logcanary.common.times import utc
 from logcanary.schemas import (
     AnalysisFields,
@@ -48,11 +49,19 @@ class AnalysisOut(AnalysisLife, AnalysisFields):
 
     sensitivity: Sensitivity
     verdict: Verdict | None = Field(description="Current verdict while running; final once completed.")
+    page: str | None = Field(
+        None,
+        description="The web page of this analysis' verdict as it publishes it (/ui?analysis=<id>, the top anomaly "
+        "open, under LOGCANARY_PUBLIC_URL): the link for people, right whenever it is opened.",
+    )
 
     @classmethod
-    def of(cls, record: AnalysisRecord) -> AnalysisOut:
+    def of(cls, record: AnalysisRecord, base_url: str | None = None) -> AnalysisOut:
         request = record.request
+        verdict = record.verdict
+        cluster = verdict.anomalies[0].cluster_id if verdict and verdict.anomalies else None
         return cls(
+            page=analysis_page(base_url, record.id, cluster) if base_url else None,
             **life(record),
             service=record.service,
             canary=request.canary,

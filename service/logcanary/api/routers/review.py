@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -43,6 +44,7 @@ async def get_map(
         Query(max_length=256, description="An analysis id: its published verdict and window instead of a live one."),
     ] = None,
     max_points: Annotated[int, Query(ge=1, le=10_000)] = DEFAULT_MAX_POINTS,
+    until: Annotated[datetime | None, Query(description="The window's end (as /v1/verdict); default: now.")] = None,
 ) -> ClusterMap:
     """Each template the canary or the baseline logged is a point: `x`, `y` in [0, 1] are given the first time a map
     shows the template, by a layout over the similarity of the templates' words among those placed before (similar
@@ -59,7 +61,8 @@ async def get_map(
         seconds = parse_window(window)
     except ValueError as exc:
         raise BadQuestion(str(exc)) from exc
-    question = VerdictQuestion(service, canary, baseline, history, sensitivity, seconds)
+    end = None if until is None else until.timestamp()
+    question = VerdictQuestion(service, canary, baseline, history, sensitivity, seconds, until=end)
     return await reviews.live_map(question, window, max_points)
 
 

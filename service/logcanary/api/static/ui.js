@@ -28,6 +28,7 @@
     view: "verdict",
     analysis: null, // id of the analysis whose published verdict is shown, or null for the live verdict
     analysisRecord: null, // that analysis (GET /v1/analyses/{id}): its question, for the "compare live" link
+    until: null, // a live question's fixed window end (a verdict's page: what a deploy tool asked), or null: now
     map: null,
     rules: [], // the service's feedback rules (standing judgements shown in the judge forms)
     order: [], // the map's dots in keyboard order: anomalies first, as the verdict lists them
@@ -185,6 +186,7 @@
       history: both || picked === "",
       window: $("window").value || GATE_WINDOW,
       sensitivity: $("sensitivity").value,
+      until: state.until,
     };
   }
 
@@ -198,6 +200,7 @@
     if (question.history) query.set("history", "1");
     if (question.window && question.window !== "analysis") query.set("window", question.window);
     if (question.sensitivity) query.set("sensitivity", question.sensitivity);
+    if (question.until) query.set("until", question.until);
     return query;
   }
 
@@ -313,10 +316,20 @@
     $("verdict").focus({ preventScroll: true });
   }
 
-  /** In an analysis' view: says whose verdict this is, and links to the live verdict of the same question. */
+  /** In an analysis' view, or a question whose window's end is fixed (a verdict's page): says whose verdict this is,
+   *  and links to the live verdict of the same question. */
   function renderAnalysisNote(analysis) {
     const note = $("analysis-note");
-    note.hidden = !analysis;
+    note.hidden = !analysis && !state.until;
+    if (!analysis && state.until) {
+      const question = selection();
+      note.replaceChildren(
+        `The verdict over the ${question.window === "all" ? "events" : question.window} up to ${when(new Date(state.until).toISOString())} UTC: the window a deploy tool asked about (this page's link fixes it). `,
+        el("a", { href: `ui?${questionQuery({ ...question, until: null })}`, id: "live-link" }, "Compare live"),
+        ".",
+      );
+      return;
+    }
     if (!analysis) {
       note.replaceChildren();
       return;
@@ -1072,6 +1085,7 @@
       if (question.baseline) query.set("baseline", question.baseline);
       if (question.history && question.baseline) query.set("history", "true");
       if (question.sensitivity) query.set("sensitivity", question.sensitivity);
+      if (question.until) query.set("until", question.until);
     }
     const base = `v1/services/${encodeURIComponent(service)}`;
     const [map, rules] = await Promise.all([api(`${base}/map?${query}`), api(`v1/feedback?${new URLSearchParams({ service })}`)]);
@@ -1082,7 +1096,8 @@
       fillDeployments(map.verdict.canary, control || "");
     }
     renderAnalysisNote(map.analysis);
-    renderVerdict(map.verdict, map.analysis ? "of the analysis" : question.window, map);
+    const windowLabel = map.analysis ? "of the analysis" : question.until ? `${question.window} up to ${when(new Date(question.until).toISOString())} UTC` : question.window;
+    renderVerdict(map.verdict, windowLabel, map);
     renderMap(map);
     renderDrops(map.verdict, map);
     renderClusters(map);
@@ -1103,8 +1118,9 @@
     $("token").focus();
   }
 
-  /** A change of any control leaves an analysis' verdict for the live one. */
+  /** A change of any control leaves an analysis' verdict (or a fixed window) for the live one. */
   function leaveAnalysis() {
+    state.until = null;
     if (!state.analysis) return;
     state.analysis = null;
     state.analysisRecord = null;
@@ -1126,6 +1142,7 @@
     for (const id of params.getAll("expand")) state.expanded.add(id);
     setView(params.get("view") === "history" ? "history" : "verdict");
     state.analysis = params.get("analysis");
+    state.until = state.analysis ? null : params.get("until");
     const token = $("token");
     token.value = sessionStorage.getItem(TOKEN_KEY) || "";
     token.addEventListener("change", () => {
