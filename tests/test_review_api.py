@@ -357,3 +357,15 @@ def test_an_on_demand_verdict_links_to_its_own_window(tmp_path: Path) -> None:
             f"&expand={analysis['verdict']['anomalies'][0]['cluster_id']}" if analysis["verdict"]["anomalies"] else ""
         )
         assert client.get(f"/v1/analyses/{analysis['id']}").json()["verdict"]["page"] is None  # the analysis has one
+
+
+def test_a_template_logged_by_more_hosts_than_are_kept_says_so(tmp_path: Path) -> None:
+    """64 hosts are kept per template: past them the table says 64+ (hosts_capped), never a count of 64."""
+    with make_client(tmp_path) as client:
+        wide = [{**e, "host": f"pod-{n % 70}"} for n, e in enumerate(live("v2", 700, 2))]
+        post(client, live("v1", 700, 1) + wide)
+        body = client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()
+        busy = max((t for c in body["clusters"] for t in c["templates"]), key=lambda t: t["count"])
+        assert (len(busy["hosts"]), busy["hosts_capped"]) == (64, True)
+        quiet = client.get(MAP, params={"canary": "v1", "baseline": "v2"}).json()
+        assert not any(t["hosts_capped"] for c in quiet["clusters"] for t in c["templates"])
