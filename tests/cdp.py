@@ -170,8 +170,9 @@ class Chromium:
         self.send("Input.insertText", text=text)
 
     def press(self, key: str) -> None:
-        """Presses and releases a key on the focused element ('Enter', 'Tab', ' ')."""
-        codes = {"Enter": 13, "Tab": 9, " ": 32}
+        """Presses and releases a key on the focused element ('Enter', 'Tab', ' ', the arrows, 'Home', 'End')."""
+        codes = {"Enter": 13, "Tab": 9, " ": 32, "End": 35, "Home": 36}
+        codes.update({"ArrowLeft": 37, "ArrowUp": 38, "ArrowRight": 39, "ArrowDown": 40})
         code = codes[key]
         text = {"Enter": "\r", " ": " "}.get(key)
         down: dict[str, Any] = {"type": "keyDown", "key": key, "code": "Space" if key == " " else key}

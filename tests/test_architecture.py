@@ -92,6 +92,8 @@ def test_the_engine_the_analysis_and_the_helpers_do_no_io() -> None:
         for path in sorted((PACKAGE / folder).rglob("*.py")):
             for line, module in imports(path):
                 top = module.split(".")[0]
+                if module == "urllib.parse":
+                    continue  # string work only (common/links.py writes the links handed to people)
                 if top in IO_MODULES and not (folder == "common" and path.name == "caching.py" and top == "asyncio"):
                     broken.append(f"{path.relative_to(PACKAGE)}:{line} imports {module}")
     assert not broken, "\n".join(broken)

@@ -3,33 +3,49 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from logcanary.demo.embedded_broker import free_port
+from logcanary.demo.traffic import events, pods_of
 from logcanary.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_ends_with_the_failing_verdict() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "logcanary.cli", "demo", "--no-wait", "--seconds", "9", "--port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=False,
-    )
+    """With its port taken it says so and serves on another; it prints the page of the verdict it showed."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "logcanary.cli", "demo", "--no-wait", "--seconds", "9", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            check=False,
+        )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "final verdict: FAIL" in result.stdout
     assert "java.lang.NullPointerException" in result.stdout
     assert "EncryptionService" in result.stdout
     assert "/docs" in result.stdout
     assert "/ui?service=payments" in result.stdout
+    assert f"port {port} is taken: serving on port " in result.stdout
+    assert "/ui?analysis=" in result.stdout  # the verdict as published: still right after the canary stops logging
+
+
+def test_demo_traffic_keeps_its_pods() -> None:
+    """The demo replays in many small calls: its pods stay three, so the page never shows the 64-host cap."""
+    pods = pods_of("v2")
+    hosts = {e["host"] for seed in range(40) for e in events("v2", 100, seed=seed, pods=pods)}
+    assert hosts == set(pods) and len(pods) == 3
+    assert pods_of("v2") == pods != pods_of("v1")
 
 
 def test_invalid_settings_fail_at_start_with_the_variable_named(monkeypatch: pytest.MonkeyPatch) -> None:

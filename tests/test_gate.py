@@ -95,7 +95,9 @@ def test_a_canary_throwing_a_new_exception_fails_with_the_exception_shown(server
     assert "1. unknown  level error" in out
     assert "java.lang.NullPointerException" in out  # the verbatim example
     assert "EncryptionService.encrypt" in out
-    assert f"details: {server.url}/ui?service=payments&canary=v2&baseline=v1" in out
+    [analysis] = httpx.get(f"{server.url}/v1/analyses", params={"service": "payments"}).json()
+    cluster = analysis["verdict"]["anomalies"][0]["cluster_id"]
+    assert f"details: {server.url}/ui?analysis={analysis['id']}&expand={cluster}" in out  # the verdict acted on
 
 
 def test_a_clean_canary_passes_and_json_prints_the_final_analysis(server: ServiceProcess) -> None:
@@ -122,6 +124,27 @@ def test_an_unknown_canary_is_inconclusive(server: ServiceProcess) -> None:
     assert code == 2, (out, err)
     assert "verdict: inconclusive" in out
     assert "(unknown_canary)" in out
+
+
+def test_a_canary_that_never_logs_stops_the_gate_after_the_grace_not_the_duration(server: ServiceProcess) -> None:
+    """A mistyped canary: the answer is known at the first poll, so the gate stops after its grace (the default
+    is 60 s, here 1 s) with exit 2, instead of waiting its 10 minutes; the analysis is cancelled."""
+    args = ("--baseline", "v1", "--duration", "10m", "--poll-interval", "0.5", "--unknown-canary-grace", "1s")
+    process = gate(server.url, "--canary", "v2-typo", *args)
+    analysis = wait_for_analysis(server, "v2-typo", process)
+    code, out, err = finish(process)
+    assert code == 2, (out, err)
+    assert "stopped early: no event of canary 'v2-typo' in " in err and "check its name" in err
+    assert "(unknown_canary)" in out
+    assert f"details: {server.url}/ui?analysis={analysis['id']}" in out
+    assert httpx.get(f"{server.url}/v1/analyses/{analysis['id']}").json()["status"] == "cancelled"
+
+
+def test_a_canary_named_as_its_own_baseline_stops_the_gate_at_once(server: ServiceProcess) -> None:
+    code, out, err = finish(gate(server.url, "--canary", "v1", "--baseline", "v1", "--duration", "10m"))
+    assert code == 2, (out, err)
+    assert "stopped early: the canary 'v1' was named as its own baseline" in err
+    assert "(canary_is_baseline)" in out
 
 
 def test_sigterm_cancels_the_analysis(server: ServiceProcess) -> None:

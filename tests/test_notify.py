@@ -248,7 +248,7 @@ def test_the_generic_message_names_the_analysis_and_its_top_anomaly() -> None:
     link = urlsplit(message["url"])
     assert (link.scheme, link.netloc, link.path) == ("https", "logcanary.example.com", "/ui")
     query = parse_qs(link.query, keep_blank_values=True)
-    assert query == {"service": [SERVICE], "canary": ["v2"], "baseline": ["v1"], "expand": [top["cluster_id"]]}
+    assert query == {"analysis": [record.id], "expand": [top["cluster_id"]]}  # the verdict as published
     assert message["analysis_url"] == f"https://logcanary.example.com/v1/analyses/{record.id}"
     assert message["finished_at"].endswith("Z")
 
@@ -266,7 +266,7 @@ def test_the_slack_message_has_text_and_blocks_within_slacks_limits() -> None:
     message = slack_message(generic_message(ended(verdict), "http://svc:8080"))
     assert set(message) == {"text", "blocks"}
     assert message["text"].startswith(":x: logcanary: payments canary v2: FAIL (risk")
-    assert "<http://svc:8080/ui?service=payments&canary=v2&baseline=v1&expand=" in message["text"]
+    assert "<http://svc:8080/ui?analysis=" in message["text"] and "&expand=" in message["text"]
     blocks = message["blocks"]
     assert blocks[0]["type"] == "header" and len(blocks[0]["text"]["text"]) <= 150
     texts = [block["text"]["text"] for block in blocks if block["type"] == "section"]
@@ -525,7 +525,7 @@ def test_a_failing_analysis_of_a_real_service_notifies_the_receiver(
     assert generic["risk"] == analysis["verdict"]["risk"]
     assert "java.lang.NullPointerException" in generic["top_anomaly"]["template"]
     assert "EncryptionService.encrypt" in generic["top_anomaly"]["example"]
-    assert generic["url"].startswith("https://logcanary.example.com/ui?service=payments&canary=v2&baseline=v1")
+    assert generic["url"].startswith(f"https://logcanary.example.com/ui?analysis={failing}&expand=")
     assert generic["analysis_url"] == f"https://logcanary.example.com/v1/analyses/{failing}"
     assert "FAIL" in messages["/slack"]["text"]
     assert any("NullPointerException" in json.dumps(block) for block in messages["/slack"]["blocks"])

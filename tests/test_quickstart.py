@@ -20,17 +20,25 @@ from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def quick_start_lines() -> list[str]:
+def first_block(heading: str) -> list[str]:
+    """The lines of the first code block after a heading of the README."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("\n## Quick start\n") :]
+    section = text[text.index(f"\n{heading}\n") :]
     block = section[section.index("```\n") + 4 :]
     return block[: block.index("```")].strip().splitlines()
 
 
+def quick_start_lines() -> list[str]:
+    return first_block("### With your Kafka")
+
+
 def test_the_quick_start_is_at_the_top_and_five_lines() -> None:
+    """First the two commands a newcomer can run anywhere; then the Kafka path, five lines."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings[0] == "## Quick start"
+    assert [line.split("#")[0].strip() for line in first_block("## Quick start")] == ["make demo", "make test"]
+    assert text.index("### With your Kafka") < text.index("\n## ", text.index("## Quick start") + 1)
     lines = quick_start_lines()
     assert len(lines) == 5
     assert lines[0].split("#")[0].strip() == "pip install ."

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from logcanary.analysis.projection import PROJECTION
+from logcanary.analysis.layout import LAYOUT
 from logcanary.store.base import MAX_RISK_SAMPLES
 from tests.test_api import AUTH, TOKEN, live, make_client, ndjson
 
@@ -37,7 +38,7 @@ def test_map_places_every_event_type_of_canary_and_baseline(tmp_path: Path) -> N
         body = client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()
         gate = client.get("/v1/verdict", params={"service": "payments", "canary": "v2", "baseline": "v1"}).json()
         assert body["verdict"] == gate  # GET /v1/verdict's question (same defaults), answered by one computation
-        assert (body["window"], body["projection"], body["analysis"], body["omitted"]) == ("5m", PROJECTION, None, 0)
+        assert (body["window"], body["projection"], body["analysis"], body["omitted"]) == ("5m", LAYOUT, None, 0)
         assert (body["canary"], body["baseline"]) == ("v2", ["v1"])
 
         found = points(body)
@@ -53,6 +54,14 @@ def test_map_places_every_event_type_of_canary_and_baseline(tmp_path: Path) -> N
             if point["in_canary"]:
                 assert point["cluster_id"] == in_canary[template_id][0]
             assert 0 <= point["x"] <= 1 and 0 <= point["y"] <= 1
+        # the page's table: the canary's clusters over the verdict's window (every event of this test is in it)
+        assert [(c["cluster_id"], c["count"], c["total"], c["judged"]) for c in body["clusters"]] == [
+            (c["cluster_id"], c["count"], c["count"], True) for c in canary
+        ]
+        rows = {t["template_id"]: t for c in body["clusters"] for t in c["templates"]}
+        assert {i: (t["count"], t["examples"], t["hosts"]) for i, t in rows.items()} == {
+            t["template_id"]: (t["count"], t["examples"], t["hosts"]) for c in canary for t in c["templates"]
+        }
 
         npe = npe_of(body)
         [anomaly] = gate["anomalies"]
@@ -215,3 +224,148 @@ def test_protected_reads_cover_the_map_and_history(tmp_path: Path) -> None:
             assert client.get(path).status_code == 401
             assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 403
             assert client.get(path, headers=AUTH).status_code == 200
+
+
+def test_feedback_is_one_rule_set_with_an_audit_trail(tmp_path: Path) -> None:
+    """A priority rule on an event judged not a risk is refused, naming the standing rule; it is changed instead;
+    the undo says who and why; the trail holds all three, newest first, in the API and in History."""
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:
+        post(client, live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        npe = npe_of(client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json())
+        rule = {"service": "payments", "template_id": npe["template_id"], "author": "ana", "reason": "staging keys"}
+        accepted = client.post("/v1/feedback", json={**rule, "action": "not_a_risk", "deployment": "v2"}, headers=AUTH)
+        assert accepted.status_code == 201
+        standing = accepted.json()
+
+        refused = client.post("/v1/feedback", json={**rule, "action": "priority", "author": "bo"}, headers=AUTH)
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "conflicting_rule"
+        assert f"PATCH /v1/feedback/{standing['id']}" in refused.json()["detail"]
+        assert "not a risk in v2 by ana" in refused.json()["detail"]
+        again = client.post("/v1/feedback", json={**rule, "action": "not_a_risk", "deployment": "v2"}, headers=AUTH)
+        assert (again.status_code, again.json()["error"]) == (409, "conflicting_rule")
+        assert "already said" in again.json()["detail"]
+        assert [f["id"] for f in client.get("/v1/feedback").json()] == [standing["id"]]
+        verdict = {"service": "payments", "canary": "v2", "baseline": "v1"}
+        assert client.get("/v1/verdict", params=verdict).json()["verdict"] == "pass"
+
+        change = {"action": "priority", "author": "bo", "reason": "it broke payments in prod"}
+        assert client.patch(f"/v1/feedback/{standing['id']}", json=change).status_code == 401
+        changed = client.patch(f"/v1/feedback/{standing['id']}", json=change, headers=AUTH)
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["id"], changed.json()["action"]) == (standing["id"], "priority")
+        judged = client.get("/v1/verdict", params=verdict).json()
+        assert (judged["verdict"], judged["anomalies"][0]["priority"]) == ("fail", True)
+
+        undo = {"author": "cy", "reason": "fixed in v3"}
+        assert client.delete(f"/v1/feedback/{standing['id']}", params=undo, headers=AUTH).status_code == 204
+        assert client.get("/v1/feedback").json() == []
+        assert client.patch(f"/v1/feedback/{standing['id']}", json=change, headers=AUTH).status_code == 404
+
+        trail = client.get("/v1/feedback/audit", params={"service": "payments"}).json()
+        assert [(c["change"], c["author"], c["reason"], c["rule"]["action"]) for c in trail] == [
+            ("undone", "cy", "fixed in v3", "priority"),
+            ("changed", "bo", "it broke payments in prod", "priority"),
+            ("created", "ana", "staging keys", "not_a_risk"),
+        ]
+        assert trail[1]["previous"]["action"] == "not_a_risk"
+        assert {c["rule"]["id"] for c in trail} == {standing["id"]}
+        assert [c["at"] for c in trail] == sorted((c["at"] for c in trail), reverse=True)
+        assert client.get("/v1/feedback/audit", params={"service": "other"}).json() == []
+        history = client.get("/v1/services/payments/history").json()
+        assert history["feedback"] == []
+        assert [c["id"] for c in history["feedback_changes"]] == [c["id"] for c in trail]
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:  # kept by the store
+        assert len(client.get("/v1/feedback/audit").json()) == 3
+
+
+def test_one_page_one_scope(tmp_path: Path) -> None:
+    """The table's rows come from the map's verdict: after the canary stopped logging (an empty 5-minute window) the
+    verdict is inconclusive, and no row, dot or finding claims otherwise; a new event below the fail score is new,
+    never known."""
+    from datetime import UTC, datetime, timedelta
+
+    from logcanary.demo.traffic import events
+
+    past = datetime.now(UTC) - timedelta(minutes=20)
+    old = [*events("v1", 1500, seed=1, start=past, seconds=60), *events("v2", 1500, seed=2, npe_rate=0.02, start=past)]
+    with make_client(tmp_path, api_token=SecretStr(TOKEN)) as client:
+        post(client, old)
+        quiet = client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()
+        assert quiet["verdict"]["reason_code"] == "no_canary_events"
+        assert quiet["points"] == [p for p in quiet["points"] if p["state"] == "vanished"] == []
+        assert quiet["clusters"] and all(not c["judged"] and c["count"] == 0 for c in quiet["clusters"])
+        assert sum(c["total"] for c in quiet["clusters"]) == 1500
+        everything = client.get(MAP, params={"canary": "v2", "baseline": "v1", "window": "all"}).json()
+        assert everything["verdict"]["verdict"] == "fail"
+        assert npe_of(everything)["state"] == "anomalous"
+        assert all(c["judged"] and c["count"] == c["total"] for c in everything["clusters"])
+
+        note = [{**e, "message": f"Warmed cache shard {n}"} for n, e in enumerate(live("v3", 2, 8))]
+        post(client, live("v1", 1500, 1) + live("v3", 1500, 3) + note)
+        judged = client.get(MAP, params={"canary": "v3", "baseline": "v1"}).json()
+        assert judged["verdict"]["verdict"] == "pass"
+        [warmed] = [p for p in judged["points"] if p["template"].startswith("Warmed cache")]
+        assert (warmed["state"], warmed["baseline_count"]) == ("new", 0)  # two info lines: below the fail score
+        assert {p["state"] for p in judged["points"] if p is not warmed} <= {"known", "vanished"}
+
+
+def test_an_on_demand_verdict_links_to_its_own_window(tmp_path: Path) -> None:
+    """What Argo Rollouts stores (GET /v1/verdict, compact) carries a page for people: the whole question with the
+    window's end fixed and the top anomaly open. Later events, or the canary going quiet, do not change it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from logcanary.demo.traffic import events
+
+    with make_client(tmp_path, public_url="https://logcanary.example.com") as client:
+        post(client, live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        question = {"service": "payments", "canary": "v2", "baseline": "v1", "compact": "true"}
+        asked = client.get("/v1/verdict", params=question).json()
+        assert asked["verdict"] == "fail" and "NullPointerException" in asked["reason"]
+        page = urlsplit(asked["page"])
+        assert (page.scheme, page.netloc, page.path) == ("https", "logcanary.example.com", "/ui")
+        query = {key: value for key, [value] in parse_qs(page.query).items()}
+        assert query.keys() == {"service", "canary", "baseline", "window", "until", "expand"}
+        assert (query["window"], query["expand"]) == ("5m", asked["anomalies"][0]["cluster_id"])
+
+        later = datetime.fromisoformat(query["until"]) + timedelta(seconds=30)  # after the window the gate asked
+        burst = [
+            {
+                **e,
+                "level": "ERROR",
+                "message": f"Connection pool exhausted after {n} ms",
+                "timestamp": later.isoformat(),
+            }
+            for n, e in enumerate(events("v2", 300, seed=9))
+        ]
+        post(client, burst)
+        now = client.get("/v1/verdict", params={**question, "window": "all"}).json()
+        assert now["anomalies"][0]["template"].startswith("Connection pool exhausted")  # the live answer moved on
+        fixed = {k: v for k, v in query.items() if k != "expand"}
+        again = client.get("/v1/verdict", params={**fixed, "compact": "true"}).json()
+        assert {k: again[k] for k in ("verdict", "risk", "reason", "anomalies")} == {
+            k: asked[k] for k in ("verdict", "risk", "reason", "anomalies")
+        }
+        mapped = client.get(MAP, params={k: v for k, v in fixed.items() if k != "service"}).json()
+        assert mapped["verdict"]["anomalies"] == client.get("/v1/verdict", params=fixed).json()["anomalies"]
+
+        analysis = client.post(
+            "/v1/analyses",
+            json={"service": "payments", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}},
+        ).json()
+        assert analysis["page"] == f"https://logcanary.example.com/ui?analysis={analysis['id']}" + (
+            f"&expand={analysis['verdict']['anomalies'][0]['cluster_id']}" if analysis["verdict"]["anomalies"] else ""
+        )
+        assert client.get(f"/v1/analyses/{analysis['id']}").json()["verdict"]["page"] is None  # the analysis has one
+
+
+def test_a_template_logged_by_more_hosts_than_are_kept_says_so(tmp_path: Path) -> None:
+    """64 hosts are kept per template: past them the table says 64+ (hosts_capped), never a count of 64."""
+    with make_client(tmp_path) as client:
+        wide = [{**e, "host": f"pod-{n % 70}"} for n, e in enumerate(live("v2", 700, 2))]
+        post(client, live("v1", 700, 1) + wide)
+        body = client.get(MAP, params={"canary": "v2", "baseline": "v1"}).json()
+        busy = max((t for c in body["clusters"] for t in c["templates"]), key=lambda t: t["count"])
+        assert (len(busy["hosts"]), busy["hosts_capped"]) == (64, True)
+        quiet = client.get(MAP, params={"canary": "v1", "baseline": "v2"}).json()
+        assert not any(t["hosts_capped"] for c in quiet["clusters"] for t in c["templates"])

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from psycopg import sql
 
 from logcanary.live.single_node import SingleNode
+from logcanary.schemas import FeedbackChange
 from logcanary.settings import Settings, SettingsError
 from logcanary.store.base import Checkpoint, Fenced, SharedStore, Store, StoreOpenError
 from logcanary.store.dialect import POSTGRESQL
@@ -125,6 +127,20 @@ def assert_holds(state: SingleNode, store: Store, expected: dict[str, Any]) -> N
     assert set(store.load_state(["orders"]).miners) == {"orders"}  # one service's rows (scale-out's reads)
 
 
+def reviews_work(store: Store) -> None:
+    """Migration 5's tables on a migrated store: a rule's audit trail beside the rules it had, the map's places."""
+    before = store.list_feedback()[0]
+    change = FeedbackChange(
+        id="c-1", service=before.service, change="undone", at=datetime.now(UTC), author="ana", reason="", rule=before
+    )
+    assert store.change_feedback(change)
+    assert [c.id for c in store.list_feedback_changes(before.service)] == ["c-1"]
+    assert before.id not in {f.id for f in store.list_feedback()}
+    assert store.save_places("orders", {"t1": (0.25, 0.5)}) == {"t1": (0.25, 0.5)}
+    assert store.save_places("orders", {"t1": (0.9, 0.9), "t2": (0.1, 0.2)}) == {"t1": (0.25, 0.5), "t2": (0.1, 0.2)}
+    assert store.load_places("orders") == {"t1": (0.25, 0.5), "t2": (0.1, 0.2)}
+
+
 def checkpoint_and_reopen(state: SingleNode, store: Store, state_dir: Path, **settings: Any) -> None:
     """The migrated store takes a checkpoint, and a restart loads it exactly."""
     state.engine.observe("orders", "v2", "a brand new kind of event", T0 + 900, "h1", "info")
@@ -163,6 +179,7 @@ def test_a_sqlite_file_of_today_is_adopted_migrated_and_loads_exactly(tmp_path: 
         ]  # migration 2's columns, filled from the bodies
         assert "adopted" in db.execute("SELECT description FROM schema_version WHERE version = 1").fetchone()[0]
         assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # a file keeps its own
+    reviews_work(store)
     store.close()
     assert sqlite_schema(tmp_path / "logcanary.sqlite") == sqlite_schema(new_sqlite(tmp_path / "new"))
     checkpoint_and_reopen(*opened(tmp_path), tmp_path)
@@ -239,6 +256,9 @@ def test_a_postgresql_schema_at_version_4_is_migrated_and_loads_exactly(tmp_path
         PostgresStore(TEST_URL, other).close()
         assert postgres_schema(pg_schema) == postgres_schema(other)
     checkpoint_and_reopen(state, store, tmp_path, **settings)
+    state, store = opened(tmp_path, **settings)
+    reviews_work(store)
+    store.close()
 
 
 def test_new_stores_of_both_dialects_have_the_same_schema(tmp_path: Path, pg_schema: str) -> None:

@@ -315,3 +315,19 @@ def test_a_verdict_names_the_window_it_was_computed_over() -> None:
     assert verdict.window_start is not None and verdict.window_start.timestamp() == 1000.0
     assert verdict.window_end is None  # open-ended: up to now
     assert analyze(service_with(0.0), canary="v2", baseline=["v1"]).window_start is None  # all events
+
+
+def test_the_headline_leads_with_the_strongest_evidence_class() -> None:
+    """A new info line that scores higher than a new NullPointerException does not lead: a release engineer reads
+    the exception first (the risk is still the top score)."""
+    engine = engine_with(0.004)
+    for n in range(80):
+        at = datetime(2026, 11, 26, 12, 5, tzinfo=UTC).timestamp() + n
+        engine.observe(SERVICE, "v2", f"Feature flag fast-checkout enabled for tenant {n}", at, f"pod-{n % 4}", "INFO")
+    verdict = analyze(engine.service(SERVICE), canary="v2", baseline=["v1"])
+    assert verdict.verdict == "fail"
+    npe, flag = verdict.anomalies
+    assert "NullPointerException" in npe.template and flag.template.startswith("Feature flag")
+    assert flag.score > npe.score
+    assert "NullPointerException" in verdict.reason
+    assert verdict.risk == round(100 * flag.score / (flag.score + 3), 1)

@@ -287,10 +287,20 @@ def cmd_gate_loki(args: argparse.Namespace) -> int:
     try:
         duration = parse_duration(args.duration)
         window = parse_duration(args.baseline_window or os.environ.get("LOGCANARY_LOKI_BASELINE_WINDOW_SECONDS", "30m"))
+        grace = parse_duration(args.unknown_canary_grace)
     except ValueError as exc:
         raise InputError(f"gate: {exc}") from exc
     report = GateReport(sys.stdout, sys.stderr, json=args.json, top=args.top)
-    job = watch(question, duration, window, LimitSettings(), report, poll=args.poll_interval, fail_fast=args.fail_fast)
+    job = watch(
+        question,
+        duration,
+        window,
+        LimitSettings(),
+        report,
+        poll=args.poll_interval,
+        fail_fast=args.fail_fast,
+        unknown_canary_grace=grace,
+    )
     try:
         return asyncio.run(job)
     except KeyboardInterrupt:
@@ -316,6 +326,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
         parse_duration(args.duration)
     except ValueError as exc:
         raise InputError(f"gate: --duration: {exc}") from exc
+    try:
+        grace = parse_duration(args.unknown_canary_grace)
+    except ValueError as exc:
+        raise InputError(f"gate: --unknown-canary-grace: {exc}") from exc
     if not args.url.startswith(("http://", "https://")):
         raise InputError(f"gate: --url must start with http:// or https://, not {args.url!r}")
     for stream in (sys.stdout, sys.stderr):  # verbatim log lines may not fit a CI runner's encoding
@@ -336,6 +350,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         top=args.top,
         json=args.json,
+        unknown_canary_grace=grace,
     )
     return run_gate(options, sys.stdout, sys.stderr)
 
@@ -409,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watches a canary for --duration and exits by its final verdict: on a running logcanary (--url), "
         "or pulling its logs from Grafana Loki in-process with no logcanary server (--source loki).",
         epilog="exit codes: 0 pass, 1 fail, 2 inconclusive or any error (unreachable service or store, bad input, "
-        "an interruption)",
+        "an interruption). Exit 2 comes at once, not after --duration, for a canary named as its own baseline, and "
+        "after --unknown-canary-grace for a canary that never logged.",
     )
     gate.add_argument("--url", help="the service, e.g. http://logcanary:8080 (not with --source loki)")
     gate.add_argument(
@@ -424,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--duration", default="10m", help="how long to watch: seconds or 90s, 10m, 1h (default 10m)")
     gate.add_argument("--sensitivity", choices=("low", "medium", "high"), help="default: the service's")
     gate.add_argument("--fail-fast", action="store_true", help="stop as soon as the verdict fails")
+    gate.add_argument(
+        "--unknown-canary-grace",
+        default="60s",
+        help="stop with exit 2 when the canary has logged nothing after this long (a misnamed canary; default 60s, "
+        "0 = at the first poll); a canary named as its own baseline stops the gate at once",
+    )
     gate.add_argument("--token", help="bearer token (default: $LOGCANARY_API_TOKEN)")
     gate.add_argument("--timeout", type=float, help="give up after this many seconds (default: duration + 60)")
     gate.add_argument("--request-timeout", type=float, default=10.0, help="seconds per HTTP request (default 10)")

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
 from typing import Any, TextIO
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 
+from logcanary.common.links import analysis_page
 from logcanary.common.text import ELLIPSIS, cut
 
 EXIT_PASS = 0
@@ -32,6 +33,7 @@ EXIT_FAIL = 1
 EXIT_INCONCLUSIVE = 2  # also every error: the pipeline must not go on without a verdict
 
 GRACE_SECONDS = 60.0  # default --timeout: the analysis's duration plus this
+UNKNOWN_CANARY_GRACE_SECONDS = 60.0  # default --unknown-canary-grace: a canary's first logs may take this long
 OUTAGE_SECONDS = 30.0  # polls keep retrying a service that stops answering (a restart) for this long
 EXAMPLE_LINES = 8
 EXAMPLE_LINE_CHARS = 240
@@ -60,6 +62,22 @@ class GateOptions:
     poll_interval: float = 2.0
     top: int = 5
     json: bool = False
+    unknown_canary_grace: float = UNKNOWN_CANARY_GRACE_SECONDS
+
+
+def hopeless(verdict: Json, canary: str, elapsed: float, grace: float) -> str | None:
+    """Why no wait can change an inconclusive verdict, so the gate stops at once (None: wait on). A canary named as
+    its own baseline stays so; a canary that never logged, past ``grace`` seconds, is most likely misnamed (a typo,
+    a version label where the pods carry a hash), and waiting the whole duration would only cost CI minutes."""
+    code = verdict.get("reason_code")
+    if code == "canary_is_baseline":
+        return f"the canary {canary!r} was named as its own baseline: give the stable deployment, or --history"
+    if code == "unknown_canary" and elapsed >= grace:
+        return (
+            f"no event of canary {canary!r} in {elapsed:.0f} s (--unknown-canary-grace {grace:g}): check its name "
+            "(GET /v1/services lists the deployments and their identities)"
+        )
+    return None
 
 
 class GateError(Exception):
@@ -373,6 +391,13 @@ class Gate:
             self.progress(analysis, self.clock() - started)
             if analysis.get("status") != "running":
                 break
+            verdict = analysis.get("verdict") or {}
+            why = hopeless(verdict, self.options.canary, self.clock() - started, self.options.unknown_canary_grace)
+            if why is not None:
+                self.cancel()
+                print(f"logcanary gate: stopped early: {why}", file=self.err, flush=True)
+                self.output.document(analysis)
+                return self.output.report(verdict, self.details(analysis))
             now = self.clock()
             if now >= deadline:
                 self.cancel()
@@ -394,10 +419,15 @@ class Gate:
         if not verdict:
             print(f"logcanary gate: analysis {self.analysis_id} ended ({status}) without a verdict", file=self.err)
             return EXIT_INCONCLUSIVE
-        query = {"service": self.options.service, "canary": self.options.canary}
-        if self.options.baseline:
-            query["baseline"] = self.options.baseline
-        return self.output.report(verdict, f"{self.options.url.rstrip('/')}/ui?{urlencode(query)}")
+        return self.output.report(verdict, self.details(analysis))
+
+    def details(self, analysis: Json) -> str:
+        """The page of the analysis as it published this verdict, its top anomaly open: what the gate acted on,
+        whenever the link is opened (a live page would judge the last 5 minutes by then)."""
+        verdict = analysis.get("verdict") or {}
+        anomalies = verdict.get("anomalies") or []
+        cluster = str(anomalies[0].get("cluster_id")) if anomalies else None
+        return analysis_page(self.options.url, str(analysis.get("id") or self.analysis_id), cluster)
 
 
 def describe_anomaly(anomaly: Json, number: int) -> list[str]:

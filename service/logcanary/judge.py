@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from logcanary.analysis.verdict import Judgement, judge
-from logcanary.gate import EXIT_INCONCLUSIVE, GateReport
+from logcanary.gate import EXIT_INCONCLUSIVE, UNKNOWN_CANARY_GRACE_SECONDS, GateReport, hopeless
 from logcanary.schemas import Sensitivity, SourceAuth, SourceSpec, Verdict
 from logcanary.settings import LimitSettings
 from logcanary.verification.errors import BadSource
@@ -100,6 +100,7 @@ async def watch(
     *,
     poll: float = 5.0,
     fail_fast: bool = False,
+    unknown_canary_grace: float = UNKNOWN_CANARY_GRACE_SECONDS,
 ) -> int:
     """Watches the canary from now for ``duration`` seconds (the baseline from ``baseline_window`` before), a
     progress line per poll; returns the exit code of the final verdict."""
@@ -126,6 +127,10 @@ async def watch(
             shown = verdict.model_dump(mode="json")
             document = {"status": status, "verdict": shown}
             report.progress(document, time.time() - started)
+            why = hopeless(shown, question.canary, time.time() - started, unknown_canary_grace)
+            if why is not None and status != "completed":
+                print(f"logcanary gate: stopped early: {why}", file=report.err, flush=True)
+                status = document["status"] = "completed"
             if status == "completed":
                 report.document(document)
                 return report.report(shown, None)

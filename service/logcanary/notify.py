@@ -30,13 +30,13 @@ import importlib.metadata
 import logging
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode
 
 import httpx
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from logcanary.common.backoff import Backoff
+from logcanary.common.links import analysis_page
 from logcanary.common.text import ELLIPSIS, cut
 from logcanary.common.times import rfc3339
 from logcanary.settings import NotifyFormat, NotifySettings, Webhook
@@ -71,14 +71,6 @@ def _cut(text: str, chars: int, lines: int | None = None) -> str:
     if lines is not None and text.count("\n") >= lines:
         return cut("\n".join(text.split("\n")[:lines]) + ELLIPSIS, chars)
     return cut(text, chars)
-
-
-def ui_link(base_url: str, service: str, canary: str, baseline: str | None, cluster: str | None = None) -> str:
-    """The web page showing this canary against its baseline (none: earlier deployments), the cluster open."""
-    query = {"service": service, "canary": canary, "baseline": baseline or ""}
-    if cluster:
-        query["expand"] = cluster
-    return f"{base_url.rstrip('/')}/ui?{urlencode(query)}"
 
 
 def generic_message(record: AnalysisRecord, base_url: str) -> dict[str, Any]:
@@ -125,7 +117,7 @@ def generic_message(record: AnalysisRecord, base_url: str) -> dict[str, Any]:
         "started_at": _time(record.started_at),
         "finished_at": _time(record.finished_at),
         "top_anomaly": top,
-        "url": ui_link(base, record.service, canary, control, top_cluster),
+        "url": analysis_page(base, record.id, top_cluster),
         "analysis_url": f"{base}/v1/analyses/{record.id}",
     }
 

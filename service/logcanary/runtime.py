@@ -33,6 +33,7 @@ from logcanary.store.base import SharedStore, Store
 from logcanary.store.factory import open_shared_store, open_store
 from logcanary.verification.analyses import Analyses
 from logcanary.verification.leases import LeasedAnalyses
+from logcanary.verification.places import Places
 from logcanary.verification.pulling import Pulls
 from logcanary.verification.reviews import Reviews
 from logcanary.verification.rules import Rules
@@ -64,7 +65,9 @@ class Runtime:
             node = ScaleOut(settings.store, settings.limits, settings.kafka, shared)
             store, state = shared, node
             self.rules = Rules(store, self.write)
-            self.verdicts = Verdicts(state, self.rules, settings.analysis, self._pulls(settings, state, most=32))
+            self.verdicts = Verdicts(
+                state, self.rules, settings.analysis, self._pulls(settings, state, most=32), settings.http.base_url
+            )
             self.analyses: Analyses = LeasedAnalyses(
                 node,
                 shared,
@@ -85,7 +88,9 @@ class Runtime:
             single = SingleNode(settings.store, settings.limits, store)
             state = single
             self.rules = Rules(store, self.write)
-            self.verdicts = Verdicts(state, self.rules, settings.analysis, self._pulls(settings, state, most=32))
+            self.verdicts = Verdicts(
+                state, self.rules, settings.analysis, self._pulls(settings, state, most=32), settings.http.base_url
+            )
             self.analyses = Analyses(
                 state,
                 store,
@@ -111,7 +116,7 @@ class Runtime:
             consumer.member, consumer.on_refused = member, self.refuse
         self.store = store
         self.state = state
-        self.reviews = Reviews(state, self.verdicts, self.analyses, self.rules)
+        self.reviews = Reviews(state, self.verdicts, self.analyses, self.rules, Places(store, self.write))
         self.notifier = Notifier(settings.notify, settings.http.base_url, state.metrics.registry)
         self.analyses.on_end = self.notifier.analysis_ended  # webhooks told of ended analyses
         self._tasks: list[asyncio.Task[None]] = []

@@ -281,7 +281,8 @@ class Verdict(BaseModel):
     canary_events: int = Field(ge=0)
     baseline_events: float = Field(ge=0, description="Baseline events (history is time-decayed, so may be fractional).")
     anomalies: list[Anomaly] = Field(
-        description="The strongest anomalies (at most max_anomalies), highest score first."
+        description="The strongest anomalies (at most max_anomalies): by evidence class first (priority, stack traces "
+        "and errors, warnings, info), highest score first within one; the reason names the first."
     )
     anomaly_count: int = Field(ge=0, description="How many anomalies reached the fail score, listed or not.")
     vanished: list[VanishedCluster] = Field(default_factory=list)
@@ -289,6 +290,12 @@ class Verdict(BaseModel):
     thresholds: Thresholds
     source: VerdictSource | None = Field(
         None, description="The log store the events were pulled from; null when they were sent to logcanary."
+    )
+    page: str | None = Field(
+        None,
+        description="The web page of this verdict, for people (an AnalysisRun's measurement, a webhook's answer): the "
+        "question with its window's end fixed (until=), so opened later it shows this window, not the last minutes "
+        "then; the top anomaly open. Null in an analysis' verdict: the analysis has its page (/ui?analysis=<id>).",
     )
 
 
@@ -432,6 +439,35 @@ class Feedback(FeedbackIn):
     template: Annotated[str, Field(min_length=1, description="The template the rule was given, or looked up.")]
     id: str
     created_at: datetime
+
+
+class FeedbackUpdate(BaseModel):
+    """A change of a stored rule's judgement or reason, by a person (the audit trail keeps who, when and why)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: FeedbackAction | None = Field(None, description="The new judgement; omit to keep it.")
+    deployment: Name | None = Field(
+        None, description="The canary a not_a_risk judgement applies to (needed when changing to not_a_risk)."
+    )
+    author: Annotated[str, Field(max_length=256)] = "unknown"
+    reason: Annotated[str, Field(max_length=4096)] = Field("", description="Why it changed (kept in the trail).")
+
+
+FeedbackChangeKind = Literal["created", "changed", "undone"]
+
+
+class FeedbackChange(BaseModel):
+    """One entry of the feedback rules' audit trail: a rule created, changed or undone, by whom, when and why."""
+
+    id: str
+    service: str
+    change: FeedbackChangeKind
+    at: datetime
+    author: str = Field(description="Who made the change (for created: the rule's author).")
+    reason: str = Field(description="Why (for created: the rule's reason).")
+    rule: Feedback = Field(description="The rule after the change; for undone, as it was when it was removed.")
+    previous: Feedback | None = Field(None, description="For changed: the rule before the change.")
 
 
 class DeploymentMarkIn(BaseModel):

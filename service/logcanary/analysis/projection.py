@@ -63,8 +63,13 @@ def direction(feature: str) -> tuple[float, float]:
 
 def features(template: Template) -> dict[str, float]:
     """The weighted features of a template: its words and, at a lower weight, their character trigrams."""
+    return term_features(template_terms(template))
+
+
+def term_features(terms: Mapping[str, int]) -> dict[str, float]:
+    """:func:`features` of a template's words (:func:`~logcanary.engine.clustering.template_terms`)."""
     out: dict[str, float] = {}
-    for word, count in template_terms(template).items():
+    for word, count in terms.items():
         weight = 1.0 + math.log(count)
         out["w:" + word] = out.get("w:" + word, 0.0) + weight
         plain = word.lstrip("@")
@@ -90,6 +95,18 @@ def project(weights: Mapping[str, float], key: str) -> tuple[float, float]:
         round(MARGIN + span * _clamp(_NORMAL.cdf(x) + JITTER * (2 * jx - 1)), 6),
         round(MARGIN + span * _clamp(_NORMAL.cdf(y) + JITTER * (2 * jy - 1)), 6),
     )
+
+
+def project_terms(terms: Mapping[str, int], key: str) -> tuple[float, float]:
+    """The content projection of a template's words: where the map's layout starts a template it has no
+    neighbours for (:mod:`logcanary.analysis.layout`)."""
+    return project(term_features(terms), key)
+
+
+def unit_pair(key: str) -> tuple[float, float]:
+    """Two numbers in (0, 1) determined by ``key`` alone (the same in every process)."""
+    first, second = _uniforms(key, 2)
+    return first, second
 
 
 def position(template: Template) -> tuple[float, float]:

@@ -83,10 +83,12 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """A verdict with the scope it was computed over."""
+    """A verdict with the scope it was computed over, and the canary templates it found new (whatever their score:
+    the cluster map tells a new event below the fail score from a known one)."""
 
     verdict: Verdict
     scope: Scope
+    novel: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -273,7 +275,8 @@ def judge(
         template, cluster = judgement.template, judgement.cluster
         finding = judgement if judgement.kind != "none" else None
         rule_hits = [rule for rule in rules if rule.covers(template)]
-        if any(rule.silences for rule in rule_hits):
+        prioritised = any(rule.feedback.action == "priority" for rule in rule_hits)  # wins over silencing
+        if not prioritised and any(rule.silences for rule in rule_hits):
             if finding is not None:
                 ignore = next(rule for rule in rule_hits if rule.silences)
                 suppressed.append(
@@ -285,7 +288,7 @@ def judge(
                     )
                 )
             continue
-        if any(rule.feedback.action == "priority" for rule in rule_hits):
+        if prioritised:
             finding = finding or judgement
             if finding.kind == "none":
                 finding.kind = "priority"
@@ -296,7 +299,7 @@ def judge(
 
     _discount_noisy_novelty(findings)
     anomalies = _group(findings, canary_side.total, base.total)
-    failing = [a for a in anomalies if a.score >= limits.fail_score]
+    failing = sorted((a for a in anomalies if a.score >= limits.fail_score), key=_evidence, reverse=True)
     top = max((a.score for a in anomalies), default=0.0)
     risk = min(round(100 * top / (top + limits.fail_score), 1), 100.0)
     if failing:
@@ -306,7 +309,23 @@ def judge(
     result.anomalies = failing[:max_anomalies]
     result.anomaly_count = len(failing)
     result.suppressed = suppressed
-    return Judgement(result, scope)
+    return Judgement(result, scope, frozenset(j.template.template_id for j in judged if j.kind == "unknown"))
+
+
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITY_NAMES)}
+
+
+def _evidence(anomaly: Anomaly) -> tuple[int, float]:
+    """How an anomaly ranks in the verdict's list and headline: by its evidence class first (a person's priority,
+    then stack traces and errors, then warnings, then info), by score within one class. A release engineer reads a
+    new exception before a new info line, whichever scored higher."""
+    if anomaly.priority:
+        rank = 5
+    elif "\n\tat " in anomaly.template:  # a stack trace's template ends with its frames
+        rank = max(SEVERITY_RANK[anomaly.level], 3)
+    else:
+        rank = SEVERITY_RANK[anomaly.level]
+    return rank, anomaly.score
 
 
 def _verdict_only(judging: Callable[P, Judgement]) -> Callable[P, Verdict]:

@@ -18,7 +18,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from logcanary.ingestion.bodies import BadBody
 from logcanary.store.base import StoreUnavailable
-from logcanary.verification.errors import AnalysisFinished, BadQuestion, BadSource, NotFound, TooManyAnalyses
+from logcanary.verification.errors import (
+    AnalysisFinished,
+    BadQuestion,
+    BadSource,
+    NotFound,
+    RuleConflict,
+    TooManyAnalyses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,7 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (BadQuestion, 400, "bad_request"),
     (BadBody, 400, "bad_request"),
     (AnalysisFinished, 409, "conflict"),
+    (RuleConflict, 409, "conflicting_rule"),
     (TooManyAnalyses, 429, "too_many_analyses"),
 )
 

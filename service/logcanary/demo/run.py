@@ -23,7 +23,8 @@ import httpx
 import orjson
 import uvicorn
 
-from logcanary.demo.traffic import SERVICE, events
+from logcanary.common.links import analysis_page
+from logcanary.demo.traffic import SERVICE, events, pods_of
 from logcanary.settings import Settings
 
 TOPIC = "logs"
@@ -52,10 +53,14 @@ async def _produce(bootstrap: str, seconds: float, rate: int, npe_after: float) 
     try:
         started = time.monotonic()
         tick = 0
+        pods = {deployment: pods_of(deployment) for deployment in ("v1", "v2")}  # three pods each, all along
         while (elapsed := time.monotonic() - started) < seconds:
             now = datetime.now(UTC)
             for deployment, npe in (("v1", 0.0), ("v2", 0.03 if elapsed >= npe_after else 0.0)):
-                for event in events(deployment, rate // 4, seed=tick, npe_rate=npe, start=now, seconds=0.25):
+                batch = events(
+                    deployment, rate // 4, seed=tick, npe_rate=npe, start=now, seconds=0.25, pods=pods[deployment]
+                )
+                for event in batch:
                     await producer.send(TOPIC, orjson.dumps(event), key=event["host"].encode())
             tick += 1
             await asyncio.sleep(max(0.0, started + tick * 0.25 - time.monotonic()))
@@ -109,7 +114,9 @@ def _report(analysis: dict[str, Any], base: str) -> None:
         _line("    template: " + anomaly["template"].replace("\n", "\n              "))
         _line("    example:  " + anomaly["examples"][0].replace("\n", "\n              "))
     _line("")
-    _line(f"web page:  {base}/ui?service={SERVICE}&canary=v2&baseline=v1")
+    cluster = verdict["anomalies"][0]["cluster_id"] if verdict["anomalies"] else None
+    _line(f"web page:  {analysis_page(base, analysis['id'], cluster)}  (this verdict, as the analysis published it)")
+    _line(f"           {base}/ui?service={SERVICE}&canary=v2&baseline=v1&window=5m  (the live verdict, last 5 minutes)")
     _line(f"API docs:  {base}/docs")
     _line(f"verdict:   {base}/v1/verdict?service={SERVICE}&canary=v2&baseline=v1&window=5m")
     _line(f"analysis:  {base}/v1/analyses/{analysis['id']}")
@@ -135,7 +142,10 @@ async def run_demo(port: int = 8080, seconds: float = 30.0, keep_serving: bool =
     if not _port_free("127.0.0.1", port):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+            taken, port = port, probe.getsockname()[1]
+        _line(
+            f"port {taken} is taken: serving on port {port} instead (choose one with PORT=, e.g. make demo PORT=9000)"
+        )
     with tempfile.TemporaryDirectory(prefix="logcanary-demo-") as state_dir, EmbeddedBroker() as broker:
         _line(f"embedded Kafka-compatible broker (Tansu) on {broker.bootstrap_servers}")
         settings = Settings(

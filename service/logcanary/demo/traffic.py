@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,13 @@ def _fill(template: str, rng: random.Random) -> str:
     )
 
 
+def pods_of(deployment: str, hosts: int = 3, service: str = SERVICE) -> list[str]:
+    """A deployment's pods: the same names for every call (its pod-template hash, then a suffix per replica)."""
+    rng = random.Random(f"{service}/{deployment}/pods")
+    template = f"{rng.getrandbits(32):08x}"[:9]
+    return [f"{service}-{deployment}-{template}-{rng.getrandbits(20):05x}" for _ in range(hosts)]
+
+
 def events(
     deployment: str,
     count: int,
@@ -74,12 +81,16 @@ def events(
     seconds: float = 600.0,
     hosts: int = 3,
     service: str = SERVICE,
+    pods: Sequence[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """``count`` log events of one deployment; ``npe_rate`` of them are the EncryptionService NPE."""
+    """``count`` log events of one deployment; ``npe_rate`` of them are the EncryptionService NPE. ``pods``: the
+    hosts to log from (default: ``hosts`` pod names of this seed, so each call of another seed has pods of its own;
+    a replay in many calls passes :func:`pods_of` to keep one set of pods, as a deployment does)."""
     rng = random.Random(f"{service}/{deployment}/{seed}")
     begin = start or datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     weights = [w for w, _, _ in _EVENTS]
-    pods = [f"{service}-{deployment}-{rng.getrandbits(20):05x}" for _ in range(hosts)]
+    invented = [f"{service}-{deployment}-{rng.getrandbits(20):05x}" for _ in range(hosts)]  # drawn either way
+    pods = list(pods) if pods else invented
     for index in range(count):
         if npe_rate and rng.random() < npe_rate:
             level, message = "ERROR", _fill(_NPE, rng)

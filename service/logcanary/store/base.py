@@ -14,7 +14,7 @@ from typing import Protocol
 import orjson
 
 from logcanary.idempotency import IdempotencyRecord
-from logcanary.schemas import AnalysisSpec, AnalysisStatus, DeploymentMark, Feedback, Verdict
+from logcanary.schemas import AnalysisSpec, AnalysisStatus, DeploymentMark, Feedback, FeedbackChange, Verdict
 from logcanary.settings import SettingsError
 from logcanary.store.codec import StoredState
 
@@ -131,9 +131,12 @@ class AnalysisRecord:
 
 
 def _document(model: AnalysisSpec | Verdict) -> dict[str, object]:
-    """A request or verdict as stored: without ``source`` when it has none (a log store's), so what events sent to
-    logcanary produce is stored exactly as before sources existed."""
-    return model.model_dump(mode="json", exclude={"source"} if model.source is None else None)
+    """A request or verdict as stored: without ``source`` when it has none (a log store's), and without a verdict's
+    ``page`` (an analysis has its own), so what events sent to logcanary produce is stored exactly as before."""
+    exclude = {"source"} if model.source is None else set()
+    if isinstance(model, Verdict) and model.page is None:
+        exclude.add("page")
+    return model.model_dump(mode="json", exclude=exclude or None)
 
 
 class CheckpointStore(Protocol):
@@ -150,11 +153,17 @@ class CheckpointStore(Protocol):
 
 
 class Repository(Protocol):
-    """What people and deploy tools create: feedback rules, deployment marks, analyses (blocking calls)."""
+    """What people and deploy tools create: feedback rules and their audit trail, deployment marks, analyses, the
+    cluster map's places (blocking calls)."""
 
     def add_feedback(self, feedback: Feedback) -> None: ...
     def list_feedback(self, service: str | None = None) -> list[Feedback]: ...
     def delete_feedback(self, feedback_id: str) -> bool: ...
+    def change_feedback(self, change: FeedbackChange) -> bool: ...  # the rule and its audit entry, one transaction
+    def list_feedback_changes(self, service: str | None = None) -> list[FeedbackChange]: ...
+
+    def load_places(self, service: str) -> dict[str, tuple[float, float]]: ...  # the cluster map's, by template
+    def save_places(self, service: str, places: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]: ...
 
     def save_mark(self, mark: DeploymentMark) -> None: ...
     def load_marks(self) -> list[DeploymentMark]: ...

@@ -151,6 +151,24 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "the reviewer's view: the audit trail of feedback rules (created, changed, undone), the cluster map's places "
+        "(given once per service and template, then kept)",
+        split(
+            """
+            CREATE TABLE feedback_changes (
+                id TEXT PRIMARY KEY, service TEXT NOT NULL, feedback_id TEXT NOT NULL, at TEXT NOT NULL,
+                body {blob} NOT NULL
+            );
+            CREATE INDEX feedback_changes_service ON feedback_changes (service, at);
+            CREATE TABLE map_places (
+                service TEXT NOT NULL, template TEXT NOT NULL, x {double} NOT NULL, y {double} NOT NULL,
+                PRIMARY KEY (service, template)
+            );
+            """
+        ),
+    ),
+    Migration(
+        6,
         "scale-out: the settings every replica must share (one row: their fingerprint and values)",
         (
             "CREATE TABLE cluster_settings (id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL, body TEXT NOT NULL, "

@@ -13,12 +13,13 @@ from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from logcanary.schemas import DeploymentMark, Feedback
+from logcanary.schemas import DeploymentMark, Feedback, FeedbackChange
 from logcanary.store.base import AnalysisRecord, Checkpoint, Fenced
 from logcanary.store.codec import StoredState
 from logcanary.store.dialect import Dialect
 
-ENGINE_TABLES = ("miners", "miner_groups", "deployments", "deployment_templates")  # a dropped service leaves all
+ENGINE_TABLES = ("miners", "miner_groups", "deployments", "deployment_templates")
+SERVICE_TABLES = (*ENGINE_TABLES, "map_places")  # a dropped service leaves all (its map starts afresh if it returns)
 
 
 class Session(Protocol):
@@ -117,6 +118,15 @@ class Queries:
     feedback = "SELECT body FROM feedback ORDER BY created_at, id"
     feedback_of = "SELECT body FROM feedback WHERE service = ? ORDER BY created_at, id"
     delete_feedback = "DELETE FROM feedback WHERE id = ?"
+    update_feedback = "UPDATE feedback SET body = ? WHERE id = ?"
+    add_feedback_change = "INSERT INTO feedback_changes (id, service, feedback_id, at, body) VALUES (?, ?, ?, ?, ?)"
+    feedback_changes = "SELECT body FROM feedback_changes ORDER BY at, id"
+    feedback_changes_of = "SELECT body FROM feedback_changes WHERE service = ? ORDER BY at, id"
+    map_places = "SELECT template, x, y FROM map_places WHERE service = ?"
+    add_map_place = (
+        "INSERT INTO map_places (service, template, x, y) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (service, template) DO NOTHING"
+    )
     save_mark = (
         "INSERT INTO deployment_marks (service, deployment, body) VALUES (?, ?, ?) "
         "ON CONFLICT (service, deployment) DO UPDATE SET body = excluded.body"
@@ -143,7 +153,11 @@ class Queries:
         for name, text in vars(Queries).items():
             if not name.startswith("_") and isinstance(text, str):
                 setattr(self, name, dialect.render(text))
-        self.drop_services = [dialect.render(f"DELETE FROM {table} WHERE service = ANY(?)") for table in ENGINE_TABLES]
+        self.drop_services = [dialect.render(f"DELETE FROM {table} WHERE service = ANY(?)") for table in SERVICE_TABLES]
+
+
+def _json(model: Feedback | FeedbackChange) -> bytes:
+    return model.model_dump_json().encode()
 
 
 class SqlStore(ABC):
@@ -333,6 +347,43 @@ class SqlStore(ABC):
     def delete_feedback(self, feedback_id: str) -> bool:
         with self._session() as s:
             return s.run(self._q.delete_feedback, (feedback_id,)) > 0
+
+    def change_feedback(self, change: FeedbackChange) -> bool:
+        """A rule created, changed or undone, and the audit trail's entry of it: one transaction. False (and nothing
+        written) when the rule to change or undo is not stored (another replica undid it)."""
+        q, rule = self._q, change.rule
+        with self._transaction() as s:
+            if change.change == "created":
+                s.run(q.add_feedback, (rule.id, rule.service, rule.created_at.isoformat(), _json(rule)))
+            elif change.change == "changed":
+                if s.run(q.update_feedback, (_json(rule), rule.id)) == 0:
+                    return False
+            elif s.run(q.delete_feedback, (rule.id,)) == 0:
+                return False
+            at = change.at.isoformat()
+            s.run(q.add_feedback_change, (change.id, change.service, rule.id, at, _json(change)))
+        return True
+
+    def list_feedback_changes(self, service: str | None = None) -> list[FeedbackChange]:
+        """The audit trail, oldest first."""
+        q = self._q
+        with self._session() as s:
+            rows = s.rows(q.feedback_changes) if service is None else s.rows(q.feedback_changes_of, (service,))
+        return [FeedbackChange.model_validate_json(self._dialect.blob(body)) for (body,) in rows]
+
+    def load_places(self, service: str) -> dict[str, tuple[float, float]]:
+        """The cluster map's places of a service's templates, by template id."""
+        with self._session() as s:
+            rows = s.rows(self._q.map_places, (service,))
+        return {template: (float(x), float(y)) for template, x, y in rows}
+
+    def save_places(self, service: str, places: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        """Records places not recorded yet and returns those stored for these templates: a place another replica
+        gave first is kept (and returned), never overwritten."""
+        with self._transaction() as s:
+            s.many(self._q.add_map_place, [(service, template, x, y) for template, (x, y) in places.items()])
+            rows = s.rows(self._q.map_places, (service,))
+        return {template: (float(x), float(y)) for template, x, y in rows if template in places}
 
     def save_mark(self, mark: DeploymentMark) -> None:
         with self._session() as s:

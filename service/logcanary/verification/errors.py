@@ -25,6 +25,19 @@ class UnknownTemplate(NotFound):
     """Feedback naming a template id (and no template text) or a deployment the service does not know."""
 
 
+class RuleConflict(Exception):
+    """A feedback rule that would contradict a standing rule, or repeat one (409): the standing one is changed or
+    undone instead."""
+
+    def __init__(self, message: str, standing: str) -> None:
+        super().__init__(message)
+        self.standing = standing  # the id of the rule it clashes with
+
+
+class UnknownRule(NotFound):
+    """No feedback rule of that id (undone already, or never made)."""
+
+
 class BadQuestion(ValueError):
     """A question that cannot be asked (a bad window, a map with neither canary nor analysis): 400."""
 

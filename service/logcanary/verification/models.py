@@ -8,14 +8,16 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from logcanary.analysis.cluster_map import MapPoint
+from logcanary.analysis.cluster_map import MapCluster, MapPoint
 from logcanary.common.durations import Duration
+from logcanary.common.links import analysis_page
 from logcanary.common.times import utc
 from logcanary.schemas import (
     AnalysisFields,
     AnalysisLife,
     DeploymentMark,
     Feedback,
+    FeedbackChange,
     Sensitivity,
     Verdict,
     VerdictName,
@@ -47,11 +49,19 @@ class AnalysisOut(AnalysisLife, AnalysisFields):
 
     sensitivity: Sensitivity
     verdict: Verdict | None = Field(description="Current verdict while running; final once completed.")
+    page: str | None = Field(
+        None,
+        description="The web page of this analysis' verdict as it publishes it (/ui?analysis=<id>, the top anomaly "
+        "open, under LOGCANARY_PUBLIC_URL): the link for people, right whenever it is opened.",
+    )
 
     @classmethod
-    def of(cls, record: AnalysisRecord) -> AnalysisOut:
+    def of(cls, record: AnalysisRecord, base_url: str | None = None) -> AnalysisOut:
         request = record.request
+        verdict = record.verdict
+        cluster = verdict.anomalies[0].cluster_id if verdict and verdict.anomalies else None
         return cls(
+            page=analysis_page(base_url, record.id, cluster) if base_url else None,
             **life(record),
             service=record.service,
             canary=request.canary,
@@ -79,6 +89,9 @@ class AnalysisSummary(AnalysisLife):
     risk: float | None
     reason: str | None
     anomaly_count: int
+    top_cluster_id: str | None = Field(
+        None, description="The cluster of the published verdict's first anomaly (its page opens it: expand=)."
+    )
     risk_history: list[RiskSample] = Field(description="Risk at each evaluation (at most 200, spread evenly).")
 
     @classmethod
@@ -95,6 +108,7 @@ class AnalysisSummary(AnalysisLife):
             risk=verdict.risk if verdict else None,
             reason=verdict.reason if verdict else None,
             anomaly_count=verdict.anomaly_count if verdict else 0,
+            top_cluster_id=verdict.anomalies[0].cluster_id if verdict and verdict.anomalies else None,
             risk_history=[RiskSample(at=utc(at), risk=risk) for at, risk in record.risk_history],
         )
 
@@ -103,6 +117,10 @@ class ServiceHistory(BaseModel):
     service: str
     analyses: list[AnalysisSummary] = Field(description="Newest first.")
     feedback: list[Feedback] = Field(description="The service's feedback rules, newest first, with who gave them.")
+    feedback_changes: list[FeedbackChange] = Field(
+        default_factory=list,
+        description="The rules' audit trail, newest first: each rule created, changed or undone, by whom, when, why.",
+    )
     marks: list[DeploymentMark] = Field(description="Deployments people marked bad (or not), newest first.")
 
 
@@ -117,11 +135,18 @@ class ClusterMap(BaseModel):
     canary: str = Field(description="The canary deployment (canonical name).")
     baseline: list[str] = Field(description="The baseline deployments, as the verdict names them.")
     window: str = Field(description="The look-back window asked for, or 'analysis' for an analysis' own window.")
-    projection: str = Field(description="Version of the projection; positions only change when it changes.")
+    projection: str = Field(
+        description="The layout: places are given by similarity when a template is first shown, then kept."
+    )
     analysis: MapAnalysis | None = Field(description="The analysis whose published verdict this is, if asked for.")
     verdict: Verdict = Field(description="The verdict the points are coloured by (an analysis': as it published it).")
     points: list[MapPoint] = Field(description="Anomalous first, then by volume.")
     omitted: int = Field(ge=0, description="Points left out past max_points (the smallest known ones).")
+    clusters: list[MapCluster] = Field(
+        default_factory=list,
+        description="The canary's clusters counted over the verdict's own scope (its window): the page's table, so "
+        "every row, dot and finding comes from this one verdict. Most events in the window first.",
+    )
 
 
 class DeploymentInfo(BaseModel):

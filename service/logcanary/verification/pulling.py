@@ -311,7 +311,7 @@ class Pulled:
                 verdict = _inconclusive(
                     verdict, "source_empty", f"the log store holds no line for {queries} in the window"
                 )
-        return Judgement(verdict, judgement.scope)
+        return Judgement(verdict, judgement.scope, judgement.novel)
 
 
 def _inconclusive(verdict: Verdict, code: str, reason: str) -> Verdict:

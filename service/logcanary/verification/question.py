@@ -9,11 +9,21 @@ from one computation, and :meth:`VerdictQuestion.ui_query` writes the same page 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
+from logcanary.common.times import rfc3339
 from logcanary.schemas import Sensitivity
 
 DEFAULT_WINDOW = "5m"
+
+
+def window_text(seconds: float) -> str:
+    """A window as people write it: ``5m``, ``1h``, ``90s``."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +44,7 @@ class VerdictQuestion:
     sensitivity: Sensitivity | None = None  # None: the service's default
     window: float | None = 300.0  # look-back seconds of event time; None: every event
     compact: bool = False
+    until: float | None = None  # the window's end (epoch seconds); None: now, open-ended (events stamped ahead count)
     source: PulledFrom | None = None  # judged from the configured log store instead of the events sent
 
     @property
@@ -44,9 +55,25 @@ class VerdictQuestion:
         """The same question with the full answer (the page and the map read the whole verdict)."""
         return dataclasses.replace(self, compact=False)
 
-    def ui_query(self) -> dict[str, str]:
-        """The page's query string for this question (service, canary, and the baseline when there is one)."""
+    def window_at(self, now: float) -> tuple[float, float] | None:
+        """The event-time window asked about, computed ``now``: up to ``until`` when it is fixed, else open-ended (an
+        event stamped slightly ahead of this clock still counts)."""
+        end = math.inf if self.until is None else self.until
+        if self.window is None:
+            return None if self.until is None else (-math.inf, end)
+        return (end if self.until is not None else now) - self.window, end
+
+    def ui_query(self, until: float) -> dict[str, str]:
+        """The page's query string for this question with its window's end fixed at ``until``: the whole question
+        (service, canary, baseline and/or history, window, sensitivity), so the page shows this verdict whenever it
+        is opened."""
         query = {"service": self.service, "canary": self.canary}
         if self.baseline:
             query["baseline"] = self.baseline
+        if self.uses_history:
+            query["history"] = "1"
+        query["window"] = "all" if self.window is None else window_text(self.window)
+        if self.sensitivity:
+            query["sensitivity"] = self.sensitivity
+        query["until"] = rfc3339(until, "milliseconds")
         return query

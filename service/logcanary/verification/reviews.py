@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 
-from logcanary.analysis.cluster_map import cluster_map
-from logcanary.analysis.projection import PROJECTION
+from logcanary.analysis.cluster_map import ClusterMapData, cluster_map
+from logcanary.analysis.layout import LAYOUT
 from logcanary.analysis.verdict import Scope
-from logcanary.engine.model import SEVERITY_NAMES, DeploymentModel
+from logcanary.engine.model import SEVERITY_NAMES, DeploymentModel, ServiceModel
 from logcanary.live.state import LiveState
-from logcanary.schemas import DeploymentMark, DeploymentMarkIn
-from logcanary.verification.analyses import Analyses
+from logcanary.schemas import DeploymentMark, DeploymentMarkIn, Verdict
+from logcanary.verification.analyses import Analyses, question_of
 from logcanary.verification.errors import UnknownAnalysis, UnknownDeployment, UnknownService
 from logcanary.verification.models import (
     AnalysisSummary,
@@ -24,6 +24,7 @@ from logcanary.verification.models import (
     TemplateInfo,
     life,
 )
+from logcanary.verification.places import Places
 from logcanary.verification.question import VerdictQuestion
 from logcanary.verification.rules import Rules
 from logcanary.verification.verdicts import Verdicts
@@ -34,11 +35,12 @@ def _finite(value: float) -> float | None:
 
 
 class Reviews:
-    def __init__(self, state: LiveState, verdicts: Verdicts, analyses: Analyses, rules: Rules) -> None:
+    def __init__(self, state: LiveState, verdicts: Verdicts, analyses: Analyses, rules: Rules, places: Places) -> None:
         self.state = state
         self.verdicts = verdicts
         self.analyses = analyses
         self.rules = rules
+        self.places = places
 
     async def services(self) -> list[ServiceInfo]:
         out = []
@@ -112,23 +114,14 @@ class Reviews:
         return await self.rules.mark(service, dep.deployment, entry)
 
     async def live_map(self, question: VerdictQuestion, window_text: str, max_points: int) -> ClusterMap:
-        """The map of the verdict ``GET /v1/verdict`` answers for the same question (one computation for both)."""
+        """The map of the verdict ``GET /v1/verdict`` answers for the same question (one computation for both), with
+        the canary's clusters counted over the same scope: one page, one verdict."""
         model = await self.verdicts.model(question.service)
         answer = await self.verdicts.answer(question.full(), model)
         judgement = answer.value.judgement
         verdict = judgement.verdict
-        points, omitted = cluster_map(model, verdict, judgement.scope, self.rules.feedback, max_points)
-        return ClusterMap(
-            service=question.service,
-            canary=verdict.canary,
-            baseline=verdict.baseline,
-            window=window_text,
-            projection=PROJECTION,
-            analysis=None,
-            verdict=verdict,
-            points=points,
-            omitted=omitted,
-        )
+        data = cluster_map(model, verdict, judgement.scope, self.rules.feedback, judgement.novel, max_points)
+        return await self._map(model, data, verdict, window_text, None)
 
     async def analysis_map(self, service: str, analysis_id: str, max_points: int) -> ClusterMap:
         """The map of the verdict an analysis published, over the analysis' own window."""
@@ -142,29 +135,43 @@ class Reviews:
         if verdict is None:
             raise UnknownAnalysis(f"analysis {analysis_id!r} has published no verdict yet")
         model = await self.state.read_service(service) or self.state.engine.peek_service(service)
-        scope = Scope.of(verdict, (record.started_at, record.ends_at))
-        points, omitted = cluster_map(model, verdict, scope, self.rules.feedback, max_points)
+        window = (record.started_at, record.ends_at)
+        scope = Scope.of(verdict, window)
+        novel = None  # the published verdict kept its anomalies, not its judgement of every template: judge again
+        if record.request.source is None and verdict.reason_code in ("anomalies", "no_anomaly"):
+            novel = (await self.verdicts.compute(model, question_of(record), window)).novel
+        data = cluster_map(model, verdict, scope, self.rules.feedback, novel, max_points)
+        return await self._map(model, data, verdict, "analysis", MapAnalysis.model_validate(life(record)))
+
+    async def _map(
+        self, model: ServiceModel, data: ClusterMapData, verdict: Verdict, window: str, analysis: MapAnalysis | None
+    ) -> ClusterMap:
+        places = await self.places.of(model, data.templates)
         return ClusterMap(
-            service=service,
+            service=model.name,
             canary=verdict.canary,
             baseline=verdict.baseline,
-            window="analysis",
-            projection=PROJECTION,
-            analysis=MapAnalysis.model_validate(life(record)),
+            window=window,
+            projection=LAYOUT,
+            analysis=analysis,
             verdict=verdict,
-            points=points,
-            omitted=omitted,
+            points=data.points(places),
+            omitted=data.omitted,
+            clusters=data.clusters,
         )
 
     async def history(self, service: str, limit: int) -> ServiceHistory:
-        """The newest ``limit`` analyses of the service, its feedback rules and marks (newest first)."""
+        """The newest ``limit`` analyses of the service, its feedback rules, their newest ``limit`` changes and its
+        marks (newest first)."""
         records = await self.analyses.listed(service)
         feedback, marks = self.rules.of_service(service)
-        if not (records or feedback or marks) and await self.state.read_service(service) is None:
+        changes = await self.rules.changes(service)
+        if not (records or feedback or marks or changes) and await self.state.read_service(service) is None:
             raise UnknownService(service)
         return ServiceHistory(
             service=service,
             analyses=[AnalysisSummary.of(r) for r in records[:limit]],
             feedback=feedback[::-1],
+            feedback_changes=changes[:limit],
             marks=marks[::-1],
         )

@@ -15,10 +15,10 @@ ingestion, and says how old it is. Reads never change state or metrics.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import orjson
 
@@ -48,11 +48,14 @@ class Answer:
 
 
 class Verdicts:
-    def __init__(self, state: LiveState, rules: Rules, config: AnalysisSettings, pulls: Pulls) -> None:
+    def __init__(
+        self, state: LiveState, rules: Rules, config: AnalysisSettings, pulls: Pulls, base_url: str | None = None
+    ) -> None:
         self.state = state
         self.rules = rules
         self.config = config
         self.pulls = pulls  # questions about canaries pulled from a log store: their engines, kept warm
+        self.base_url = base_url  # LOGCANARY_PUBLIC_URL: on-demand verdicts link to their page under it
         self.cache: RefreshAheadCache[VerdictQuestion, Answer] = RefreshAheadCache(
             config.verdict_max_age_seconds, MAX_CACHED_QUESTIONS, what="a verdict"
         )
@@ -106,12 +109,14 @@ class Verdicts:
 
         async def load() -> Answer:
             job = self.job(found, question)  # on the loop: rules, names
+            now = time.time()
 
             def run() -> Judgement:
                 # The window ends at the time of computing: events stamped ahead of this clock (skew) still count.
-                return job(None if question.window is None else (time.time() - question.window, math.inf))
+                return job(question.window_at(now))
 
             judgement = await self.state.live.read_in_thread(run, self.state.is_live(found))
+            self._link(question, judgement, now)
 
             def serialised() -> bytes:  # off the engine lock: it reads only the verdict
                 verdict = compact(judgement.verdict) if question.compact else judgement.verdict
@@ -143,14 +148,26 @@ class Verdicts:
         pulled = await self.pulls.refreshed(key, make, time.time(), ON_DEMAND_WAIT_SECONDS)
         model = pulled.model()
         job = self.job(model, question)
-        judgement = await pulled.live.read_in_thread(lambda: job((time.time() - window, math.inf)))
+        now = time.time()
+        judgement = await pulled.live.read_in_thread(lambda: job(question.window_at(now)))
         judgement = pulled.judged(judgement)
+        self._link(question, judgement, now)
 
         def serialised() -> bytes:
             verdict = compact(judgement.verdict) if question.compact else judgement.verdict
             return orjson.dumps(verdict.model_dump(mode="json"))
 
         return Answer(judgement, await asyncio.to_thread(serialised))
+
+    def _link(self, question: VerdictQuestion, judgement: Judgement, now: float) -> None:
+        """Gives an on-demand verdict its page: the question with the window's end fixed, the top anomaly open."""
+        if self.base_url is None:
+            return
+        verdict = judgement.verdict
+        query = question.ui_query(question.until if question.until is not None else now)
+        if verdict.anomalies:
+            query["expand"] = verdict.anomalies[0].cluster_id
+        verdict.page = f"{self.base_url.rstrip('/')}/ui?{urlencode(query)}"
 
 
 def answered_within(answer: Cached[Answer]) -> float:

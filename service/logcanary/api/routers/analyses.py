@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from logcanary.api.auth import Auth, ReadAuth
-from logcanary.api.deps import AnalysesDep
+from logcanary.api.deps import AnalysesDep, HttpSettingsDep
 from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
 from logcanary.schemas import PRIMARY_SUFFIX, AnalysisStatus
@@ -26,6 +26,7 @@ router = APIRouter(tags=["analyses"])
 )
 async def create_analysis(
     analyses: AnalysesDep,
+    http: HttpSettingsDep,
     body: Annotated[AnalysisIn | FlaggerWebhook, Body(description="An analysis, or a Flagger pre-rollout webhook")],
 ) -> AnalysisOut:
     """Its `logcanary_analysis_risk` and `logcanary_analysis_verdict` series exist from now until it ends.
@@ -36,8 +37,8 @@ async def create_analysis(
     `source: loki` with `canary_selector`/`baseline_selector` to judge the logs the configured Loki keeps); it
     replaces a running analysis of the same canary, as a new rollout makes the old one moot."""
     if isinstance(body, FlaggerWebhook):
-        return AnalysisOut.of(await analyses.create(_analysis_from_hook(body), replace=True))
-    return AnalysisOut.of(await analyses.create(body))
+        return AnalysisOut.of(await analyses.create(_analysis_from_hook(body), replace=True), http.base_url)
+    return AnalysisOut.of(await analyses.create(body), http.base_url)
 
 
 def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
@@ -68,10 +69,11 @@ def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
 )
 async def list_analyses(
     analyses: AnalysesDep,
+    http: HttpSettingsDep,
     service: str | None = None,
     status_: Annotated[AnalysisStatus | None, Query(alias="status")] = None,
 ) -> list[AnalysisOut]:
-    return [AnalysisOut.of(record) for record in await analyses.listed(service, status_)]
+    return [AnalysisOut.of(record, http.base_url) for record in await analyses.listed(service, status_)]
 
 
 @router.get(
@@ -81,10 +83,10 @@ async def list_analyses(
     responses=responses(401, 403, 404),
     dependencies=[ReadAuth],
 )
-async def get_analysis(analyses: AnalysesDep, analysis_id: str) -> AnalysisOut:
+async def get_analysis(analyses: AnalysesDep, http: HttpSettingsDep, analysis_id: str) -> AnalysisOut:
     """The verdict as the analysis last evaluated it (every 2 s while it runs, final once it ends).
     Reading never evaluates, completes or counts anything: only the analysis loop does."""
-    return AnalysisOut.of(await analyses.find(analysis_id))
+    return AnalysisOut.of(await analyses.find(analysis_id), http.base_url)
 
 
 @router.delete(
@@ -94,8 +96,8 @@ async def get_analysis(analyses: AnalysesDep, analysis_id: str) -> AnalysisOut:
     responses=responses(401, 403, 404, 409),
     dependencies=[Auth],
 )
-async def cancel_analysis(analyses: AnalysesDep, analysis_id: str) -> AnalysisOut:
+async def cancel_analysis(analyses: AnalysesDep, http: HttpSettingsDep, analysis_id: str) -> AnalysisOut:
     """Stops a running analysis and removes its metric series. 409 when it already completed."""
     record = await analyses.find(analysis_id)
     await analyses.cancel(record)
-    return AnalysisOut.of(record)
+    return AnalysisOut.of(record, http.base_url)

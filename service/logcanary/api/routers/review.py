@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -43,12 +44,14 @@ async def get_map(
         Query(max_length=256, description="An analysis id: its published verdict and window instead of a live one."),
     ] = None,
     max_points: Annotated[int, Query(ge=1, le=10_000)] = DEFAULT_MAX_POINTS,
+    until: Annotated[datetime | None, Query(description="The window's end (as /v1/verdict); default: now.")] = None,
 ) -> ClusterMap:
-    """Each template the canary or the baseline logged is a point: `x`, `y` in [0, 1] come from the template's own
-    words by a fixed random projection, so similar events sit close together and a point never moves between
-    refreshes, restarts or deployments of the service. Its state comes from the verdict asked for (the same
-    question as `GET /v1/verdict` with these parameters, answered from the same cache), or, with `analysis`, from
-    the verdict that analysis published."""
+    """Each template the canary or the baseline logged is a point: `x`, `y` in [0, 1] are given the first time a map
+    shows the template, by a layout over the similarity of the templates' words among those placed before (similar
+    events sit close together), and kept in the store: a point never moves between refreshes, restarts, replicas
+    or deployments of the service. Its state comes from the verdict asked for (the same question as
+    `GET /v1/verdict` with these parameters, answered from the same cache), or, with `analysis`, from the verdict
+    that analysis published; `clusters` are the canary's clusters counted over that verdict's own window."""
     if analysis is not None:
         return await reviews.analysis_map(service, analysis, max_points)
     await verdicts.model(service)  # an unknown service is a 404 first
@@ -58,7 +61,8 @@ async def get_map(
         seconds = parse_window(window)
     except ValueError as exc:
         raise BadQuestion(str(exc)) from exc
-    question = VerdictQuestion(service, canary, baseline, history, sensitivity, seconds)
+    end = None if until is None else until.timestamp()
+    question = VerdictQuestion(service, canary, baseline, history, sensitivity, seconds, until=end)
     return await reviews.live_map(question, window, max_points)
 
 

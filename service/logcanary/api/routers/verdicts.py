@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query, Response
@@ -48,6 +49,11 @@ class VerdictQuery(BaseModel):
         description='LogQL template of the canary\'s logs, e.g. {app="$service", version="$deployment"}.',
     )
     baseline_selector: str | None = Field(None, max_length=4096, description="LogQL template of the baseline's logs.")
+    until: datetime | None = Field(
+        None,
+        description="The window's end (RFC 3339): the window is the `window` before it. Default: now, open-ended. A "
+        "verdict's `page` fixes it, so the page shows the window a deploy tool asked about whenever it is opened.",
+    )
     compact: bool = Field(
         False,
         description="Answer a bounded verdict (about 3 KB at most) for tools that store it, such as Argo Rollouts' "
@@ -70,6 +76,7 @@ class VerdictQuery(BaseModel):
             window=window,
             compact=self.compact,
             source=None if self.source is None else PulledFrom(self.canary_selector, self.baseline_selector),
+            until=None if self.until is None else self.until.timestamp(),
         )
 
 

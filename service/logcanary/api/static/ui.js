@@ -1,5 +1,6 @@
-// logcanary's web page: reads the JSON API, renders the verdict, the cluster map, the canary's clusters, and a
-// service's history (analyses, feedback rules). Log text is only ever put in the page with textContent / text
+// logcanary's web page: reads the JSON API, renders one verdict (live, or as an analysis published it) with its cluster
+// map, its drops and the canary's clusters, all counted over that verdict's own scope, and a service's history
+// (analyses, feedback rules and their audit trail). Log text is only ever put in the page with textContent / text
 // nodes, never as HTML; charts are SVG built with createElementNS (no library, nothing from another host).
 "use strict";
 
@@ -11,11 +12,13 @@
   const GATE_WINDOW = "5m";
   const WINDOWS = ["1m", "5m", "15m", "1h", "6h", "24h", "all"];
   const SENSITIVITIES = ["low", "medium", "high"];
+  const HISTORY = "+history"; // a baseline option's suffix: the control deployment and the earlier ones
   const ACTIONS = {
     not_a_risk: { label: "Not a risk", help: "accepted in this canary only; the next deployment is judged afresh" },
     ignore: { label: "Ignore", help: "never an anomaly again, in any deployment of the service" },
     priority: { label: "Priority", help: "high risk: always fails a canary when seen" },
   };
+  const DROP_ACTIONS = ["not_a_risk", "ignore"]; // a drop's judgements (priority would fail every later release)
   const $ = (id) => document.getElementById(id);
   const state = {
     services: [],
@@ -24,8 +27,13 @@
     needsToken: false,
     view: "verdict",
     analysis: null, // id of the analysis whose published verdict is shown, or null for the live verdict
+    analysisRecord: null, // that analysis (GET /v1/analyses/{id}): its question, for the "compare live" link
+    until: null, // a live question's fixed window end (a verdict's page: what a deploy tool asked), or null: now
     map: null,
+    rules: [], // the service's feedback rules (standing judgements shown in the judge forms)
+    order: [], // the map's dots in keyboard order: anomalies first, as the verdict lists them
     openers: new Map(), // cluster id -> opens its row in the table (returns the row's tbody)
+    pendingChange: null, // {before, what}: a judgement was saved; the next render announces the verdict's change
   };
 
   /** An element; string children become text nodes, so they are never parsed as HTML. */
@@ -75,6 +83,8 @@
       const detail = body && typeof body.detail === "string" ? body.detail : response.statusText;
       const error = new Error(`${path.split("?")[0]} answered ${response.status}: ${detail}`);
       error.status = response.status;
+      error.kind = body && body.error;
+      error.detail = detail;
       throw error;
     }
     return body;
@@ -89,7 +99,8 @@
     box.hidden = !text;
   }
 
-  /** A failed write: ask for the token on 401, say it was refused on 403, else show the error. */
+  /** A failed write: ask for the token on 401, say it was refused on 403, explain a refused judgement, else show
+   *  the error. */
   function writeFailed(error, what) {
     if (error.status === 401) {
       showMessage(`An API token is needed to ${what}: enter it under “API token” and try again.`);
@@ -97,12 +108,14 @@
       $("token").focus();
     } else if (error.status === 403) {
       showMessage("The server refused the API token: check it under “API token”.");
+    } else if (error.kind === "conflicting_rule") {
+      showMessage(`Not saved: ${error.detail}.`);
     } else {
       showMessage(error.message);
     }
   }
 
-  // -- pickers ------------------------------------------------------------------------------------
+  // -- the question: pickers and the URL ------------------------------------------------------------
 
   /** Deployments, most recently seen first (ties: later first_seen, then later name). */
   function recentFirst(deployments) {
@@ -132,6 +145,8 @@
     return wanted && !names.includes(wanted) ? `No events seen for service "${wanted}": showing ${chosen || "nothing"}.` : "";
   }
 
+  /** The canary and baseline pickers. ``wantedBaseline``: a deployment, "" (earlier deployments), a deployment with
+   *  HISTORY appended (both), or null (the most recent other deployment). */
   function fillDeployments(wantedCanary, wantedBaseline) {
     const service = state.services.find((s) => s.service === $("service").value);
     const deployments = service ? recentFirst(service.deployments) : [];
@@ -139,13 +154,12 @@
     const label = (d) => `${d.deployment} (${plural(d.events, "event")})`;
     const canary = names.includes(wantedCanary) ? wantedCanary : names[0] || "";
     let baseline = names.find((n) => n !== canary) || "";
-    if (wantedBaseline !== null && (wantedBaseline === "" || names.includes(wantedBaseline))) baseline = wantedBaseline;
+    const both = wantedBaseline && wantedBaseline.endsWith(HISTORY) ? wantedBaseline.slice(0, -HISTORY.length) : null;
+    if (wantedBaseline !== null && (wantedBaseline === "" || names.includes(wantedBaseline) || names.includes(both))) baseline = wantedBaseline;
+    const options = [["", "earlier deployments"], ...deployments.map((d) => [d.deployment, label(d)])];
+    if (both && names.includes(both)) options.push([wantedBaseline, `${both} and earlier deployments`]);
     fillSelect($("canary"), deployments.map((d) => [d.deployment, label(d)]), canary);
-    fillSelect(
-      $("baseline"),
-      [["", "earlier deployments"], ...deployments.map((d) => [d.deployment, label(d)])],
-      baseline,
-    );
+    fillSelect($("baseline"), options, baseline);
     return wantedCanary && !names.includes(wantedCanary) ? `No deployment "${wantedCanary}" of this service: showing ${canary || "nothing"}.` : "";
   }
 
@@ -160,37 +174,70 @@
     fillSelect($("sensitivity"), [["", "service default"], ...SENSITIVITIES.map((s) => [s, s])], sensitivity);
   }
 
+  /** The question the controls ask: baseline is the control deployment ("" for none), history whether earlier
+   *  deployments are compared too (always when there is no control deployment). */
   function selection() {
+    const picked = $("baseline").value;
+    const both = picked.endsWith(HISTORY);
     return {
       service: $("service").value,
       canary: $("canary").value,
-      baseline: $("baseline").value,
+      baseline: both ? picked.slice(0, -HISTORY.length) : picked,
+      history: both || picked === "",
       window: $("window").value || GATE_WINDOW,
       sensitivity: $("sensitivity").value,
+      until: state.until,
     };
   }
 
-  /** Mirrors the view and the choice (and the expanded clusters) in the query string, so the link can be shared. */
+  /** The whole live question as query parameters: service, canary, baseline and/or history, window, sensitivity. */
+  function questionQuery(question) {
+    const query = new URLSearchParams();
+    if (!question.service) return query;
+    query.set("service", question.service);
+    if (question.canary) query.set("canary", question.canary);
+    if (question.baseline) query.set("baseline", question.baseline);
+    if (question.history) query.set("history", "1");
+    if (question.window && question.window !== "analysis") query.set("window", question.window);
+    if (question.sensitivity) query.set("sensitivity", question.sensitivity);
+    if (question.until) query.set("until", question.until);
+    return query;
+  }
+
+  /** The live question of an analysis: what its "compare live" link asks (over the gate's window). */
+  function liveQuestionOf(analysis) {
+    return {
+      service: analysis.service,
+      canary: analysis.canary.deployment,
+      baseline: analysis.baseline.deployment || "",
+      history: Boolean(analysis.baseline.history || !analysis.baseline.deployment),
+      window: GATE_WINDOW,
+      sensitivity: analysis.sensitivity,
+    };
+  }
+
+  /** Mirrors the view and the question (and the expanded clusters) in the query string, so the link can be shared
+   *  and the question survives navigation: both views' links carry it. */
   function syncUrl() {
-    const { service, canary, baseline, window, sensitivity } = selection();
+    const question = selection();
+    const live = questionQuery(question);
     const query = new URLSearchParams();
     if (state.view === "history") {
       query.set("view", "history");
-      if (service) query.set("service", service);
+      for (const [key, value] of live) query.append(key, value);
+      if (state.analysis) query.set("analysis", state.analysis);
     } else if (state.analysis) {
       query.set("analysis", state.analysis);
     } else {
-      if (service) query.set("service", service);
-      if (canary) query.set("canary", canary);
-      if (service) query.set("baseline", baseline);
-      if (window !== GATE_WINDOW) query.set("window", window);
-      if (sensitivity) query.set("sensitivity", sensitivity);
+      for (const [key, value] of live) query.append(key, value);
     }
     if (state.view === "verdict") for (const id of state.expanded) query.append("expand", id);
     history.replaceState(null, "", `${location.pathname}?${query}`);
-    const service_ = service ? `&service=${encodeURIComponent(service)}` : "";
-    $("nav-history").setAttribute("href", `ui?view=history${service_}`);
-    $("nav-verdict").setAttribute("href", service ? `ui?service=${encodeURIComponent(service)}` : "ui");
+    const verdictLink = new URLSearchParams(state.analysis ? { analysis: state.analysis } : live);
+    const historyLink = new URLSearchParams([["view", "history"], ...live]);
+    if (state.analysis) historyLink.set("analysis", state.analysis);
+    $("nav-verdict").setAttribute("href", `ui?${verdictLink}`);
+    $("nav-history").setAttribute("href", `ui?${historyLink}`);
     $("nav-history").toggleAttribute("aria-current", state.view === "history");
     $("nav-verdict").toggleAttribute("aria-current", state.view === "verdict");
   }
@@ -200,17 +247,37 @@
     document.body.dataset.view = view;
     $("verdict-view").hidden = view !== "verdict";
     $("history-view").hidden = view !== "history";
+    $("skip").hidden = view !== "verdict";
     for (const label of document.querySelectorAll(".for-verdict")) label.hidden = view !== "verdict";
   }
 
   // -- verdict ------------------------------------------------------------------------------------
 
-  function renderVerdict(verdict, windowLabel) {
+  /** Labels of what the verdict made of an event type (a map dot, a table row, a template). */
+  const STATE_LABELS = {
+    anomalous: "anomalous",
+    new: "new, below the fail score",
+    known: "known",
+    vanished: "vanished (baseline only)",
+    ignored: "ignored",
+    unjudged: "not judged",
+  };
+  const stateLabel = (point) => (point.state === "ignored" && point.feedback_action === "not_a_risk" ? "not a risk" : STATE_LABELS[point.state]);
+
+  function renderVerdict(verdict, windowLabel, map) {
     const box = $("verdict");
     box.className = `verdict verdict-${verdict.verdict}`;
     box.dataset.verdict = verdict.verdict;
     box.dataset.risk = String(verdict.risk);
     const compared = verdict.baseline.length ? verdict.baseline.join(", ") : "nothing";
+    const red = map.points.filter((p) => p.state === "anomalous").length;
+    const listed = verdict.anomalies.length;
+    let anomalies = `${plural(verdict.anomaly_count, "anomaly", "anomalies")} at the fail score`;
+    if (verdict.anomaly_count) {
+      anomalies += listed < verdict.anomaly_count
+        ? ` (the ${listed} strongest: ${plural(red, "event type")}, the red dots)`
+        : ` (${plural(red, "event type")}, the red dots)`;
+    }
     box.replaceChildren(
       el(
         "div",
@@ -228,17 +295,41 @@
         "p",
         { class: "counts" },
         `${verdict.service}: canary ${verdict.canary} with ${plural(verdict.canary_events, "event")} vs ` +
-          `${compared} with ${plural(verdict.baseline_events, "event")} · ` +
-          `${plural(verdict.anomaly_count, "anomaly", "anomalies")} at the fail score · ` +
+          `${compared} with ${plural(verdict.baseline_events, "event")} · ${anomalies} · ` +
           `sensitivity ${verdict.thresholds.sensitivity} · window ${windowLabel}`,
       ),
     );
   }
 
-  /** In an analysis' view: says whose verdict this is, and links to the live one. */
-  function renderAnalysisNote(analysis, verdict) {
+  /** After a judgement was saved: the verdict is scrolled to, focused, and its change announced (aria-live). */
+  function announceChange(verdict) {
+    const change = state.pendingChange;
+    state.pendingChange = null;
+    if (!change) return;
+    const { before, what } = change;
+    const now = `${verdict.verdict.toUpperCase()} (risk ${number(verdict.risk)})`;
+    const was = `${before.verdict.toUpperCase()} (risk ${number(before.risk)})`;
+    const text = was === now ? `${what}. The verdict stays ${now}.` : `${what}. The verdict changed from ${was} to ${now}.`;
+    $("announce").textContent = text;
+    $("verdict").dataset.changed = was === now ? "same" : "changed";
+    $("verdict").scrollIntoView({ block: "start" });
+    $("verdict").focus({ preventScroll: true });
+  }
+
+  /** In an analysis' view, or a question whose window's end is fixed (a verdict's page): says whose verdict this is,
+   *  and links to the live verdict of the same question. */
+  function renderAnalysisNote(analysis) {
     const note = $("analysis-note");
-    note.hidden = !analysis;
+    note.hidden = !analysis && !state.until;
+    if (!analysis && state.until) {
+      const question = selection();
+      note.replaceChildren(
+        `The verdict over the ${question.window === "all" ? "events" : question.window} up to ${when(new Date(state.until).toISOString())} UTC: the window a deploy tool asked about (this page's link fixes it). `,
+        el("a", { href: `ui?${questionQuery({ ...question, until: null })}`, id: "live-link" }, "Compare live"),
+        ".",
+      );
+      return;
+    }
     if (!analysis) {
       note.replaceChildren();
       return;
@@ -246,46 +337,86 @@
     const span = analysis.finished_at
       ? `${analysis.status} at ${when(analysis.finished_at)} UTC`
       : `${analysis.status}, until ${when(analysis.ends_at)} UTC`;
-    const live = new URLSearchParams({ service: verdict.service, canary: verdict.canary });
-    const control = verdict.baseline.find((b) => !b.startsWith("history:"));
-    live.set("baseline", control || "");
+    const record = state.analysisRecord;
+    const live = record ? questionQuery(liveQuestionOf(record)) : new URLSearchParams();
+    const against = record ? [record.baseline.deployment, record.baseline.history || !record.baseline.deployment ? "earlier deployments" : null].filter(Boolean).join(" and ") : "";
     note.replaceChildren(
       "The verdict analysis ",
       el("code", {}, analysis.id),
-      ` published (${span}): what the deploy tool saw. `,
-      el("a", { href: `ui?${live}`, id: "live-link" }, "Show the live verdict"),
+      ` published (${span}): what the deploy tool acted on${record ? `, ${record.canary.deployment} vs ${against}` : ""}. `,
+      el("a", { href: `ui?${live}`, id: "live-link" }, "Compare live"),
+      " (the same question over the last 5 minutes).",
     );
   }
 
-  /** Drops name baseline events the canary stopped logging: they have no canary cluster to show. */
-  function renderDrops(verdict) {
+  // -- drops: baseline events the canary stopped logging --------------------------------------------
+
+  /** Drops name baseline events the canary stopped logging: they have no canary cluster, so they are listed (and
+   *  judged) here. A drop a rule silenced is listed too, with its rule. */
+  function renderDrops(verdict, map) {
     const drops = verdict.anomalies.filter((a) => a.direction === "down");
-    $("drops").hidden = !drops.length;
-    $("drop-list").replaceChildren(
-      ...drops.map((a) =>
+    const judged = map.points.filter((p) => !p.in_canary && p.state === "ignored");
+    $("drops").hidden = !drops.length && !judged.length;
+    const items = drops.map((a) => {
+      const item = el(
+        "li",
+        { class: "tpl tpl-anomalous", "data-cluster-id": a.cluster_id, "data-template-ids": a.template_ids.join(" "), tabindex: -1 },
+        el("p", { class: "tpl-head" }, el("span", { class: "tag tag-anomalous" }, "drop"), ` ${number(a.canary_count)} in canary · ${number(a.baseline_count)} in baseline · ${(a.ratio ?? 0).toFixed(2)}x its share · score ${number(a.score)}`),
+        el("pre", { class: "template" }, a.template),
+        el("ol", { class: "examples" }, ...a.baseline_examples.map(example)),
+      );
+      const targets = new Map([[a.template_ids[0], a.template]]);
+      item.append(judgeForm(`drop of ${firstLine(a.template)}`, targets, DROP_ACTIONS, standingRules(a.template_ids)));
+      return item;
+    });
+    for (const point of judged) {
+      const rule = state.rules.find((r) => r.id === point.feedback_id);
+      items.push(
         el(
           "li",
-          { class: "tpl tpl-anomalous", "data-cluster-id": a.cluster_id, "data-template-ids": a.template_ids.join(" "), tabindex: -1 },
-          el("p", { class: "tpl-head" }, `${number(a.canary_count)} in canary · ${number(a.baseline_count)} in baseline · ${(a.ratio ?? 0).toFixed(2)}x its share · score ${number(a.score)}`),
-          el("pre", { class: "template" }, a.template),
-          el("ol", { class: "examples" }, ...a.baseline_examples.map(example)),
+          { class: "tpl tpl-judged", "data-template-ids": point.template_id, "data-state": "ignored", tabindex: -1 },
+          el("p", { class: "tpl-head" }, el("span", { class: "tag tag-ignored" }, stateLabel(point)), ` ${number(point.canary_count)} in canary · ${number(point.baseline_count)} in baseline`),
+          el("pre", { class: "template" }, point.template),
+          rule ? standingNote(rule) : null,
         ),
-      ),
-    );
+      );
+    }
+    $("drop-list").replaceChildren(...items);
   }
 
   // -- the cluster map ----------------------------------------------------------------------------
 
-  const MAP_WIDTH = 960;
+  const MAP_WIDTH = 960; // the layout is computed for these proportions (analysis/layout.py ASPECT)
   const MAP_HEIGHT = 400;
   const R_MIN = 4;
   const R_MAX = 24;
-  const STATE_LABELS = { anomalous: "anomalous", known: "known", vanished: "vanished (baseline only)", ignored: "ignored" };
+  const KEYBOARD_RANK = { anomalous: 0, ignored: 1, new: 2, known: 3, unjudged: 3, vanished: 4 };
 
   function pointLabel(point) {
-    const what = point.state === "ignored" && point.feedback_action === "not_a_risk" ? "not a risk" : STATE_LABELS[point.state];
     const finding = point.finding ? ` (${point.finding}, score ${number(point.score)})` : "";
-    return `${what}${finding}: ${firstLine(point.template)}. ${plural(point.canary_count, "event")} in the canary, ${number(point.baseline_count)} in the baseline.`;
+    return `${stateLabel(point)}${finding}: ${firstLine(point.template)}. ${plural(point.canary_count, "event")} in the canary, ${number(point.baseline_count)} in the baseline.`;
+  }
+
+  /** The dots in keyboard order: anomalies as the verdict lists them (strongest evidence first), then the rest by
+   *  what they are and their events. */
+  function keyboardOrder(points) {
+    const volume = (p) => p.canary_count + p.baseline_count;
+    return [...points].sort(
+      (a, b) =>
+        KEYBOARD_RANK[a.state] - KEYBOARD_RANK[b.state] ||
+        (a.anomaly ?? 0) - (b.anomaly ?? 0) ||
+        (b.score ?? 0) - (a.score ?? 0) ||
+        volume(b) - volume(a),
+    );
+  }
+
+  /** One Tab stop for the whole map (the strongest anomaly first); the arrow keys, Home and End move between dots. */
+  function moveFocus(from, to) {
+    const dots = state.order.map((p) => document.querySelector(`#map g.dot[data-template-id="${p.template_id}"]`));
+    const index = Math.max(0, Math.min(dots.length - 1, to));
+    for (const dot of dots) dot.setAttribute("tabindex", "-1");
+    dots[index].setAttribute("tabindex", "0");
+    dots[index].focus();
   }
 
   function renderMap(map) {
@@ -295,21 +426,31 @@
     const volume = (p) => (p.in_canary ? p.canary_count : p.baseline_count);
     const most = Math.max(1, ...points.map(volume));
     const radius = (p) => R_MIN + (R_MAX - R_MIN) * Math.sqrt(volume(p) / most);
-    const counts = { anomalous: 0, known: 0, vanished: 0, ignored: 0 };
+    const counts = { anomalous: 0, new: 0, known: 0, vanished: 0, ignored: 0, unjudged: 0 };
     for (const p of points) counts[p.state] += 1;
-    const summary = `${plural(points.length, "event type")}: ${counts.anomalous} anomalous, ${counts.known} known, ${counts.vanished} vanished, ${counts.ignored} ignored` +
+    const verdict = map.verdict;
+    const anomalies = verdict ? new Set(points.filter((p) => p.state === "anomalous").map((p) => p.anomaly)).size : 0;
+    const parts = [`${counts.anomalous} anomalous${counts.anomalous ? ` (${plural(anomalies, "anomaly", "anomalies")} of the verdict)` : ""}`];
+    if (counts.new) parts.push(`${counts.new} new below the fail score`);
+    parts.push(`${counts.known} known`);
+    if (counts.vanished) parts.push(`${counts.vanished} vanished`);
+    if (counts.ignored) parts.push(`${counts.ignored} ignored or not a risk`);
+    if (counts.unjudged) parts.push(`${counts.unjudged} not judged (${verdict.reason_code})`);
+    const summary = `${plural(points.length, "event type")}: ${parts.join(", ")}` +
       (map.omitted ? ` (${number(map.omitted)} small ones left out)` : "") +
-      (map.verdict && map.verdict.anomaly_count > map.verdict.anomalies.length
-        ? `. The verdict lists its ${map.verdict.anomalies.length} strongest of ${number(map.verdict.anomaly_count)} anomalies: only those are red.`
-        : "");
+      (verdict && verdict.anomaly_count > verdict.anomalies.length
+        ? `. The verdict lists its ${verdict.anomalies.length} strongest of ${number(verdict.anomaly_count)} anomalies: only those are red.`
+        : ".");
+    state.order = keyboardOrder(points);
+    const first = state.order[0];
     // Drawn largest first so small dots stay on top; anomalous ones last, highest score on top.
-    const order = [...points].sort((a, b) => {
+    const drawn = [...points].sort((a, b) => {
       const red = (a.state === "anomalous") - (b.state === "anomalous");
       if (red) return red;
       if (a.state === "anomalous") return (a.score ?? 0) - (b.score ?? 0);
       return radius(b) - radius(a);
     });
-    const dots = order.map((point) => {
+    const dots = drawn.map((point) => {
       const r = radius(point);
       const classes = ["dot", `dot-${point.state}`];
       if (!point.in_canary) classes.push("dot-baseline-only");
@@ -317,7 +458,7 @@
         "g",
         {
           class: classes.join(" "),
-          tabindex: 0,
+          tabindex: point === first ? 0 : -1,
           role: "button",
           "aria-label": pointLabel(point),
           "data-template-id": point.template_id,
@@ -334,9 +475,14 @@
       dot.addEventListener("focus", show);
       dot.addEventListener("click", () => openPoint(point));
       dot.addEventListener("keydown", (event) => {
+        const at = state.order.indexOf(point);
+        const moves = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1, Home: 0, End: state.order.length - 1 };
         if (event.key === "Enter" || event.key === " ") {
           event.preventDefault();
           openPoint(point);
+        } else if (event.key in moves) {
+          event.preventDefault();
+          moveFocus(at, moves[event.key]);
         }
       });
       return dot;
@@ -364,8 +510,7 @@
 
   function caption(point) {
     $("map-caption").replaceChildren(
-      el("span", { class: `tag tag-${point.state === "anomalous" ? "anomalous" : point.state === "ignored" ? "ignored" : "known"}` },
-        point.state === "ignored" && point.feedback_action === "not_a_risk" ? "not a risk" : STATE_LABELS[point.state]),
+      el("span", { class: `tag tag-${point.state}` }, stateLabel(point)),
       ` ${plural(point.canary_count, "event")} in the canary · ${number(point.baseline_count)} in the baseline · cluster `,
       el("code", {}, point.cluster_id),
       el("pre", { class: "template" }, point.template),
@@ -391,7 +536,17 @@
     }
   }
 
-  // -- clusters -----------------------------------------------------------------------------------
+  /** The skip link's target: the strongest anomaly's dot, else the first drop, else the verdict. */
+  function skipToAnomaly(event) {
+    event.preventDefault();
+    const first = state.order[0];
+    const dot = first && first.state === "anomalous" ? document.querySelector(`#map g.dot[data-template-id="${first.template_id}"]`) : null;
+    const target = dot || document.querySelector("#drop-list li") || $("verdict");
+    target.scrollIntoView({ block: "center" });
+    target.focus({ preventScroll: true });
+  }
+
+  // -- clusters: the canary's, counted over the verdict's scope ---------------------------------------
 
   /** The anomalies that name this cluster (by cluster id or by one of its templates' ids). */
   function anomaliesOf(cluster, verdict) {
@@ -399,10 +554,22 @@
     return verdict.anomalies.filter((a) => a.cluster_id === cluster.cluster_id || a.template_ids.some((id) => ids.has(id)));
   }
 
-  function finding(anomalies, suppressed) {
-    if (!anomalies.length) {
-      return el("span", { class: suppressed ? "tag tag-ignored" : "tag tag-known" }, suppressed ? "ignored" : "known");
+  /** What the verdict made of a cluster, from its templates' points: the same words as the map. */
+  function rowStatus(cluster, anomalies, points, verdict) {
+    if (anomalies.length) return { status: "anomalous" };
+    if (!cluster.judged) {
+      const why = verdict.reason_code === "anomalies" || verdict.reason_code === "no_anomaly" ? "no events in this window" : verdict.reason_code;
+      return { status: "unjudged", label: `not judged: ${why}` };
     }
+    const states = cluster.templates.map((t) => points.get(t.template_id)).filter(Boolean);
+    const silenced = states.find((p) => p.state === "ignored");
+    if (silenced) return { status: "ignored", label: stateLabel(silenced) };
+    if (states.some((p) => p.state === "new")) return { status: "new", label: STATE_LABELS.new };
+    return { status: "known", label: STATE_LABELS.known };
+  }
+
+  function finding(anomalies, row) {
+    if (!anomalies.length) return el("span", { class: `tag tag-${row.status}` }, row.label);
     const top = anomalies.reduce((a, b) => (b.score > a.score ? b : a));
     const kinds = [...new Set(anomalies.map((a) => a.kind))].join(", ");
     return el(
@@ -415,6 +582,72 @@
     );
   }
 
+  function renderClusters(map) {
+    const table = $("clusters");
+    for (const body of table.querySelectorAll("tbody")) body.remove();
+    state.openers.clear();
+    const verdict = map.verdict;
+    const points = new Map(map.points.map((p) => [p.template_id, p]));
+    const rows = map.clusters.map((cluster) => {
+      const anomalies = anomaliesOf(cluster, verdict);
+      return { cluster, anomalies, row: rowStatus(cluster, anomalies, points, verdict) };
+    });
+    const score = (r) => Math.max(-1, ...r.anomalies.map((a) => a.score));
+    rows.sort((a, b) => score(b) - score(a) || b.cluster.judged - a.cluster.judged || b.cluster.count - a.cluster.count);
+    if (!rows.length) {
+      table.append(el("tbody", {}, el("tr", {}, el("td", { colspan: 5, class: "empty" }, "No events for this deployment."))));
+    }
+    rows.forEach(({ cluster, anomalies, row }, index) => {
+      const anomalous = new Set(anomalies.flatMap((a) => a.template_ids));
+      const detailId = `detail-${index}`;
+      const detailCell = el("td", { colspan: 5 });
+      const detail = el("tr", { class: "detail", id: detailId, hidden: true }, detailCell);
+      const expander = el("button", { type: "button", class: "expander", "aria-expanded": "false", "aria-controls": detailId, title: "Show templates and examples" }, cluster.cluster_id);
+      const setExpanded = (open) => {
+        const wasOpen = expander.getAttribute("aria-expanded") === "true";
+        expander.setAttribute("aria-expanded", String(open));
+        detail.hidden = !open;
+        if (open && !wasOpen) renderDetail(detailCell, cluster, anomalous, anomalies, points);
+        else if (!open) detailCell.replaceChildren();
+        if (open) state.expanded.add(cluster.cluster_id);
+        else state.expanded.delete(cluster.cluster_id);
+        return tbody;
+      };
+      expander.addEventListener("click", () => {
+        setExpanded(expander.getAttribute("aria-expanded") !== "true");
+        syncUrl();
+      });
+      const first = cluster.templates[0];
+      const more = cluster.templates.length - 1;
+      const actions = anomalies.length
+        ? el("button", { type: "button", class: "judge", title: "Mark it not a risk, ignore it, or make it a priority" }, "Judge…")
+        : null;
+      if (actions) {
+        actions.addEventListener("click", () => {
+          setExpanded(true);
+          syncUrl();
+          const radio = detailCell.querySelector(".judge-form input[type=radio]");
+          if (radio) radio.focus();
+        });
+      }
+      const events = cluster.total !== cluster.count ? [number(cluster.count), el("span", { class: "total", title: "events of all time" }, ` of ${number(cluster.total)}`)] : [number(cluster.count)];
+      const summary = el(
+        "tr",
+        { class: "summary" },
+        el("th", { scope: "row" }, expander),
+        el("td", { class: "num" }, ...events),
+        el("td", {}, el("pre", { class: "template" }, first ? first.template : ""), more > 0 ? el("p", { class: "more" }, `+ ${plural(more, "more template")}`) : null),
+        el("td", {}, finding(anomalies, row)),
+        el("td", {}, actions),
+      );
+      const tbody = el("tbody", { class: `cluster cluster-${row.status}`, "data-status": row.status, "data-cluster-id": cluster.cluster_id }, summary, detail);
+      table.append(tbody);
+      state.openers.set(cluster.cluster_id, setExpanded);
+      if (state.expanded.has(cluster.cluster_id)) setExpanded(true);
+    });
+    const shown = new Set(map.clusters.map((c) => c.cluster_id));
+    for (const id of state.expanded) if (!shown.has(id)) state.expanded.delete(id);
+  }
   // -- large evidence: many hosts, long stack traces ------------------------------------------------
 
   const HOSTS_INLINE = 5; // more hosts than this collapse to a count with a toggle
@@ -523,13 +756,14 @@
     return el("li", {}, pre, toggle);
   }
 
-  /** "hosts a, b" inline; past HOSTS_INLINE a toggle "N hosts" that shows the whole list. */
-  function hostsOf(hosts) {
+  /** "hosts a, b" inline; past HOSTS_INLINE a toggle "N hosts" that shows the whole list. ``capped``: more hosts
+   *  logged it than the engine keeps (64), so the count is a floor ("64+ hosts"), never a count. */
+  function hostsOf(hosts, capped = false) {
     if (!hosts.length) return { inline: "no host", list: null };
-    if (hosts.length <= HOSTS_INLINE) return { inline: `hosts ${hosts.join(", ")}`, list: null };
+    if (hosts.length <= HOSTS_INLINE && !capped) return { inline: `hosts ${hosts.join(", ")}`, list: null };
     const list = el("ul", { class: "host-list", id: nextId("hosts"), hidden: true, "aria-label": "Hosts" }, ...hosts.map((h) => el("li", {}, h)));
-    const label = `${number(hosts.length)} hosts`;
-    const toggle = el("button", { type: "button", class: "hosts-toggle", "aria-expanded": "false", "aria-controls": list.id, title: "Show every host" }, label);
+    const label = `${number(hosts.length)}${capped ? "+" : ""} hosts`;
+    const toggle = el("button", { type: "button", class: "hosts-toggle", "aria-expanded": "false", "aria-controls": list.id, title: capped ? "Show the hosts kept (the first 64)" : "Show every host" }, label);
     toggle.addEventListener("click", () => {
       const open = toggle.getAttribute("aria-expanded") !== "true";
       toggle.setAttribute("aria-expanded", String(open));
@@ -538,21 +772,30 @@
     return { inline: toggle, list };
   }
 
-  function renderDetail(cell, cluster, anomalous, anomalies) {
+
+  function renderDetail(cell, cluster, anomalous, anomalies, points) {
     const items = cluster.templates.map((t) => {
-      const hosts = hostsOf(t.hosts);
+      const hosts = hostsOf(t.hosts, t.hosts_capped);
+      const point = points.get(t.template_id);
+      const tag = anomalous.has(t.template_id)
+        ? el("span", { class: "tag tag-anomalous" }, "anomalous")
+        : point
+          ? el("span", { class: `tag tag-${point.state}` }, stateLabel(point))
+          : el("span", { class: "tag tag-unjudged" }, "no events in this window");
+      const counted = t.count === t.total ? plural(t.count, "event") : `${plural(t.count, "event")} in the window (${number(t.total)} of all time)`;
       return el(
         "li",
-        { class: anomalous.has(t.template_id) ? "tpl tpl-anomalous" : "tpl" },
+        { class: anomalous.has(t.template_id) ? "tpl tpl-anomalous" : "tpl", "data-template-id": t.template_id },
         el(
           "p",
           { class: "tpl-head" },
           el("code", {}, t.template_id),
-          ` · ${plural(t.count, "event")} · level `,
+          ` · ${counted} · level `,
           el("span", { class: `level level-${t.level}` }, t.level),
           " · ",
           hosts.inline,
-          anomalous.has(t.template_id) ? el("span", { class: "tag tag-anomalous" }, "anomalous") : null,
+          " ",
+          tag,
         ),
         hosts.list,
         el("pre", { class: "template" }, t.template),
@@ -560,24 +803,62 @@
         el("ol", { class: "examples" }, ...t.examples.map(example)),
       );
     });
+    const text = new Map(cluster.templates.map((t) => [t.template_id, t.template]));
+    const targets = new Map();
+    for (const a of anomalies) for (const id of a.template_ids) targets.set(id, text.get(id) || a.template);
+    if (!targets.size) for (const t of cluster.templates) if (points.has(t.template_id)) targets.set(t.template_id, t.template);
+    if (!targets.size) for (const t of cluster.templates) targets.set(t.template_id, t.template);
     cell.replaceChildren(
       el("ul", { class: "templates", "aria-label": `Templates of cluster ${cluster.cluster_id}` }, ...items),
-      judgeForm(cluster, anomalies),
+      judgeForm(`cluster ${cluster.cluster_id}`, targets, Object.keys(ACTIONS), standingRules([...cluster.templates.map((t) => t.template_id)]), anomalies.length > 0),
     );
   }
 
-  /** The reviewer's judgement of a cluster: not a risk, ignore or priority, with author and reason. */
-  function judgeForm(cluster, anomalies) {
+  /** The standing rules that name one of these templates and take part in this verdict (a not-a-risk rule only
+   *  in its own canary). */
+  function standingRules(templateIds) {
+    const ids = new Set(templateIds);
     const canary = judgedCanary();
-    const chosen = anomalies.length ? "not_a_risk" : "priority";
+    const names = new Set([canary, ...identitiesOf(canary)]);
+    return state.rules.filter((r) => ids.has(r.template_id) && (r.action !== "not_a_risk" || names.has(r.deployment)));
+  }
+
+  function identitiesOf(deployment) {
+    const service = state.services.find((s) => s.service === $("service").value);
+    const found = service ? service.deployments.find((d) => d.deployment === deployment) : null;
+    return found ? found.identities : [];
+  }
+
+  /** A standing rule: what it says, who gave it and why, and its Undo (with who and why, for the trail). */
+  function standingNote(rule) {
+    const label = ACTIONS[rule.action] ? ACTIONS[rule.action].label : rule.action;
+    const where = rule.action === "not_a_risk" ? ` in ${rule.deployment}` : "";
+    const reason = el("input", { name: "undo-reason", maxlength: 4096, class: "undo-reason", placeholder: "why undo it" });
+    const undo = el("button", { type: "button", class: "undo", "data-feedback-id": rule.id, title: `DELETE /v1/feedback/${rule.id}` }, "Undo");
+    undo.addEventListener("click", () => undoRule(rule, undo, reason.value.trim()));
+    return el(
+      "div",
+      { class: "standing", "data-feedback-id": rule.id, "data-action": rule.action },
+      el("span", { class: `tag tag-action-${rule.action}` }, label),
+      `${where}, by ${rule.author} at ${when(rule.created_at)} UTC${rule.reason ? `: “${rule.reason}”` : ""}. `,
+      el("label", {}, "Undo because ", reason),
+      " ",
+      undo,
+    );
+  }
+
+  /** The reviewer's judgement: not a risk, ignore or priority (``actions``), with author and reason. Nothing is
+   *  chosen beforehand: a judgement is always a person's choice. Standing rules are shown with their Undo. */
+  function judgeForm(what, targets, actions, standing, anomalous = true) {
+    const canary = judgedCanary();
     const id = nextId("judge");
-    const options = Object.entries(ACTIONS).map(([action, { label, help }]) =>
+    const options = actions.map((action, index) =>
       el(
         "label",
         { class: "judge-option" },
-        el("input", { type: "radio", name: `${id}-action`, value: action, checked: action === chosen }),
-        ` ${label} `,
-        el("span", { class: "judge-help" }, action === "not_a_risk" ? `accepted in canary ${canary} only; the next deployment is judged afresh` : help),
+        el("input", { type: "radio", name: `${id}-action`, value: action, required: index === 0 }),
+        ` ${ACTIONS[action].label} `,
+        el("span", { class: "judge-help" }, action === "not_a_risk" ? `accepted in canary ${canary} only; the next deployment is judged afresh` : ACTIONS[action].help),
       ),
     );
     const author = el("input", { name: "author", required: true, maxlength: 256, autocomplete: "name", value: localStorage.getItem(AUTHOR_KEY) || "" });
@@ -585,14 +866,15 @@
     const submit = el("button", { type: "submit", class: "judge-submit" }, "Save judgement");
     const form = el(
       "form",
-      { class: "judge-form", "aria-label": `Judge cluster ${cluster.cluster_id}` },
-      el("fieldset", {}, el("legend", {}, anomalies.length ? "Your judgement of this anomaly" : "Your judgement of this event"), ...options),
+      { class: "judge-form", "aria-label": `Judge ${what}` },
+      standing.length ? el("div", { class: "standing-rules" }, el("p", { class: "judge-help" }, "Judged already:"), ...standing.map(standingNote)) : null,
+      el("fieldset", {}, el("legend", {}, anomalous ? "Your judgement of this anomaly" : "Your judgement of this event"), ...options),
       el("div", { class: "judge-fields" }, el("label", {}, "Author ", author), el("label", {}, "Reason ", reason), submit),
     );
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const action = form.querySelector("input[type=radio]:checked").value;
-      judge(cluster, anomalies, action, author.value.trim(), reason.value.trim(), submit);
+      judge(what, targets, action, author.value.trim(), reason.value.trim(), submit);
     });
     return form;
   }
@@ -602,96 +884,47 @@
     return state.map && state.map.verdict ? state.map.verdict.canary : selection().canary;
   }
 
-  async function judge(cluster, anomalies, action, author, reason, button) {
+  function verdictNow() {
+    const box = $("verdict");
+    return { verdict: box.dataset.verdict || "", risk: Number(box.dataset.risk || 0) };
+  }
+
+  async function judge(what, targets, action, author, reason, button) {
     const { service } = selection();
     const canary = judgedCanary();
-    const text = new Map(cluster.templates.map((t) => [t.template_id, t.template]));
-    const targets = new Map();
-    for (const a of anomalies) for (const id of a.template_ids) targets.set(id, text.get(id) || a.template);
-    if (!targets.size) for (const t of cluster.templates) targets.set(t.template_id, t.template);
     if (author) localStorage.setItem(AUTHOR_KEY, author);
     button.disabled = true;
-    const created = [];
     try {
       for (const [id, template] of targets) {
-        const feedback = await api("v1/feedback", {
+        await api("v1/feedback", {
           method: "POST",
           headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ service, action, template, template_id: id, author: author || "unknown", reason, deployment: canary }),
         });
-        created.push(feedback.id);
       }
-      const what = { not_a_risk: `not a risk in ${canary}`, ignore: "ignored from now on", priority: "a priority from now on" }[action];
-      showMessage(`Cluster ${cluster.cluster_id} is ${what}. Undo it under History › Feedback rules.`, "info");
+      const said = { not_a_risk: `not a risk in ${canary}`, ignore: "ignored from now on", priority: "a priority from now on" }[action];
+      showMessage(`The ${what} is ${said}. Undo it here or under History › Feedback rules.`, "info");
+      state.pendingChange = { before: verdictNow(), what: `Saved: the ${what} is ${said}` };
       await load();
     } catch (error) {
       button.disabled = false;
-      writeFailed(error, "judge a cluster");
+      writeFailed(error, "judge it");
     }
   }
 
-  function renderClusters(clusters, verdict) {
-    const table = $("clusters");
-    for (const body of table.querySelectorAll("tbody")) body.remove();
-    state.openers.clear();
-    const suppressed = new Set(verdict.suppressed.map((s) => s.cluster_id));
-    const rows = clusters.map((cluster) => ({ cluster, anomalies: anomaliesOf(cluster, verdict) }));
-    const score = (r) => Math.max(-1, ...r.anomalies.map((a) => a.score));
-    rows.sort((a, b) => score(b) - score(a) || b.cluster.count - a.cluster.count);
-    if (!rows.length) {
-      table.append(el("tbody", {}, el("tr", {}, el("td", { colspan: 5, class: "empty" }, "No events for this deployment."))));
+  async function undoRule(rule, button, reason) {
+    button.disabled = true;
+    const author = localStorage.getItem(AUTHOR_KEY) || "unknown";
+    const label = ACTIONS[rule.action] ? ACTIONS[rule.action].label.toLowerCase() : rule.action;
+    try {
+      await api(`v1/feedback/${encodeURIComponent(rule.id)}?${new URLSearchParams({ author, reason })}`, { method: "DELETE" });
+      showMessage(`Removed the ${label} rule of ${rule.author}: verdicts judge the event as before.`, "info");
+      if (state.view === "verdict") state.pendingChange = { before: verdictNow(), what: `Undone: the ${label} rule of ${rule.author}` };
+      await load();
+    } catch (error) {
+      button.disabled = false;
+      writeFailed(error, "undo a rule");
     }
-    rows.forEach(({ cluster, anomalies }, index) => {
-      const anomalous = new Set(anomalies.flatMap((a) => a.template_ids));
-      cluster.templates.sort((a, b) => anomalous.has(b.template_id) - anomalous.has(a.template_id) || b.count - a.count);
-      const status = anomalies.length ? "anomalous" : "known";
-      const detailId = `detail-${index}`;
-      const detailCell = el("td", { colspan: 5 });
-      const detail = el("tr", { class: "detail", id: detailId, hidden: true }, detailCell);
-      const expander = el("button", { type: "button", class: "expander", "aria-expanded": "false", "aria-controls": detailId, title: "Show templates and examples" }, cluster.cluster_id);
-      const setExpanded = (open) => {
-        const wasOpen = expander.getAttribute("aria-expanded") === "true";
-        expander.setAttribute("aria-expanded", String(open));
-        detail.hidden = !open;
-        if (open && !wasOpen) renderDetail(detailCell, cluster, anomalous, anomalies);
-        else if (!open) detailCell.replaceChildren();
-        if (open) state.expanded.add(cluster.cluster_id);
-        else state.expanded.delete(cluster.cluster_id);
-        return tbody;
-      };
-      expander.addEventListener("click", () => {
-        setExpanded(expander.getAttribute("aria-expanded") !== "true");
-        syncUrl();
-      });
-      const more = cluster.templates.length - 1;
-      const first = cluster.templates[0];
-      const actions = anomalies.length
-        ? el("button", { type: "button", class: "judge", title: "Mark it not a risk, ignore it, or make it a priority" }, "Judge…")
-        : null;
-      if (actions) {
-        actions.addEventListener("click", () => {
-          setExpanded(true);
-          syncUrl();
-          const radio = detailCell.querySelector("input[type=radio]:checked");
-          if (radio) radio.focus();
-        });
-      }
-      const row = el(
-        "tr",
-        { class: "summary" },
-        el("th", { scope: "row" }, expander),
-        el("td", { class: "num" }, number(cluster.count)),
-        el("td", {}, el("pre", { class: "template" }, first ? first.template : ""), more > 0 ? el("p", { class: "more" }, `+ ${plural(more, "more template")}`) : null),
-        el("td", {}, finding(anomalies, suppressed.has(cluster.cluster_id))),
-        el("td", {}, actions),
-      );
-      const tbody = el("tbody", { class: `cluster cluster-${status}`, "data-status": status, "data-cluster-id": cluster.cluster_id }, row, detail);
-      table.append(tbody);
-      state.openers.set(cluster.cluster_id, setExpanded);
-      if (state.expanded.has(cluster.cluster_id)) setExpanded(true);
-    });
-    const shown = new Set(clusters.map((c) => c.cluster_id));
-    for (const id of state.expanded) if (!shown.has(id)) state.expanded.delete(id);
   }
 
   // -- history ------------------------------------------------------------------------------------
@@ -728,15 +961,19 @@
     return all.length > lines ? `${all.slice(0, lines).join("\n")}\n…` : String(text);
   }
 
+  const actionLabel = (action) => (ACTIONS[action] ? ACTIONS[action].label : action);
+
   function renderHistory(data) {
     const analyses = $("analyses").querySelector("tbody");
     analyses.replaceChildren(
       ...data.analyses.map((a) => {
         const baseline = [a.baseline, a.history ? "earlier deployments" : null].filter(Boolean).join(" + ");
+        const page = new URLSearchParams({ analysis: a.id });
+        if (a.top_cluster_id) page.set("expand", a.top_cluster_id);
         return el(
           "tr",
           { "data-analysis-id": a.id, "data-verdict": a.verdict || "" },
-          el("td", {}, el("a", { href: `ui?analysis=${encodeURIComponent(a.id)}`, class: "analysis-link", title: "The verdict this analysis published" }, el("code", {}, a.id.slice(0, 12)))),
+          el("td", {}, el("a", { href: `ui?${page}`, class: "analysis-link", title: "The verdict this analysis published" }, el("code", {}, a.id.slice(0, 12)))),
           el("td", {}, `${a.canary} vs ${baseline}`),
           el("td", {}, when(a.started_at)),
           el("td", {}, a.status),
@@ -751,22 +988,45 @@
     const feedback = $("feedback").querySelector("tbody");
     feedback.replaceChildren(
       ...data.feedback.map((f) => {
+        const reason = el("input", { name: "undo-reason", maxlength: 4096, class: "undo-reason", placeholder: "why undo it", "aria-label": "Why undo it" });
         const undo = el("button", { type: "button", class: "undo", "data-feedback-id": f.id, title: `DELETE /v1/feedback/${f.id}` }, "Undo");
-        undo.addEventListener("click", () => undoRule(f, undo));
+        undo.addEventListener("click", () => undoRule(f, undo, reason.value.trim()));
         return el(
           "tr",
           { "data-feedback-id": f.id, "data-action": f.action },
           el("td", {}, when(f.created_at)),
           el("td", {}, f.author),
-          el("td", {}, el("span", { class: `tag tag-action-${f.action}` }, ACTIONS[f.action] ? ACTIONS[f.action].label : f.action)),
+          el("td", {}, el("span", { class: `tag tag-action-${f.action}` }, actionLabel(f.action))),
           el("td", {}, f.action === "not_a_risk" ? `canary ${f.deployment}` : "every deployment"),
           el("td", {}, el("pre", { class: "template template-short", title: f.template }, headOf(f.template))),
           el("td", {}, f.reason || "—"),
-          el("td", {}, undo),
+          el("td", { class: "undo-cell" }, reason, undo),
         );
       }),
     );
     if (!data.feedback.length) feedback.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No feedback rule: judge an anomaly on the verdict page.")));
+
+    const changes = $("changes").querySelector("tbody");
+    const changeWords = { created: "created", changed: "changed", undone: "undone" };
+    changes.replaceChildren(
+      ...(data.feedback_changes || []).map((c) => {
+        const scope = (rule) => (rule.action === "not_a_risk" ? ` in ${rule.deployment}` : "");
+        const judgement = c.previous && c.previous.action !== c.rule.action
+          ? `${actionLabel(c.previous.action)}${scope(c.previous)} → ${actionLabel(c.rule.action)}${scope(c.rule)}`
+          : `${actionLabel(c.rule.action)}${scope(c.rule)}`;
+        return el(
+          "tr",
+          { "data-change-id": c.id, "data-change": c.change, "data-feedback-id": c.rule.id },
+          el("td", {}, when(c.at)),
+          el("td", {}, c.author),
+          el("td", {}, el("span", { class: `tag tag-change-${c.change}` }, changeWords[c.change] || c.change)),
+          el("td", {}, judgement),
+          el("td", {}, el("pre", { class: "template template-short", title: c.rule.template }, headOf(c.rule.template))),
+          el("td", {}, c.reason || "—"),
+        );
+      }),
+    );
+    if (!(data.feedback_changes || []).length) changes.append(el("tr", {}, el("td", { colspan: 6, class: "empty" }, "No rule was created, changed or undone yet.")));
 
     $("marks").replaceChildren(
       ...data.marks.map((m) =>
@@ -774,18 +1034,6 @@
       ),
     );
     if (!data.marks.length) $("marks").append(el("li", { class: "empty" }, "No deployment marked."));
-  }
-
-  async function undoRule(rule, button) {
-    button.disabled = true;
-    try {
-      await api(`v1/feedback/${encodeURIComponent(rule.id)}`, { method: "DELETE" });
-      showMessage(`Removed the ${ACTIONS[rule.action] ? ACTIONS[rule.action].label.toLowerCase() : rule.action} rule of ${rule.author}: verdicts judge the event as before.`, "info");
-      await load();
-    } catch (error) {
-      button.disabled = false;
-      writeFailed(error, "undo a rule");
-    }
   }
 
   // -- loading ------------------------------------------------------------------------------------
@@ -811,7 +1059,7 @@
   async function loadHistory(ticket) {
     const { service } = selection();
     if (!service) {
-      renderHistory({ analyses: [], feedback: [], marks: [] });
+      renderHistory({ analyses: [], feedback: [], feedback_changes: [], marks: [] });
       return;
     }
     const data = await api(`v1/services/${encodeURIComponent(service)}/history`);
@@ -819,11 +1067,13 @@
   }
 
   async function loadVerdict(ticket) {
-    const { service, canary, baseline, window, sensitivity } = selection();
-    if (!service || !canary) {
+    const question = selection();
+    const { service, canary } = question;
+    if (!service || (!canary && !state.analysis)) {
       $("verdict").replaceChildren(el("p", { class: "verdict-name" }, "No events yet"), el("p", { class: "reason" }, "Send log events to POST /v1/events or through Kafka."));
-      renderMap({ points: [], omitted: 0, projection: "" });
-      renderClusters([], { anomalies: [], suppressed: [] });
+      renderMap({ points: [], clusters: [], omitted: 0, projection: "", verdict: null });
+      renderClusters({ points: [], clusters: [], verdict: { anomalies: [], reason_code: "" } });
+      $("drops").hidden = true;
       return;
     }
     const query = new URLSearchParams();
@@ -831,23 +1081,27 @@
       query.set("analysis", state.analysis);
     } else {
       query.set("canary", canary);
-      query.set("window", window);
-      if (baseline) query.set("baseline", baseline);
-      if (sensitivity) query.set("sensitivity", sensitivity);
+      query.set("window", question.window);
+      if (question.baseline) query.set("baseline", question.baseline);
+      if (question.history && question.baseline) query.set("history", "true");
+      if (question.sensitivity) query.set("sensitivity", question.sensitivity);
+      if (question.until) query.set("until", question.until);
     }
     const base = `v1/services/${encodeURIComponent(service)}`;
-    const map = await api(`${base}/map?${query}`);
-    const clusters = await api(`${base}/clusters?${new URLSearchParams({ deployment: map.verdict.canary })}`);
+    const [map, rules] = await Promise.all([api(`${base}/map?${query}`), api(`v1/feedback?${new URLSearchParams({ service })}`)]);
     if (ticket !== state.ticket) return;
+    state.rules = rules;
     if (map.analysis && $("canary").value !== map.verdict.canary) {
       const control = map.verdict.baseline.find((b) => !b.startsWith("history:"));
       fillDeployments(map.verdict.canary, control || "");
     }
-    renderAnalysisNote(map.analysis, map.verdict);
-    renderVerdict(map.verdict, map.analysis ? "of the analysis" : window);
+    renderAnalysisNote(map.analysis);
+    const windowLabel = map.analysis ? "of the analysis" : question.until ? `${question.window} up to ${when(new Date(question.until).toISOString())} UTC` : question.window;
+    renderVerdict(map.verdict, windowLabel, map);
     renderMap(map);
-    renderDrops(map.verdict);
-    renderClusters(clusters, map.verdict);
+    renderDrops(map.verdict, map);
+    renderClusters(map);
+    announceChange(map.verdict);
   }
 
   /** Reads need the token when the server sets LOGCANARY_PROTECT_READS: ask for it instead of a bare 401. */
@@ -864,18 +1118,31 @@
     $("token").focus();
   }
 
-  /** A change of any control leaves an analysis' verdict for the live one. */
+  /** A change of any control leaves an analysis' verdict (or a fixed window) for the live one. */
   function leaveAnalysis() {
+    state.until = null;
     if (!state.analysis) return;
     state.analysis = null;
+    state.analysisRecord = null;
     fillJudging(GATE_WINDOW, $("sensitivity").value);
+  }
+
+  /** The baseline asked for by the URL: a deployment, "" for earlier deployments, both, or null (the default). */
+  function baselineOf(params) {
+    const history = params.get("history");
+    const wanted = params.get("baseline");
+    const both = history === "1" || history === "true";
+    if (wanted) return both ? `${wanted}${HISTORY}` : wanted;
+    if (both || params.has("baseline")) return "";
+    return null;
   }
 
   async function start() {
     const params = new URLSearchParams(location.search);
     for (const id of params.getAll("expand")) state.expanded.add(id);
     setView(params.get("view") === "history" ? "history" : "verdict");
-    state.analysis = state.view === "verdict" ? params.get("analysis") : null;
+    state.analysis = params.get("analysis");
+    state.until = state.analysis ? null : params.get("until");
     const token = $("token");
     token.value = sessionStorage.getItem(TOKEN_KEY) || "";
     token.addEventListener("change", () => {
@@ -883,6 +1150,7 @@
       else sessionStorage.removeItem(TOKEN_KEY);
       if (state.needsToken) location.reload(); // the page could not read anything yet: start again
     });
+    $("skip").addEventListener("click", skipToAnomaly);
     $("pick").addEventListener("submit", (event) => {
       event.preventDefault();
       showMessage("");
@@ -915,17 +1183,19 @@
       document.body.dataset.loaded = "error";
       return;
     }
+    state.analysisRecord = analysis;
     let notes;
-    if (analysis) {
-      // The analysis' own question: its service, canary, control baseline and sensitivity, over its window.
+    if (analysis && state.view === "verdict") {
+      // The analysis' own question: its service, canary, baseline and sensitivity, over its window.
+      const live = liveQuestionOf(analysis);
       fillServices(analysis.service);
-      fillDeployments(analysis.canary.deployment, analysis.baseline.deployment || ""); // set to canonical names once loaded
+      fillDeployments(live.canary, live.baseline && live.history ? `${live.baseline}${HISTORY}` : live.baseline); // canonical names once loaded
       notes = [];
       fillJudging("analysis", analysis.sensitivity);
     } else {
       notes = [
-        fillServices(params.get("service") || ""),
-        fillDeployments(params.get("canary") || "", params.has("baseline") ? params.get("baseline") : null),
+        fillServices(params.get("service") || (analysis ? analysis.service : "")),
+        fillDeployments(params.get("canary") || "", baselineOf(params)),
       ];
       fillJudging(params.get("window") || GATE_WINDOW, params.get("sensitivity") || "");
     }
