@@ -3,6 +3,7 @@ history holds only earlier deployments that did not fail, and all of it survives
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,8 @@ from logcanary.api.app import create_app
 from logcanary.demo.traffic import events
 from logcanary.engine.model import MAX_IDENTITIES, Engine
 from logcanary.settings import Settings
+from logcanary.store.dialect import SQLITE
+from logcanary.store.schema import MIGRATIONS
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -208,7 +211,9 @@ def test_a_state_file_from_before_identities_opens_and_upgrades(tmp_path: Path) 
     # Make the file look like one written before this change: no marks table, no identities in the blobs; and, as
     # every file then, without schema_version and the tables versioned migrations added since.
     db = sqlite3.connect(Settings(state_dir=tmp_path).state_file)
-    added = ("shard_owners", "origin_offsets", "repartition_topics", "feedback_changes", "map_places")
+    added = [
+        table for m in MIGRATIONS[1:] for s in m.statements(SQLITE) for table in re.findall(r"CREATE TABLE (\w+)", s)
+    ]
     for table in ("deployment_marks", "schema_version", *added):
         db.execute(f"DROP TABLE {table}")
     for service, deployment, blob in db.execute("SELECT service, deployment, state FROM deployments").fetchall():

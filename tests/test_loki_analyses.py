@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NPE = "java.lang.NullPointerException"
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def traffic(
     service: str, deployment: str, count: int, seed: int, npe: float, start: datetime, seconds: float
 ) -> list[dict[str, Any]]:
@@ -50,7 +53,8 @@ def to_loki(
     metadata (what Alloy's and the OTel collector's pipelines attach)."""
     streams: dict[tuple[str, str, str], list[Entry]] = {}
     for record in records:
-        stamp = int(datetime.fromisoformat(record["timestamp"]).timestamp() * 1e9)
+        at = datetime.fromisoformat(record["timestamp"])  # in nanoseconds exactly: a float of them is off by ~100
+        stamp = (at - EPOCH) // timedelta(microseconds=1) * 1000  # ns, and the first line fell before a window start
         key = (record["service"], record["deployment"], record["host"])
         streams.setdefault(key, []).append((stamp, record["message"], {"level": record["level"]}))
     return [
