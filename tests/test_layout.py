@@ -22,8 +22,8 @@ from logcanary.analysis.projection import MARGIN, position
 from logcanary.engine.clustering import cosine, template_terms
 from logcanary.engine.masking import Masker
 from logcanary.engine.miner import Template, TemplateMiner
+from tests.ci import in_ci
 from tests.conftest import ROOT
-from tests.postgres_helpers import in_ci
 
 LOGHUB = Path(os.environ.get("LOGCANARY_LOGHUB_DIR", ROOT.parent / "shared" / "eval" / "data" / "loghub2k"))
 SETS = ("Hadoop", "Zookeeper", "BGL", "Linux", "Spark", "OpenStack")
