@@ -85,7 +85,8 @@ UNITS = (
     | frozenset(["ns", "us", "µs", "μs", "ms", "s", "sec", "secs", "second", "seconds"])
     | frozenset(["millisecond", "milliseconds", "minute", "minutes", "hour", "hours"])
 )
-_UNIT_TOKENS = UNITS | {unit + mark for unit in UNITS for mark in _TRAILING}
+_MARKS = ("", *_TRAILING)
+_UNIT_TOKENS = frozenset(unit + first + second for unit in UNITS for first in _MARKS for second in _MARKS)
 # A value restated in parentheses right after a value ("1234 bytes (1.2 KB)", "10.0.0.1 (10.0.0.1)") is that value.
 _RESTATED = frozenset(f"({WILDCARD})" + mark for mark in ("", *_TRAILING))
 _FOLDED = _UNIT_TOKENS | _RESTATED
