@@ -94,10 +94,9 @@ def rate_anomalies(
 ) -> list[Anomaly]:
     """The canary's rate anomalies against its control deployments (none without one).
 
-    ``typical`` is the canary's count of a typical steady flow per baseline event of it (the verdict's size
-    factor), when known: the rate of the canary as a whole is then read from it, not from all its events, so a
-    change in the traffic mix (some flows rarer, others not) is not a slower canary, and start-up output or a burst
-    on either side does not hide or fake one."""
+    ``typical`` is the canary's count of the baseline's established events per baseline event of them, when known:
+    the canary's rate as a whole is then read from its established traffic, not from all its events, so start-up
+    output or a burst on either side does not hide or fake a slower canary."""
     if not controls:
         return []
     live_end = max(model.last_seen for model in [canary, *controls])

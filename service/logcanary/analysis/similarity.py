@@ -66,8 +66,13 @@ def same_event(left: Template, right: Template, fold: bool = True) -> bool:
 
 
 def respelled(left: Template, right: Template) -> bool:
-    """The same event only when tokens are compared as spelled: other letter case or punctuation."""
-    return same_event(left, right) and not same_event(left, right, fold=False)
+    """The same event, with a word of it in other letter case or punctuation (``SUCCESS:`` / ``Success``)."""
+    if len(left.tokens) != len(right.tokens) or not same_event(left, right):
+        return False
+    return any(
+        x != y and (word := spelling(x)) == spelling(y) and any(c.isalpha() for c in word)
+        for x, y in zip(left.tokens, right.tokens, strict=True)
+    )
 
 
 def same_words(left: Template, right: Template) -> bool:

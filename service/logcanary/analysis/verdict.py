@@ -329,7 +329,7 @@ def judge(
     _discount_noisy_novelty(findings)
     anomalies = _group(findings, canary_side.total, base.total)
     controls = [service.deployments[name] for name in used_control]
-    typical = scaling.size if scaling.steady and not used_history else None
+    typical = scaling.traffic if scaling.steady and not used_history else None
     anomalies.extend(rate_anomalies(canary_model, controls, window, limits, canary_weight, typical))
     anomalies.sort(key=lambda a: a.score, reverse=True)
     failing = [a for a in anomalies if a.score >= limits.fail_score]
@@ -607,6 +607,7 @@ class _Scaling:
     events: list[_Flow]
     clusters: list[_Flow]
     steady: int  # steady events the size factor was taken from (0: it is the canary's volume over the baseline's)
+    traffic: float  # the canary's events of established baseline events, per baseline event of them
 
 
 def _scaling(
@@ -617,7 +618,7 @@ def _scaling(
     chatter = sum(f.canary_count for f in judged if f.kind == "unknown" and f.novelty == 0)
     scale = canary.total - chatter
     if scale <= 0 or base.total <= 0:
-        return _Scaling(0.0, [], [], 0)
+        return _Scaling(0.0, [], [], 0, 0.0)
     event_of = _events(base)
     credit: dict[Template, float] = {}  # canary events per baseline template, same events under other templates too
     for template, count in canary.counts.items():
@@ -652,10 +653,12 @@ def _scaling(
     clusters = flows(lambda template: id(base.cluster_of[template]))
     ratios = [f.canary_count / f.baseline_count for f in events if f.steady]
     volume = scale / base.total
+    established = sum(f.baseline_count for f in events)
+    traffic = sum(f.canary_count for f in events) / established if established > 0 else volume
     if len(ratios) < SIZE_MIN_FLOWS:
-        return _Scaling(volume, events, clusters, 0)
+        return _Scaling(volume, events, clusters, 0, traffic)
     size = median(ratios)
-    return _Scaling(size if size > 0 else volume, events, clusters, len(ratios) if size > 0 else 0)
+    return _Scaling(size if size > 0 else volume, events, clusters, len(ratios) if size > 0 else 0, traffic)
 
 
 def _events(base: _Side) -> dict[Template, int]:
@@ -705,11 +708,12 @@ def _drops(base: _Side, canary: _Side, scaling: _Scaling, limits: Thresholds) ->
     An event (:func:`_events`) the baseline shows steady (across replicas, or time slices; :meth:`_Profile.spread`)
     that falls to ``drop_max_ratio`` of its expected count or below fails the canary *alone* when the fall stands out
     from the baseline's own variability: a binomial test on its counts shrunk by its dispersion in the baseline, at
-    ``frequency_max_p`` split over the events tested. Unless it moves with many others: more than ``MIX_MIN_FLOWS`` events at about the
-    same ratio are a change in the traffic mix. Otherwise drops are judged per river cluster (coarser: an event
-    templated anew in the canary still counts for its cluster), at ``1 / frequency_min_ratio`` or below with the
-    plain binomial test, and fail only together: each scores at most ``fail_score x drops / DROP_QUORUM`` (a silent
-    failure stops several flows at once; a phase of a test or a restart varies by itself).
+    ``frequency_max_p`` split over the events tested. Unless it moves with many others: more than
+    ``MIX_MIN_FLOWS`` events at about the same ratio are a change in the traffic mix. Otherwise drops are judged per
+    river cluster (coarser: an event templated anew in the canary still counts for its cluster), at
+    ``1 / frequency_min_ratio`` or below with the plain binomial test, and fail only together: each scores at most
+    ``fail_score x drops / DROP_QUORUM`` (a silent failure stops several flows at once; a phase of a test or a
+    restart varies by itself).
     """
     size = scaling.size
     if size <= 0:

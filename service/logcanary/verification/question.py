@@ -35,6 +35,7 @@ class VerdictQuestion:
     window: float | None = 300.0  # look-back seconds of event time; None: every event
     compact: bool = False
     source: PulledFrom | None = None  # judged from the configured log store instead of the events sent
+    canary_weight: float | None = None  # the canary's share of traffic in percent, when the deploy tool routes it
 
     @property
     def uses_history(self) -> bool:
