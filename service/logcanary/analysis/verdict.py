@@ -125,6 +125,7 @@ class _Side:
     nearest: _Nearest | None = None  # built on first use, once the side is complete
     word_keys: dict[Template, tuple[str, frozenset[str]]] = field(default_factory=dict)  # memo of _word_key
     parts: list[tuple[DeploymentModel, Window, float]] = field(default_factory=list)  # what was added, how
+    share: float | None = None  # memo of known_share (a canary side's, once both sides are complete)
 
     def word_key(self, template: Template) -> tuple[str, frozenset[str]]:
         """:func:`_word_key`, computed once per template and call (templates do not change within a call)."""
@@ -132,6 +133,18 @@ class _Side:
         if key is None:
             key = self.word_keys[template] = _word_key(template)
         return key
+
+    def known_share(self, base: _Side) -> float:
+        """The canary's share of the traffic both sides log: its events of templates the baseline logged too, over
+        those and the baseline's of them (the whole volumes when they share none). Its own novelty is left out,
+        so new events (a fault's, a start-up's) do not make the baseline look too small to have shown others."""
+        if self.share is None:
+            mine = sum(count for template, count in self.counts.items() if template in base.counts)
+            theirs = sum(count for template, count in base.counts.items() if template in self.counts)
+            if mine <= 0 or theirs <= 0:
+                mine, theirs = self.total, base.total
+            self.share = mine / (mine + theirs) if mine + theirs > 0 else 0.0
+        return self.share
 
     def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
         self.parts.append((model, window, weight))
@@ -432,7 +445,7 @@ def _judge(
             novelty = evidence_class(template, stats.max_severity)
             score = UNKNOWN_WEIGHTS[novelty] * count * host_factor(hosts)
             seen = kin.get(base.word_key(template), count)  # the event's count over all its split templates
-            if novelty < 3 and (canary.total / (canary.total + base.total)) ** seen > ABSENCE_MAX_P:
+            if novelty < 3 and canary.known_share(base) ** seen > ABSENCE_MAX_P:
                 score = 0.0  # the baseline was too small to have shown an event this rare
             return _Finding("unknown", template, cluster, stats, count, 0.0, score, novelty=novelty)
         matched[template] = match
