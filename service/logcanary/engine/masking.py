@@ -102,6 +102,7 @@ _MONTH_WORDS = frozenset(
     for spelling in (name, name[:3], name.upper(), name[:3].upper(), "Sept" if name == "September" else name[:3])
 )
 _MONTH_TOKENS = _MONTH_WORDS | {word + mark for word in _MONTH_WORDS for mark in ",."}
+_SPECIAL = _FOLDED | _MONTH_TOKENS
 _WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _WEEKDAY_WORDS = frozenset(
     spelling for name in _WEEKDAY_NAMES for spelling in (name, name[:3], name.upper(), name[:3].upper())
@@ -127,14 +128,19 @@ def _fold_units(tokens: list[str]) -> list[str]:
     """``<*> KB,`` -> ``<*>,`` and ``(<*> B)`` -> ``(<*>)``: a unit after a masked number belongs to the value, and
     so does the value restated in parentheses after it (``<*> bytes (<*> KB)`` -> ``<*>``)."""
     out: list[str] = []
+    append = out.append
     for token in tokens:
-        if out and out[-1].endswith(WILDCARD) and token in _UNIT_TOKENS:
+        if token in _FOLDED and out and out[-1].endswith(WILDCARD):
+            if token in _RESTATED:
+                out[-1] += token[len(WILDCARD) + 2 :]
+                continue
             out[-1] += token[len(token.rstrip(_TRAILING)) :]
-        else:
-            out.append(token)
-        if len(out) > 1 and out[-1] in _RESTATED and out[-2].endswith(WILDCARD):
-            restated = out.pop()
-            out[-1] += restated[len(WILDCARD) + 2 :]
+            last = out[-1]
+            if len(out) > 1 and last in _RESTATED and out[-2].endswith(WILDCARD):  # "(<*>" + "KB)" restated
+                out.pop()
+                out[-1] += last[len(WILDCARD) + 2 :]
+            continue
+        append(token)
     return out
 
 
@@ -264,7 +270,9 @@ class Masker:
                 words = [get_user(word) or self._user_masked(word) for word in words]
         get = self._cache.get
         out = [get(token) or self._miss(token) for token in words]
-        if not _MONTH_TOKENS.isdisjoint(words):
+        if _SPECIAL.isdisjoint(out):  # one pass for the common case: no month's name, unit or restated value
+            return out
+        if not _MONTH_TOKENS.isdisjoint(out):  # a month's name is a word: masking leaves it as it was
             out = _fold_dates(words, out)
         if not _FOLDED.isdisjoint(out):
             return _fold_units(out)
