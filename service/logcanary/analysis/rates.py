@@ -39,6 +39,7 @@ from logcanary.engine.model import BUCKET_SECONDS, DeploymentModel
 from logcanary.schemas import Anomaly, RateEvidence, Thresholds
 
 SHARED_HOSTS_MIN_SHARE = 0.5  # hosts both sides log from must carry this share of each side's events to compare
+CRUDE_MARGIN = 1.25  # a shared host whose rate by its counts is this far above the limit is not sliced
 
 
 @dataclass(slots=True)
@@ -51,27 +52,44 @@ class _Volume:
     total: float = 0.0
 
 
-def _volume(models: list[DeploymentModel], window: Window, hosts: set[str] | None = None) -> _Volume:
-    volume = _Volume()
+def _hosts(models: list[DeploymentModel], window: Window) -> tuple[dict[str, float], float]:
+    """A side's events per host within the window (all-time host counts shared out over the window's), and in all."""
+    hosts: dict[str, float] = {}
+    total = 0.0
     for model in models:
         for stats in [*model.templates().values(), model.other]:
             count = stats.count if window is None else stats.count_between(*window)
             if count <= 0:
                 continue
-            volume.total += count
+            total += count
+            for host, n in stats.hosts.items():
+                hosts[host] = hosts.get(host, 0.0) + n / stats.count * count
+    return hosts, total
+
+
+def _volume(
+    models: list[DeploymentModel], window: Window, hosts: set[str], by_host: tuple[dict[str, float], float]
+) -> _Volume:
+    """A side's events per 10-second bucket within the window, and per bucket of each of ``hosts`` (``by_host``: its
+    events per host and in all, from :func:`_hosts`)."""
+    volume = _Volume()
+    volume.hosts, volume.total = by_host
+    start, end = (-math.inf, math.inf) if window is None else (window[0] - BUCKET_SECONDS, window[1])
+    buckets = volume.buckets
+    for model in models:
+        for stats in [*model.templates().values(), model.other]:
+            if not stats.count:
+                continue
             inside = stats.buckets
             if window is not None:  # the buckets that overlap the window, as TemplateStats.count_between counts them
-                start, end = window[0] - BUCKET_SECONDS, window[1]
-                inside = {bucket: n for bucket, n in stats.buckets.items() if start < bucket < end}
+                inside = {bucket: n for bucket, n in inside.items() if start < bucket < end}
             for bucket, n in inside.items():
-                volume.buckets[bucket] = volume.buckets.get(bucket, 0.0) + n
-            for host, n in stats.hosts.items():
-                share = n / stats.count
-                volume.hosts[host] = volume.hosts.get(host, 0.0) + share * count
-                if hosts is not None and host in hosts:
-                    mine = volume.by_host.setdefault(host, {})
-                    for bucket, m in inside.items():
-                        mine[bucket] = mine.get(bucket, 0.0) + share * m
+                buckets[bucket] = buckets.get(bucket, 0.0) + n
+            for host in hosts.intersection(stats.hosts):
+                share = stats.hosts[host] / stats.count
+                mine = volume.by_host.setdefault(host, {})
+                for bucket, n in inside.items():
+                    mine[bucket] = mine.get(bucket, 0.0) + share * n
     return volume
 
 
@@ -100,9 +118,20 @@ def rate_anomalies(
     if not controls:
         return []
     live_end = max(model.last_seen for model in [canary, *controls])
-    first = _volume([canary], window), _volume(controls, window)
-    if first[0].total <= 0 or first[1].total <= 0:
+    canary_side, control_side = _hosts([canary], window), _hosts(controls, window)
+    (canary_by_host, canary_total), (control_by_host, control_total) = canary_side, control_side
+    if canary_total <= 0 or control_total <= 0:
         return []
+    shared = set(canary_by_host) & set(control_by_host)
+    if (
+        not all(
+            sum(side[h] for h in shared) >= SHARED_HOSTS_MIN_SHARE * total
+            for side, total in ((canary_by_host, canary_total), (control_by_host, control_total))
+        )
+        or canary_weight is not None
+    ):
+        shared = set()
+    first = _volume([canary], window, set(), canary_side), _volume(controls, window, set(), control_side)
     segments = [active_range(clip(side.buckets, window), window, live_end) for side in first]
     seconds = [active_seconds(part) for part in segments]
     if min(seconds) <= 0:
@@ -112,16 +141,17 @@ def rate_anomalies(
     if min(line.slices for line in lines) < MIN_SLICES:
         return []
     canary_hosts, baseline_hosts = len(first[0].hosts), len(first[1].hosts)
-    shared = set(first[0].hosts) & set(first[1].hosts)
     units: list[tuple[str, list[float], list[float], float]] = []  # unit, canary and baseline rates, expected
     totals = _slice_rates(first[0].buckets, lines[0]), _slice_rates(first[1].buckets, lines[1])
     if canary_weight is not None:
         units.append(("all hosts", totals[0], totals[1], canary_weight / (100.0 - canary_weight)))
-    elif shared and all(sum(side.hosts[h] for h in shared) >= SHARED_HOSTS_MIN_SHARE * side.total for side in first):
-        sides = _volume([canary], window, shared), _volume(controls, window, shared)
+    elif shared:
         for host in sorted(shared):
-            mine = _slice_rates(sides[0].by_host.get(host, {}), lines[0])
-            theirs = _slice_rates(sides[1].by_host.get(host, {}), lines[1])
+            crude = (canary_by_host[host] / seconds[0]) / (control_by_host[host] / seconds[1])
+            if crude > limits.rate_max_ratio * CRUDE_MARGIN:
+                continue  # far from a rate anomaly by its counts: its time slices are not worth building
+            mine = _slice_rates(_volume([canary], window, {host}, canary_side).by_host.get(host, {}), lines[0])
+            theirs = _slice_rates(_volume(controls, window, {host}, control_side).by_host.get(host, {}), lines[1])
             units.append((f"host {host}", mine, theirs, 1.0))
     else:
         per_canary, per_baseline = max(1, canary_hosts), max(1, baseline_hosts)
@@ -140,7 +170,7 @@ def rate_anomalies(
         if ratio > limits.rate_max_ratio:
             continue
         p_value = rank_test_lower([rate / expected for rate in canary_rates], baseline_rates)
-        if p_value > limits.frequency_max_p / len(units):
+        if p_value > limits.frequency_max_p / max(len(units), len(shared)):
             continue
         strength = min(2.0, math.log(1 / max(ratio, 1e-9)) / math.log(1 / limits.rate_max_ratio))
         evidence = RateEvidence(

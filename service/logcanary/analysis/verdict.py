@@ -543,7 +543,7 @@ class _Profile:
                 out[index] += count
         return out
 
-    def spread(self, templates: list[Template]) -> tuple[float, bool]:
+    def spread(self, templates: list[Template], slices: list[float] | None = None) -> tuple[float, bool]:
         """How much some templates' count varies in the baseline by itself, as an index of dispersion (1 for Poisson
         counts), and whether it is steady. Across hosts when the baseline's hosts are replicas logging the flow
         (``MIN_REPLICAS`` or more, most of the baseline's hosts): deployments compared over one window share what
@@ -557,7 +557,8 @@ class _Profile:
         if len(present) >= MIN_REPLICAS and 3 * len(present) >= 2 * len(self.host_totals):
             spread = host_dispersion(by_host, self.host_totals)
             return spread, spread <= STEADY_MAX_DISPERSION
-        slices = self.of(templates)
+        if slices is None:
+            slices = self.of(templates)
         return dispersion(slices), is_steady(slices)
 
 
@@ -639,27 +640,21 @@ def _scaling(
         if home is not None and home is not OTHER:
             credit[home] = credit.get(home, 0.0) + count
 
+    known: dict[tuple[int, ...], _Flow | None] = {}  # by its members: an event is often its cluster
+
     def flows(key: Callable[[Template], int]) -> list[_Flow]:
         groups: dict[int, list[Template]] = {}
         for template in event_of:
             groups.setdefault(key(template), []).append(template)
         out = []
         for members in groups.values():
-            spread, steady = (math.inf, False) if profile is None else profile.spread(members)
-            if profile is not None:
-                present = frozenset(index for index, count in enumerate(profile.of(members)) if count > 0)
-                if present and present <= profile.bursts:
-                    continue  # logged only in the baseline's bursts (a restart's dump, a flood): not established
-            out.append(
-                _Flow(
-                    members,
-                    sum(base.counts[t] for t in members),
-                    sum(credit.get(t, 0.0) for t in members),
-                    spread,
-                    steady,
-                    id(base.cluster_of[members[0]]),
-                )
-            )
+            identity = tuple(id(t) for t in members)
+            if identity in known:
+                flow = known[identity]
+            else:
+                flow = known[identity] = _flow(members, base, credit, profile)
+            if flow is not None:
+                out.append(flow)
         return out
 
     events = flows(event_of.__getitem__)
@@ -672,6 +667,28 @@ def _scaling(
         return _Scaling(volume, events, clusters, 0, traffic)
     size = median(ratios)
     return _Scaling(size if size > 0 else volume, events, clusters, len(ratios) if size > 0 else 0, traffic)
+
+
+def _flow(
+    members: list[Template], base: _Side, credit: dict[Template, float], profile: _Profile | None
+) -> _Flow | None:
+    """Some baseline templates as one flow, or None when the baseline logged them only in its bursts (a restart's
+    dump, a flood): not an established flow."""
+    spread, steady = math.inf, False
+    if profile is not None:
+        slices = profile.of(members)
+        present = [index for index, count in enumerate(slices) if count]
+        if present and profile.bursts.issuperset(present):
+            return None
+        spread, steady = profile.spread(members, slices)
+    return _Flow(
+        members,
+        sum(base.counts[t] for t in members),
+        sum(credit.get(t, 0.0) for t in members),
+        spread,
+        steady,
+        id(base.cluster_of[members[0]]),
+    )
 
 
 def _events(base: _Side) -> dict[Template, int]:
