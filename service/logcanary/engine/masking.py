@@ -127,9 +127,12 @@ def shape_of(text: str) -> bytes:
 def _fold_units(tokens: list[str]) -> list[str]:
     """``<*> KB,`` -> ``<*>,`` and ``(<*> B)`` -> ``(<*>)``: a unit after a masked number belongs to the value, and
     so does the value restated in parentheses after it (``<*> bytes (<*> KB)`` -> ``<*>``)."""
-    out: list[str] = []
+    marks = [index for index, token in enumerate(tokens) if token in _FOLDED]
+    if not marks:
+        return tokens
+    out = tokens[: marks[0]]  # what comes before the first unit or restated value stays as it is
     append = out.append
-    for token in tokens:
+    for token in tokens[marks[0] :]:
         if token in _FOLDED and out and out[-1].endswith(WILDCARD):
             if token in _RESTATED:
                 out[-1] += token[len(WILDCARD) + 2 :]
@@ -147,8 +150,25 @@ def _fold_units(tokens: list[str]) -> list[str]:
 _DATE_PUNCTUATION = ",.;:)"
 
 
+_DIGITS_AS_ONE = str.maketrans("0123456789", "1111111111")
+_DATE_PARTS: dict[str, str] = {}  # a token's shape (every digit as 1) -> its part: it depends on nothing else
+_DATE_PARTS_CACHED = 4096
+
+
 def _date_part(token: str) -> str:
     """What a token can be in a textual date: M month, W weekday, D day, Y year, T time, P AM/PM, Z zone; '' none."""
+    shape = token.translate(_DIGITS_AS_ONE) if len(token) <= _CACHED_TOKEN_CHARS else ""
+    part = _DATE_PARTS.get(shape) if shape else None
+    if part is None:
+        part = _classify_date_part(token)
+        if shape:
+            if len(_DATE_PARTS) >= _DATE_PARTS_CACHED:
+                _DATE_PARTS.clear()
+            _DATE_PARTS[shape] = part
+    return part
+
+
+def _classify_date_part(token: str) -> str:
     core = token.rstrip(_DATE_PUNCTUATION)
     if core in _MONTH_WORDS:
         return "M"
@@ -172,8 +192,10 @@ def _fold_dates(words: list[str], masked: list[str]) -> list[str]:
     a day, year, time, AM/PM and zone after it, when at least one number (day, year or time) is among them.
     ``words`` are the tokens before masking, one per masked token. A date spans at most 8 tokens and each token is
     classified a bounded number of times, so the cost stays linear in the message."""
-    out: list[str] = []
-    index, size, floor = 0, len(words), 0
+    size = len(words)
+    index = next((index for index, word in enumerate(words) if word in _MONTH_TOKENS), size)
+    out = masked[:index]  # what comes before the first month's name stays as it is
+    floor = 0
     while index < size:
         if words[index] not in _MONTH_TOKENS:
             out.append(masked[index])
