@@ -4,14 +4,19 @@ Each event type (template) the canary logged is compared with the baseline:
 
 * not in the baseline, and not the *same event* as any baseline template
   (:mod:`logcanary.analysis.similarity`, searched among the baseline clusters
-  most similar to the template's canary cluster): **unknown**;
-* in the baseline, but with a share of canary traffic far above its share of
-  baseline traffic (effect size, minimum count and a one-sided binomial test
-  on the counts): **frequency**.
-
-* a baseline cluster whose share of the canary's traffic fell far below its
-  baseline share, or vanished (same tests, the other side): **drop**. Drops
-  fail a canary only together (a silent failure stops several flows at once).
+  most similar to the template's canary cluster): **unknown**; the same event in
+  other letter case or punctuation is known, and listed as *reworded*;
+* in the baseline, but with a canary count far above what its baseline count
+  leads one to expect, the canary scaled by its *size factor* (the median ratio
+  of the baseline's steady events; effect size, minimum count and a one-sided
+  binomial test on the counts): **frequency**;
+* a baseline event that vanished or fell far below its expected count: **drop**.
+  One the baseline shows steady (:mod:`logcanary.analysis.variability`) fails
+  alone when the fall stands out from the baseline's own variability and does
+  not move with many others (a change in the traffic mix); other drops are judged
+  per cluster and fail only together (a silent failure stops several flows);
+* the canary's events per second far below the control's, slice by slice
+  (:mod:`logcanary.analysis.rates`): **rate**.
 
 New events are weighed by evidence class (debug output and deprecation notices
 never fail alone; an error or stack trace fails even once), by a test that the
