@@ -97,9 +97,9 @@ class Summary:
         return {"median": self.median, "min": self.low, "max": self.high, "runs": list(self.runs)}
 
 
-def load_contents(data: Path) -> list[str]:
-    """Every ``Content`` value of every CSV in ``data``, files in name order."""
-    files = sorted(data.glob("*.csv"))
+def load_contents(data: Path, names: list[str] | None = None) -> list[str]:
+    """Every ``Content`` value of every CSV in ``data`` (or of those named, without ``.csv``), files in name order."""
+    files = sorted(path for path in data.glob("*.csv") if names is None or path.stem in names)
     if not files:
         raise SystemExit(f"no CSV file in {data}")
     lines: list[str] = []

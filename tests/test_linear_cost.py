@@ -117,6 +117,12 @@ TOKENS |= {
     "nested quotes and parentheses": lambda size: '("' * (size // 4) + '")' * (size // 4),
     "nested brackets": lambda size: "[{(<" * (size // 8) + ">)}]" * (size // 8),
     "quoted words glued": _repeat("'a'b"),
+    # dates with a month's name, times without seconds, bounds on numbers (issue 20)
+    "month dates": _repeat("10-Jul-"),
+    "month dates, glued": _repeat("10/Jul/2005:"),
+    "times without seconds": _repeat("10:3"),
+    "bounded numbers": _repeat("<1"),
+    "bounds on numbers": _repeat("<=~1"),
     # mixed
     "everything": _repeat("a1.@:/-_=\"'()[]{}<>"),
     "dotted segments with digits": _repeat("a1."),
@@ -134,6 +140,14 @@ MESSAGES: dict[str, Callable[[int], str]] = {
     "1 KB tokens": _repeat("a" * 999 + "@ "),
     "cap-sized tokens": _repeat("a" * (MAX_MASKED_TOKEN_CHARS - 1) + "@ "),
     "units after numbers": _repeat("1 KB "),
+    "values restated in parentheses": _repeat("1 bytes (2 KB) "),
+    "month names": _repeat("Jul "),
+    "textual dates": _repeat("Sun Jul 10 03:55:09 2005 "),
+    "a month, then days": _repeat("10 ", head="Jul "),
+    "days, then a month": _repeat("10 ", tail="Jul"),
+    "request lines": _repeat('"GET /a HTTP/1.1" '),
+    "request-like quotes": _repeat('"GET /' + "a" * 190 + '" '),
+    "key word values": _repeat("a=b "),
     # stack traces: one line that a pattern could split many ways
     "Java exception name": _repeat("Error", head="x\n\tat a.b(C.java:1)\na.", tail="!"),
     "Java exception with trailing dot": _repeat("Exception", head="x\n\tat a.b(C.java:1)\njava.lang.", tail="."),

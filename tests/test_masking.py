@@ -17,7 +17,9 @@ from logcanary.engine.model import Engine
         ("done in 5.3s, read 2GiB", "done in <*>, read <*>"),
         ("uptime 1h2m3.5s", "uptime <*>"),
         ("wait 250us 10µs 7μs 40ns", "wait <*> <*> <*> <*>"),
-        ("heap 512MB of 4GB, 12 KiB (3 B)", "heap <*> of <*>, <*> (<*>)"),
+        ("heap 512MB of 4GB, 12 KiB (3 B)", "heap <*> of <*>, <*>"),  # a value restated in parentheses is the value
+        ("0 bytes sent, 1234 bytes (1.2 KB) received", "<*> sent, <*> received"),
+        ("lifetime <1 sec, then 00:01", "lifetime <*>, then <*>"),
         ("retry in 5m or 2h", "retry in <*> or <*>"),
         ("the 1st and 2nd try", "the <*>st and <*>nd try"),
         ("size 93.0 KB, free 317.1 MB)", "size <*>, free <*>)"),
@@ -26,13 +28,21 @@ from logcanary.engine.model import Engine
         ("id=550e8400-e29b-41d4-a716-446655440000", "id=<*>"),
         ("trace 550e8400-e29b-41d4-a716-446655440000 done", "trace <*> done"),
         ("at 2024-05-01T12:00:00.123Z and 18:01:47,978", "at <*> and <*>"),
+        # textual dates and times, in any common spelling, are one value
+        ("connection at Sun Jul 10 03:55:09 2005 from x", "connection at <*> from x"),
+        ("at Fri, 17 Jun 2005 07:07:00 +0200.", "at <*>."),
+        ("due Jul 10, 2005 3:04:05 PM UTC: late", "due <*>: late"),
+        ("on 10 July 2005 and 2005/07/10 and 10-Jul-2005", "on <*> and <*> and <*>"),
+        ('[17/Jun/2005:07:07:00 +0200] "GET /a/b HTTP/1.1"', '[<*> <*>] "GET <*> HTTP/<*>"'),
+        ("May I retry on Sun", "May I retry on Sun"),  # a month's or day's name alone is a word
         ("on 2024-05-01 12:00:00", "on <*> <*>"),
         ("addr 0x7ffd5e8c and deadbeef01", "addr <*> and <*>"),
         ("open /var/log/app/x.log: denied", "open <*>: denied"),
         ("see https://example.com/a?b=1 now", "see https://<*> now"),
         ("mail bob.smith@example.org sent", "mail <*> sent"),
         ('user "John Smith" logged in', 'user "<*>" logged in'),
-        ("user=alice retries=3", "user=<*> retries=<*>"),
+        ("user=alice retries=3 id=a1b", "user=alice retries=<*> id=<*>"),  # a word value is left to the miner
+        ("status=failed, level=WARN.", "status=failed, level=WARN."),
         ("login via ssh2 on sda1", "login via ssh2 on sda1"),
         ("node bglio716 down", "node bglio<*> down"),
         ("balance -103 and +7", "balance <*> and <*>"),

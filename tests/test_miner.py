@@ -1,5 +1,6 @@
 """Template mining: grouping, generalisation, stable ids, caps, persistence."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -122,3 +123,82 @@ def test_unique_values_in_two_positions_are_still_parameters() -> None:
     for user, host in [("alice", "hostA"), ("bob", "hostB"), ("carol", "hostC")]:
         template = miner.add(f"Login user {user} on {host}")
     assert template.text == "Login user <*> on <*>"
+
+
+def _texts(miner: TemplateMiner) -> set[str]:
+    return {template.text for template in miner.templates.values()}
+
+
+def test_state_words_stay_apart_until_the_values_show_they_are_values() -> None:
+    """Issue 20: ``VM Started`` / ``VM Paused`` / ``VM Resumed`` are kinds of event, however many instances log them;
+    three values are no evidence. Capitalised or upper-case words, a field's label and a key's word value need it."""
+    miner = TemplateMiner()
+    for instance in range(20):
+        for state in ("Started", "Paused", "Resumed", "Stopped"):
+            miner.add(f"[instance: {instance:08x}-aaaa-bbbb-cccc-dddddddddddd] VM {state} (Lifecycle Event)")
+    assert _texts(miner) == {
+        f"[instance: <*>] VM {state} (Lifecycle Event)" for state in ("Started", "Paused", "Resumed", "Stopped")
+    }
+
+
+def test_methods_of_request_lines_stay_apart() -> None:
+    miner = TemplateMiner()
+    for index in range(30):
+        for method in ("GET", "POST", "DELETE"):
+            miner.add(f'10.0.0.{index} "{method} /v2/{index:032x}/servers HTTP/1.1" status: 200 len: {index} time: 0.2')
+    assert _texts(miner) == {
+        f'<*> "{method} <*> HTTP/<*>" status: <*> len: <*> time: <*>' for method in ("GET", "POST", "DELETE")
+    }
+
+
+def test_lower_case_names_are_values_after_three() -> None:
+    miner = TemplateMiner()
+    for _ in range(10):
+        for user in ("cyrus", "news", "test"):
+            miner.add(f"session opened for user {user} by (uid=0)")
+    assert _texts(miner) == {"session opened for user <*> by (uid=<*>"}
+
+
+def test_state_words_shared_by_two_positions_are_values() -> None:
+    """``from NEW to INITED``, ``from INITED to RUNNING``: the same words at two positions are values of one domain."""
+    miner = TemplateMiner()
+    states = ["NEW", "INITED", "SETUP", "RUNNING", "COMMITTING", "SUCCEEDED"]
+    for _ in range(3):
+        for before, after in itertools.pairwise(states):
+            miner.add(f"job_1445144423722_0020Job Transitioned from {before} to {after}")
+    assert _texts(miner) == {"job_<*>_<*>Job Transitioned from <*> to <*>"}
+
+
+def test_an_open_set_of_capitalised_words_becomes_a_value() -> None:
+    """Words that keep coming, each once (names), are values: the Good-Turing chance of a new one stays high."""
+    miner = TemplateMiner()
+    for name in ["Alice", "Alice", "Alice", "Bob", "Carol"]:
+        miner.add(f"Contact {name} added")
+    assert len(_texts(miner)) == 3  # three words, and 2 of 5 messages brought a new one: not yet
+    miner.add("Contact Dave added")  # 3 of 6 did
+    assert _texts(miner) == {"Contact <*> added"}
+
+
+def test_a_key_word_value_is_a_kind_until_the_key_shows_many() -> None:
+    miner = TemplateMiner()
+    for _ in range(30):
+        miner.add("authentication failure; uid=0 tty=ssh rhost=10.0.0.1 user=root")
+    for user in ("guest", "test"):
+        for _ in range(5):
+            miner.add(f"authentication failure; uid=0 tty=ssh rhost=10.0.0.1 user={user}")
+    assert len(_texts(miner)) == 3
+    for user in ("uucp", "ftp", "git"):
+        miner.add(f"authentication failure; uid=0 tty=ssh rhost=10.0.0.1 user={user}")
+    assert _texts(miner) == {"authentication failure; uid=<*> tty=ssh rhost=<*> user=<*>"}
+
+
+def test_masked_values_do_not_make_messages_alike() -> None:
+    """Drain's similarity counts constant tokens only: two events sharing nothing but a masked trace-id prefix are
+    not one group whose words then become wildcards."""
+    miner = TemplateMiner()
+    prefix = "TraceID: fe3974115b911675d0640788986f80c9 SpanID: 2860714941507fd2"
+    events = ["Start list products", "Start parse catalog", "List products end", "Parse catalog successfully"]
+    for event in events:
+        miner.add(f"{prefix} {event}")
+    miner.add(f"{prefix} Query product successfully")
+    assert "TraceID: <*> SpanID: <*> Query product successfully" in _texts(miner)

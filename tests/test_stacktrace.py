@@ -85,3 +85,16 @@ def test_a_trace_is_never_the_same_type_as_a_plain_line() -> None:
 def test_multiline_without_trace_is_one_line() -> None:
     miner = TemplateMiner()
     assert miner.add("query took 5 ms\nrows: 10").template_id == miner.add("query took 7 ms rows: 12").template_id
+
+
+def test_a_python_traceback_after_the_loggers_prefix_is_a_trace() -> None:
+    """oslo.log writes ``module [request] Traceback (most recent call last):`` at INFO: a trace all the same, whose
+    headline is the prefix (issue 20: INFO-level tracebacks slipped through)."""
+    message = PYTHON.format(line=7).replace(
+        "Unhandled error in worker\nTraceback", "nova.metadata.wsgi.server [req-1 - - - - -] Traceback"
+    )
+    trace = parse_stack_trace(message)
+    assert trace is not None
+    assert trace.exception == "KeyError"
+    assert trace.headline == "nova.metadata.wsgi.server [req-1 - - - - -]"
+    assert trace.frames == ("tasks.py:charge",)

@@ -242,13 +242,16 @@ def test_several_established_flows_that_stop_fail_as_drops() -> None:
     assert "baseline share" in verdict.reason
 
 
-def test_one_flow_that_drops_is_reported_but_a_mix_change_alone_does_not_fail() -> None:
+def test_one_steady_flow_that_stops_fails_alone() -> None:
+    """Issue 20: a single key flow that vanishes while the rest is steady is a silent failure (a handler returning
+    early), when the baseline shows it steady; before, one drop alone only raised the risk."""
     engine = Engine()
     _steady(engine, "v1", 0.0)
     _steady(engine, "v2", 0.0, flows=7)
     verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
-    assert verdict.verdict == "pass"
-    assert verdict.risk > 0  # the drop is evidence, below the fail score on its own
+    assert verdict.verdict == "fail", verdict.reason
+    [drop] = [a for a in verdict.anomalies if a.direction == "down"]
+    assert drop.steady and drop.canary_count == 0 and drop.template == "flowh step completed for item <*>"
 
 
 def test_an_event_with_a_list_of_another_length_is_the_same_event() -> None:

@@ -119,6 +119,17 @@ def _loki_question(args: argparse.Namespace, command: str) -> Any:
     )
 
 
+def _weight(value: str) -> float:
+    """A canary weight in percent, strictly between 0 and 100."""
+    try:
+        weight = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from exc
+    if not 0 < weight < 100:
+        raise argparse.ArgumentTypeError(f"{value!r} is not between 0 and 100 (exclusive)")
+    return weight
+
+
 def _moment(value: str, flag: str) -> float:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -168,6 +179,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         baseline=["baseline"],
         history=history,
         sensitivity=args.sensitivity or "medium",
+        canary_weight=args.canary_weight,
     )
     verdict.service = service_name or "unknown"
     sys.stdout.buffer.write(orjson.dumps(verdict.model_dump(mode="json")) + b"\n")
@@ -388,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--canary", help="JSON-lines log events of the canary (Loki: the canary deployment)")
     check.add_argument("--history", help="JSON-lines log events of earlier deployments (time-decayed)")
     check.add_argument("--sensitivity", choices=("low", "medium", "high"), default="medium")
+    check.add_argument(
+        "--canary-weight",
+        type=_weight,
+        metavar="PERCENT",
+        help="files: the canary's share of traffic (0-100, exclusive) when a router split it; its events per second "
+        "are then expected at weight / (100 - weight) of the baseline's (default: as many per host)",
+    )
     _loki_arguments(check)
     check.add_argument("--start", help="Loki: start of the window judged (RFC 3339)")
     check.add_argument("--end", help="Loki: end of the window judged (RFC 3339)")

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 Sensitivity = Literal["low", "medium", "high"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
-AnomalyKind = Literal["unknown", "frequency", "priority"]
+AnomalyKind = Literal["unknown", "frequency", "priority", "rate"]
 # Why a verdict is what it is, for machines: the inconclusive ones say which data was missing.
 ReasonCode = Literal[
     "anomalies",  # fail: at least one anomaly reached the fail score
@@ -175,17 +175,42 @@ class LogEventIn(BaseModel):
     )
 
 
+class RateEvidence(BaseModel):
+    """Why a canary's event rate is judged too low: its rate against the baseline's, slice by slice."""
+
+    unit: str = Field(
+        description="What was compared: 'per host' (the canary's hosts against the baseline's, each side's rate "
+        "divided by its hosts), 'host <name>' (one host both sides share), or 'all hosts' (totals, with the "
+        "canary's traffic weight)."
+    )
+    canary_per_second: float = Field(ge=0, description="The canary's events per second (per host for 'per host').")
+    baseline_per_second: float = Field(ge=0, description="The baseline's, likewise.")
+    expected_ratio: float = Field(
+        gt=0, description="The canary's rate the traffic split leads one to expect, as a share of the baseline's."
+    )
+    canary_weight: float | None = Field(
+        None, description="The canary's share of traffic in percent, as the deploy tool said (null: not given)."
+    )
+    canary_hosts: int = Field(ge=0)
+    baseline_hosts: int = Field(ge=0)
+    canary_slices: int = Field(ge=0, description="Time slices of the canary's active time compared.")
+    baseline_slices: int = Field(ge=0, description="Time slices of the baseline's.")
+    slice_seconds: float = Field(gt=0)
+
+
 class Anomaly(BaseModel):
     """A canary cluster that is new or far more frequent than in the baseline."""
 
     kind: AnomalyKind = Field(
         description="unknown: no similar event in the baseline; frequency: share far from the baseline's "
-        "(see direction); priority: a 'priority' feedback rule covers it."
+        "(see direction); priority: a 'priority' feedback rule covers it; rate: the canary logs far fewer events "
+        "per second (per host, or as its traffic weight leads one to expect) than the baseline (see rate)."
     )
     direction: Literal["up", "down"] | None = Field(
         default=None,
         description="For frequency: up = far more frequent than in the baseline; down = an established baseline "
-        "event that fell far below its share or vanished (a drop; its examples are in baseline_examples).",
+        "event that fell far below its share or vanished (a drop; its examples are in baseline_examples). "
+        "A rate anomaly is always down.",
     )
     cluster_id: str = Field(description="Content-derived id of the canary cluster.")
     template: str = Field(description="Template of the most significant event type, `<*>` marking values.")
@@ -205,6 +230,12 @@ class Anomaly(BaseModel):
     baseline_examples: list[str] = Field(
         default_factory=list, description="For a drop (direction down): up to 5 verbatim baseline messages."
     )
+    steady: bool | None = Field(
+        None,
+        description="For a drop: whether the baseline showed the event steady over its own time slices (then it "
+        "fails alone; a bursty event drops with others). Null for other kinds.",
+    )
+    rate: RateEvidence | None = Field(None, description="For kind rate: the rates compared.")
 
 
 class VanishedCluster(BaseModel):
@@ -213,6 +244,18 @@ class VanishedCluster(BaseModel):
     cluster_id: str
     template: str
     baseline_count: int = Field(ge=0)
+
+
+class Reworded(BaseModel):
+    """A canary event that a baseline event logs in other spelling: the same words under case folding and punctuation
+    (``SUCCESS:`` / ``Success:``, ``user:`` / ``user=``). Known, never an anomaly: listed so a person sees the
+    change."""
+
+    template: str = Field(description="The canary's template.")
+    template_id: str
+    baseline_template: str = Field(description="The baseline template it rewords.")
+    baseline_template_id: str
+    canary_count: int = Field(ge=0)
 
 
 class Suppressed(BaseModel):
@@ -234,6 +277,16 @@ class Thresholds(BaseModel):
     frequency_min_ratio: float
     frequency_max_p: float
     frequency_min_count: int
+    drop_max_ratio: float = Field(
+        0.6,
+        description="A steady baseline event whose canary share (scaled by the canary's steady traffic) is at most "
+        "this many times its baseline share has dropped, and fails alone.",
+    )
+    rate_max_ratio: float = Field(
+        0.75,
+        description="A canary whose events per second are at most this many times what the baseline leads one to "
+        "expect has a rate anomaly (with the test over time slices).",
+    )
 
 
 class SourceProblem(BaseModel):
@@ -286,6 +339,9 @@ class Verdict(BaseModel):
     )
     anomaly_count: int = Field(ge=0, description="How many anomalies reached the fail score, listed or not.")
     vanished: list[VanishedCluster] = Field(default_factory=list)
+    reworded: list[Reworded] = Field(
+        default_factory=list, description="Canary events that baseline events log in other spelling: known, not new."
+    )
     suppressed: list[Suppressed] = Field(default_factory=list)
     thresholds: Thresholds
     source: VerdictSource | None = Field(
@@ -367,6 +423,15 @@ class AnalysisFields(BaseModel):
     canary: CanaryRef
     baseline: BaselineRef
     fail_fast: bool = Field(False, description="Complete with 'fail' as soon as the verdict fails.")
+    canary_weight: float | None = Field(
+        None,
+        gt=0,
+        lt=100,
+        description="The canary's share of traffic in percent (the deploy tool's setWeight / canaryWeight), when "
+        "traffic is split by a router rather than by replica counts: the canary is then expected to log "
+        "weight / (100 - weight) as many events per second as the control deployment. Unset: each canary host "
+        "is expected to log as many as a baseline host.",
+    )
     source: SourceSpec | None = Field(
         None, description="Pull the logs from this log store instead of judging the events sent to logcanary."
     )

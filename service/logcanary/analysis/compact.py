@@ -43,14 +43,22 @@ def _anomaly(anomaly: Anomaly, examples: int) -> Anomaly:
 
 
 def compact(verdict: Verdict, max_bytes: int = COMPACT_MAX_BYTES) -> Verdict:
-    """``verdict`` with at most 3 anomalies (one example each), 3 vanished and 3 suppressed entries, texts cut
-    to 200 characters; entries are then dropped, least important first, until it fits ``max_bytes``."""
+    """``verdict`` with at most 3 anomalies (one example each), 3 vanished, 3 suppressed and 3 reworded entries, texts
+    cut to 200 characters; entries are then dropped, least important first, until it fits ``max_bytes``."""
     vanished = [v.model_copy(update={"template": _cut(v.template)}) for v in verdict.vanished[:COMPACT_LIST_ITEMS]]
     suppressed = [s.model_copy(update={"template": _cut(s.template)}) for s in verdict.suppressed[:COMPACT_LIST_ITEMS]]
+    reworded = [
+        r.model_copy(update={"template": _cut(r.template), "baseline_template": _cut(r.baseline_template)})
+        for r in verdict.reworded[:COMPACT_LIST_ITEMS]
+    ]
     anomalies = [_anomaly(a, 1) for a in verdict.anomalies[:COMPACT_ANOMALIES]]
-    result = verdict.model_copy(update={"anomalies": anomalies, "vanished": vanished, "suppressed": suppressed})
+    result = verdict.model_copy(
+        update={"anomalies": anomalies, "vanished": vanished, "suppressed": suppressed, "reworded": reworded}
+    )
     while stored_size(result) > max_bytes:
-        if result.vanished:
+        if result.reworded:
+            result.reworded = result.reworded[:-1]
+        elif result.vanished:
             result.vanished = result.vanished[:-1]
         elif result.suppressed:
             result.suppressed = result.suppressed[:-1]

@@ -6,7 +6,10 @@ info lines, two warnings or a single error or fatal line of a never-seen event
 fail the canary. A frequency anomaly needs a share at least ``frequency_min_ratio``
 times the baseline's, at least ``frequency_min_count`` occurrences, and a
 one-sided binomial p-value of at most ``frequency_max_p``; it then scores
-``fail_score x level weight x log(ratio) / log(min ratio)``.
+``fail_score x level weight x log(ratio) / log(min ratio)``. A steady baseline event (see
+:mod:`logcanary.analysis.variability`) at most ``drop_max_ratio`` of its expected canary count has dropped and
+fails alone; a canary logging at most ``rate_max_ratio`` of the events per second the baseline leads one to
+expect, below nearly all the baseline's own time slices, has a rate anomaly.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ SENSITIVITIES: dict[str, Thresholds] = {
         frequency_min_ratio=5.0,
         frequency_max_p=1e-5,
         frequency_min_count=20,
+        drop_max_ratio=1 / 3,
+        rate_max_ratio=0.5,
     ),
     "medium": Thresholds(
         sensitivity="medium",
@@ -34,6 +39,8 @@ SENSITIVITIES: dict[str, Thresholds] = {
         frequency_min_ratio=3.0,
         frequency_max_p=1e-3,
         frequency_min_count=10,
+        drop_max_ratio=0.6,
+        rate_max_ratio=0.75,
     ),
     "high": Thresholds(
         sensitivity="high",
@@ -43,6 +50,8 @@ SENSITIVITIES: dict[str, Thresholds] = {
         frequency_min_ratio=2.0,
         frequency_max_p=1e-2,
         frequency_min_count=5,
+        drop_max_ratio=0.75,
+        rate_max_ratio=0.8,
     ),
 }
 

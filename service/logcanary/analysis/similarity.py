@@ -8,6 +8,10 @@ So templates are aligned token by token, and every difference must involve a
 wildcard or a token that looks like a value: digits, identifier punctuation
 (``_ / : @``, a dot between word characters), inner capitals (``camelCase``) or
 sheer length. Dots used as padding (``icbi.........<*>``) do not count.
+
+Tokens are compared as they are *spelled*: case folded, punctuation dropped (``SUCCESS:`` is ``Success:``,
+``user:`` is ``user=``), a wildcard kept as one. A build that logs the same event in other letter case or
+punctuation logs the same event; a template that matches a baseline one only so is *reworded* (listed, not new).
 """
 
 from __future__ import annotations
@@ -21,27 +25,37 @@ from logcanary.engine.miner import Template
 
 MIN_SHARED = 0.5  # share of the longer template's tokens that must align exactly
 _VALUE_LIKE = re.compile(r"\d|[_/\\:@#]|\w\.\w|[a-z][A-Z]|^.{24,}$")
+_PUNCTUATION = re.compile(r"[^\w\x00]+")
+
+
+def spelling(token: str) -> str:
+    """A token as the same-event test reads it: case folded, punctuation dropped, a wildcard kept (as NUL)."""
+    return _PUNCTUATION.sub("", token.replace(WILDCARD, "\x00")).casefold()
 
 
 def value_like(token: str) -> bool:
     """A token more likely to be a value than a word. A masked key=value (``user=<*>``) is not:
-    its key names a field, and a new field is a new event."""
+    its key names a field, and a new field is a new event. Punctuation alone (``-``) stands for an absent value."""
     if token == WILDCARD:
         return True
+    if not spelling(token):
+        return True  # punctuation alone ("-", "--"): a placeholder for an absent value, never a word
     return bool(_VALUE_LIKE.search(token.replace(WILDCARD, "")))
 
 
-def same_event(left: Template, right: Template) -> bool:
-    """True when two templates differ only in value-like tokens (and share most tokens)."""
+def same_event(left: Template, right: Template, fold: bool = True) -> bool:
+    """True when two templates differ only in value-like tokens (and share most tokens); with ``fold``, tokens of one
+    :func:`spelling` are equal (value-likeness is still read from the tokens as written)."""
     if left.signature != right.signature:
         return False
     a, b = left.tokens, right.tokens
+    keys_a, keys_b = ([spelling(x) or x for x in a], [spelling(y) or y for y in b]) if fold else (a, b)
     if len(a) == len(b):
-        differing = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        differing = [(x, y) for x, y, p, q in zip(a, b, keys_a, keys_b, strict=True) if p != q]
         if len(differing) > max(1, len(a) // 3):
             return False
         return all(WILDCARD in (x, y) or value_like(x) or value_like(y) for x, y in differing)
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    matcher = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
     shared = sum(block.size for block in matcher.get_matching_blocks())
     if shared < MIN_SHARED * max(len(a), len(b)):
         return False
@@ -49,6 +63,16 @@ def same_event(left: Template, right: Template) -> bool:
         if tag != "equal" and not all(value_like(token) for token in (*a[i1:i2], *b[j1:j2])):
             return False
     return True
+
+
+def respelled(left: Template, right: Template) -> bool:
+    """The same event, with a word of it in other letter case or punctuation (``SUCCESS:`` / ``Success``)."""
+    if len(left.tokens) != len(right.tokens) or not same_event(left, right):
+        return False
+    return any(
+        x != y and (word := spelling(x)) == spelling(y) and any(c.isalpha() for c in word)
+        for x, y in zip(left.tokens, right.tokens, strict=True)
+    )
 
 
 def same_words(left: Template, right: Template) -> bool:

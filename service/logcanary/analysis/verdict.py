@@ -4,14 +4,19 @@ Each event type (template) the canary logged is compared with the baseline:
 
 * not in the baseline, and not the *same event* as any baseline template
   (:mod:`logcanary.analysis.similarity`, searched among the baseline clusters
-  most similar to the template's canary cluster): **unknown**;
-* in the baseline, but with a share of canary traffic far above its share of
-  baseline traffic (effect size, minimum count and a one-sided binomial test
-  on the counts): **frequency**.
-
-* a baseline cluster whose share of the canary's traffic fell far below its
-  baseline share, or vanished (same tests, the other side): **drop**. Drops
-  fail a canary only together (a silent failure stops several flows at once).
+  most similar to the template's canary cluster): **unknown**; the same event in
+  other letter case or punctuation is known, and listed as *reworded*;
+* in the baseline, but with a canary count far above what its baseline count
+  leads one to expect, the canary scaled by its *size factor* (the median ratio
+  of the baseline's steady events; effect size, minimum count and a one-sided
+  binomial test on the counts): **frequency**;
+* a baseline event that vanished or fell far below its expected count: **drop**.
+  One the baseline shows steady (:mod:`logcanary.analysis.variability`) fails
+  alone when the fall stands out from the baseline's own variability and does
+  not move with many others (a change in the traffic mix); other drops are judged
+  per cluster and fail only together (a silent failure stops several flows);
+* the canary's events per second far below the control's, slice by slice
+  (:mod:`logcanary.analysis.rates`): **rate**.
 
 New events are weighed by evidence class (debug output and deprecation notices
 never fail alone; an error or stack trace fails even once), by a test that the
@@ -31,18 +36,41 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from statistics import median
 from typing import ParamSpec
 
 from logcanary.analysis.feedback import FeedbackRule
+from logcanary.analysis.rates import rate_anomalies
 from logcanary.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
-from logcanary.analysis.similarity import same_event, same_words
+from logcanary.analysis.similarity import respelled, same_event, same_words
+from logcanary.analysis.variability import (
+    MAX_SLICES,
+    MIN_SLICES,
+    STEADY_MAX_DISPERSION,
+    Timeline,
+    active_range,
+    active_seconds,
+    clip,
+    dispersion,
+    host_dispersion,
+    is_steady,
+    timeline,
+)
 from logcanary.common.times import utc
 from logcanary.engine.clustering import Cluster, template_terms
 from logcanary.engine.miner import OTHER, Template
-from logcanary.engine.model import MAX_EXAMPLES, SEVERITY_NAMES, DeploymentModel, ServiceModel, TemplateStats
+from logcanary.engine.model import (
+    BUCKET_SECONDS,
+    MAX_EXAMPLES,
+    SEVERITY_NAMES,
+    DeploymentModel,
+    ServiceModel,
+    TemplateStats,
+)
 from logcanary.schemas import (
     Anomaly,
     ReasonCode,
+    Reworded,
     Sensitivity,
     Suppressed,
     Thresholds,
@@ -103,6 +131,8 @@ class _Side:
     total: float = 0.0
     nearest: _Nearest | None = None  # built on first use, once the side is complete
     word_keys: dict[Template, tuple[str, frozenset[str]]] = field(default_factory=dict)  # memo of _word_key
+    parts: list[tuple[DeploymentModel, Window, float]] = field(default_factory=list)  # what was added, how
+    share: float | None = None  # memo of known_share (a canary side's, once both sides are complete)
 
     def word_key(self, template: Template) -> tuple[str, frozenset[str]]:
         """:func:`_word_key`, computed once per template and call (templates do not change within a call)."""
@@ -111,7 +141,20 @@ class _Side:
             key = self.word_keys[template] = _word_key(template)
         return key
 
+    def known_share(self, base: _Side) -> float:
+        """The canary's share of the traffic both sides log: its events of templates the baseline logged too, over
+        those and the baseline's of them (the whole volumes when they share none). Its own novelty is left out,
+        so new events (a fault's, a start-up's) do not make the baseline look too small to have shown others."""
+        if self.share is None:
+            mine = sum(count for template, count in self.counts.items() if template in base.counts)
+            theirs = sum(count for template, count in base.counts.items() if template in self.counts)
+            if mine <= 0 or theirs <= 0:
+                mine, theirs = self.total, base.total
+            self.share = mine / (mine + theirs) if mine + theirs > 0 else 0.0
+        return self.share
+
     def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
+        self.parts.append((model, window, weight))
         total = 0
         # Events past the template caps count as one pseudo-template: never silently ignored.
         for template, stats in [*model.templates().items(), (OTHER, model.other)]:
@@ -143,6 +186,8 @@ class _Finding:
     novelty: int = 3  # the evidence class of an unknown event (0 debug-like .. 4 fatal)
     baseline_examples: list[str] = field(default_factory=list)
     baseline_level: int = 0
+    steady: bool | None = None  # a drop: whether it fails alone (it stood out from the baseline's own variability)
+    cluster_key: int = 0  # a drop: its baseline river cluster (id)
 
 
 def _cluster(model: DeploymentModel, template: Template) -> Cluster:
@@ -204,12 +249,15 @@ def judge(
     window: Window = None,
     max_anomalies: int = DEFAULT_MAX_ANOMALIES,
     exclude_history: Iterable[str] = (),
+    canary_weight: float | None = None,
 ) -> Judgement:
     """The verdict on deployment ``canary`` of ``service`` against control deployments and/or history.
 
     Data sufficiency is decided first: an unknown or silent canary, a missing or silent baseline,
     or too few events on either side is ``inconclusive`` with a ``reason_code``, never a pass and
     never a fail. ``exclude_history`` names deployments history must skip (failed or marked bad).
+    ``canary_weight`` is the canary's share of traffic in percent, when the deploy tool routes it (its rate is
+    then expected at ``weight / (100 - weight)`` of the control's; see :mod:`logcanary.analysis.rates`).
     """
     limits = thresholds(sensitivity)
     rules = [rule for rule in feedback if rule.applies_to(service, canary)]  # not_a_risk: its own canary only
@@ -261,16 +309,18 @@ def judge(
     findings: list[_Finding] = []
     suppressed: list[Suppressed] = []
     matched: dict[Template, Template] = {}  # canary template -> the baseline template of the same event
+    reworded: dict[Template, Template] = {}  # canary template -> the baseline template it respells
     kin = _kin_counts(canary_side, base)
     judged = [
-        _judge(template, int(count), canary_side, base, limits, matched, kin)
+        _judge(template, int(count), canary_side, base, limits, matched, kin, reworded)
         for template, count in canary_side.counts.items()
     ]
-    rises = _rises(canary_side, base, matched, limits)
+    scaling = _scaling(canary_side, base, matched, judged, _profile(base, used_control))
+    rises = _rises(canary_side, base, matched, limits, scaling.size)
     leads = {finding.template for finding in rises}
     judged = [j for j in judged if j.kind != "none" or j.template not in leads]
     judged.extend(rises)
-    judged.extend(_drops(canary_side, base, matched, judged, limits))
+    judged.extend(_drops(base, canary_side, scaling, limits))
     for judgement in judged:
         template, cluster = judgement.template, judgement.cluster
         finding = judgement if judgement.kind != "none" else None
@@ -299,6 +349,9 @@ def judge(
 
     _discount_noisy_novelty(findings)
     anomalies = _group(findings, canary_side.total, base.total)
+    controls = [service.deployments[name] for name in used_control]
+    typical = scaling.traffic if scaling.steady and not used_history else None
+    anomalies.extend(rate_anomalies(canary_model, controls, window, limits, canary_weight, typical))
     failing = sorted((a for a in anomalies if a.score >= limits.fail_score), key=_evidence, reverse=True)
     top = max((a.score for a in anomalies), default=0.0)
     risk = min(round(100 * top / (top + limits.fail_score), 1), 100.0)
@@ -309,6 +362,16 @@ def judge(
     result.anomalies = failing[:max_anomalies]
     result.anomaly_count = len(failing)
     result.suppressed = suppressed
+    result.reworded = [
+        Reworded(
+            template=template.text,
+            template_id=template.template_id,
+            baseline_template=baseline.text,
+            baseline_template_id=baseline.template_id,
+            canary_count=round(canary_side.counts[template]),
+        )
+        for template, baseline in sorted(reworded.items(), key=lambda item: -canary_side.counts[item[0]])
+    ][:MAX_REPORTED_VANISHED]
     return Judgement(result, scope, frozenset(j.template.template_id for j in judged if j.kind == "unknown"))
 
 
@@ -379,9 +442,13 @@ def _judge(
     limits: Thresholds,
     matched: dict[Template, Template],
     kin: Counter[tuple[str, frozenset[str]]],
+    reworded: dict[Template, Template],
 ) -> _Finding:
     """Whether one canary template is new: an ``unknown`` finding, or kind ``none`` (known, or the same
     event as the baseline template recorded in ``matched``; :func:`_rises` judges its frequency).
+
+    A template that is a baseline one respelled (other letter case or punctuation) is known: it is recorded in
+    ``reworded``.
 
     An unknown event scores by its evidence class (:func:`evidence_class`), count and hosts. Below
     the error class it must also be significant: a baseline that saw events of its size would have
@@ -394,26 +461,31 @@ def _judge(
         return nothing  # logged by the baseline before the window (its own start-up): known, not new
     if baseline_count == 0:
         match = None if template is OTHER else _same_event_in(template, cluster, base)
+        if match is not None and respelled(template, match):
+            reworded[template] = match
         if match is None:
             hosts = len(stats.hosts) + (1 if stats.other_hosts else 0)
             novelty = evidence_class(template, stats.max_severity)
             score = UNKNOWN_WEIGHTS[novelty] * count * host_factor(hosts)
             seen = kin.get(base.word_key(template), count)  # the event's count over all its split templates
-            if novelty < 3 and (canary.total / (canary.total + base.total)) ** seen > ABSENCE_MAX_P:
+            if novelty < 3 and canary.known_share(base) ** seen > ABSENCE_MAX_P:
                 score = 0.0  # the baseline was too small to have shown an event this rare
             return _Finding("unknown", template, cluster, stats, count, 0.0, score, novelty=novelty)
         matched[template] = match
     return nothing
 
 
-def _rises(canary: _Side, base: _Side, matched: dict[Template, Template], limits: Thresholds) -> list[_Finding]:
-    """Known events whose share of canary traffic is far above their baseline share.
+def _rises(
+    canary: _Side, base: _Side, matched: dict[Template, Template], limits: Thresholds, size: float
+) -> list[_Finding]:
+    """Known events whose canary count is far above what their baseline count leads one to expect.
 
     Judged per baseline event, with the canary's events of it under split or reworded templates
     added up (an effect size, a minimum count and a one-sided binomial test); the finding names
-    the canary template that holds most of them.
+    the canary template that holds most of them. The expectation is the baseline count times the canary's size
+    factor (:func:`_scaling`): a restart burst in the baseline does not make every canary event look more frequent.
     """
-    if base.total <= 0 or canary.total <= 0:
+    if base.total <= 0 or canary.total <= 0 or size <= 0:
         return []
     # One event may hold several templates on each side (lists of other lengths): add them all up.
     baseline_by_event: dict[tuple[str, frozenset[str]], float] = {}
@@ -432,10 +504,10 @@ def _rises(canary: _Side, base: _Side, matched: dict[Template, Template], limits
         if count < limits.frequency_min_count:
             continue
         baseline_count = baseline_by_event[event]
-        ratio = (count / canary.total) / ((baseline_count + 0.5) / (base.total + 0.5))
+        ratio = count / (size * (baseline_count + 0.5))
         if ratio < limits.frequency_min_ratio:
             continue
-        p_value = binomial_tail(count, count + round(baseline_count), canary.total / (canary.total + base.total))
+        p_value = binomial_tail(count, count + round(baseline_count), size / (1 + size))
         if p_value > limits.frequency_max_p:
             continue
         lead = max(templates, key=lambda t: canary.counts[t])
@@ -475,59 +547,282 @@ def _kin_counts(canary: _Side, base: _Side) -> Counter[tuple[str, frozenset[str]
     return kin
 
 
-def _drops(
-    canary: _Side, base: _Side, matched: dict[Template, Template], judged: list[_Finding], limits: Thresholds
-) -> list[_Finding]:
-    """Established baseline clusters that vanished from the canary or fell far below their share.
+@dataclass(slots=True)
+class _Profile:
+    """The baseline's own variability (:mod:`logcanary.analysis.variability`): each live template's count in each of
+    its time slices and on each of its hosts."""
 
-    Judged per baseline cluster, so an event the canary logs under a split or reworded template
-    still counts for its cluster. The canary's scale leaves out its debug-like novelty (start-up
-    dumps), so a burst of start-up output does not make every established event look rarer. One
-    drop can be a change in the traffic mix; a silent failure stops several flows at once, so
-    drops fail a canary only together: each scores at most ``fail_score x drops / DROP_QUORUM``.
-    """
+    line: Timeline
+    counts: dict[Template, list[float]]
+    hosts: dict[Template, dict[str, float]]
+    host_totals: dict[str, float]
+    bursts: frozenset[int]  # slices whose volume is BURST_FACTOR times the median slice's or more
+
+    def of(self, templates: Iterable[Template]) -> list[float]:
+        """The summed counts per slice of some templates."""
+        out = [0.0] * self.line.slices
+        for template in templates:
+            for index, count in enumerate(self.counts.get(template, ())):
+                out[index] += count
+        return out
+
+    def spread(self, templates: list[Template], slices: list[float] | None = None) -> tuple[float, bool]:
+        """How much some templates' count varies in the baseline by itself, as an index of dispersion (1 for Poisson
+        counts), and whether it is steady. Across hosts when the baseline's hosts are replicas logging the flow
+        (``MIN_REPLICAS`` or more, most of the baseline's hosts): deployments compared over one window share what
+        varies in time (load, phases), not what varies between replicas. Else across its time slices
+        (:func:`logcanary.analysis.variability.is_steady`)."""
+        by_host: dict[str, float] = {}
+        for template in templates:
+            for host, count in self.hosts.get(template, {}).items():
+                by_host[host] = by_host.get(host, 0.0) + count
+        present = [host for host, count in by_host.items() if count > 0]
+        if len(present) >= MIN_REPLICAS and 3 * len(present) >= 2 * len(self.host_totals):
+            spread = host_dispersion(by_host, self.host_totals)
+            return spread, spread <= STEADY_MAX_DISPERSION
+        if slices is None:
+            slices = self.of(templates)
+        return dispersion(slices), is_steady(slices)
+
+
+def _profile(base: _Side, control: list[str]) -> _Profile | None:
+    """The baseline's time slices and hosts: of its control deployments over the window when it has some, else of its
+    history deployments (stretches of recording at other times, the gaps between them left out); None when its active
+    time makes fewer than ``MIN_SLICES`` slices of a bucket or more."""
+    parts = [part for part in base.parts if part[0].deployment in control] or base.parts
+    if not parts:
+        return None
+    window = parts[0][1]
+    seen: set[int] = set()
+    for model, _window, _weight in parts:
+        for stats in model.templates().values():
+            seen.update(stats.buckets)
+    segments = active_range(clip(seen, window), window, max(model.last_seen for model, _, _ in parts))
+    seconds = active_seconds(segments)
+    line = timeline(segments, max(float(BUCKET_SECONDS), seconds / MAX_SLICES))
+    if line.slices < MIN_SLICES:
+        return None
+    counts: dict[Template, list[float]] = {}
+    hosts: dict[Template, dict[str, float]] = {}
+    host_totals: dict[str, float] = {}
+    for model, part_window, weight in parts:
+        for template, stats in model.templates().items():
+            mine = line.per_slice(stats.buckets, weight)
+            known = counts.get(template)
+            counts[template] = mine if known is None else [a + b for a, b in zip(known, mine, strict=True)]
+            inside = stats.count if part_window is None else stats.count_between(*part_window)
+            if inside <= 0 or not stats.count:
+                continue
+            found = hosts.setdefault(template, {})
+            for host, count in stats.hosts.items():  # all-time counts, shared out over the window's
+                share = weight * inside * count / stats.count
+                found[host] = found.get(host, 0.0) + share
+                host_totals[host] = host_totals.get(host, 0.0) + share
+    totals = [sum(column) for column in zip(*counts.values(), strict=True)] if counts else [0.0] * line.slices
+    typical = sorted(totals)[len(totals) // 2]
+    bursts = frozenset(index for index, total in enumerate(totals) if total >= BURST_FACTOR * max(typical, 1.0))
+    return _Profile(line, counts, hosts, host_totals, bursts)
+
+
+@dataclass(slots=True)
+class _Flow:
+    """A baseline event or cluster as the drops judge it."""
+
+    members: list[Template]
+    baseline_count: float
+    canary_count: float  # its events in the canary, same events under other templates included
+    spread: float  # its dispersion in the baseline (across replicas or time slices): 1 for Poisson counts
+    steady: bool
+    cluster: int  # its river cluster (id)
+
+
+@dataclass(slots=True)
+class _Scaling:
+    """How the canary's counts compare with the baseline's: the size factor, the baseline's events and clusters."""
+
+    size: float  # the canary's expected count of an event per baseline event (0: nothing to compare)
+    events: list[_Flow]
+    clusters: list[_Flow]
+    steady: int  # steady events the size factor was taken from (0: it is the canary's volume over the baseline's)
+    traffic: float  # the canary's events of established baseline events, per baseline event of them
+
+
+def _scaling(
+    canary: _Side, base: _Side, matched: dict[Template, Template], judged: list[_Finding], profile: _Profile | None
+) -> _Scaling:
+    """The canary's size factor against the baseline, and the baseline's events and clusters with their canary counts
+    and their dispersion in the baseline (see :func:`_drops`)."""
     chatter = sum(f.canary_count for f in judged if f.kind == "unknown" and f.novelty == 0)
     scale = canary.total - chatter
     if scale <= 0 or base.total <= 0:
-        return []
-    groups: dict[int, list[Template]] = {}
-    for template in base.counts:
-        if template is not OTHER:
-            groups.setdefault(id(base.cluster_of[template]), []).append(template)
-    credit: dict[int, float] = {}  # canary events per baseline cluster, same events under other templates included
+        return _Scaling(0.0, [], [], 0, 0.0)
+    event_of = _events(base)
+    credit: dict[Template, float] = {}  # canary events per baseline template, same events under other templates too
     for template, count in canary.counts.items():
         home = template if template in base.counts else matched.get(template)
         if home is not None and home is not OTHER:
-            key = id(base.cluster_of[home])
-            credit[key] = credit.get(key, 0.0) + count
-    found: list[_Finding] = []
-    share = scale / (scale + base.total)
-    found = []
-    for key, members in groups.items():
-        baseline_count = sum(base.counts[t] for t in members)
-        count = credit.get(key, 0.0)
-        expected = baseline_count * scale / base.total
-        if expected < DROP_MIN_EXPECTED:
+            credit[home] = credit.get(home, 0.0) + count
+
+    known: dict[tuple[int, ...], _Flow | None] = {}  # by its members: an event is often its cluster
+
+    def flows(key: Callable[[Template], int]) -> list[_Flow]:
+        groups: dict[int, list[Template]] = {}
+        for template in event_of:
+            groups.setdefault(key(template), []).append(template)
+        out = []
+        for members in groups.values():
+            identity = tuple(id(t) for t in members)
+            if identity in known:
+                flow = known[identity]
+            else:
+                flow = known[identity] = _flow(members, base, credit, profile)
+            if flow is not None:
+                out.append(flow)
+        return out
+
+    events = flows(event_of.__getitem__)
+    clusters = flows(lambda template: id(base.cluster_of[template]))
+    ratios = [f.canary_count / f.baseline_count for f in events if f.steady]
+    volume = scale / base.total
+    established = sum(f.baseline_count for f in events)
+    traffic = sum(f.canary_count for f in events) / established if established > 0 else volume
+    if len(ratios) < SIZE_MIN_FLOWS:
+        return _Scaling(volume, events, clusters, 0, traffic)
+    size = median(ratios)
+    return _Scaling(size if size > 0 else volume, events, clusters, len(ratios) if size > 0 else 0, traffic)
+
+
+def _flow(
+    members: list[Template], base: _Side, credit: dict[Template, float], profile: _Profile | None
+) -> _Flow | None:
+    """Some baseline templates as one flow, or None when the baseline logged them only in its bursts (a restart's
+    dump, a flood): not an established flow."""
+    spread, steady = math.inf, False
+    if profile is not None:
+        slices = profile.of(members)
+        present = [index for index, count in enumerate(slices) if count]
+        if present and profile.bursts.issuperset(present):
+            return None
+        spread, steady = profile.spread(members, slices)
+    return _Flow(
+        members,
+        sum(base.counts[t] for t in members),
+        sum(credit.get(t, 0.0) for t in members),
+        spread,
+        steady,
+        id(base.cluster_of[members[0]]),
+    )
+
+
+def _events(base: _Side) -> dict[Template, int]:
+    """The baseline's templates grouped into events: within each river cluster, templates that are the same event
+    (:func:`logcanary.analysis.similarity.same_event` or ``same_words``: a value or a placeholder in a word's place, a
+    list of another length) are one; a cluster of more than ``EVENT_MAX_PAIRWISE`` templates is grouped by words
+    only. An event's templates may share out its traffic differently on the two sides: judged apart, they would
+    rise and drop by themselves."""
+    clusters: dict[int, list[Template]] = {}
+    for template in base.counts:
+        if template is not OTHER:
+            clusters.setdefault(id(base.cluster_of[template]), []).append(template)
+    event_of: dict[Template, int] = {}
+    for members in clusters.values():
+        if len(members) > EVENT_MAX_PAIRWISE:
+            keys: dict[tuple[str, frozenset[str]], int] = {}
+            for template in members:
+                event_of[template] = keys.setdefault(base.word_key(template), id(template))
             continue
-        ratio = (count + 0.5) / expected
+        parent = list(range(len(members)))
+        for i, j in itertools.combinations(range(len(members)), 2):
+            first, second = _root(parent, i), _root(parent, j)
+            if first != second and (same_event(members[i], members[j]) or same_words(members[i], members[j])):
+                parent[second] = first
+        for index, template in enumerate(members):
+            event_of[template] = id(members[_root(parent, index)])
+    return event_of
+
+
+def _root(parent: list[int], index: int) -> int:
+    """The representative of an index in a union-find forest (halving the path as it goes)."""
+    while parent[index] != index:
+        parent[index] = parent[parent[index]]
+        index = parent[index]
+    return index
+
+
+def _drops(base: _Side, canary: _Side, scaling: _Scaling, limits: Thresholds) -> list[_Finding]:
+    """Established baseline events that vanished from the canary or fell far below their expected count.
+
+    What an event is expected to log in the canary is its baseline count times the canary's *size factor*: the
+    median, over the baseline's steady events, of their canary-to-baseline ratios (flows moving together in
+    proportion are the traffic, not a failure; a burst of start-up output or one event spiking does not make the
+    others look rarer). Without enough steady events the factor is the canary's volume over the baseline's, its
+    debug-like novelty (start-up dumps) left out. Canary templates that are the same event count for it.
+
+    An event (:func:`_events`) the baseline shows steady (across replicas, or time slices; :meth:`_Profile.spread`)
+    that falls to ``drop_max_ratio`` of its expected count or below fails the canary *alone* when the fall stands out
+    from the baseline's own variability: a binomial test on its counts shrunk by its dispersion in the baseline, at
+    ``frequency_max_p`` split over the events tested. Unless it moves with many others: more than
+    ``MIX_MIN_FLOWS`` events at about the same ratio are a change in the traffic mix. Otherwise drops are judged per
+    river cluster (coarser: an event templated anew in the canary still counts for its cluster), at
+    ``1 / frequency_min_ratio`` or below with the plain binomial test, and fail only together: each scores at most
+    ``fail_score x drops / DROP_QUORUM`` (a silent failure stops several flows at once; a phase of a test or a
+    restart varies by itself).
+    """
+    size = scaling.size
+    if size <= 0:
+        return []
+    share = size / (1 + size)
+    found: list[_Finding] = []
+    tested = [flow for flow in scaling.events if flow.baseline_count * size >= DROP_MIN_EXPECTED]
+    ratios = [(flow.canary_count + 0.5) / (flow.baseline_count * size) for flow in tested]
+    for flow, ratio in zip(tested, ratios, strict=True):
+        if not flow.steady or ratio > limits.drop_max_ratio:
+            continue
+        shrink = max(1.0, flow.spread)
+        count, baseline_count = flow.canary_count, flow.baseline_count
+        p_value = binomial_head(round(count / shrink), round((count + baseline_count) / shrink), share)
+        if p_value > limits.frequency_max_p / len(tested):
+            continue
+        if (
+            ratio >= MIX_MIN_RATIO
+            and sum(abs(math.log(r / ratio)) <= math.log(MIX_BAND) for r in ratios) > MIX_MIN_FLOWS
+        ):
+            continue  # it moves with many others: the traffic mix changed
+        strength = min(2.0, math.log(1 / ratio) / math.log(1 / limits.drop_max_ratio))
+        found.append(_drop(base, canary, flow, ratio, p_value, limits.fail_score * strength, alone=True))
+    alone = {finding.cluster_key for finding in found}
+    together: list[_Finding] = []
+    for flow in scaling.clusters:
+        expected = flow.baseline_count * size
+        if expected < DROP_MIN_EXPECTED or flow.cluster in alone:
+            continue
+        ratio = (flow.canary_count + 0.5) / expected
         if ratio > 1 / limits.frequency_min_ratio:
             continue
-        p_value = binomial_head(round(count), round(count + baseline_count), share)
+        p_value = binomial_head(round(flow.canary_count), round(flow.canary_count + flow.baseline_count), share)
         if p_value > limits.frequency_max_p:
             continue
-        lead = max(members, key=lambda t: base.counts[t])
-        stats = canary.stats.get(lead) or TemplateStats()
         strength = min(2.0, math.log(1 / ratio) / math.log(limits.frequency_min_ratio))
-        finding = _Finding(
-            "drop", lead, base.cluster_of[lead], stats, round(count), baseline_count, strength, ratio, p_value
-        )
-        finding.baseline_examples = list(base.stats[lead].examples)
-        finding.baseline_level = base.stats[lead].max_severity
-        found.append(finding)
-    quorum = min(1.0, len(found) / DROP_QUORUM)
-    for finding in found:
-        finding.score = round(limits.fail_score * finding.score * quorum, 3)
-    return found
+        together.append(_drop(base, canary, flow, ratio, p_value, limits.fail_score * strength, alone=False))
+    quorum = min(1.0, len(together) / DROP_QUORUM)
+    for finding in together:
+        finding.score *= quorum
+    for finding in (*found, *together):
+        finding.score = round(finding.score, 3)
+    return found + together
+
+
+def _drop(base: _Side, canary: _Side, flow: _Flow, ratio: float, p_value: float, score: float, alone: bool) -> _Finding:
+    lead = max(flow.members, key=lambda t: base.counts[t])
+    stats = canary.stats.get(lead) or TemplateStats()
+    finding = _Finding(
+        "drop", lead, base.cluster_of[lead], stats, round(flow.canary_count), flow.baseline_count, score, ratio, p_value
+    )
+    finding.baseline_examples = list(base.stats[lead].examples)
+    finding.baseline_level = base.stats[lead].max_severity
+    finding.steady = alone
+    finding.cluster_key = flow.cluster
+    return finding
 
 
 def binomial_head(successes: int, trials: int, p: float) -> float:
@@ -537,6 +832,13 @@ def binomial_head(successes: int, trials: int, p: float) -> float:
 
 DROP_QUORUM = 3  # distinct baseline clusters that must drop together to fail a canary alone
 DROP_MIN_EXPECTED = 5.0  # a drop needs at least this many expected canary events
+BURST_FACTOR = 4.0  # a baseline slice with this many times the median slice's events is a burst
+MIN_REPLICAS = 3  # baseline hosts logging a flow for its dispersion to be read across hosts
+MIX_MIN_FLOWS = 3  # other clusters at about a dropping cluster's ratio that make it a change in the traffic mix
+MIX_BAND = 1.5  # "about the same ratio": within this factor
+MIX_MIN_RATIO = 0.1  # a cluster below this ratio vanished: never a change in the mix
+EVENT_MAX_PAIRWISE = 48  # templates of a cluster compared pairwise to group them into events (else by words)
+SIZE_MIN_FLOWS = 3  # steady clusters needed to scale the canary by their median ratio (else by its volume)
 NOISY_NOVELTY = 5  # low-level new event types a canary may log before their evidence is diluted
 ABSENCE_MAX_P = 0.2  # chance that the baseline missed a low-level event by luck, above which it is not new
 
@@ -655,6 +957,7 @@ def _anomaly(
         score=round(sum(f.score for f in members), 3),
         priority=any(f.priority for f in members),
         baseline_examples=[e for f in members for e in f.baseline_examples][:MAX_EXAMPLES],
+        steady=any(bool(f.steady) for f in members) if kind == "drop" else None,
     )
 
 
@@ -673,6 +976,8 @@ def _fail_reason(failing: list[Anomaly]) -> str:
         what = "a never-seen event"
     elif lead.kind == "priority":
         what = "an event a person marked priority"
+    elif lead.kind == "rate":
+        what = f"a rate of events at {lead.ratio or 0:.2f}x what the baseline leads one to expect"
     elif lead.direction == "down":
         what = f"an established event at {lead.ratio or 0:.2f}x its baseline share"
     else:

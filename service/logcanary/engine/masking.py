@@ -32,6 +32,10 @@ WILDCARD = "<*>"
 # their quoted values are masked (1,136 as logged), so the cap leaves them about twice that room.
 MAX_MASKED_TOKEN_CHARS = 2048
 
+# A month's name: Jan, Jul, July, JUL (capitalised or upper case only: "may" and "mar" are words).
+_MONTH = (
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[a-z]{0,6}"
+)
 # Units glued to a number (durations and sizes): longer spellings first, so "ms" wins over "m".
 _UNIT = r"(?:ns|us|µs|μs|ms|secs?|s|mins?|m|hrs?|h|d|[KMGTP]i?B|kB|B|[kKMGT])"
 # One alternation for everything value-shaped inside a token; first match wins,
@@ -39,14 +43,20 @@ _UNIT = r"(?:ns|us|µs|μs|ms|secs?|s|mins?|m|hrs?|h|d|[KMGTP]i?B|kB|B|[kKMGT])"
 _VALUE = re.compile(
     r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"  # UUID
     r"|\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"  # date[time]
+    r"|(?<![\d/])\d{4}/\d{1,2}/\d{1,2}(?![\d/])"  # 2005/07/10
+    r"|(?<![\d/])\d{1,2}/\d{1,2}/(?:\d{4}|\d{2})(?![\d/])"  # 10/07/2005
+    # 17/Jun/2005[:07:07:00], 10-Jul-2005: a date with its month's name
+    rf"|(?<![A-Za-z0-9])\d{{1,2}}[-/.]{_MONTH}[-/.]\d{{2,4}}(?::\d{{2}}:\d{{2}}(?::\d{{2}})?)?(?![A-Za-z0-9])"
     r"|\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?"  # time of day
+    r"|(?<![0-9A-Za-z.:])\d{1,2}:\d{2}(?![\d:])"  # a time without seconds (07:05), or minutes and seconds
     r"|(?<![0-9A-Za-z:])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![0-9A-Za-z:])"  # IPv6
     r"|0[xX][0-9a-fA-F]+"  # 0x hex
     # bare hex of 8+ digits with at least one letter and one digit: a whole run of hex digits, taken possessively
     # (two greedy runs around a digit were quadratic in the run's length when a letter ended it)
     r"|(?<![A-Za-z0-9])(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}+(?![A-Za-z0-9])"
-    # number (IPv4 is a dotted number), with its unit when one follows: 12ms, 1.5s, 5.2KB, 1h2m3.5s
-    rf"|(?<![A-Za-z0-9])[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?(?:{_UNIT}(?:\d+(?:[.,]\d+)?{_UNIT})*(?![A-Za-z]))?"
+    # number (IPv4 is a dotted number), with its unit when one follows: 12ms, 1.5s, 5.2KB, 1h2m3.5s; a bound on
+    # a number (<1, >=5, ~3) is a value as the number is
+    rf"|(?<![A-Za-z0-9])(?:(?<!\*)(?:[<>]=?|[~≈≤≥]))?[-+]?\d+(?:[.,]\d+)*(?:[eE][-+]?\d+)?(?:{_UNIT}(?:\d+(?:[.,]\d+)?{_UNIT})*(?![A-Za-z]))?"
     r"|(?<=[A-Za-z])\d{2,}"  # a number glued to a name (host17, U11); a single digit (ssh2) is kept
 )
 # A scheme and what follows it. The match may start only where a run of scheme characters starts (its head of
@@ -58,15 +68,48 @@ _URL = re.compile(r"((?<![A-Za-z0-9+.-])[0-9+.-]*+)([A-Za-z][A-Za-z0-9+.-]*+://)
 _EMAIL = re.compile(r"([\w.+-]++)(@[\w-]++(?:\.[\w-]++)++)?")
 # Linear: a start is a quote, and its scan stops at the next quote of its kind (or 200 characters on).
 _QUOTED = re.compile(r"(?<![\w\\])(\"|')(?:(?!\1).){1,200}?\1(?!\w)")
+# A request line (RFC 9112): a method (an upper-case token), one space, a target (an absolute path, a URL or "*"),
+# optionally one space and a protocol. Matched only inside a quoted value (at most 200 characters).
+_REQUEST_LINE = re.compile(
+    r"[A-Z][A-Z_-]{1,19}+ (?:/|\*|[A-Za-z][A-Za-z0-9+.-]*+://)\S*+(?: [A-Z][A-Z0-9]*+/[0-9.]++)?"
+)
+_WORD_VALUE_CHARS = 32  # a key's value made of at most this many letters is a word, kept for the miner
 _REPEATED_WILDCARD = re.compile(r"(?:<\*>){2,}")
 _TOKEN = re.compile(r"\S+")  # what str.split() splits out (re's \s is str.isspace)
 _DIGIT = re.compile(r"\d")
 _TRAILING = ",;:.)]}'\""
-# Units that follow a number as a separate token ("93.0 KB"); folded into the number's wildcard.
-UNITS = frozenset(["B", "KB", "kB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB"]) | frozenset(
-    ["ns", "us", "µs", "μs", "ms", "s", "sec", "secs"]
+# Units that follow a number as a separate token ("93.0 KB", "1234 bytes", "3 seconds"); folded into the number's
+# wildcard.
+UNITS = (
+    frozenset(["B", "KB", "kB", "MB", "GB", "TB", "PB", "KiB", "MiB", "GiB", "TiB", "byte", "bytes"])
+    | frozenset(["ns", "us", "µs", "μs", "ms", "s", "sec", "secs", "second", "seconds"])
+    | frozenset(["millisecond", "milliseconds", "minute", "minutes", "hour", "hours"])
 )
-_UNIT_TOKENS = UNITS | {unit + mark for unit in UNITS for mark in _TRAILING}
+_MARKS = ("", *_TRAILING)
+_UNIT_TOKENS = frozenset(unit + first + second for unit in UNITS for first in _MARKS for second in _MARKS)
+# A value restated in parentheses right after a value ("1234 bytes (1.2 KB)", "10.0.0.1 (10.0.0.1)") is that value.
+_RESTATED = frozenset(f"({WILDCARD})" + mark for mark in ("", *_TRAILING))
+_FOLDED = _UNIT_TOKENS | _RESTATED
+# Textual dates (``Sun Jul 10 03:55:09 2005``, ``10 July 2005``, ``Jul 10, 2005 3:04:05 PM``) span several tokens: a
+# month's name with a day, a year or a time beside it, and what may go with those, is one value.
+_MONTH_NAMES = [
+    *("January", "February", "March", "April", "May", "June"),
+    *("July", "August", "September", "October", "November", "December"),
+]
+_MONTH_WORDS = frozenset(
+    spelling
+    for name in _MONTH_NAMES
+    for spelling in (name, name[:3], name.upper(), name[:3].upper(), "Sept" if name == "September" else name[:3])
+)
+_MONTH_TOKENS = _MONTH_WORDS | {word + mark for word in _MONTH_WORDS for mark in ",."}
+_SPECIAL = _FOLDED | _MONTH_TOKENS
+_WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_WEEKDAY_WORDS = frozenset(
+    spelling for name in _WEEKDAY_NAMES for spelling in (name, name[:3], name.upper(), name[:3].upper())
+)
+_DAY = re.compile(r"\d{1,2}(?:st|nd|rd|th)?")
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?")
+_ZONE = re.compile(r"[+-]\d{2}:?\d{2}|Z|UTC|GMT")
 # Every digit read as 1: masking depends on where digits are, not on their values, with one exception,
 # the "0x" that starts a hex value, so text holding "0x" or "0X" is never looked up by shape.
 _SHAPE_TABLE = bytes.maketrans(b"0123456789", b"1111111111")
@@ -82,13 +125,102 @@ def shape_of(text: str) -> bytes:
 
 
 def _fold_units(tokens: list[str]) -> list[str]:
-    """``<*> KB,`` -> ``<*>,`` and ``(<*> B)`` -> ``(<*>)``: a unit after a masked number belongs to the value."""
-    out: list[str] = []
-    for token in tokens:
-        if out and out[-1].endswith(WILDCARD) and token in _UNIT_TOKENS:
+    """``<*> KB,`` -> ``<*>,`` and ``(<*> B)`` -> ``(<*>)``: a unit after a masked number belongs to the value, and
+    so does the value restated in parentheses after it (``<*> bytes (<*> KB)`` -> ``<*>``)."""
+    marks = [index for index, token in enumerate(tokens) if token in _FOLDED]
+    if not marks:
+        return tokens
+    out = tokens[: marks[0]]  # what comes before the first unit or restated value stays as it is
+    append = out.append
+    for token in tokens[marks[0] :]:
+        if token in _FOLDED and out and out[-1].endswith(WILDCARD):
+            if token in _RESTATED:
+                out[-1] += token[len(WILDCARD) + 2 :]
+                continue
             out[-1] += token[len(token.rstrip(_TRAILING)) :]
-        else:
-            out.append(token)
+            last = out[-1]
+            if len(out) > 1 and last in _RESTATED and out[-2].endswith(WILDCARD):  # "(<*>" + "KB)" restated
+                out.pop()
+                out[-1] += last[len(WILDCARD) + 2 :]
+            continue
+        append(token)
+    return out
+
+
+_DATE_PUNCTUATION = ",.;:)"
+
+
+_DIGITS_AS_ONE = str.maketrans("0123456789", "1111111111")
+_DATE_PARTS: dict[str, str] = {}  # a token's shape (every digit as 1) -> its part: it depends on nothing else
+_DATE_PARTS_CACHED = 4096
+
+
+def _date_part(token: str) -> str:
+    """What a token can be in a textual date: M month, W weekday, D day, Y year, T time, P AM/PM, Z zone; '' none."""
+    shape = token.translate(_DIGITS_AS_ONE) if len(token) <= _CACHED_TOKEN_CHARS else ""
+    part = _DATE_PARTS.get(shape) if shape else None
+    if part is None:
+        part = _classify_date_part(token)
+        if shape:
+            if len(_DATE_PARTS) >= _DATE_PARTS_CACHED:
+                _DATE_PARTS.clear()
+            _DATE_PARTS[shape] = part
+    return part
+
+
+def _classify_date_part(token: str) -> str:
+    core = token.rstrip(_DATE_PUNCTUATION)
+    if core in _MONTH_WORDS:
+        return "M"
+    if core in _WEEKDAY_WORDS:
+        return "W"
+    if len(core) > 18:
+        return ""
+    if core.isdigit():
+        return "Y" if len(core) == 4 else "D" if len(core) <= 2 else ""
+    if _DAY.fullmatch(core):
+        return "D"
+    if _CLOCK.fullmatch(core):
+        return "T"
+    if core in ("AM", "PM", "am", "pm"):
+        return "P"
+    return "Z" if _ZONE.fullmatch(core) else ""
+
+
+def _fold_dates(words: list[str], masked: list[str]) -> list[str]:
+    """Masked tokens with each textual date made one ``<*>``: a month's name, with a weekday and a day before it and
+    a day, year, time, AM/PM and zone after it, when at least one number (day, year or time) is among them.
+    ``words`` are the tokens before masking, one per masked token. A date spans at most 8 tokens and each token is
+    classified a bounded number of times, so the cost stays linear in the message."""
+    size = len(words)
+    index = next((index for index, word in enumerate(words) if word in _MONTH_TOKENS), size)
+    out = masked[:index]  # what comes before the first month's name stays as it is
+    floor = 0
+    while index < size:
+        if words[index] not in _MONTH_TOKENS:
+            out.append(masked[index])
+            index += 1
+            continue
+        start = index
+        while start > max(floor, index - 2) and _date_part(words[start - 1]) in ("W", "D"):
+            start -= 1
+        end, after = index + 1, ""
+        while end < size and end - index <= 5:
+            part = _date_part(words[end])
+            if part in ("", "M", "W") or (part in ("P", "Z") and "T" not in after):
+                break
+            after += part
+            end += 1
+        numbers = after + "".join(_date_part(word) for word in words[start:index])
+        if not ("D" in numbers or "Y" in numbers or "T" in numbers):  # a month's name alone ("May I") is a word
+            out.append(masked[index])
+            index += 1
+            continue
+        if start < index:
+            del out[start - index :]
+        last = words[end - 1]
+        out.append(WILDCARD + last[len(last.rstrip(_DATE_PUNCTUATION)) :])
+        index = floor = end
     return out
 
 
@@ -133,7 +265,7 @@ class Masker:
             get_user = self._by_user.get
             message = _TOKEN.sub(lambda match: get_user(match.group()) or self._user_masked(match.group()), message)
         if '"' in message or "'" in message:
-            message = _QUOTED.sub(lambda m: m.group(1) + WILDCARD + m.group(1), message)
+            message = _QUOTED.sub(_quoted_value, message)
         return message
 
     def _user_masked(self, token: str) -> str:
@@ -160,7 +292,11 @@ class Masker:
                 words = [get_user(word) or self._user_masked(word) for word in words]
         get = self._cache.get
         out = [get(token) or self._miss(token) for token in words]
-        if not _UNIT_TOKENS.isdisjoint(out):
+        if _SPECIAL.isdisjoint(out):  # one pass for the common case: no month's name, unit or restated value
+            return out
+        if not _MONTH_TOKENS.isdisjoint(out):  # a month's name is a word: masking leaves it as it was
+            out = _fold_dates(words, out)
+        if not _FOLDED.isdisjoint(out):
             return _fold_units(out)
         return out
 
@@ -212,12 +348,25 @@ def apply_rules(token: str) -> str:
         return WILDCARD + token[len(core) :]
     key, sep, value = token.partition("=")
     if sep and key and value and key[-1] not in "=!<>" and not value.startswith("="):
+        word = value.rstrip(_TRAILING)
+        if word.isalpha() and len(word) <= _WORD_VALUE_CHARS:
+            return token  # a word (status=failed, level=warn, user=root): the miner tells kinds from names
         return f"{key}={WILDCARD}"
     if _DIGIT.search(token) is None:
         return token
     # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
     masked = _VALUE.sub(WILDCARD, token)
     return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
+
+
+def _quoted_value(match: re.Match[str]) -> str:
+    """A quoted value is one ``<*>``, unless it is a request line (``"GET /a/b HTTP/1.1"``): its method names the
+    event, so it stays, to be tokenised as any text (its target is then masked as a path or URL)."""
+    quote = match.group(1)
+    text = match.group()
+    if _REQUEST_LINE.fullmatch(text, 1, len(text) - 1):
+        return text
+    return quote + WILDCARD + quote
 
 
 def _email_or_run(match: re.Match[str]) -> str:

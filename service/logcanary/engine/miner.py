@@ -44,6 +44,7 @@ DEFAULT_VARIABLE_AFTER = 3
 _EXACT_CACHE_SIZE = 200_000
 _MAX_GROUPS_SEARCHED = 256
 _COVARYING_VARIABLE_AFTER = 3  # co-varying word positions need this many times more values to be variable
+_KIND_VARIABLE_AFTER = 2  # positions of kind-naming words need this many times more values (or other evidence)
 MAX_TEMPLATE_TOKENS = 128  # tokens of a template at most, its marker included
 MAX_TEMPLATE_CHARS = 4096  # characters of a template's tokens at most
 MAX_TOKEN_CHARS = 256  # a longer (masked) token keeps this head and ends with the marker
@@ -53,6 +54,34 @@ CACHE_BUDGET_BYTES = 128 * 1024 * 1024  # exact-match and shape caches of all mi
 
 
 _DIGIT = re.compile(r"\d")
+
+
+# A word that names a kind of event rather than a value: a capitalised or upper-case word (Started, GET, RUNNING,
+# SUCCESS_CONTAINER_CLEANUP), a field's label (memory:, disk:) or a key's word value (status=failed, user=guest), each
+# possibly quoted or bracketed. No digits: a token with digits is a value or a name.
+_KIND_WORD = re.compile(
+    r"[\"'(\[{]*+(?:[A-Z][A-Za-z]*+(?:[_-][A-Za-z]++)*+|[A-Za-z][A-Za-z_-]*+:|[A-Za-z][\w.-]*+=[A-Za-z]++)[\"')\]},;:.]*+"
+)
+_WORD = re.compile(r"[\"'(\[{]*+[A-Za-z][A-Za-z_-]*+(?:=[A-Za-z]++)?[\"')\]},;:.]*+")
+
+
+def _kind_words(values: set[str]) -> bool:
+    """Whether a position's values are all words and some name a kind of event (:data:`_KIND_WORD`)."""
+    return all(_WORD.fullmatch(value) or _KIND_WORD.fullmatch(value) for value in values) and any(
+        _KIND_WORD.fullmatch(value) for value in values
+    )
+
+
+def _wildcard(token: str) -> str:
+    """What a variable position of a template holds for a token: ``<*>``, or for ``key=value`` the key and ``<*>``
+    (``user=root`` -> ``user=<*>``, as masking writes any other value of a key): the key names the field."""
+    key, sep, value = token.partition("=")
+    if not sep or not key or not value or WILDCARD in key:
+        return WILDCARD
+    return f"{key}={WILDCARD}{value[len(value.rstrip(_TRAILING_MARKS)) :]}"
+
+
+_TRAILING_MARKS = ",;:.)]}'\""
 
 
 def bound_tokens(tokens: list[str]) -> list[str]:
@@ -316,23 +345,25 @@ class TemplateMiner:
         best: _Group | None = None
         best_score = (-1.0, -1)
         length = len(tokens)
+        constants = length - tokens.count(WILDCARD)  # masked values say nothing about which event it is
         bucket = self._buckets.get((signature, length, _route(tokens)), ())
         # Bounded search: real branches hold a handful of groups; adversarial input must not make it O(n).
         for group in bucket[-_MAX_GROUPS_SEARCHED:] if len(bucket) > _MAX_GROUPS_SEARCHED else bucket:
             same = wild = 0
             for mine, theirs in zip(group.tokens, tokens, strict=True):
                 if mine == theirs:
-                    same += 1
+                    if theirs != WILDCARD:
+                        same += 1
                 elif mine == WILDCARD:
                     wild += 1
-            score = (same / length if length else 1.0, wild)
+            score = (same / constants if constants else 1.0, wild)
             if score > best_score:
                 best, best_score = group, score
         return best if best is not None and best_score[0] >= self.similarity else None
 
     def _template_tokens(self, group: _Group, tokens: list[str]) -> list[str]:
         variable = group.variable
-        return [WILDCARD if index in variable else token for index, token in enumerate(tokens)]
+        return [_wildcard(token) if index in variable else token for index, token in enumerate(tokens)]
 
     def _learn(self, signature: str, tokens: list[str]) -> Template:
         self.version += 1
@@ -365,7 +396,11 @@ class TemplateMiner:
         self._by_id[template.template_id] = template
 
     def _widen(self, group: _Group, tokens: list[str]) -> None:
-        """Records the message's values; positions with enough distinct values become wildcards."""
+        """Records the message's values; positions with enough distinct values become wildcards.
+
+        Words that name kinds of events (states, verbs, methods, field labels: :func:`names_a_kind`) need more:
+        evidence that the position holds values (:meth:`_holds_values`), or twice as many distinct words.
+        """
         for index, (mine, theirs) in enumerate(zip(group.tokens, tokens, strict=True)):
             if mine not in (theirs, WILDCARD):
                 group.values[index] = {mine}
@@ -373,15 +408,42 @@ class TemplateMiner:
         newly_variable = []
         for index, seen in group.values.items():
             seen.add(tokens[index])
-            if len(seen) >= self.variable_after and not (
-                len(seen) < _COVARYING_VARIABLE_AFTER * self.variable_after and self._covaries(group, index, tokens)
+            if len(seen) < self.variable_after:
+                continue
+            if len(seen) < _COVARYING_VARIABLE_AFTER * self.variable_after and self._covaries(group, index, tokens):
+                continue
+            if (
+                len(seen) < _KIND_VARIABLE_AFTER * self.variable_after
+                and _kind_words(seen)
+                and not self._holds_values(group, index, tokens)
             ):
-                newly_variable.append(index)
+                continue
+            newly_variable.append(index)
         if newly_variable:
             for index in newly_variable:
                 del group.values[index]
                 group.variable.add(index)
             self._collapse(group)
+
+    def _holds_values(self, group: _Group, index: int, tokens: list[str]) -> bool:
+        """Whether a position of kind-naming words has shown that it holds values all the same.
+
+        Two kinds of evidence: its words also occur at another varying position of the group (``Transitioned from
+        NEW to INITED``, then ``from INITED to RUNNING``: states as values of a transition), or the set of words is
+        open: among at least ``2 x variable_after`` messages, at least half carried a word seen only once (the
+        Good-Turing estimate of the chance that the next message brings a new word is then 1/2 or more). States
+        and methods repeat (``VM Started``, ``VM Paused``, ``"GET``, ``"POST``); parameters keep bringing new words.
+        """
+        seen = group.values[index]
+        for other, values in group.values.items():
+            if other != index and not seen.isdisjoint(values):
+                return True
+        counts: dict[str, int] = {tokens[index]: 1}  # this message, not yet counted in a template
+        for key, template in group.templates.items():
+            counts[key[index]] = counts.get(key[index], 0) + template.size
+        messages = sum(counts.values())
+        once = sum(1 for count in counts.values() if count == 1)
+        return messages >= 2 * self.variable_after and 2 * once >= messages
 
     def _covaries(self, group: _Group, index: int, tokens: list[str]) -> bool:
         """Whether another tracked position's values pair one-to-one with this one's.

@@ -147,11 +147,17 @@ def _parse_java(lines: list[str]) -> StackTrace | None:
     return None
 
 
+_PY_START = "Traceback (most recent call last)"
+
+
 def _parse_python(lines: list[str]) -> StackTrace | None:
+    # The first line may carry the logger's own prefix (oslo.log: "module [request] Traceback (most recent ..."):
+    # it is the headline, as the lines before it are.
     try:
-        start = next(i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)"))
+        start = next(i for i, line in enumerate(lines) if _PY_START in line)
     except StopIteration:
         return None
+    prefix = lines[start][: lines[start].index(_PY_START)].strip()
     frames = [f"{_python_module(m.group(1))}:{m.group(2)}" for line in lines if (m := _PY_FRAME.match(line))]
     for line in reversed(lines[start + 1 :]):
         exception = _PY_EXCEPTION.match(line.strip())
@@ -159,7 +165,7 @@ def _parse_python(lines: list[str]) -> StackTrace | None:
             frames.reverse()  # Python prints the innermost frame last
             application = [f for f in frames if not f.startswith("lib:")]
             chosen = tuple((application or frames)[:TOP_FRAMES])
-            headline = " ".join(part.strip() for part in lines[:start])
+            headline = " ".join([*(part.strip() for part in lines[:start]), *([prefix] if prefix else [])])
             return StackTrace(headline, exception.group(1), exception.group(2) or "", chosen)
     return None
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from logcanary.idempotency import IdempotencyRecord
-from logcanary.schemas import AnalysisSpec, AnalysisStatus, DeploymentMark, Feedback, FeedbackChange, Verdict
+from logcanary.schemas import (
+    AnalysisSpec,
+    AnalysisStatus,
+    DeploymentMark,
+    Feedback,
+    FeedbackChange,
+    Thresholds,
+    Verdict,
+)
 from logcanary.settings import SettingsError
 from logcanary.store.codec import StoredState
 
@@ -131,11 +139,34 @@ class AnalysisRecord:
 
 
 def _document(model: AnalysisSpec | Verdict) -> dict[str, object]:
-    """A request or verdict as stored: without ``source`` when it has none (a log store's), and without a verdict's
-    ``page`` (an analysis has its own), so what events sent to logcanary produce is stored exactly as before."""
-    exclude = {"source"} if model.source is None else set()
-    if isinstance(model, Verdict) and model.page is None:
-        exclude.add("page")
+    """A request or verdict as stored: without the fields added since that are unset (``source`` when it has none, a
+    log store's; an analysis' ``canary_weight``; a verdict's ``page`` (an analysis has its own), its empty
+    ``reworded``, its anomalies' unset ``steady`` and ``rate``, thresholds at their defaults), so what was stored
+    before they existed is stored exactly as before."""
+    exclude: dict[str, Any] = {}
+    if model.source is None:
+        exclude["source"] = True
+    if isinstance(model, AnalysisSpec):
+        if model.canary_weight is None:
+            exclude["canary_weight"] = True
+    else:
+        if model.page is None:
+            exclude["page"] = True
+        if not model.reworded:
+            exclude["reworded"] = True
+        unset = {
+            index: {name for name in ("steady", "rate") if getattr(anomaly, name) is None}
+            for index, anomaly in enumerate(model.anomalies)
+        }
+        if any(unset.values()):
+            exclude["anomalies"] = {index: names for index, names in unset.items() if names}
+        defaults = {
+            name
+            for name in ("drop_max_ratio", "rate_max_ratio")
+            if getattr(model.thresholds, name) == Thresholds.model_fields[name].default
+        }
+        if defaults:
+            exclude["thresholds"] = defaults
     return model.model_dump(mode="json", exclude=exclude or None)
 
 

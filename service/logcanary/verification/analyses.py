@@ -49,6 +49,7 @@ def question_of(record: AnalysisRecord) -> VerdictQuestion:
         history=request.baseline.history,
         sensitivity=request.sensitivity,
         window=None,
+        canary_weight=request.canary_weight,
     )
 
 

@@ -46,6 +46,7 @@ class VerdictQuestion:
     compact: bool = False
     until: float | None = None  # the window's end (epoch seconds); None: now, open-ended (events stamped ahead count)
     source: PulledFrom | None = None  # judged from the configured log store instead of the events sent
+    canary_weight: float | None = None  # the canary's share of traffic in percent, when the deploy tool routes it
 
     @property
     def uses_history(self) -> bool:

@@ -86,6 +86,7 @@ class Verdicts:
                 feedback=rules,
                 window=window,
                 exclude_history=excluded,
+                canary_weight=question.canary_weight,
             )
 
         return compute

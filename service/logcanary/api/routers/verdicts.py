@@ -32,6 +32,14 @@ class VerdictQuery(BaseModel):
     history: bool = Field(False, description="Compare with earlier deployments too (implied without baseline).")
     window: str = Field(DEFAULT_WINDOW, description="Look-back window such as 90s, 5m, 1h, or 'all'.")
     sensitivity: Sensitivity | None = None
+    canary_weight: float | None = Field(
+        None,
+        gt=0,
+        lt=100,
+        description="The canary's share of traffic in percent, when a router splits it (Argo Rollouts' setWeight, "
+        "Flagger's canaryWeight): its events per second are then expected at weight / (100 - weight) of the "
+        "control's. Unset: each canary host is expected to log as many as a baseline host.",
+    )
     fail_status: int | None = Field(
         None,
         ge=400,
@@ -77,6 +85,7 @@ class VerdictQuery(BaseModel):
             compact=self.compact,
             source=None if self.source is None else PulledFrom(self.canary_selector, self.baseline_selector),
             until=None if self.until is None else self.until.timestamp(),
+            canary_weight=self.canary_weight,
         )
 
 
