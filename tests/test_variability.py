@@ -12,6 +12,7 @@ import random
 import pytest
 
 from logcanary.analysis.compact import compact
+from logcanary.analysis.rates import effective_hosts
 from logcanary.analysis.variability import (
     active_range,
     dispersion,
@@ -92,12 +93,12 @@ def test_a_slower_canary_is_a_rate_anomaly() -> None:
     """Every flow a third rarer, no new text: no share changes, the rate does."""
     verdict = _verdict(dict.fromkeys(FLOWS, 2 / 3))
     assert verdict.verdict == "fail", verdict.reason
-    [rate] = [a for a in verdict.anomalies if a.kind == "rate"]
+    [rate] = [a for a in verdict.anomalies if a.rate is not None]
     assert rate.direction == "down" and rate.rate is not None
     assert rate.rate.unit == "per host" and rate.rate.canary_hosts == rate.rate.baseline_hosts == 3
     assert 0.55 < (rate.ratio or 0) < 0.8
     assert rate.p_value is not None and rate.p_value < 1e-3
-    assert not [a for a in verdict.anomalies if a.direction == "down" and a.kind == "frequency"]
+    assert not [a for a in verdict.anomalies if a.direction == "down" and a.rate is None]  # no drop: shares held
 
 
 def test_a_canary_given_less_traffic_by_its_weight_is_not_slow() -> None:
@@ -112,7 +113,7 @@ def test_a_canary_given_less_traffic_by_its_weight_is_not_slow() -> None:
 def test_a_canary_too_slow_for_its_weight_is_a_rate_anomaly() -> None:
     verdict = _verdict(dict.fromkeys(FLOWS, 1 / 6), canary_weight=25.0)
     assert verdict.verdict == "fail", verdict.reason
-    [rate] = [a for a in verdict.anomalies if a.kind == "rate"]
+    [rate] = [a for a in verdict.anomalies if a.rate is not None]
     assert rate.rate is not None and rate.rate.unit == "all hosts" and rate.rate.canary_weight == 25.0
     assert rate.rate.expected_ratio == pytest.approx(1 / 3)
 
@@ -209,3 +210,12 @@ def test_a_verdict_stored_before_issue_20_still_validates() -> None:
         del old["thresholds"][name]
     restored = Verdict.model_validate(old)
     assert restored.reworded == [] and restored.thresholds.drop_max_ratio == 0.6
+
+
+def test_hosts_that_log_little_do_not_divide_a_sides_rate() -> None:
+    """Three replicas beside four hosts that logged a few lines (a sidecar, a pod that started late) share the rate
+    about three ways, not seven: a canary that gained such hosts is not slower per host."""
+    replicas = {"a": 1000.0, "b": 1000.0, "c": 1000.0}
+    assert effective_hosts(replicas) == pytest.approx(3.0)
+    assert 3.0 < effective_hosts(replicas | {f"late-{n}": 5.0 for n in range(4)}) < 3.2
+    assert effective_hosts({}) == effective_hosts({"only": 7.0}) == 1.0

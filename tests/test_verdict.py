@@ -236,7 +236,7 @@ def test_several_established_flows_that_stop_fail_as_drops() -> None:
     _steady(engine, "v2", 0.0, flows=4)  # the canary runs only half of the flows: a silent failure
     verdict = analyze(engine.service("s"), canary="v2", baseline=["v1"])
     assert verdict.verdict == "fail"
-    drops = [a for a in verdict.anomalies if a.kind == "frequency" and a.direction == "down"]
+    drops = [a for a in verdict.anomalies if a.kind == "frequency" and a.direction == "down" and a.rate is None]
     assert len(drops) == 4
     assert all(a.canary_count == 0 and a.baseline_examples and not a.examples for a in drops)
     assert "baseline share" in verdict.reason

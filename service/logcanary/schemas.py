@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 Sensitivity = Literal["low", "medium", "high"]
 VerdictName = Literal["pass", "fail", "inconclusive"]
-AnomalyKind = Literal["unknown", "frequency", "priority", "rate"]
+AnomalyKind = Literal["unknown", "frequency", "priority"]
 # Why a verdict is what it is, for machines: the inconclusive ones say which data was missing.
 ReasonCode = Literal[
     "anomalies",  # fail: at least one anomaly reached the fail score
@@ -203,14 +203,14 @@ class Anomaly(BaseModel):
 
     kind: AnomalyKind = Field(
         description="unknown: no similar event in the baseline; frequency: share far from the baseline's "
-        "(see direction); priority: a 'priority' feedback rule covers it; rate: the canary logs far fewer events "
-        "per second (per host, or as its traffic weight leads one to expect) than the baseline (see rate)."
+        "(see direction), or, with rate set, events per second far below what the baseline leads one to expect (per "
+        "host, or as the traffic weight says); priority: a 'priority' feedback rule covers it."
     )
     direction: Literal["up", "down"] | None = Field(
         default=None,
         description="For frequency: up = far more frequent than in the baseline; down = an established baseline "
         "event that fell far below its share or vanished (a drop; its examples are in baseline_examples). "
-        "A rate anomaly is always down.",
+        "A rate (rate set) is always down.",
     )
     cluster_id: str = Field(description="Content-derived id of the canary cluster.")
     template: str = Field(description="Template of the most significant event type, `<*>` marking values.")
@@ -235,7 +235,11 @@ class Anomaly(BaseModel):
         description="For a drop: whether the baseline showed the event steady over its own time slices (then it "
         "fails alone; a bursty event drops with others). Null for other kinds.",
     )
-    rate: RateEvidence | None = Field(None, description="For kind rate: the rates compared.")
+    rate: RateEvidence | None = Field(
+        None,
+        description="Set when the frequency judged is the canary's rate of events (per second, per host), not one "
+        "event's share: the rates compared. Such an anomaly names no event type (template_ids and examples empty).",
+    )
 
 
 class VanishedCluster(BaseModel):

@@ -7,7 +7,8 @@ each side's own active time):
 * with the canary's traffic weight (``canary_weight``, percent, as the deploy tool routes it), the canary's total
   rate is expected at ``weight / (100 - weight)`` of the control's;
 * without it, when both sides log from the same hosts (processes of one machine, say), host by host;
-* else per host: each side's rate divided by its number of hosts (replicas that share traffic evenly).
+* else per host: each side's rate divided by its effective number of hosts (replicas that share traffic evenly;
+  see :func:`effective_hosts`).
 
 Both sides' active time is cut into slices of one length, and the canary's slice rates are tested against the
 baseline's (one-sided Mann-Whitney, :func:`logcanary.analysis.variability.rank_test_lower`): a baseline that swings
@@ -65,6 +66,18 @@ def _hosts(models: list[DeploymentModel], window: Window) -> tuple[dict[str, flo
             for host, n in stats.hosts.items():
                 hosts[host] = hosts.get(host, 0.0) + n / stats.count * count
     return hosts, total
+
+
+def effective_hosts(hosts: dict[str, float]) -> float:
+    """How many hosts share a side's events, each weighed by its share (the exponential of the shares' entropy,
+    Hill's number of order 1): n for n replicas that share evenly, about 3 for three replicas beside a few hosts that
+    log little (a sidecar, a pod that started late), which a plain count takes for more and so divides the rate by
+    too much: a canary that gained such a host would look slower per host than it is."""
+    total = sum(hosts.values())
+    if total <= 0:
+        return 1.0
+    entropy = -sum(n / total * math.log(n / total) for n in hosts.values() if n > 0)
+    return max(1.0, math.exp(entropy))
 
 
 def _volume(
@@ -141,6 +154,7 @@ def rate_anomalies(
     if min(line.slices for line in lines) < MIN_SLICES:
         return []
     canary_hosts, baseline_hosts = len(first[0].hosts), len(first[1].hosts)
+    per_canary, per_baseline = effective_hosts(first[0].hosts), effective_hosts(first[1].hosts)
     units: list[tuple[str, list[float], list[float], float]] = []  # unit, canary and baseline rates, expected
     totals = _slice_rates(first[0].buckets, lines[0]), _slice_rates(first[1].buckets, lines[1])
     if canary_weight is not None:
@@ -154,7 +168,6 @@ def rate_anomalies(
             theirs = _slice_rates(_volume(controls, window, {host}, control_side).by_host.get(host, {}), lines[1])
             units.append((f"host {host}", mine, theirs, 1.0))
     else:
-        per_canary, per_baseline = max(1, canary_hosts), max(1, baseline_hosts)
         units.append(("per host", [r / per_canary for r in totals[0]], [r / per_baseline for r in totals[1]], 1.0))
     found = []
     for unit, canary_rates, baseline_rates, expected in units:
@@ -164,7 +177,7 @@ def rate_anomalies(
             continue
         ratio = canary_rate / (expected * baseline_rate)
         if typical is not None and not unit.startswith("host "):
-            hosts = 1.0 if canary_weight is not None else max(1, baseline_hosts) / max(1, canary_hosts)
+            hosts = 1.0 if canary_weight is not None else per_baseline / per_canary
             ratio = typical * seconds[1] / seconds[0] * hosts / expected
             canary_rate = ratio * expected * baseline_rate
         if ratio > limits.rate_max_ratio:
@@ -207,7 +220,7 @@ def _anomaly(
         f"{evidence.expected_ratio * evidence.baseline_per_second:.3g} expected from the baseline"
     )
     return Anomaly(
-        kind="rate",
+        kind="frequency",  # a rate is a frequency: the kinds deploy tools and scorers know stay two
         direction="down",
         cluster_id=f"rate:{unit}",
         template=template,

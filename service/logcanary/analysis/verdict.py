@@ -976,7 +976,7 @@ def _fail_reason(failing: list[Anomaly]) -> str:
         what = "a never-seen event"
     elif lead.kind == "priority":
         what = "an event a person marked priority"
-    elif lead.kind == "rate":
+    elif lead.rate is not None:
         what = f"a rate of events at {lead.ratio or 0:.2f}x what the baseline leads one to expect"
     elif lead.direction == "down":
         what = f"an established event at {lead.ratio or 0:.2f}x its baseline share"
