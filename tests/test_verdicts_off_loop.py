@@ -165,9 +165,10 @@ def test_a_cached_verdict_says_its_age_and_feedback_is_seen_at_once(tmp_path: Pa
         assert silenced["verdict"] == "pass" and silenced["canary_events"] == first.json()["canary_events"] + 100
 
 
-def test_concurrent_verdicts_during_ingestion_see_whole_batches_and_match_one_computed_after(tmp_path: Path) -> None:
-    """Twenty clients ask while bodies of 300 events (one chunk each) arrive: every answer succeeds and counts whole
-    bodies only; once ingestion stops, concurrent answers equal a verdict computed afterwards on that state."""
+def test_concurrent_verdicts_during_ingestion_see_events_in_order_and_match_one_computed_after(tmp_path: Path) -> None:
+    """Twenty clients ask while bodies of 300 events arrive: every answer succeeds and counts a prefix of what was
+    sent, in order (a body is applied in 10 ms slices, so a verdict may see part of one: never an event out of
+    order); once ingestion stops, concurrent answers equal a verdict computed afterwards on that state."""
     with make_client(tmp_path, api_token=TOKEN) as client:
         bodies = [ndjson(live("v1", 150, 10 + n) + live("v2", 150, 100 + n, npe_rate=0.02)) for n in range(20)]
         client.post("/v1/events", content=bodies[0], headers=AUTH)
@@ -189,8 +190,8 @@ def test_concurrent_verdicts_during_ingestion_see_whole_batches_and_match_one_co
             for asker in askers:
                 asker.result()
         assert len(seen) >= 20
-        for _, canary, baseline in seen:
-            assert canary % 150 == 0 and baseline % 150 == 0 and canary == baseline  # never half a body
+        for _, canary, baseline in seen:  # each body's 150 v1 lines are applied before its 150 v2 lines
+            assert 0 <= baseline - canary <= 150 and canary <= baseline <= 3000, (canary, baseline)
 
         rt = runtime(client)
         rt.verdicts.cache.max_age = 60.0  # now the cache is on: concurrent questions share one computation
