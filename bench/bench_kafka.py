@@ -9,7 +9,15 @@ process, and measures how fast the service counts them (polling /v1/services):
 * ``preloaded``: all events are in the broker before the service starts, so the
   number is the service's own ingestion rate.
 
-Usage: python bench/bench_kafka.py [--events 200000] [--mode live|preloaded|both] [--json]
+Each run also measures, on the same topic and events, the two physical limits the service's rate is judged
+against (issue 22), after the service stopped so that nothing else runs meanwhile:
+
+* ``raw``: an aiokafka consumer of a fresh group reading the whole topic with the service's fetch settings and
+  nothing else (the least reading Kafka costs in Python), steady rate from the first record to the last;
+* ``engine``: the events, parsed beforehand, counted by a fresh live engine in this process
+  (``LiveEngine.observe_values``: masking, mining, clustering, counts), with no Kafka, decoding or loop.
+
+Usage: python bench/bench_kafka.py [--events 200000] [--mode live|preloaded|both] [--runs 1] [--json]
 """
 
 from __future__ import annotations
@@ -23,16 +31,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 from logcanary.demo.traffic import events
+from logcanary.live.engine import LiveEngine
+from logcanary.settings import LimitSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +136,47 @@ def wait_counted(
     raise RuntimeError(f"only {count()} of {total} events counted after {timeout}s")
 
 
+async def raw_consume(bootstrap: str, topic: str, count: int) -> float:
+    """Steady records/s of a plain aiokafka consumer reading ``count`` records of ``topic`` from the start, with the
+    service's fetch settings (LOGCANARY_KAFKA_MAX_BATCH_RECORDS 500, 4 MiB a partition), records only counted."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{time.monotonic_ns()}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        seen, early, first = 0, 0, 0.0
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            for records in batch.values():
+                if not first and records:
+                    first, early = time.perf_counter(), len(records)
+                seen += len(records)
+        return (count - early) / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+def engine_rate(payloads: list[bytes]) -> float:
+    """Events/s of a fresh live engine counting the events, parsed before the clock starts."""
+    rows = []
+    for payload in payloads:
+        e = orjson.loads(payload)
+        stamp = datetime.fromisoformat(e["timestamp"]).timestamp()
+        rows.append((e["service"], e["deployment"], e["message"], stamp, e["host"], e["level"], ()))
+    live = LiveEngine(LimitSettings())
+    observe = live.observe_values
+    started = time.perf_counter()
+    for row in rows:
+        observe(*row)
+    return len(rows) / (time.perf_counter() - started)
+
+
 def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
     half = count // 2
     payloads = [orjson.dumps(e) for e in events("v1", half, seed=1)]
@@ -155,6 +207,11 @@ def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
         finally:
             service.terminate()
             service.wait(30)
+        result["raw_events_per_second"] = round(asyncio.run(raw_consume(broker.bootstrap_servers, topic, count)))
+    result["engine_events_per_second"] = round(engine_rate(payloads))
+    steady = result["steady_events_per_second"]
+    result["of_raw"] = round(steady / result["raw_events_per_second"], 2)
+    result["of_engine"] = round(steady / result["engine_events_per_second"], 2)
     return result
 
 
@@ -163,10 +220,11 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--mode", choices=("live", "preloaded", "both"), default="both")
+    parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     modes = ("preloaded", "live") if args.mode == "both" else (args.mode,)
-    results = [run(mode, args.events, args.partitions) for mode in modes]
+    results = [run(mode, args.events, args.partitions) for _ in range(args.runs) for mode in modes]
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
     if args.json:
         print(orjson.dumps({"machine": machine, "results": results}, option=orjson.OPT_INDENT_2).decode())
@@ -176,7 +234,9 @@ def main() -> int:
         print(
             f"kafka-e2e mode={r['mode']}: {r['events']} events in {r['seconds']:.2f}s = "
             f"{r['events_per_second']} events/s, steady {r['steady_events_per_second']} events/s "
-            f"(producer {r['produce_seconds']:.2f}s, exact={r['exact']})"
+            f"(producer {r['produce_seconds']:.2f}s, exact={r['exact']}); same run: raw consume "
+            f"{r['raw_events_per_second']}/s, engine in-process {r['engine_events_per_second']}/s; "
+            f"steady = {r['of_raw']:.2f} of raw, {r['of_engine']:.2f} of engine"
         )
     return 0
 

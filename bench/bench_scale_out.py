@@ -72,7 +72,7 @@ from psycopg import sql
 from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 from logcanary.demo.traffic import events
 from logcanary.ingestion.kafka import repartition
-from logcanary.ingestion.records import decode_record
+from logcanary.ingestion.records import decode_batch
 
 STORE_URL = os.environ.get("LOGCANARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # The tables a checkpoint writes (shard_owners is claimed at assignment; analyses, feedback and marks are not
@@ -188,7 +188,7 @@ def bytes_per_event(payloads: list[bytes], sample: int = 2_000) -> dict[str, flo
     record per raw record here; each also carries its ``logcanary-origin`` header)."""
     chosen = payloads[:: max(1, len(payloads) // sample)]
     raw = sum(len(p) for p in chosen) / len(chosen)
-    rows = [repartition.encode(decode_record(p).events) for p in chosen]
+    rows = [repartition.encode(decode_batch([p]).events) for p in chosen]
     header = len(repartition.HEADER_ORIGIN) + len(repartition.origin("logs", 99, 123_456_789))
     return {"log_topic": round(raw, 1), "repartition_topic": round(sum(map(len, rows)) / len(rows) + header, 1)}
 

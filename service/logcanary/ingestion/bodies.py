@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from logcanary.ingestion.records import Decoded, decode_object, decode_record
-from logcanary.ingestion.sink import EventSink
-from logcanary.schemas import LogEvent
+from logcanary.ingestion.records import DecodedBatch, decode_batch, decode_objects
+from logcanary.ingestion.sink import EventSink, EventValues
 
 if TYPE_CHECKING:
     from logcanary.live.state import LiveState
@@ -60,15 +59,19 @@ class Outcome:
     def rejected(self) -> int:
         return sum(self.reasons.values())
 
-    def tally(self, index: int, record: Decoded) -> None:
-        """Adds one record's accepted events and rejections (the first MAX_ERRORS of each kind named)."""
-        self.accepted += len(record.events)
-        for rejection in record.rejections:
-            self.reasons[rejection.reason] += 1
-            if len(self.errors) < MAX_ERRORS:
-                self.errors.append(RecordError(index, rejection.reason, rejection.detail))
-        if record.events and record.rejections and len(self.partial) < MAX_ERRORS:
-            self.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
+    def tally(self, first: int, batch: DecodedBatch) -> None:
+        """Adds a chunk's accepted events and rejections (the first MAX_ERRORS of each kind named); ``first`` is
+        the index of its first record in the body."""
+        self.records += len(batch.ends)
+        self.accepted += len(batch.events)
+        for offset, record in batch.rejected.items():
+            index = first + offset
+            for rejection in record.rejections:
+                self.reasons[rejection.reason] += 1
+                if len(self.errors) < MAX_ERRORS:
+                    self.errors.append(RecordError(index, rejection.reason, rejection.detail))
+            if record.events and len(self.partial) < MAX_ERRORS:
+                self.partial.append(PartialRecord(index, len(record.events), len(record.rejections)))
 
 
 class _Source:
@@ -94,27 +97,25 @@ class _Source:
                 raise BadBody(f"body is not valid JSON: {exc}") from exc
             self.items = parsed if isinstance(parsed, list) else [parsed]
 
-    def decode(self, count: int) -> list[tuple[int, Decoded]]:
-        """The next ``count`` records (fewer at the end, none once the body is read), with their indexes."""
-        out: list[tuple[int, Decoded]] = []
+    def decode(self, count: int) -> tuple[int, DecodedBatch]:
+        """The next ``count`` records (fewer at the end, none once the body is read), with the index of the first."""
+        first = self.index
         if self.array:
-            chunk = self.items[self.index : self.index + count]
-            self.items[self.index : self.index + len(chunk)] = [None] * len(chunk)  # let parsed values go
-            for item in chunk:
-                out.append((self.index, decode_object(item, max_message_bytes=self.max_message_bytes)))
-                self.index += 1
-            return out
+            chunk = self.items[first : first + count]
+            self.items[first : first + len(chunk)] = [None] * len(chunk)  # let parsed values go
+            self.index += len(chunk)
+            return first, decode_objects(chunk, max_message_bytes=self.max_message_bytes)
         body, end = self.body, len(self.body)
-        while len(out) < count and self.position < end:
+        lines: list[bytes] = []
+        while len(lines) < count and self.position < end:
             stop = body.find(b"\n", self.position)
             stop = end if stop < 0 else stop
             line = body[self.position : stop]
             self.position = stop + 1
             if line.strip():
-                decoded = decode_record(line, max_bytes=self.max_record_bytes, max_message_bytes=self.max_message_bytes)
-                out.append((self.index, decoded))
-                self.index += 1
-        return out
+                lines.append(line)
+        self.index += len(lines)
+        return first, decode_batch(lines, self.max_record_bytes, max_message_bytes=self.max_message_bytes)
 
 
 async def ingest(
@@ -122,7 +123,7 @@ async def ingest(
     limits: LimitSettings,
     body: bytes,
     applied: Callable[[Outcome], None] | None = None,
-    forward: Callable[[list[LogEvent]], Awaitable[None]] | None = None,
+    forward: Callable[[list[EventValues]], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Decodes and counts a body (JSON array or NDJSON). Raises :class:`BadBody` before counting anything.
 
@@ -134,23 +135,23 @@ async def ingest(
     source = await asyncio.to_thread(_Source, body, limits.max_record_bytes, limits.max_message_bytes)
     outcome = Outcome()
     sink: EventSink = state.live
-    observe = sink.observe
+    observe = sink.observe_values
     async with state.checkpoint_lock:  # no checkpoint saves half a request
-        while decoded := await asyncio.to_thread(source.decode, chunk):
-            outcome.records += len(decoded)
+        while True:
+            first, decoded = await asyncio.to_thread(source.decode, chunk)
+            if not decoded.ends:
+                break
+            events = decoded.events
             if forward is not None:  # nothing changes the engine here: no wait for a verdict thread
-                forwarded = [event for _, record in decoded for event in record.events]
-                if forwarded:
-                    await forward(forwarded)  # counted (as "http") by their owners
-            else:
+                if events:
+                    await forward(events)  # counted (as "http") by their owners
+            elif events:
                 async with sink.writing() as write:  # no verdict thread reads the engine while a chunk changes it
-                    for _, record in decoded:
-                        for event in record.events:  # one record with very many events (OTLP) yields too
-                            observe(event)
-                            if write.due():
-                                await write.pause()
-            for index, record in decoded:
-                outcome.tally(index, record)
+                    for event in events:  # one record with very many events (OTLP) yields too
+                        observe(*event)
+                        if write.due():
+                            await write.pause()
+            outcome.tally(first, decoded)
             await asyncio.sleep(0)
         if forward is None:
             state.metrics.ingested.labels("http").inc(outcome.accepted)

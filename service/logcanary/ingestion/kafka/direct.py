@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from logcanary.ingestion.kafka.metrics import IngestMetrics
 from logcanary.ingestion.kafka.raw import Fetched, RawLogConsumer
-from logcanary.ingestion.records import Decoded
+from logcanary.ingestion.records import DecodedBatch
 from logcanary.ingestion.sink import EventSink
 from logcanary.live.single_node import SingleNode
-from logcanary.schemas import LogEvent
 from logcanary.settings import KafkaSettings, LimitSettings
 
 log = logging.getLogger(__name__)
@@ -65,29 +63,42 @@ class DirectConsumer(RawLogConsumer):
     def subscribe(self, consumer: AIOKafkaConsumer) -> None:
         consumer.subscribe(self.config.kafka_topics, listener=_SeekToSavedOffsets(self, consumer))
 
-    async def handle(self, fetched: Fetched, decoded: list[Decoded], good: list[tuple[Any, list[LogEvent]]]) -> int:
-        """Counts the records' events, each record with its offset (so a checkpoint in between is a consistent
-        cut), a chunk at a time under the engine lock, yielding between chunks; returns the records skipped."""
+    async def handle(self, fetched: Fetched, decoded: DecodedBatch) -> int:
+        """Counts the records' events, moving each partition's offset past every record counted (so a checkpoint
+        in between is a consistent cut), in slices of the engine lock, yielding between them; returns the records
+        skipped. Nothing awaits within a slice, so a partition's expected offset is read again only after a pause
+        (a rebalance may have sought it elsewhere meanwhile, or while the batch decoded)."""
         sink: EventSink = self.state.live
         offsets = self.offsets
-        observe = sink.observe
+        observe = sink.observe_values
+        events, ends = decoded.events, decoded.ends
         ingested = self.state.metrics.ingested.labels("kafka")
-        skipped = pending = 0
+        skipped = pending = start = 0
+        current: tuple[str, int] | None = None
+        expected: int | None = None
         try:
             async with sink.writing() as write:
-                for (key, record), outcome in zip(fetched, decoded, strict=True):
-                    expected = offsets.get(key)
-                    if expected is None or record.offset < expected:  # sought elsewhere while this batch decoded
+                for index, (key, record) in enumerate(fetched):
+                    end = ends[index]
+                    if key is not current:
+                        current, expected = key, offsets.get(key)
+                    if expected is None or record.offset < expected:  # sought elsewhere meanwhile
                         skipped += 1
+                        start = end
                         continue
-                    for event in outcome.events:
-                        observe(event)
-                    pending += len(outcome.events)
-                    offsets[key] = record.offset + 1
+                    if end - start == 1:
+                        observe(*events[start])
+                    else:
+                        for event in events[start:end]:
+                            observe(*event)
+                    pending += end - start
+                    start = end
+                    offsets[key] = expected = record.offset + 1
                     if write.due():  # between two records: the offsets hold what was counted
                         ingested.inc(pending)
                         pending = 0
                         await write.pause()
+                        current = None
         finally:
             ingested.inc(pending)
         return skipped

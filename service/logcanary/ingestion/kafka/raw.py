@@ -19,9 +19,8 @@ from aiokafka import TopicPartition
 from logcanary.ingestion.kafka.consumer import Batch, SupervisedConsumer
 from logcanary.ingestion.kafka.dead_letters import DeadLetters
 from logcanary.ingestion.kafka.metrics import IngestMetrics
-from logcanary.ingestion.records import Decoded, decode_record
+from logcanary.ingestion.records import Decoded, DecodedBatch, decode_batch
 from logcanary.live.state import LiveState
-from logcanary.schemas import LogEvent
 from logcanary.settings import KafkaSettings, LimitSettings
 
 Fetched = list[tuple[tuple[str, int], Any]]  # (partition, record) not handled yet, in order
@@ -54,8 +53,9 @@ class RawLogConsumer(SupervisedConsumer):
         """The next offset to handle per (topic, partition)."""
 
     @abstractmethod
-    async def handle(self, fetched: Fetched, decoded: list[Decoded], good: list[tuple[Any, list[LogEvent]]]) -> int:
-        """Counts or routes what was fetched; returns the records skipped."""
+    async def handle(self, fetched: Fetched, decoded: DecodedBatch) -> int:
+        """Counts or routes what was fetched (``decoded``: record by record, as :func:`decode_batch` says); returns
+        the records skipped."""
 
     def position(self, tp: TopicPartition) -> int | None:
         return self.offsets.get((tp.topic, tp.partition))
@@ -81,25 +81,21 @@ class RawLogConsumer(SupervisedConsumer):
                 fetched.append((key, record))
         values = [record.value or b"" for _, record in fetched]
         decoded = await asyncio.to_thread(self._decode, values) if self.decode_in_thread else self._decode(values)
-        good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
         reasons: Counter[str] = Counter()
         dead: list[tuple[Any, Decoded]] = []
-        for (_, record), outcome in zip(fetched, decoded, strict=True):
-            if outcome.events:
-                good.append((record, outcome.events))
-            if outcome.rejections:
-                reasons.update(rejection.reason for rejection in outcome.rejections)
-                dead.append((record, outcome))
+        for index, outcome in decoded.rejected.items():
+            reasons.update(rejection.reason for rejection in outcome.rejections)
+            dead.append((fetched[index][1], outcome))
         if dead:
             assert self.producer is not None
             await self.dead_letters.send(self.producer, dead)
-        skipped += await self.handle(fetched, decoded, good)
+        skipped += await self.handle(fetched, decoded)
         if skipped:
             self.metrics.below_offset.inc(skipped)
-        self.state.count_rejections("kafka", reasons)
+        if reasons:
+            self.state.count_rejections("kafka", reasons)
         self.state.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.record_lag(batch)
 
-    def _decode(self, values: list[bytes]) -> list[Decoded]:
-        max_bytes, max_message_bytes = self.limits.max_record_bytes, self.limits.max_message_bytes
-        return [decode_record(value, max_bytes=max_bytes, max_message_bytes=max_message_bytes) for value in values]
+    def _decode(self, values: list[bytes]) -> DecodedBatch:
+        return decode_batch(values, self.limits.max_record_bytes, max_message_bytes=self.limits.max_message_bytes)

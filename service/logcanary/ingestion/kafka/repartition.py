@@ -29,7 +29,6 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from logcanary.ingestion.sink import EventValues
 from logcanary.live.scale_out import ScaleOut
-from logcanary.schemas import LogEvent
 from logcanary.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -50,18 +49,18 @@ def origin_of(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int, in
     return None
 
 
-def encode(events: Iterable[LogEvent]) -> bytes:
+def encode(events: Iterable[EventValues]) -> bytes:
     """The events as compact JSON rows: what the owner needs to count them, nothing else."""
-    return orjson.dumps(
-        [[e.service, e.deployment, e.message, e.timestamp.timestamp(), e.host, e.level, e.identities] for e in events]
-    )
+    return orjson.dumps(list(events))
 
 
-def encode_by_shard(events: Sequence[LogEvent], shard_of: Callable[[str], int]) -> dict[int, bytes]:
+def encode_by_shard(events: Sequence[EventValues], shard_of: Callable[[str], int]) -> dict[int, bytes]:
     """One value per repartition partition for the events of one raw record."""
-    by_shard: dict[int, list[LogEvent]] = {}
+    if len(events) == 1:
+        return {shard_of(events[0][0]): orjson.dumps(events)}
+    by_shard: dict[int, list[EventValues]] = {}
     for event in events:
-        by_shard.setdefault(shard_of(event.service), []).append(event)
+        by_shard.setdefault(shard_of(event[0]), []).append(event)
     return {shard: encode(group) for shard, group in by_shard.items()}
 
 

@@ -23,9 +23,9 @@ from logcanary.ingestion.kafka import repartition
 from logcanary.ingestion.kafka.clients import KafkaUnavailable
 from logcanary.ingestion.kafka.metrics import IngestMetrics
 from logcanary.ingestion.kafka.raw import Fetched, RawLogConsumer
-from logcanary.ingestion.records import Decoded
+from logcanary.ingestion.records import DecodedBatch
+from logcanary.ingestion.sink import EventValues
 from logcanary.live.scale_out import ScaleOut
-from logcanary.schemas import LogEvent
 from logcanary.settings import KafkaSettings, LimitSettings
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,24 @@ class Router(RawLogConsumer):
     def subscribe(self, consumer: AIOKafkaConsumer) -> None:
         consumer.subscribe(self.config.kafka_topics, listener=_SeekToCommittedOffsets(self, consumer))
 
-    async def handle(self, fetched: Fetched, decoded: list[Decoded], good: list[tuple[Any, list[LogEvent]]]) -> int:
+    async def handle(self, fetched: Fetched, decoded: DecodedBatch) -> int:
         fresh = {key: record.offset + 1 for key, record in fetched}  # partition -> next offset (in order)
-        await self._route(good, fresh)
+        await self._route(fetched, decoded, fresh)
         return 0
 
-    async def _route(self, routed: list[tuple[Any, list[LogEvent]]], fresh: dict[tuple[str, int], int]) -> None:
+    async def _route(self, fetched: Fetched, decoded: DecodedBatch, fresh: dict[tuple[str, int], int]) -> None:
         """Sends each record's events to the partitions of their services, then commits the raw offsets: at
         least once, and the owners drop what comes twice by its origin offset."""
         consumer = self.consumer
         assert consumer is not None
         by_shard: dict[int, list[tuple[bytes, list[tuple[str, bytes]]]]] = {}
-        for record, events in routed:
+        shard_of = self.node.shard_of
+        for index, (_, record) in enumerate(fetched):
+            events = decoded.of(index)
+            if not events:
+                continue
             headers = [(repartition.HEADER_ORIGIN, repartition.origin(record.topic, record.partition, record.offset))]
-            for shard, value in repartition.encode_by_shard(events, self.node.shard_of).items():
+            for shard, value in repartition.encode_by_shard(events, shard_of).items():
                 by_shard.setdefault(shard, []).append((value, headers))
         # A failure restarts the loop and the raw records are read again from the committed offsets.
         await asyncio.gather(*(self._send_in_order(shard, messages) for shard, messages in by_shard.items()))
@@ -127,7 +131,7 @@ class Router(RawLogConsumer):
         if batch.record_count():
             await (await producer.send_batch(batch, topic, partition=shard))
 
-    async def forward(self, events: list[LogEvent]) -> None:
+    async def forward(self, events: list[EventValues]) -> None:
         """Scale-out HTTP ingestion: sends events to the partitions of their services (no origin: a retry of the
         request, with an Idempotency-Key, is what keeps it once). Raises KafkaUnavailable when it cannot."""
         if self.producer is None:
