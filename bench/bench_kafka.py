@@ -46,6 +46,7 @@ from logcanary.live.engine import LiveEngine
 from logcanary.settings import LimitSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_model() -> str:
@@ -113,6 +114,17 @@ def start_service(
     raise RuntimeError(f"service did not become ready:\n{log.read_text()[-2000:]}")
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
 def counted(port: int) -> int:
     services = httpx.get(f"http://127.0.0.1:{port}/v1/services", timeout=10).json()
     return sum(service["events"] for service in services)
@@ -162,8 +174,9 @@ async def raw_consume(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
-def engine_rate(payloads: list[bytes]) -> float:
-    """Events/s of a fresh live engine counting the events, parsed before the clock starts."""
+def engine_rate(payloads: list[bytes]) -> tuple[float, float]:
+    """(events/s, events per CPU-second) of a fresh live engine counting the events, parsed before the clock
+    starts."""
     rows = []
     for payload in payloads:
         e = orjson.loads(payload)
@@ -171,10 +184,10 @@ def engine_rate(payloads: list[bytes]) -> float:
         rows.append((e["service"], e["deployment"], e["message"], stamp, e["host"], e["level"], ()))
     live = LiveEngine(LimitSettings())
     observe = live.observe_values
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for row in rows:
         observe(*row)
-    return len(rows) / (time.perf_counter() - started)
+    return len(rows) / (time.perf_counter() - started), len(rows) / (time.process_time() - cpu)
 
 
 def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
@@ -189,12 +202,12 @@ def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
         if mode == "preloaded":
             result["produce_seconds"] = asyncio.run(produce(broker.bootstrap_servers, topic, payloads))
             service = start_service(broker.bootstrap_servers, topic, Path(tmp) / "state", port, Path(tmp) / "log")
-            started = time.monotonic()
+            started, cpu = time.monotonic(), cpu_seconds(service.pid)
             first, finished, early = wait_counted(lambda: counted(port), count)
         else:
             service = start_service(broker.bootstrap_servers, topic, Path(tmp) / "state", port, Path(tmp) / "log")
             time.sleep(3)  # let the consumer join its group first: the producer is what is timed here
-            started = time.monotonic()
+            started, cpu = time.monotonic(), cpu_seconds(service.pid)
             result["produce_seconds"] = asyncio.run(produce(broker.bootstrap_servers, topic, payloads))
             first, finished, early = wait_counted(lambda: counted(port), count)
         try:
@@ -203,15 +216,21 @@ def run(mode: str, count: int, partitions: int) -> dict[str, Any]:
             result["events_per_second"] = round(count / seconds)
             # Steady state: from the first counted batch to the last (excludes the group join).
             result["steady_events_per_second"] = round((count - early) / max(finished - first, 1e-9))
+            # The service's CPU from readiness (or the producer's start) to the last count, polls included.
+            result["service_events_per_cpu_second"] = round(count / (cpu_seconds(service.pid) - cpu))
             result["exact"] = counted(port) == count
         finally:
             service.terminate()
             service.wait(30)
         result["raw_events_per_second"] = round(asyncio.run(raw_consume(broker.bootstrap_servers, topic, count)))
-    result["engine_events_per_second"] = round(engine_rate(payloads))
+    engine, engine_cpu = engine_rate(payloads)
+    result["engine_events_per_second"], result["engine_events_per_cpu_second"] = round(engine), round(engine_cpu)
     steady = result["steady_events_per_second"]
     result["of_raw"] = round(steady / result["raw_events_per_second"], 2)
-    result["of_engine"] = round(steady / result["engine_events_per_second"], 2)
+    result["of_engine"] = round(steady / engine, 2)
+    # The same per CPU-second: the share of the service's CPU that the engine's own work takes, whatever else
+    # this shared machine ran meanwhile.
+    result["cpu_of_engine"] = round(result["service_events_per_cpu_second"] / engine_cpu, 2)
     return result
 
 
@@ -236,7 +255,9 @@ def main() -> int:
             f"{r['events_per_second']} events/s, steady {r['steady_events_per_second']} events/s "
             f"(producer {r['produce_seconds']:.2f}s, exact={r['exact']}); same run: raw consume "
             f"{r['raw_events_per_second']}/s, engine in-process {r['engine_events_per_second']}/s; "
-            f"steady = {r['of_raw']:.2f} of raw, {r['of_engine']:.2f} of engine"
+            f"steady = {r['of_raw']:.2f} of raw, {r['of_engine']:.2f} of engine; per CPU-second: service "
+            f"{r['service_events_per_cpu_second']}, engine {r['engine_events_per_cpu_second']} "
+            f"= {r['cpu_of_engine']:.2f}"
         )
     return 0
 

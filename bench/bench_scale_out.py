@@ -63,7 +63,7 @@ from typing import Any
 import httpx
 import orjson
 import psycopg
-from bench_kafka import create_topic, produce, start_service, wait_counted
+from bench_kafka import CLOCK_TICKS, cpu_seconds, create_topic, produce, start_service, wait_counted
 from bench_verdicts import SERVICES, catalogue, feed, poll, seed
 from common import machine_info, print_machine
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,7 +86,6 @@ STATE_TABLES = (
     "origin_offsets",
     "idempotency_keys",
 )
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Counts = Counter[tuple[str, str]]
 
 
@@ -131,17 +130,6 @@ def traffic(count: int, services: list[str]) -> tuple[list[bytes], Counts]:
         expected[stream] = share + (index < extra)
     assert len(payloads) == count == sum(expected.values())
     return payloads, expected
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (0 when it is gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
 
 
 @dataclass(slots=True)

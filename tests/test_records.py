@@ -766,7 +766,7 @@ def test_the_fast_rfc3339_reading_is_the_models(parts: tuple[str, ...]) -> None:
     """Within its shape, ``datetime.fromisoformat`` reads a stamp as the model's validator does, or not at all."""
     year, month, day, hour, minute, second, fraction, zone = parts
     stamp = f"{year}-{month}-{day}T{hour}:{minute}:{second}{fraction}{zone}"
-    fast = records._rfc3339(stamp)
+    fast = records._rfc3339(stamp) if records._RFC3339_MATCH(stamp) else None
     try:
         model = LogEvent.model_validate({"timestamp": stamp, "service": "s", "deployment": "d", "message": "m"})
     except ValidationError:

@@ -1,15 +1,19 @@
-"""``POST /v1/events`` bodies (JSON array or NDJSON), decoded off the event loop and applied in bounded chunks.
+"""``POST /v1/events`` bodies (JSON array or NDJSON), decoded and applied in bounded chunks and time slices.
 
-A 16 MiB body holds some 300,000 events. Parsing and validating them is done in a worker thread, a chunk of
-records at a time (so the decoded events of the whole body never sit in memory at once), and each chunk is applied
-to the engine on the loop, which serves other requests between chunks. The engine keeps a single writer (the loop
-thread). The whole body is applied while the state's checkpoint lock is held: no checkpoint can save half a
-request, so a request is durable whole or not at all, which is what makes its idempotency key exact.
+A 16 MiB body holds some 300,000 events. They are decoded a chunk of records at a time (so the decoded events of
+the whole body never sit in memory at once): NDJSON lines on the loop, in slices of ``live.engine.SLICE_SECONDS``
+(a worker thread would not run beside the loop, the GIL, and each hand-off costs two thread wake-ups), unless a
+line of the chunk is longer than ``records.LOOP_RECORD_BYTES``; JSON arrays (parsed whole, in one call) and such
+chunks in a worker thread. Each chunk is applied to the engine in slices too; the loop serves other requests
+between slices. The engine keeps a single writer (the loop thread). The whole body is applied while the state's
+checkpoint lock is held: no checkpoint can save half a request, so a request is durable whole or not at all, which
+is what makes its idempotency key exact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,8 +21,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from logcanary.ingestion.records import DecodedBatch, decode_batch, decode_objects
+from logcanary.ingestion.records import LOOP_RECORD_BYTES, DecodedBatch, decode_batch, decode_objects
 from logcanary.ingestion.sink import EventSink, EventValues
+from logcanary.live.engine import SLICE_SECONDS
 
 if TYPE_CHECKING:
     from logcanary.live.state import LiveState
@@ -75,7 +80,7 @@ class Outcome:
 
 
 class _Source:
-    """The body's records, decoded a chunk at a time (called in a worker thread).
+    """The body's records, decoded a chunk at a time, each chunk within a time slice.
 
     NDJSON lines are cut from the body as they are needed, never all at once: one ``splitlines`` of 16 MiB
     is a single C call that holds the GIL for tens of milliseconds, and the loop would wait for it. A JSON
@@ -87,6 +92,7 @@ class _Source:
         self.max_record_bytes = max_record_bytes
         self.max_message_bytes = max_message_bytes
         self.items: list[object] = []
+        self.lines: list[bytes] = []  # cut from the body, not decoded yet
         self.position = 0  # of the next NDJSON line in the body
         self.index = 0  # of the next record
         self.array = body.lstrip()[:1] == b"["
@@ -97,16 +103,11 @@ class _Source:
                 raise BadBody(f"body is not valid JSON: {exc}") from exc
             self.items = parsed if isinstance(parsed, list) else [parsed]
 
-    def decode(self, count: int) -> tuple[int, DecodedBatch]:
-        """The next ``count`` records (fewer at the end, none once the body is read), with the index of the first."""
-        first = self.index
+    def on_loop(self, count: int) -> bool:
+        """Cuts the next ``count`` NDJSON lines; whether they may be decoded on the loop (none is long)."""
         if self.array:
-            chunk = self.items[first : first + count]
-            self.items[first : first + len(chunk)] = [None] * len(chunk)  # let parsed values go
-            self.index += len(chunk)
-            return first, decode_objects(chunk, max_message_bytes=self.max_message_bytes)
-        body, end = self.body, len(self.body)
-        lines: list[bytes] = []
+            return False
+        body, end, lines = self.body, len(self.body), self.lines
         while len(lines) < count and self.position < end:
             stop = body.find(b"\n", self.position)
             stop = end if stop < 0 else stop
@@ -114,8 +115,25 @@ class _Source:
             self.position = stop + 1
             if line.strip():
                 lines.append(line)
-        self.index += len(lines)
-        return first, decode_batch(lines, self.max_record_bytes, max_message_bytes=self.max_message_bytes)
+        return not lines or max(map(len, lines)) <= LOOP_RECORD_BYTES
+
+    def decode(self, count: int, until: float | None = None) -> tuple[int, DecodedBatch]:
+        """The next ``count`` records at most (fewer at the end, none once the body is read; fewer too once
+        ``until``, a ``time.perf_counter()``, passed), with the index of the first."""
+        first = self.index
+        if self.array:
+            chunk = self.items[first : first + count]
+            decoded = decode_objects(chunk, max_message_bytes=self.max_message_bytes, until=until)
+            done = len(decoded.ends)
+            self.items[first : first + done] = [None] * done  # let parsed values go
+        else:
+            self.on_loop(count)
+            limits = self.max_record_bytes, self.max_message_bytes
+            decoded = decode_batch(self.lines, limits[0], max_message_bytes=limits[1], until=until)
+            done = len(decoded.ends)
+            self.lines = self.lines[done:]
+        self.index += done
+        return first, decoded
 
 
 async def ingest(
@@ -135,10 +153,12 @@ async def ingest(
     source = await asyncio.to_thread(_Source, body, limits.max_record_bytes, limits.max_message_bytes)
     outcome = Outcome()
     sink: EventSink = state.live
-    observe = sink.observe_values
     async with state.checkpoint_lock:  # no checkpoint saves half a request
         while True:
-            first, decoded = await asyncio.to_thread(source.decode, chunk)
+            if source.on_loop(chunk):
+                first, decoded = source.decode(chunk, until=time.perf_counter() + SLICE_SECONDS)
+            else:
+                first, decoded = await asyncio.to_thread(source.decode, chunk)
             if not decoded.ends:
                 break
             events = decoded.events
@@ -147,10 +167,9 @@ async def ingest(
                     await forward(events)  # counted (as "http") by their owners
             elif events:
                 async with sink.writing() as write:  # no verdict thread reads the engine while a chunk changes it
-                    for event in events:  # one record with very many events (OTLP) yields too
-                        observe(*event)
-                        if write.due():
-                            await write.pause()
+                    start = 0
+                    while (start := sink.observe_many(events, start, len(events), write.due)) < len(events):
+                        await write.pause()  # within a record too: one with very many events (OTLP) yields
             outcome.tally(first, decoded)
             await asyncio.sleep(0)
         if forward is None:

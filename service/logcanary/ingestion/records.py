@@ -77,9 +77,10 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -103,6 +104,7 @@ from logcanary.schemas import (
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FIELD_SOURCES",
+    "LOOP_RECORD_BYTES",
     "OTLP_RESOURCE_SOURCES",
     "REJECT_REASONS",
     "Decoded",
@@ -340,6 +342,12 @@ def truncate_message(event: LogEvent, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 # --- batches: the hot path -------------------------------------------------------------------------------------
 
 
+#: Records up to this size may be decoded on the event loop (in slices, between records); a batch holding a longer
+#: one is decoded in a worker thread instead, as one record decoded the full way (an OTLP batch: tens of
+#: microseconds an event) could otherwise hold the loop for long.
+LOOP_RECORD_BYTES: Final = 16 * 1024
+
+
 @dataclass(slots=True)
 class DecodedBatch:
     """What a batch of records turned into, as the engine takes events: every event in record order, where each
@@ -368,21 +376,30 @@ def values_of(event: LogEvent) -> EventValues:
 
 
 def decode_batch(
-    raws: Iterable[bytes],
+    raws: Sequence[bytes],
     max_bytes: int = DEFAULT_MAX_BYTES,
     default_service: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    into: DecodedBatch | None = None,
+    until: float | None = None,
 ) -> DecodedBatch:
     """:func:`decode_record` for each record, their events as values; never raises.
 
     Nearly every record is one native event that :class:`LogEvent` accepts as it is: it is checked here by the same
     rules, field by field, without building a model (about a tenth of the cost). Any other record, or one that breaks
     or might break a rule, is decoded by :func:`decode_record` itself, so every shape, rule and rejection is its.
+
+    ``into`` goes on with a batch decoded in part (from its next record); ``until`` (a ``time.perf_counter()``)
+    stops before the first record past it (one record at least is decoded), so a caller on the event loop can
+    decode in slices.
     """
-    out = DecodedBatch()
+    out = DecodedBatch() if into is None else into
     events, ends = out.events, out.ends
-    for raw in raws:
-        value: Any = None
+    first = len(ends)
+    for raw in itertools.islice(raws, first, None):
+        if until is not None and len(ends) > first and time.perf_counter() >= until:
+            break
         if len(raw) <= max_bytes:
             try:
                 value = orjson.loads(raw)
@@ -403,11 +420,16 @@ def decode_objects(
     values: Iterable[object],
     default_service: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    *,
+    until: float | None = None,
 ) -> DecodedBatch:
-    """:func:`decode_object` for each parsed value (the elements of a JSON-array body), as :func:`decode_batch`."""
+    """:func:`decode_object` for each parsed value (the elements of a JSON-array body), as :func:`decode_batch`
+    (``until``: it stops before the first value past it, one value at least decoded)."""
     out = DecodedBatch()
     events, ends = out.events, out.ends
     for value in values:
+        if until is not None and ends and time.perf_counter() >= until:
+            break
         if type(value) is dict and (event := _native_values(value, max_message_bytes)) is not None:
             events.append(event)
             ends.append(len(events))
@@ -422,6 +444,7 @@ _DATETIME: Final = TypeAdapter(datetime)
 _RFC3339: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
+_RFC3339_MATCH: Final = _RFC3339.fullmatch
 _NATIVE_FIELDS: Final = frozenset(LogEvent.model_fields)
 _NAME_FULL: Final = re.compile(NAME_PATTERN)
 _NAMES_SEEN: dict[str, None] = {}  # names found valid: services and deployments are few, and met on every event
@@ -429,6 +452,7 @@ _NAMES_SEEN_MAX: Final = 4096
 _HOST_MAX: Final = 256  # LogEvent.host's max_length
 _LEVEL_MAX: Final = 32  # LogEvent.level's max_length
 _NO_IDENTITIES: Final[tuple[str, ...]] = ()
+_ABSENT: Final = object()
 
 
 def _native_values(obj: dict[Any, Any], max_message_bytes: int) -> EventValues | None:
@@ -443,28 +467,33 @@ def _native_values(obj: dict[Any, Any], max_message_bytes: int) -> EventValues |
     """
     if not obj.keys() <= _NATIVE_FIELDS:
         return None
-    service = obj.get("service")
-    deployment = obj.get("deployment")
-    message = obj.get("message")
-    if not (_is_name(service) and _is_name(deployment)):
+    get = obj.get
+    service = get("service")
+    deployment = get("deployment")
+    names = _NAMES_SEEN  # the names met so far (a dict lookup instead of the pattern)
+    if type(service) is not str or (service not in names and not _is_name(service)):
         return None
+    if type(deployment) is not str or (deployment not in names and not _is_name(deployment)):
+        return None
+    message = get("message")
     if type(message) is not str or not message or len(message) > max_message_bytes // 4:
         return None
-    host = obj.get("host", "unknown")
-    level = obj.get("level", "info")
+    host = get("host", "unknown")
+    level = get("level", "info")
     if type(host) is not str or len(host) > _HOST_MAX or type(level) is not str or len(level) > _LEVEL_MAX:
         return None
-    identities: Any = obj.get("identities", _NO_IDENTITIES)
-    if identities is not _NO_IDENTITIES and (
-        type(identities) is not list or len(identities) > _MAX_IDENTITIES or not all(map(_is_name, identities))
-    ):
+    identities: Any = get("identities", _ABSENT)
+    if identities is _ABSENT:
+        identities = _NO_IDENTITIES
+    elif type(identities) is not list or len(identities) > _MAX_IDENTITIES or not all(map(_is_name, identities)):
         return None
-    if "attributes" in obj and type(obj["attributes"]) is not dict:
+    attributes = get("attributes", _ABSENT)
+    if attributes is not _ABSENT and type(attributes) is not dict:
         return None
-    stamp = obj.get("timestamp")
+    stamp = get("timestamp")
     if stamp is None:
         return None
-    when = _rfc3339(stamp)
+    when = _rfc3339(stamp) if type(stamp) is str and _RFC3339_MATCH(stamp) is not None else None
     if when is None:
         try:
             when = _DATETIME.validate_python(stamp)
@@ -472,17 +501,17 @@ def _native_values(obj: dict[Any, Any], max_message_bytes: int) -> EventValues |
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-    return service, deployment, message, when.timestamp(), host, level, identities  # type: ignore[return-value]
+    return service, deployment, message, when.timestamp(), host, level, identities
 
 
-def _rfc3339(stamp: object) -> datetime | None:
+def _rfc3339(stamp: str) -> datetime | None:
     """The time of the commonest stamp, ``2024-05-01T12:00:00.250Z`` (to the microsecond, with a zone), read by
-    ``datetime.fromisoformat``: within :data:`_RFC3339` it reads exactly the instant the model's validator reads
-    (tests/test_records.py checks it), in a third of the time. None for any other stamp."""
-    if type(stamp) is str and _RFC3339.fullmatch(stamp) is not None:
-        with contextlib.suppress(ValueError):  # a day or an hour out of range: the validator says why
-            return datetime.fromisoformat(stamp)
-    return None
+    ``datetime.fromisoformat``: within :data:`_RFC3339` (the caller matched it) it reads exactly the instant the
+    model's validator reads (tests/test_records.py checks it), in a third of the time; None when out of range."""
+    try:
+        return datetime.fromisoformat(stamp)
+    except ValueError:  # a day or an hour out of range: the validator says why
+        return None
 
 
 def _is_name(value: object) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -64,41 +65,43 @@ class DirectConsumer(RawLogConsumer):
         consumer.subscribe(self.config.kafka_topics, listener=_SeekToSavedOffsets(self, consumer))
 
     async def handle(self, fetched: Fetched, decoded: DecodedBatch) -> int:
-        """Counts the records' events, moving each partition's offset past every record counted (so a checkpoint
-        in between is a consistent cut), in slices of the engine lock, yielding between them; returns the records
-        skipped. Nothing awaits within a slice, so a partition's expected offset is read again only after a pause
-        (a rebalance may have sought it elsewhere meanwhile, or while the batch decoded)."""
+        """Counts the records' events, a partition's run of records in one go, moving its offset past every
+        record counted (so a checkpoint in between is a consistent cut), in slices of the engine lock, yielding
+        between them; returns the records skipped. A slice ends between two records (one that is half counted
+        when the slice is used up is finished first). Nothing awaits within a slice, so a partition's expected
+        offset is read again only after a pause (a rebalance may have sought it elsewhere meanwhile, or while the
+        batch decoded); a run's offsets only grow."""
         sink: EventSink = self.state.live
         offsets = self.offsets
-        observe = sink.observe_values
         events, ends = decoded.events, decoded.ends
         ingested = self.state.metrics.ingested.labels("kafka")
-        skipped = pending = start = 0
-        current: tuple[str, int] | None = None
-        expected: int | None = None
+        skipped = pending = index = 0
+        total = len(fetched)
         try:
             async with sink.writing() as write:
-                for index, (key, record) in enumerate(fetched):
-                    end = ends[index]
-                    if key is not current:
-                        current, expected = key, offsets.get(key)
+                while index < total:
+                    key, record = fetched[index]
+                    expected = offsets.get(key)
                     if expected is None or record.offset < expected:  # sought elsewhere meanwhile
                         skipped += 1
-                        start = end
+                        index += 1
                         continue
-                    if end - start == 1:
-                        observe(*events[start])
-                    else:
-                        for event in events[start:end]:
-                            observe(*event)
-                    pending += end - start
-                    start = end
-                    offsets[key] = expected = record.offset + 1
+                    run = index + 1
+                    while run < total and fetched[run][0] is key:
+                        run += 1
+                    start = ends[index - 1] if index else 0
+                    stop = sink.observe_many(events, start, ends[run - 1], write.due)
+                    done = bisect.bisect_right(ends, stop, index, run)  # records [index, done) are counted whole
+                    if done < run and stop > (ends[done - 1] if done else 0):  # one half counted: finish it
+                        stop = sink.observe_many(events, stop, ends[done])
+                        done += 1
+                    pending += stop - start
+                    offsets[key] = fetched[done - 1][1].offset + 1
+                    index = done
                     if write.due():  # between two records: the offsets hold what was counted
                         ingested.inc(pending)
                         pending = 0
                         await write.pause()
-                        current = None
         finally:
             ingested.inc(pending)
         return skipped

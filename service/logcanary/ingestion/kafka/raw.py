@@ -19,7 +19,8 @@ from aiokafka import TopicPartition
 from logcanary.ingestion.kafka.consumer import Batch, SupervisedConsumer
 from logcanary.ingestion.kafka.dead_letters import DeadLetters
 from logcanary.ingestion.kafka.metrics import IngestMetrics
-from logcanary.ingestion.records import Decoded, DecodedBatch, decode_batch
+from logcanary.ingestion.records import LOOP_RECORD_BYTES, Decoded, DecodedBatch, decode_batch
+from logcanary.live.engine import SLICE_SECONDS
 from logcanary.live.state import LiveState
 from logcanary.settings import KafkaSettings, LimitSettings
 
@@ -29,8 +30,8 @@ Fetched = list[tuple[tuple[str, int], Any]]  # (partition, record) not handled y
 class RawLogConsumer(SupervisedConsumer):
     """Consumes the log topics: fetched records decoded, bad ones dead-lettered, then :meth:`handle`."""
 
-    #: Decoding in a worker thread frees the loop; a router decodes on the loop instead (see Router).
-    decode_in_thread = True
+    #: Decoding in slices lets the loop serve others between them; a router decodes a batch whole (see Router).
+    decode_in_slices = True
 
     def __init__(
         self,
@@ -79,8 +80,7 @@ class RawLogConsumer(SupervisedConsumer):
                     skipped += 1
                     continue
                 fetched.append((key, record))
-        values = [record.value or b"" for _, record in fetched]
-        decoded = await asyncio.to_thread(self._decode, values) if self.decode_in_thread else self._decode(values)
+        decoded = await self._decode([record.value or b"" for _, record in fetched])
         reasons: Counter[str] = Counter()
         dead: list[tuple[Any, Decoded]] = []
         for index, outcome in decoded.rejected.items():
@@ -97,5 +97,19 @@ class RawLogConsumer(SupervisedConsumer):
         self.state.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.record_lag(batch)
 
-    def _decode(self, values: list[bytes]) -> DecodedBatch:
-        return decode_batch(values, self.limits.max_record_bytes, max_message_bytes=self.limits.max_message_bytes)
+    async def _decode(self, values: list[bytes]) -> DecodedBatch:
+        """Decodes on the loop, in slices of SLICE_SECONDS: a worker thread would not run beside the loop (the
+        GIL), and handing each batch over and back costs two thread wake-ups, which a busy machine delays. A
+        batch holding a record longer than LOOP_RECORD_BYTES is decoded in a worker thread."""
+        limit, message_limit = self.limits.max_record_bytes, self.limits.max_message_bytes
+        if not self.decode_in_slices:
+            return decode_batch(values, limit, max_message_bytes=message_limit)
+        if values and max(map(len, values)) > LOOP_RECORD_BYTES:
+            return await asyncio.to_thread(decode_batch, values, limit, max_message_bytes=message_limit)
+        decoded = DecodedBatch()
+        while True:
+            until = time.perf_counter() + SLICE_SECONDS
+            decode_batch(values, limit, max_message_bytes=message_limit, into=decoded, until=until)
+            if len(decoded.ends) == len(values):
+                return decoded
+            await asyncio.sleep(0)

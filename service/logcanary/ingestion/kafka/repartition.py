@@ -40,13 +40,24 @@ def origin(topic: str, partition: int, offset: int) -> bytes:
     return f"{topic}/{partition}/{offset}".encode()
 
 
-def origin_of(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int, int] | None:
-    """(topic, partition, offset) of the raw record a repartition record came from; None for HTTP events."""
+def origin_of(headers: Iterable[tuple[str, bytes]] | None) -> tuple[tuple[str, int], int] | None:
+    """((topic, partition), offset) of the raw record a repartition record came from; None for HTTP events. The
+    raw partitions are few: each is parsed once (and the same tuple returned for it every time)."""
     for name, value in headers or ():
         if name == HEADER_ORIGIN:
-            topic, partition, offset = value.decode().rsplit("/", 2)
-            return topic, int(partition), int(offset)
+            head, _, offset = value.rpartition(b"/")
+            source = _SOURCES.get(head)
+            if source is None:
+                topic, partition = head.decode().rsplit("/", 1)
+                if len(_SOURCES) >= _SOURCES_MAX:
+                    _SOURCES.clear()
+                source = _SOURCES[head] = (topic, int(partition))
+            return source, int(offset)
     return None
+
+
+_SOURCES: dict[bytes, tuple[str, int]] = {}  # b"topic/partition" -> (topic, partition)
+_SOURCES_MAX = 4096
 
 
 def encode(events: Iterable[EventValues]) -> bytes:
@@ -65,8 +76,10 @@ def encode_by_shard(events: Sequence[EventValues], shard_of: Callable[[str], int
 
 
 def decode(value: bytes | None) -> list[EventValues]:
-    rows: list[Any] = orjson.loads(value or b"[]")
-    return [(s, d, m, float(t), h, lv, ids) for s, d, m, t, h, lv, ids in rows]
+    """The rows of :func:`encode`, as they are (JSON arrays: the engine takes them as values; a router always
+    writes the time as a float)."""
+    rows: list[EventValues] = orjson.loads(value or b"[]")
+    return rows
 
 
 async def ensure_repartition_topic(config: KafkaSettings, options: dict[str, Any], state: ScaleOut) -> None:

@@ -55,8 +55,8 @@ class Router(RawLogConsumer):
     """Routes this replica's share of the log topics; :meth:`forward` does the same for HTTP bodies."""
 
     counts = False  # its offsets are committed to Kafka after each batch reached the repartition topic
-    # A router decodes on the loop: it must send what it fetched before a rebalance can move the partition.
-    decode_in_thread = False
+    # A router decodes a batch whole: it must send what it fetched before a rebalance can move the partition.
+    decode_in_slices = False
 
     def __init__(
         self,
@@ -92,14 +92,24 @@ class Router(RawLogConsumer):
         consumer = self.consumer
         assert consumer is not None
         by_shard: dict[int, list[tuple[bytes, list[tuple[str, bytes]]]]] = {}
-        shard_of = self.node.shard_of
-        for index, (_, record) in enumerate(fetched):
-            events = decoded.of(index)
-            if not events:
+        shards: dict[str, int] = {}  # service -> its partition, for this batch
+        events, ends = decoded.events, decoded.ends
+        start = 0
+        for index, end in enumerate(ends):
+            if end == start:
                 continue
+            record = fetched[index][1]
             headers = [(repartition.HEADER_ORIGIN, repartition.origin(record.topic, record.partition, record.offset))]
-            for shard, value in repartition.encode_by_shard(events, shard_of).items():
-                by_shard.setdefault(shard, []).append((value, headers))
+            if end - start == 1:  # one event, one partition (nearly every record)
+                service = events[start][0]
+                shard = shards.get(service)
+                if shard is None:
+                    shard = shards[service] = self.node.shard_of(service)
+                by_shard.setdefault(shard, []).append((repartition.encode(events[start:end]), headers))
+            else:
+                for shard, value in repartition.encode_by_shard(events[start:end], self.node.shard_of).items():
+                    by_shard.setdefault(shard, []).append((value, headers))
+            start = end
         # A failure restarts the loop and the raw records are read again from the committed offsets.
         await asyncio.gather(*(self._send_in_order(shard, messages) for shard, messages in by_shard.items()))
         if fresh:
