@@ -157,6 +157,7 @@ async def ingest(
         while True:
             if source.on_loop(chunk):
                 first, decoded = source.decode(chunk, until=time.perf_counter() + SLICE_SECONDS)
+                await asyncio.sleep(0)  # a slice of decoding, then one of counting: the loop serves others between
             else:
                 first, decoded = await asyncio.to_thread(source.decode, chunk)
             if not decoded.ends:

@@ -107,9 +107,9 @@ class RawLogConsumer(SupervisedConsumer):
         if values and max(map(len, values)) > LOOP_RECORD_BYTES:
             return await asyncio.to_thread(decode_batch, values, limit, max_message_bytes=message_limit)
         decoded = DecodedBatch()
-        while True:
+        while len(decoded.ends) < len(values):
+            await asyncio.sleep(0)  # each slice of decoding between two of whatever else the loop runs (counting)
             until = time.perf_counter() + SLICE_SECONDS
             decode_batch(values, limit, max_message_bytes=message_limit, into=decoded, until=until)
-            if len(decoded.ends) == len(values):
-                return decoded
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return decoded
