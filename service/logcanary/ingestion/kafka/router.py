@@ -130,16 +130,23 @@ class Router(RawLogConsumer):
         dropped as already counted)."""
         producer = self.producer
         assert producer is not None
-        topic = self.config.repartition_topic
         batch = producer.create_batch()
         for value, headers in messages:
             while batch.append(timestamp=None, key=None, value=value, headers=headers) is None:
                 if not batch.record_count():
                     raise MessageSizeTooLargeError(f"a repartition record of {len(value)} bytes fits no batch")
-                await (await producer.send_batch(batch, topic, partition=shard))
+                await self._send_batch(batch, shard)
                 batch = producer.create_batch()
         if batch.record_count():
-            await (await producer.send_batch(batch, topic, partition=shard))
+            await self._send_batch(batch, shard)
+
+    async def _send_batch(self, batch: Any, shard: int) -> None:
+        """Sends a batch and waits for its acknowledgement. The batch is closed first: an open one waits for the
+        producer's linger (20 ms) before it leaves, and a router waits for every batch it sends (about 20 ms per
+        fetched batch, a router's whole rate at 500 records a batch)."""
+        assert self.producer is not None
+        batch.close()
+        await (await self.producer.send_batch(batch, self.config.repartition_topic, partition=shard))
 
     async def forward(self, events: list[EventValues]) -> None:
         """Scale-out HTTP ingestion: sends events to the partitions of their services (no origin: a retry of the
