@@ -66,12 +66,16 @@ def encode(events: Iterable[EventValues]) -> bytes:
 
 
 def encode_by_shard(events: Sequence[EventValues], shard_of: Callable[[str], int]) -> dict[int, bytes]:
-    """One value per repartition partition for the events of one raw record."""
+    """One value per repartition partition for the events of one raw record (or of a chunk of an HTTP body)."""
     if len(events) == 1:
         return {shard_of(events[0][0]): orjson.dumps(events)}
+    shards: dict[str, int] = {}  # service -> shard: a body of many events names few services
     by_shard: dict[int, list[EventValues]] = {}
     for event in events:
-        by_shard.setdefault(shard_of(event[0]), []).append(event)
+        shard = shards.get(event[0])
+        if shard is None:
+            shard = shards[event[0]] = shard_of(event[0])
+        by_shard.setdefault(shard, []).append(event)
     return {shard: encode(group) for shard, group in by_shard.items()}
 
 
