@@ -25,6 +25,28 @@ from bench_kafka import counted, create_topic, produce, start_service, wait_coun
 from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 from logcanary.demo.traffic import events
 
+# What a sample is doing, by the first of these found in its stack (or its last frame, for the idle ones).
+KINDS = (
+    ("engine (Engine.observe: masking, mining, counts)", "Engine.observe ("),
+    ("decoding (orjson, field checks, pydantic)", "decode"),
+    ("aiokafka (fetch responses, record objects)", "aiokafka/"),
+    ("counting loop (offsets, slices, clock)", "DirectConsumer.handle"),
+    ("HTTP (the benchmark polling /v1/services)", "uvicorn/protocols"),
+)
+IDLE = ("Condition.wait", "_worker (concurrent/futures/thread.py:81)", "Runner.run (asyncio/runners.py:118)")
+
+
+def kinds(collapsed: Path) -> str:
+    """Busy samples (neither an idle worker thread nor the loop waiting in select) by kind, in percent."""
+    busy: Counter[str] = Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or stack.split(";")[-1].startswith(IDLE):
+            continue
+        busy[next((kind for kind, mark in KINDS if mark in stack), "other")] += int(count_text)
+    total = sum(busy.values())
+    return "\n".join(f"{100 * n / total:5.1f}%  {kind}" for kind, n in busy.most_common())
+
 
 def summarise(collapsed: Path, top: int) -> str:
     """The ``top`` frames by own samples and by inclusive samples, as percentages of all samples."""
@@ -81,6 +103,7 @@ def main() -> int:
             service.terminate()
             service.wait(30)
         time.sleep(0.1)
+        print(f"-- busy samples by kind --\n{kinds(collapsed)}")
         print(summarise(collapsed, args.top))
     return 0
 
