@@ -208,7 +208,14 @@ def test_a_state_file_from_before_identities_opens_and_upgrades(tmp_path: Path) 
     # Make the file look like one written before this change: no marks table, no identities in the blobs; and, as
     # every file then, without schema_version and the tables versioned migrations added since.
     db = sqlite3.connect(Settings(state_dir=tmp_path).state_file)
-    for table in ("deployment_marks", "schema_version", "shard_owners", "origin_offsets", "repartition_topics"):
+    for table in (
+        "deployment_marks",
+        "schema_version",
+        "shard_owners",
+        "origin_offsets",
+        "repartition_topics",
+        "cluster_settings",
+    ):
         db.execute(f"DROP TABLE {table}")
     for service, deployment, blob in db.execute("SELECT service, deployment, state FROM deployments").fetchall():
         data = orjson.loads(blob)
