@@ -117,23 +117,24 @@ class _Source:
                 lines.append(line)
         return not lines or max(map(len, lines)) <= LOOP_RECORD_BYTES
 
-    def decode(self, count: int, until: float | None = None) -> tuple[int, DecodedBatch]:
-        """The next ``count`` records at most (fewer at the end, none once the body is read; fewer too once
-        ``until``, a ``time.perf_counter()``, passed), with the index of the first."""
-        first = self.index
-        if self.array:
-            chunk = self.items[first : first + count]
-            decoded = decode_objects(chunk, max_message_bytes=self.max_message_bytes, until=until)
-            done = len(decoded.ends)
-            self.items[first : first + done] = [None] * done  # let parsed values go
-        else:
+    def take(self) -> tuple[int, list[bytes]]:
+        """The lines :meth:`on_loop` cut, with the index of the first, for the caller to decode."""
+        first, lines = self.index, self.lines
+        self.lines = []
+        self.index += len(lines)
+        return first, lines
+
+    def decode(self, count: int) -> tuple[int, DecodedBatch]:
+        """The next ``count`` records (fewer at the end, none once the body is read), with the index of the first."""
+        if not self.array:
             self.on_loop(count)
-            limits = self.max_record_bytes, self.max_message_bytes
-            decoded = decode_batch(self.lines, limits[0], max_message_bytes=limits[1], until=until)
-            done = len(decoded.ends)
-            self.lines = self.lines[done:]
-        self.index += done
-        return first, decoded
+            first, lines = self.take()
+            return first, decode_batch(lines, self.max_record_bytes, max_message_bytes=self.max_message_bytes)
+        first = self.index
+        chunk = self.items[first : first + count]
+        self.items[first : first + len(chunk)] = [None] * len(chunk)  # let parsed values go
+        self.index += len(chunk)
+        return first, decode_objects(chunk, max_message_bytes=self.max_message_bytes)
 
 
 async def ingest(
@@ -149,15 +150,21 @@ async def ingest(
     Run this shielded from cancellation: once the first chunk is applied, the rest must follow. With ``forward``
     (scale-out) each chunk's events are sent to the replicas owning their services instead of counted here.
     """
-    chunk = limits.ingest_chunk_events
+    chunk, max_message = limits.ingest_chunk_events, limits.max_message_bytes
     source = await asyncio.to_thread(_Source, body, limits.max_record_bytes, limits.max_message_bytes)
     outcome = Outcome()
     sink: EventSink = state.live
     async with state.checkpoint_lock:  # no checkpoint saves half a request
         while True:
             if source.on_loop(chunk):
-                first, decoded = source.decode(chunk, until=time.perf_counter() + SLICE_SECONDS)
-                await asyncio.sleep(0)  # a slice of decoding, then one of counting: the loop serves others between
+                first, lines = source.take()
+                decoded = DecodedBatch()
+                while len(decoded.ends) < len(lines):  # the whole chunk, a slice at a time: it is applied whole
+                    until = time.perf_counter() + SLICE_SECONDS
+                    decode_batch(
+                        lines, limits.max_record_bytes, max_message_bytes=max_message, into=decoded, until=until
+                    )
+                    await asyncio.sleep(0)  # a slice of decoding, then one of counting: the loop serves others between
             else:
                 first, decoded = await asyncio.to_thread(source.decode, chunk)
             if not decoded.ends:

@@ -364,10 +364,6 @@ class DecodedBatch:
         self.events.extend(values_of(event) for event in decoded.events)
         self.ends.append(len(self.events))
 
-    def of(self, index: int) -> list[EventValues]:
-        """The events of record ``index``."""
-        return self.events[self.ends[index - 1] if index else 0 : self.ends[index]]
-
 
 def values_of(event: LogEvent) -> EventValues:
     """What the engine counts of an event (its attributes are not counted)."""
@@ -420,16 +416,11 @@ def decode_objects(
     values: Iterable[object],
     default_service: str | None = None,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    *,
-    until: float | None = None,
 ) -> DecodedBatch:
-    """:func:`decode_object` for each parsed value (the elements of a JSON-array body), as :func:`decode_batch`
-    (``until``: it stops before the first value past it, one value at least decoded)."""
+    """:func:`decode_object` for each parsed value (the elements of a JSON-array body), as :func:`decode_batch`."""
     out = DecodedBatch()
     events, ends = out.events, out.ends
     for value in values:
-        if until is not None and ends and time.perf_counter() >= until:
-            break
         if type(value) is dict and (event := _native_values(value, max_message_bytes)) is not None:
             events.append(event)
             ends.append(len(events))

@@ -16,8 +16,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from logcanary.schemas import LogEvent
-
 EventValues = tuple[str, str, str, float, str, str, Sequence[str]]
 """(service, deployment, message, epoch seconds, host, level, identities): an event without its envelope."""
 
@@ -33,9 +31,6 @@ class Write(Protocol):
 class EventSink(Protocol):
     def writing(self) -> AbstractAsyncContextManager[Write]:
         """The engine, held for a write."""
-
-    def observe(self, event: LogEvent) -> None:
-        """Counts one event (inside :meth:`writing`)."""
 
     def observe_values(
         self,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from logcanary.engine.model import Engine
-from logcanary.schemas import LogEvent
 from logcanary.settings import LimitSettings
 
 T = TypeVar("T")
@@ -95,17 +94,6 @@ class LiveEngine:
         return await asyncio.shield(future)
 
     # -- the seam where events enter ------------------------------------------------------------------------
-
-    def observe(self, event: LogEvent) -> None:
-        self.observe_values(
-            event.service,
-            event.deployment,
-            event.message,
-            event.timestamp.timestamp(),
-            event.host,
-            event.level,
-            event.identities,
-        )
 
     def observe_values(
         self,
