@@ -57,13 +57,14 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import psycopg
-from bench_kafka import create_topic, produce, start_service, wait_counted
+from bench_kafka import CLOCK_TICKS, cpu_seconds, create_topic, produce, start_service, wait_counted
 from bench_verdicts import SERVICES, catalogue, feed, poll, seed
 from common import machine_info, print_machine
 from prometheus_client.parser import text_string_to_metric_families
@@ -72,7 +73,6 @@ from psycopg import sql
 from logcanary.demo.embedded_broker import EmbeddedBroker, free_port
 from logcanary.demo.traffic import events
 from logcanary.ingestion.kafka import repartition
-from logcanary.ingestion.records import decode_record
 
 STORE_URL = os.environ.get("LOGCANARY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # The tables a checkpoint writes (shard_owners is claimed at assignment; analyses, feedback and marks are not
@@ -86,7 +86,6 @@ STATE_TABLES = (
     "origin_offsets",
     "idempotency_keys",
 )
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Counts = Counter[tuple[str, str]]
 
 
@@ -133,17 +132,6 @@ def traffic(count: int, services: list[str]) -> tuple[list[bytes], Counts]:
     return payloads, expected
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (0 when it is gone)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat)
-
-
 @dataclass(slots=True)
 class Scrape:
     """What one replica's /metrics says."""
@@ -183,12 +171,18 @@ def templates_held(client: httpx.Client) -> tuple[int, int]:
     return sum(s["templates"] for s in services), sum(d["templates"] for s in services for d in s["deployments"])
 
 
+def row(event: dict[str, Any]) -> list[Any]:
+    """What a router writes of a demo event on the repartition topic (its time as epoch seconds)."""
+    stamp = datetime.fromisoformat(event["timestamp"]).timestamp()
+    return [event["service"], event["deployment"], event["message"], stamp, event["host"], event["level"], []]
+
+
 def bytes_per_event(payloads: list[bytes], sample: int = 2_000) -> dict[str, float]:
     """Mean bytes of an event on the log topic, and on the repartition topic (the row a router sends on, one
     record per raw record here; each also carries its ``logcanary-origin`` header)."""
     chosen = payloads[:: max(1, len(payloads) // sample)]
     raw = sum(len(p) for p in chosen) / len(chosen)
-    rows = [repartition.encode(decode_record(p).events) for p in chosen]
+    rows = [orjson.dumps([row(orjson.loads(p))]) for p in chosen]  # repartition.encode's row
     header = len(repartition.HEADER_ORIGIN) + len(repartition.origin("logs", 99, 123_456_789))
     return {"log_topic": round(raw, 1), "repartition_topic": round(sum(map(len, rows)) / len(rows) + header, 1)}
 

@@ -39,13 +39,17 @@ def package_version(name: str) -> str:
 
 
 def source_revision() -> str:
-    """The commit measured, flagged when service/ has uncommitted changes."""
+    """The commit measured (of the logcanary this Python imports: a benchmark may be run with another worktree's
+    virtualenv), flagged when service/ has uncommitted changes."""
+    import logcanary  # the package measured, wherever it is installed from
+
+    tree = Path(logcanary.__file__).resolve().parents[2]
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "service"], cwd=PROJECT, capture_output=True, text=True, check=True
+            ["git", "status", "--porcelain", "--", "service"], cwd=tree, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from logcanary.ingestion import records
 from logcanary.ingestion.records import REJECT_REASONS, Decoded, Rejection, decode_object, decode_record
@@ -664,3 +666,115 @@ def test_timestamps_far_out_of_range_are_rejected_not_raised() -> None:
     }
     assert _rejected(_raw(otlp)).detail == "timeUnixNano: out of range"
     assert datetime(2024, 5, 1, tzinfo=UTC) - timedelta(days=1) < _one(_raw({**NATIVE, "extra": 1})).timestamp
+
+
+# --- decode_batch: the hot path decides nothing decode_record would decide otherwise ------------------------------
+
+
+def _same(raws: list[bytes], **kwargs: Any) -> records.DecodedBatch:
+    """decode_batch of ``raws`` against decode_record of each: the same events (as values), rejections and
+    records, in order."""
+    batch = records.decode_batch(raws, **kwargs)
+    assert len(batch.ends) == len(raws)
+    for index, raw in enumerate(raws):
+        _agree(batch, index, decode_record(raw, **kwargs))
+    return batch
+
+
+def _of(batch: records.DecodedBatch, index: int) -> list[Any]:
+    """The events of record ``index``."""
+    return batch.events[batch.ends[index - 1] if index else 0 : batch.ends[index]]
+
+
+def _agree(batch: records.DecodedBatch, index: int, expected: Decoded) -> None:
+    got = [(*event[:3], *event[4:6], list(event[6])) for event in _of(batch, index)]
+    assert got == [(*records.values_of(e)[:3], e.host, e.level, e.identities) for e in expected.events]
+    for event, model in zip(_of(batch, index), expected.events, strict=True):  # no time: both took the clock's
+        assert event[3] == model.timestamp.timestamp() or abs(event[3] - time.time()) < 60
+    assert (batch.rejected[index].rejections if index in batch.rejected else []) == expected.rejections
+
+
+# Native records near every rule of LogEvent: names at and past the pattern and length, '.' and '..' segments, a
+# trailing newline (Python's '$' would take it, the model does not), long hosts and levels, empty messages, every
+# type where text is expected, stamps of every form, extra keys.
+_near_names = st.sampled_from(
+    ["svc", "a/b", "a//b", ".", "..", "a/../b", "a/.", "./a", "v2\n", "", "x" * 253, "x" * 254, "é", "a b"]
+) | st.from_regex(r"[A-Za-z0-9._:/@+ \n-]{1,8}", fullmatch=True)
+_int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_anything = st.none() | st.booleans() | _int64 | st.floats() | st.lists(st.text(max_size=3), max_size=2)
+_stamps = (
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])).map(datetime.isoformat)
+    | st.datetimes().map(datetime.isoformat)
+    | st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat().replace("+00:00", "Z"))
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["2024-05-01T12:00:00.1234567Z", "2024-05-01T12:00:00+00:60", "2024-02-30T00:00:00Z", ""])
+    | st.sampled_from(["2024-05-01 12:00:00Z", "2024-05-01T24:00:00Z", "2024-05-01", "20240501T120000Z", "now"])
+    | _anything
+)
+_near_native = st.fixed_dictionaries(
+    {},
+    optional={
+        "timestamp": _stamps,
+        "service": _near_names | _anything,
+        "deployment": _near_names | _anything,
+        "message": st.text(max_size=6) | st.just("x" * 300) | _anything,
+        "host": st.text(max_size=3) | st.just("h" * 256) | st.just("h" * 257) | _anything,
+        "level": st.text(max_size=3) | st.just("l" * 32) | st.just("l" * 33) | _int64,
+        "attributes": st.dictionaries(st.text(max_size=3), _int64, max_size=2) | _anything,
+        "identities": st.lists(_near_names, max_size=17) | _anything,
+        "log": st.text(max_size=3),
+        "resourceLogs": st.just([]),
+    },
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(_near_native, min_size=1, max_size=4))
+def test_decode_batch_agrees_with_decode_record(values: list[dict[str, Any]]) -> None:
+    raws = [_raw(value) for value in values]
+    _same(raws, max_message_bytes=1024)  # a message past 256 characters goes the full way (truncation)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_json, max_size=4))
+def test_decode_batch_agrees_on_shipper_shapes_and_junk(values: list[Any]) -> None:
+    _same([_raw(value) for value in values] + [b"", b"\xef\xbb\xbf{}", b"{", b"\xff", b" " * 300], max_bytes=200)
+    batch = records.decode_objects(values)
+    for index, value in enumerate(values):
+        _agree(batch, index, decode_object(value))
+
+
+def test_decode_batch_takes_the_fixtures_as_decode_record_does() -> None:
+    raws = [_raw(NATIVE), _raw({**NATIVE, "message": "x" * 300}), _raw({**NATIVE, "service": "a/../b"})]
+    batch = _same(raws, max_message_bytes=256)
+    assert [len(_of(batch, i)) for i in range(3)] == [1, 1, 0]
+    assert batch.rejected[2].rejections[0].reason == "invalid_name"
+    assert _of(batch, 1)[0][2].endswith("…[truncated 44 bytes]")
+
+
+_grid = st.tuples(
+    st.sampled_from(["0000", "0001", "1969", "1970", "2024", "9999"]),
+    st.sampled_from(["00", "01", "02", "12", "13"]),
+    st.sampled_from(["00", "01", "28", "29", "30", "31", "32"]),
+    st.sampled_from(["00", "23", "24"]),
+    st.sampled_from(["00", "59", "60"]),
+    st.sampled_from(["00", "59", "60", "61"]),
+    st.sampled_from(["", ".5", ".123", ".999999", ".000001"]),
+    st.sampled_from(["Z", "+00:00", "-00:00", "+23:59", "-23:59", "+24:00", "+05:30", "+00:60"]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_grid)
+def test_the_fast_rfc3339_reading_is_the_models(parts: tuple[str, ...]) -> None:
+    """Within its shape, ``datetime.fromisoformat`` reads a stamp as the model's validator does, or not at all."""
+    year, month, day, hour, minute, second, fraction, zone = parts
+    stamp = f"{year}-{month}-{day}T{hour}:{minute}:{second}{fraction}{zone}"
+    fast = records._rfc3339(stamp) if records._RFC3339_MATCH(stamp) else None
+    try:
+        model = LogEvent.model_validate({"timestamp": stamp, "service": "s", "deployment": "d", "message": "m"})
+    except ValidationError:
+        assert fast is None
+        return
+    assert fast is None or fast.timestamp() == model.timestamp.timestamp()

@@ -22,9 +22,9 @@ from logcanary.idempotency import IdempotencyRecord
 from logcanary.ingestion import bodies
 from logcanary.ingestion.kafka.clients import KafkaUnavailable
 from logcanary.ingestion.kafka.router import Router
+from logcanary.ingestion.sink import EventValues
 from logcanary.live.scale_out import ScaleOut
 from logcanary.live.state import LiveState
-from logcanary.schemas import LogEvent
 from logcanary.settings import LimitSettings
 from logcanary.store.base import SharedStore
 
@@ -97,7 +97,7 @@ class Intake:
     """Counts bodies into this process's engine (single node)."""
 
     #: Where events go instead of this engine (scale-out: the replicas owning their services).
-    forward: Callable[[list[LogEvent]], Awaitable[None]] | None = None
+    forward: Callable[[list[EventValues]], Awaitable[None]] | None = None
 
     def __init__(self, state: LiveState, limits: LimitSettings) -> None:
         self.state = state

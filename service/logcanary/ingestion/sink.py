@@ -6,16 +6,15 @@ whichever door it came through.
 A source applies its events inside ``async with sink.writing() as write`` and moves its own position (an offset,
 a cursor) inside the same hold, with no await in between: a checkpoint, taken under the same lock, then holds
 both or neither. ``if write.due(): await write.pause()`` between events lets the loop and waiting readers run:
-a write never holds the loop for more than a slice (``live.engine.SLICE_SECONDS``).
+a write never holds the loop for more than a slice (``live.engine.SLICE_SECONDS``). ``observe_many`` counts a
+run of events in one call, checking ``write.due`` after each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
-
-from logcanary.schemas import LogEvent
 
 EventValues = tuple[str, str, str, float, str, str, Sequence[str]]
 """(service, deployment, message, epoch seconds, host, level, identities): an event without its envelope."""
@@ -33,9 +32,6 @@ class EventSink(Protocol):
     def writing(self) -> AbstractAsyncContextManager[Write]:
         """The engine, held for a write."""
 
-    def observe(self, event: LogEvent) -> None:
-        """Counts one event (inside :meth:`writing`)."""
-
     def observe_values(
         self,
         service: str,
@@ -47,3 +43,9 @@ class EventSink(Protocol):
         identities: Sequence[str],
     ) -> None:
         """Counts one event given as its fields (inside :meth:`writing`)."""
+
+    def observe_many(
+        self, events: Sequence[EventValues], start: int, stop: int, due: Callable[[], bool] | None = None
+    ) -> int:
+        """Counts ``events[start:stop]`` (inside :meth:`writing`), stopping after the event at which ``due()``
+        says the slice is used up; returns the index of the next event."""

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from logcanary.engine.model import Engine
-from logcanary.schemas import LogEvent
 from logcanary.settings import LimitSettings
 
 T = TypeVar("T")
@@ -96,17 +95,6 @@ class LiveEngine:
 
     # -- the seam where events enter ------------------------------------------------------------------------
 
-    def observe(self, event: LogEvent) -> None:
-        self.observe_values(
-            event.service,
-            event.deployment,
-            event.message,
-            event.timestamp.timestamp(),
-            event.host,
-            event.level,
-            event.identities,
-        )
-
     def observe_values(
         self,
         service: str,
@@ -124,6 +112,32 @@ class LiveEngine:
             timestamp = received
             self._on_clamp()
         self.engine.observe(service, deployment, message, timestamp, host, level, identities)
+
+    def observe_many(
+        self,
+        events: Sequence[tuple[str, str, str, float, str, str, Sequence[str]]],
+        start: int,
+        stop: int,
+        due: Callable[[], bool] | None = None,
+    ) -> int:
+        """``events[start:stop]`` (``ingestion.sink.EventValues``) as :meth:`observe_values` counts them, in one
+        loop; stops after the event at which ``due()`` says the slice is used up. Returns the index of the next
+        event. Hold the lock. The clock is read again only for a stamp ahead of the bound it last gave."""
+        observe = self.engine.observe
+        skew = self.limits.max_clock_skew_seconds
+        bound = time.time() + skew
+        for index in range(start, stop):
+            service, deployment, message, timestamp, host, level, identities = events[index]
+            if timestamp > bound:
+                received = time.time()
+                bound = received + skew
+                if timestamp > bound:
+                    timestamp = received
+                    self._on_clamp()
+            observe(service, deployment, message, timestamp, host, level, identities)
+            if due is not None and due():
+                return index + 1
+        return stop
 
     # -- retention ------------------------------------------------------------------------------------------
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from logcanary.ingestion.kafka.metrics import IngestMetrics
 from logcanary.ingestion.kafka.raw import Fetched, RawLogConsumer
-from logcanary.ingestion.records import Decoded
+from logcanary.ingestion.records import DecodedBatch
 from logcanary.ingestion.sink import EventSink
 from logcanary.live.single_node import SingleNode
-from logcanary.schemas import LogEvent
 from logcanary.settings import KafkaSettings, LimitSettings
 
 log = logging.getLogger(__name__)
@@ -65,25 +64,40 @@ class DirectConsumer(RawLogConsumer):
     def subscribe(self, consumer: AIOKafkaConsumer) -> None:
         consumer.subscribe(self.config.kafka_topics, listener=_SeekToSavedOffsets(self, consumer))
 
-    async def handle(self, fetched: Fetched, decoded: list[Decoded], good: list[tuple[Any, list[LogEvent]]]) -> int:
-        """Counts the records' events, each record with its offset (so a checkpoint in between is a consistent
-        cut), a chunk at a time under the engine lock, yielding between chunks; returns the records skipped."""
+    async def handle(self, fetched: Fetched, decoded: DecodedBatch) -> int:
+        """Counts the records' events, a partition's run of records in one go, moving its offset past every
+        record counted (so a checkpoint in between is a consistent cut), in slices of the engine lock, yielding
+        between them; returns the records skipped. A slice ends between two records (one that is half counted
+        when the slice is used up is finished first). Nothing awaits within a slice, so a partition's expected
+        offset is read again only after a pause (a rebalance may have sought it elsewhere meanwhile, or while the
+        batch decoded); a run's offsets only grow."""
         sink: EventSink = self.state.live
         offsets = self.offsets
-        observe = sink.observe
+        events, ends = decoded.events, decoded.ends
         ingested = self.state.metrics.ingested.labels("kafka")
-        skipped = pending = 0
+        skipped = pending = index = 0
+        total = len(fetched)
         try:
             async with sink.writing() as write:
-                for (key, record), outcome in zip(fetched, decoded, strict=True):
+                while index < total:
+                    key, record = fetched[index]
                     expected = offsets.get(key)
-                    if expected is None or record.offset < expected:  # sought elsewhere while this batch decoded
+                    if expected is None or record.offset < expected:  # sought elsewhere meanwhile
                         skipped += 1
+                        index += 1
                         continue
-                    for event in outcome.events:
-                        observe(event)
-                    pending += len(outcome.events)
-                    offsets[key] = record.offset + 1
+                    run = index + 1
+                    while run < total and fetched[run][0] is key:
+                        run += 1
+                    start = ends[index - 1] if index else 0
+                    stop = sink.observe_many(events, start, ends[run - 1], write.due)
+                    done = bisect.bisect_right(ends, stop, index, run)  # records [index, done) are counted whole
+                    if done < run and stop > (ends[done - 1] if done else 0):  # one half counted: finish it
+                        stop = sink.observe_many(events, stop, ends[done])
+                        done += 1
+                    pending += stop - start
+                    offsets[key] = fetched[done - 1][1].offset + 1
+                    index = done
                     if write.due():  # between two records: the offsets hold what was counted
                         ingested.inc(pending)
                         pending = 0

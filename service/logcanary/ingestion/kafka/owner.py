@@ -138,7 +138,7 @@ class Owner(SupervisedConsumer):
         if shard is None or shard.offset is None:  # not ours (any more), or not positioned yet
             tally.skipped += len(records) - start
             return len(records)
-        observe = self.node.live.observe_values
+        observe_many = self.node.live.observe_many
         key = (tp.topic, tp.partition)
         expected = shard.offset
         for index in range(start, len(records)):
@@ -155,14 +155,13 @@ class Owner(SupervisedConsumer):
             shard.offset = expected = record.offset + 1
             source = repartition.origin_of(record.headers)
             if source is not None:
-                okey = (source[0], source[1])
-                if source[2] < shard.origins.get(okey, 0):
+                okey, origin = source
+                if origin < shard.origins.get(okey, 0):
                     tally.duplicates += 1
                     continue
-                shard.origins[okey] = source[2] + 1
+                shard.origins[okey] = origin + 1
             values = repartition.decode(record.value)
-            for event in values:
-                observe(*event)
+            observe_many(values, 0, len(values))
             if source is None:
                 tally.from_http += len(values)
             else:

@@ -19,9 +19,9 @@ from aiokafka import TopicPartition
 from logcanary.ingestion.kafka.consumer import Batch, SupervisedConsumer
 from logcanary.ingestion.kafka.dead_letters import DeadLetters
 from logcanary.ingestion.kafka.metrics import IngestMetrics
-from logcanary.ingestion.records import Decoded, decode_record
+from logcanary.ingestion.records import LOOP_RECORD_BYTES, Decoded, DecodedBatch, decode_batch
+from logcanary.live.engine import SLICE_SECONDS
 from logcanary.live.state import LiveState
-from logcanary.schemas import LogEvent
 from logcanary.settings import KafkaSettings, LimitSettings
 
 Fetched = list[tuple[tuple[str, int], Any]]  # (partition, record) not handled yet, in order
@@ -30,8 +30,8 @@ Fetched = list[tuple[tuple[str, int], Any]]  # (partition, record) not handled y
 class RawLogConsumer(SupervisedConsumer):
     """Consumes the log topics: fetched records decoded, bad ones dead-lettered, then :meth:`handle`."""
 
-    #: Decoding in a worker thread frees the loop; a router decodes on the loop instead (see Router).
-    decode_in_thread = True
+    #: Decoding in slices lets the loop serve others between them; a router decodes a batch whole (see Router).
+    decode_in_slices = True
 
     def __init__(
         self,
@@ -54,8 +54,9 @@ class RawLogConsumer(SupervisedConsumer):
         """The next offset to handle per (topic, partition)."""
 
     @abstractmethod
-    async def handle(self, fetched: Fetched, decoded: list[Decoded], good: list[tuple[Any, list[LogEvent]]]) -> int:
-        """Counts or routes what was fetched; returns the records skipped."""
+    async def handle(self, fetched: Fetched, decoded: DecodedBatch) -> int:
+        """Counts or routes what was fetched (``decoded``: record by record, as :func:`decode_batch` says); returns
+        the records skipped."""
 
     def position(self, tp: TopicPartition) -> int | None:
         return self.offsets.get((tp.topic, tp.partition))
@@ -79,27 +80,36 @@ class RawLogConsumer(SupervisedConsumer):
                     skipped += 1
                     continue
                 fetched.append((key, record))
-        values = [record.value or b"" for _, record in fetched]
-        decoded = await asyncio.to_thread(self._decode, values) if self.decode_in_thread else self._decode(values)
-        good: list[tuple[Any, list[LogEvent]]] = []  # (record, its events)
+        decoded = await self._decode([record.value or b"" for _, record in fetched])
         reasons: Counter[str] = Counter()
         dead: list[tuple[Any, Decoded]] = []
-        for (_, record), outcome in zip(fetched, decoded, strict=True):
-            if outcome.events:
-                good.append((record, outcome.events))
-            if outcome.rejections:
-                reasons.update(rejection.reason for rejection in outcome.rejections)
-                dead.append((record, outcome))
+        for index, outcome in decoded.rejected.items():
+            reasons.update(rejection.reason for rejection in outcome.rejections)
+            dead.append((fetched[index][1], outcome))
         if dead:
             assert self.producer is not None
             await self.dead_letters.send(self.producer, dead)
-        skipped += await self.handle(fetched, decoded, good)
+        skipped += await self.handle(fetched, decoded)
         if skipped:
             self.metrics.below_offset.inc(skipped)
-        self.state.count_rejections("kafka", reasons)
+        if reasons:
+            self.state.count_rejections("kafka", reasons)
         self.state.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.record_lag(batch)
 
-    def _decode(self, values: list[bytes]) -> list[Decoded]:
-        max_bytes, max_message_bytes = self.limits.max_record_bytes, self.limits.max_message_bytes
-        return [decode_record(value, max_bytes=max_bytes, max_message_bytes=max_message_bytes) for value in values]
+    async def _decode(self, values: list[bytes]) -> DecodedBatch:
+        """Decodes on the loop, in slices of SLICE_SECONDS: a worker thread would not run beside the loop (the
+        GIL), and handing each batch over and back costs two thread wake-ups, which a busy machine delays. A
+        batch holding a record longer than LOOP_RECORD_BYTES is decoded in a worker thread."""
+        limit, message_limit = self.limits.max_record_bytes, self.limits.max_message_bytes
+        if not self.decode_in_slices:
+            return decode_batch(values, limit, max_message_bytes=message_limit)
+        if values and max(map(len, values)) > LOOP_RECORD_BYTES:
+            return await asyncio.to_thread(decode_batch, values, limit, max_message_bytes=message_limit)
+        decoded = DecodedBatch()
+        while len(decoded.ends) < len(values):
+            await asyncio.sleep(0)  # each slice of decoding between two of whatever else the loop runs (counting)
+            until = time.perf_counter() + SLICE_SECONDS
+            decode_batch(values, limit, max_message_bytes=message_limit, into=decoded, until=until)
+        await asyncio.sleep(0)
+        return decoded

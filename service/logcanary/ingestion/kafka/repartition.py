@@ -29,7 +29,6 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from logcanary.ingestion.sink import EventValues
 from logcanary.live.scale_out import ScaleOut
-from logcanary.schemas import LogEvent
 from logcanary.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -41,33 +40,50 @@ def origin(topic: str, partition: int, offset: int) -> bytes:
     return f"{topic}/{partition}/{offset}".encode()
 
 
-def origin_of(headers: Iterable[tuple[str, bytes]] | None) -> tuple[str, int, int] | None:
-    """(topic, partition, offset) of the raw record a repartition record came from; None for HTTP events."""
+def origin_of(headers: Iterable[tuple[str, bytes]] | None) -> tuple[tuple[str, int], int] | None:
+    """((topic, partition), offset) of the raw record a repartition record came from; None for HTTP events. The
+    raw partitions are few: each is parsed once (and the same tuple returned for it every time)."""
     for name, value in headers or ():
         if name == HEADER_ORIGIN:
-            topic, partition, offset = value.decode().rsplit("/", 2)
-            return topic, int(partition), int(offset)
+            head, _, offset = value.rpartition(b"/")
+            source = _SOURCES.get(head)
+            if source is None:
+                topic, partition = head.decode().rsplit("/", 1)
+                if len(_SOURCES) >= _SOURCES_MAX:
+                    _SOURCES.clear()
+                source = _SOURCES[head] = (topic, int(partition))
+            return source, int(offset)
     return None
 
 
-def encode(events: Iterable[LogEvent]) -> bytes:
+_SOURCES: dict[bytes, tuple[str, int]] = {}  # b"topic/partition" -> (topic, partition)
+_SOURCES_MAX = 4096
+
+
+def encode(events: Iterable[EventValues]) -> bytes:
     """The events as compact JSON rows: what the owner needs to count them, nothing else."""
-    return orjson.dumps(
-        [[e.service, e.deployment, e.message, e.timestamp.timestamp(), e.host, e.level, e.identities] for e in events]
-    )
+    return orjson.dumps(list(events))
 
 
-def encode_by_shard(events: Sequence[LogEvent], shard_of: Callable[[str], int]) -> dict[int, bytes]:
-    """One value per repartition partition for the events of one raw record."""
-    by_shard: dict[int, list[LogEvent]] = {}
+def encode_by_shard(events: Sequence[EventValues], shard_of: Callable[[str], int]) -> dict[int, bytes]:
+    """One value per repartition partition for the events of one raw record (or of a chunk of an HTTP body)."""
+    if len(events) == 1:
+        return {shard_of(events[0][0]): orjson.dumps(events)}
+    shards: dict[str, int] = {}  # service -> shard: a body of many events names few services
+    by_shard: dict[int, list[EventValues]] = {}
     for event in events:
-        by_shard.setdefault(shard_of(event.service), []).append(event)
+        shard = shards.get(event[0])
+        if shard is None:
+            shard = shards[event[0]] = shard_of(event[0])
+        by_shard.setdefault(shard, []).append(event)
     return {shard: encode(group) for shard, group in by_shard.items()}
 
 
 def decode(value: bytes | None) -> list[EventValues]:
-    rows: list[Any] = orjson.loads(value or b"[]")
-    return [(s, d, m, float(t), h, lv, ids) for s, d, m, t, h, lv, ids in rows]
+    """The rows of :func:`encode`, as they are (JSON arrays: the engine takes them as values; a router always
+    writes the time as a float)."""
+    rows: list[EventValues] = orjson.loads(value or b"[]")
+    return rows
 
 
 async def ensure_repartition_topic(config: KafkaSettings, options: dict[str, Any], state: ScaleOut) -> None:
