@@ -31,7 +31,7 @@ from logcanary.settings import Settings, SettingsError
 from logcanary.sources import SourceMetrics
 from logcanary.store.base import SharedStore, Store
 from logcanary.store.factory import open_shared_store, open_store
-from logcanary.verification.analyses import Analyses
+from logcanary.verification.analyses import Analyses, Retention
 from logcanary.verification.leases import LeasedAnalyses
 from logcanary.verification.places import Places
 from logcanary.verification.pulling import Pulls
@@ -75,7 +75,7 @@ class Runtime:
                 self.verdicts,
                 self.rules,
                 settings.analysis,
-                settings.retention_analyses_days,
+                Retention(settings.retention_analyses_days, settings.retention_analyses_max),
                 self._pulls(settings, node),
             )
             metrics = IngestMetrics(node.metrics.registry, stalled=self._stalled)
@@ -98,7 +98,7 @@ class Runtime:
                 self.verdicts,
                 self.rules,
                 settings.analysis,
-                settings.retention_analyses_days,
+                Retention(settings.retention_analyses_days, settings.retention_analyses_max),
                 self._pulls(settings, state),
             )
             if settings.kafka_bootstrap_servers:
