@@ -462,27 +462,46 @@ def _pipeline_url(value: str | None) -> str | None:
     return value
 
 
-class AnalysisMetadata(BaseModel):
-    """Where an analysis belongs: environment, release, labels, who asked for it and the pipeline run that did.
-    Nothing here changes the verdict; it is what history, releases and the overview are filtered and grouped by."""
+def labels_of(text: str) -> dict[str, str]:
+    """Labels written on one line, as query strings and Flagger's metadata (strings only) carry them:
+    ``team=payments,tier=1``."""
+    pairs = (pair.partition("=") for pair in text.split(",") if pair.strip())
+    return {key.strip(): value.strip() for key, _, value in pairs}
 
-    environment: Environment | None = Field(None, description="The environment deployed to (dev, qa, prod...).")
-    release: Release | None = Field(
-        None, description="The release this analysis belongs to: GET /v1/releases/{release} combines its analyses."
+
+class AnalysisPlace(BaseModel):
+    """Where an analysis belongs, but its labels: what a query string says as it is (see :class:`AnalysisMetadata`)."""
+
+    environment: Annotated[Environment | None, BeforeValidator(_empty_is_none)] = Field(
+        None, description="The environment deployed to (dev, qa, prod...); empty is none."
     )
-    labels: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict,
-        max_length=MAX_LABELS,
-        description=f"At most {MAX_LABELS} labels: keys as Kubernetes label names (1-63 characters), values up to "
-        f"{MAX_LABEL_VALUE_CHARS} characters.",
+    release: Annotated[Release | None, BeforeValidator(_empty_is_none)] = Field(
+        None,
+        description="The release this analysis belongs to: GET /v1/releases/{release} combines its analyses; empty is "
+        "none.",
     )
     requested_by: Requester = Field(
         "api",
         description="Who asked: api (a person or script), argo (an Argo Rollouts measurement), flagger (a Flagger "
         "webhook) or gate (logcanary gate). (`source` names a log store the logs are pulled from.)",
     )
-    pipeline_url: Annotated[str | None, Field(max_length=MAX_PIPELINE_URL_CHARS), AfterValidator(_pipeline_url)] = (
-        Field(None, description="The pipeline run that asked (CI_PIPELINE_URL, a GitHub Actions run...).")
+    pipeline_url: Annotated[
+        str | None,
+        Field(max_length=MAX_PIPELINE_URL_CHARS),
+        BeforeValidator(_empty_is_none),
+        AfterValidator(_pipeline_url),
+    ] = Field(None, description="The pipeline run that asked (CI_PIPELINE_URL, a GitHub Actions run...).")
+
+
+class AnalysisMetadata(AnalysisPlace):
+    """Where an analysis belongs: environment, release, labels, who asked for it and the pipeline run that did.
+    Nothing here changes the verdict; it is what history, releases and the overview are filtered and grouped by."""
+
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_LABELS,
+        description=f"At most {MAX_LABELS} labels: keys as Kubernetes label names (1-63 characters), values up to "
+        f"{MAX_LABEL_VALUE_CHARS} characters.",
     )
 
 

@@ -100,22 +100,24 @@ class AnalysisRecord:
     verdict: Verdict | None = None  # the last one while running, the final one once completed
     finished_at: float | None = None
     risk_history: list[list[float]] = field(default_factory=list)  # [epoch seconds, risk] samples, oldest first
+    measured: bool = False  # a deploy tool's on-demand verdicts kept for its release (the latest), not watched
 
     def to_json(self) -> bytes:
         """The stored body, the same for every store (the request and verdict as their JSON documents)."""
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "service": self.service,
-                "request": _document(self.request),
-                "status": self.status,
-                "started_at": self.started_at,
-                "ends_at": self.ends_at,
-                "verdict": None if self.verdict is None else _document(self.verdict),
-                "finished_at": self.finished_at,
-                "risk_history": self.risk_history,
-            }
-        )
+        body = {
+            "id": self.id,
+            "service": self.service,
+            "request": _document(self.request),
+            "status": self.status,
+            "started_at": self.started_at,
+            "ends_at": self.ends_at,
+            "verdict": None if self.verdict is None else _document(self.verdict),
+            "finished_at": self.finished_at,
+            "risk_history": self.risk_history,
+        }
+        if self.measured:  # stored only when set: an analysis is stored as before
+            body["measured"] = True
+        return orjson.dumps(body)
 
     @classmethod
     def from_json(cls, body: bytes) -> AnalysisRecord:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from logcanary.analysis.verdict import Judgement
 from logcanary.engine.model import ServiceModel
 from logcanary.live.state import LiveState
-from logcanary.schemas import AnalysisSpec
+from logcanary.schemas import AnalysisPlace, AnalysisSpec, Verdict
 from logcanary.settings import AnalysisSettings
 from logcanary.store.base import AnalysisRecord, Repository
 from logcanary.verification.errors import (
@@ -212,6 +212,63 @@ class Analyses:
         await self._save(record)
         if done:
             self._announce(record)
+
+    async def record_measurement(
+        self,
+        release: str,
+        place: AnalysisPlace,
+        labels: dict[str, str],
+        question: VerdictQuestion,
+        verdict: Verdict,
+        at: float,
+    ) -> AnalysisRecord:
+        """Keeps a deploy tool's on-demand verdict (an Argo Rollouts measurement, a Flagger check) as its release's
+        analysis of the service: one record per release, service, canary and requester, created completed at the
+        first measurement and holding the latest one after (the verdict the tool acted on last). Its window runs
+        from the first measurement's window start to the latest measurement. Not counted in
+        ``logcanary_analyses_total`` nor notified: the tool that measures decides when a rollout ends."""
+        self._check_environment(place.environment)
+        record = next(
+            (
+                r
+                for r in await self.release(release)
+                if r.measured
+                and r.service == question.service
+                and r.request.canary.deployment == question.canary
+                and r.request.requested_by == place.requested_by
+            ),
+            None,
+        )
+        if record is None:
+            window = question.window or 0.0
+            spec = AnalysisSpec.model_validate(
+                {
+                    **place.model_dump(),
+                    "labels": labels,
+                    "service": question.service,
+                    "canary": {"deployment": question.canary},
+                    "baseline": {"deployment": question.baseline, "history": question.uses_history},
+                    "canary_weight": question.canary_weight,
+                    "duration": max(window, 1.0),
+                    "sensitivity": question.sensitivity or self.config.default_sensitivity,
+                }
+            )
+            record = AnalysisRecord(
+                id=uuid.uuid4().hex,
+                service=question.service,
+                request=spec,
+                status="completed",
+                started_at=at - window,
+                ends_at=at,
+                finished_at=at,
+                measured=True,
+            )
+            self.records[record.id] = record
+        record.verdict = verdict
+        record.ends_at = record.finished_at = max(at, record.ends_at)
+        record.add_risk_sample(at, verdict.risk)
+        await self._save(record)
+        return record
 
     async def cancel(self, record: AnalysisRecord) -> None:
         """Stops a running analysis and removes its gauges; cancelling twice is a no-op.

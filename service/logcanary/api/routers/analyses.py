@@ -11,7 +11,7 @@ from logcanary.api.auth import Auth, ReadAuth
 from logcanary.api.deps import AnalysesDep, HttpSettingsDep
 from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
-from logcanary.schemas import PRIMARY_SUFFIX, AnalysisStatus, VerdictName
+from logcanary.schemas import PRIMARY_SUFFIX, AnalysisStatus, VerdictName, labels_of
 from logcanary.verification.history import AnalysisFilter, Counts, SummaryBy, page, parse_labels, summarize
 from logcanary.verification.models import AnalysesSummary, AnalysisIn, AnalysisOut, SummaryGroup
 
@@ -61,7 +61,7 @@ def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
     }
     data.update({key: meta[key] for key in ("environment", "release", "pipeline_url") if key in meta})
     if "labels" in meta:  # Flagger's metadata is strings only: "team=payments,tier=1"
-        data["labels"] = dict(pair.partition("=")[::2] for pair in meta["labels"].split(",") if pair.strip())
+        data["labels"] = labels_of(meta["labels"])
     data["requested_by"] = "flagger"
     if "source" in meta:  # the configured log store only: a webhook (unauthenticated) never names a URL
         source = {"type": meta["source"]}

@@ -9,12 +9,24 @@ from fastapi import APIRouter, Body, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from logcanary.api.auth import ReadAuth
-from logcanary.api.deps import VerdictsDep
+from logcanary.api.deps import AnalysesDep, VerdictsDep
 from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
 from logcanary.common.durations import parse_window
 from logcanary.common.times import utc
-from logcanary.schemas import PRIMARY_SUFFIX, Name, OptionalName, Sensitivity, Verdict
+from logcanary.schemas import (
+    MAX_LABELS,
+    PRIMARY_SUFFIX,
+    AnalysisPlace,
+    LabelKey,
+    LabelValue,
+    Name,
+    OptionalName,
+    Sensitivity,
+    Verdict,
+    labels_of,
+)
+from logcanary.verification.analyses import Analyses
 from logcanary.verification.errors import BadQuestion
 from logcanary.verification.question import DEFAULT_WINDOW, PulledFrom, VerdictQuestion
 from logcanary.verification.verdicts import Verdicts, answered_within
@@ -22,8 +34,9 @@ from logcanary.verification.verdicts import Verdicts, answered_within
 router = APIRouter(tags=["verdicts"])
 
 
-class VerdictQuery(BaseModel):
-    """A verdict over the last ``window`` of event time."""
+class VerdictQuery(AnalysisPlace):
+    """A verdict over the last ``window`` of event time; with a ``release``, kept as that release's analysis of the
+    service (an Argo Rollouts measurement, a Flagger check: see `GET /v1/releases/{release}`)."""
 
     model_config = ConfigDict(extra="forbid")
     service: Name
@@ -62,6 +75,9 @@ class VerdictQuery(BaseModel):
         description="The window's end (RFC 3339): the window is the `window` before it. Default: now, open-ended. A "
         "verdict's `page` fixes it, so the page shows the window a deploy tool asked about whenever it is opened.",
     )
+    labels: str | None = Field(
+        None, max_length=4096, description="With a release: the analysis' labels, as team=payments,tier=1."
+    )
     compact: bool = Field(
         False,
         description="Answer a bounded verdict (about 3 KB at most) for tools that store it, such as Argo Rollouts' "
@@ -89,20 +105,38 @@ class VerdictQuery(BaseModel):
         )
 
 
+def _labels(text: str | None) -> dict[str, str]:
+    """The labels of a query string, validated as an analysis' (422 like any invalid query)."""
+    if not text:
+        return {}
+    return validated(LabelsOnly, {"labels": labels_of(text)}).labels
+
+
+class LabelsOnly(BaseModel):
+    labels: dict[LabelKey, LabelValue] = Field(max_length=MAX_LABELS)
+
+
 COMPUTED_AT_HEADER = "Logcanary-Computed-At"  # when the verdict was computed (RFC 3339)
 AGE_HEADER = "Logcanary-Verdict-Age"  # seconds since then: at most LOGCANARY_VERDICT_MAX_AGE_SECONDS
 
 
-async def _verdict(verdicts: Verdicts, query: VerdictQuery, inconclusive_fails: bool = False) -> Response:
+async def _verdict(
+    verdicts: Verdicts, analyses: Analyses, query: VerdictQuery, inconclusive_fails: bool = False
+) -> Response:
     """The verdict as an HTTP answer: ``fail_status`` for a fail (and, with ``inconclusive_fails``, for an
     inconclusive verdict too), else 200. The same question asked again within LOGCANARY_VERDICT_MAX_AGE_SECONDS
-    gets the same verdict; the headers say when it was computed."""
+    gets the same verdict; the headers say when it was computed. With a ``release`` the verdict is kept as that
+    release's analysis of the service (422 for labels or an environment an analysis may not have)."""
+    labels = _labels(query.labels)
+    question = query.question()
     if query.source is None:
         model = await verdicts.model(query.service)  # an unknown service is a 404 whatever else is wrong
-        answer = await verdicts.answer(query.question(), model)
+        answer = await verdicts.answer(question, model)
     else:
-        answer = await verdicts.answer(query.question())
+        answer = await verdicts.answer(question)
     verdict = answer.value.judgement.verdict
+    if query.release is not None:
+        await analyses.record_measurement(query.release, query, labels, question, verdict, answer.loaded_at)
     failing = verdict.verdict == "fail" or (inconclusive_fails and verdict.verdict == "inconclusive")
     code = query.fail_status if (query.fail_status and failing) else 200
     response = Response(answer.value.body, code, media_type="application/json")
@@ -118,12 +152,18 @@ async def _verdict(verdicts: Verdicts, query: VerdictQuery, inconclusive_fails: 
     responses=responses(400, 401, 403, 404, 412, 422),
     dependencies=[ReadAuth],
 )
-async def get_verdict(verdicts: VerdictsDep, query: Annotated[VerdictQuery, Query()]) -> Response:
+async def get_verdict(
+    verdicts: VerdictsDep, analyses: AnalysesDep, query: Annotated[VerdictQuery, Query()]
+) -> Response:
     """For tools that poll one URL, e.g. Argo Rollouts' `web` metric provider with `compact=true`,
     `successCondition: result.verdict == 'pass'` and `failureCondition: result.verdict == 'fail'` (an
     inconclusive verdict then pauses the rollout). Always 200 unless `fail_status` is given; 404 for a service
-    never seen."""
-    return await _verdict(verdicts, query)
+    never seen.
+
+    With `release` (and `environment`, `labels`, `pipeline_url`, `requested_by=argo`), each answer is also kept as
+    that release's analysis of the service, holding the latest measurement: the release and its services then show in
+    `GET /v1/releases/{release}`, the history and the overview page."""
+    return await _verdict(verdicts, analyses, query)
 
 
 FLAGGER_FAIL_STATUS = 412  # Flagger fails a check on any status above 202
@@ -138,6 +178,7 @@ def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
         "canary": hook.name,
         "baseline": hook.name + PRIMARY_SUFFIX,
         "fail_status": FLAGGER_FAIL_STATUS,
+        "requested_by": "flagger",
     }
     given = {key: value for key, value in hook.metadata.items() if key in VerdictQuery.model_fields}
     return validated(VerdictQuery, {**defaults, **given})
@@ -152,6 +193,7 @@ def _query_from_hook(hook: FlaggerWebhook) -> VerdictQuery:
 )
 async def post_verdict(
     verdicts: VerdictsDep,
+    analyses: AnalysesDep,
     body: Annotated[VerdictQuery | FlaggerWebhook, Body(description="Flat query or Flagger webhook")],
 ) -> Response:
     """Same as GET, with the fields in a JSON body. Flagger webhooks send
@@ -160,5 +202,5 @@ async def post_verdict(
     'inconclusive', and too little data must not pass. With no metadata, the canary `<name>` is judged
     against the primary `<name>-primary`; metadata (strings) may set any query field, other keys are ignored."""
     if isinstance(body, FlaggerWebhook):
-        return await _verdict(verdicts, _query_from_hook(body), inconclusive_fails=True)
-    return await _verdict(verdicts, body)
+        return await _verdict(verdicts, analyses, _query_from_hook(body), inconclusive_fails=True)
+    return await _verdict(verdicts, analyses, body)
