@@ -15,9 +15,12 @@ from fastapi.testclient import TestClient
 
 from logcanary.api.app import create_app
 from logcanary.demo.traffic import events
+from logcanary.engine.model import Engine
+from logcanary.metrics import MAX_ENVIRONMENT_LABELS, Metrics
 from logcanary.schemas import AnalysisSpec
 from logcanary.settings import Settings
 from logcanary.store.base import AnalysisRecord
+from logcanary.verification.gauges import AnalysisGauges
 
 RELEASE = "2026.12.07-1"
 PUBLIC = "https://logcanary.example.com"
@@ -102,6 +105,10 @@ def test_a_release_fails_by_its_failing_service_and_history_finds_it(client: Tes
     after = datetime.now(UTC).isoformat()
     assert client.get("/v1/analyses", params={"since": after}).json() == []
     assert len(client.get("/v1/analyses", params={"until": after}).json()) == 2
+
+    metrics = client.get("/metrics").text  # counted once each, by final verdict and environment
+    assert 'logcanary_analyses_total{environment="qa",verdict="fail"} 1.0' in metrics
+    assert 'logcanary_analyses_total{environment="qa",verdict="pass"} 1.0' in metrics
 
     listed = client.get("/v1/releases", params={"environment": "qa"}).json()
     assert [(r["release"], r["verdict"]) for r in listed] == [(RELEASE, "fail")]
@@ -232,3 +239,15 @@ def test_retention_keeps_ended_analyses_bounded(tmp_path: Path) -> None:
         gone = analyses.prune(now)
         assert sorted(gone) == ["a000", "a101"]  # the oldest-ended past the 100 kept; one older than 90 days
         assert len(analyses.records) == 101 and "running" in analyses.records
+
+
+def test_the_environment_label_is_bounded() -> None:
+    """At most MAX_ENVIRONMENT_LABELS environments get series of their own, the rest '(other)'; with
+    LOGCANARY_ENVIRONMENTS, exactly those."""
+    free = AnalysisGauges(Metrics(Engine))
+    labels = [free.environment_label(f"env{n}") for n in range(MAX_ENVIRONMENT_LABELS + 5)]
+    assert labels[:MAX_ENVIRONMENT_LABELS] == [f"env{n}" for n in range(MAX_ENVIRONMENT_LABELS)]
+    assert set(labels[MAX_ENVIRONMENT_LABELS:]) == {"(other)"}
+    assert free.environment_label("env0") == "env0" and free.environment_label(None) == "(none)"
+    fixed = AnalysisGauges(Metrics(Engine), ["dev", "qa", "prod"])
+    assert [fixed.environment_label(e) for e in ("qa", "staging", None)] == ["qa", "(other)", "(none)"]

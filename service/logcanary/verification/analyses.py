@@ -89,7 +89,7 @@ class Analyses:
         self.rules = rules
         self.config = config
         self.retention = retention
-        self.gauges = AnalysisGauges(state.metrics)
+        self.gauges = AnalysisGauges(state.metrics, config.environments)
         self.records: dict[str, AnalysisRecord] = {}
         self.on_end: Callable[[AnalysisRecord], None] = lambda record: None  # notifications (logcanary.notify)
 
@@ -370,7 +370,7 @@ class Analyses:
     def _announce(self, record: AnalysisRecord) -> None:
         """Counts a completed analysis' final verdict and notifies it: once per analysis."""
         if record.verdict is not None:
-            self.gauges.count(record.verdict)
+            self.gauges.count(record.verdict, record.request.environment)
         self.on_end(record)
 
     async def evaluate_running(self) -> None:
