@@ -232,8 +232,10 @@
       for (const [key, value] of live) query.append(key, value);
     }
     if (state.view === "verdict") for (const id of state.expanded) query.append("expand", id);
+    if (![...query.keys()].length) query.set("view", "verdict"); // a bare ui opens the overview
     history.replaceState(null, "", `${location.pathname}?${query}`);
     const verdictLink = new URLSearchParams(state.analysis ? { analysis: state.analysis } : live);
+    if (![...verdictLink.keys()].length) verdictLink.set("view", "verdict");
     const historyLink = new URLSearchParams([["view", "history"], ...live]);
     if (state.analysis) historyLink.set("analysis", state.analysis);
     $("nav-verdict").setAttribute("href", `ui?${verdictLink}`);
