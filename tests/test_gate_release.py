@@ -92,7 +92,9 @@ def test_a_release_with_one_failing_service_exits_1_and_prints_both(server: Serv
     [orders] = [line for line in out.splitlines() if line.startswith("  orders ")]
     assert " fail " in payments and "canary v2  (completed)" in payments
     assert " pass " in orders and "canary v2  (completed)" in orders
-    assert "NullPointerException" in out  # the failing service's top anomaly, verbatim
+    lines = out.splitlines()
+    [example] = [n for n, line in enumerate(lines) if line.startswith("      example: ")]  # payments' only
+    assert lines[example + 1].strip().startswith("java.lang.NullPointerException: Cannot invoke")  # verbatim
     assert out.count(f"release page: {server.url}/ui?view=release&release={release}") == 1
     for analysis in started:
         assert (analysis["environment"], analysis["requested_by"], analysis["labels"]) == (

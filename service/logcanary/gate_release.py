@@ -32,6 +32,7 @@ from logcanary.gate import (
 )
 
 TEMPLATE_CHARS = 160
+EXAMPLE_LINES = 3  # of a failing service's top example: enough for the message and its exception
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +173,11 @@ class ReleaseGate(Gate):
             top = service.get("top_anomaly")
             if verdict != "pass" and isinstance(top, dict):
                 say(f"      {top.get('kind')} {top.get('level')}: {one_line(str(top.get('template')), TEMPLATE_CHARS)}")
-                if top.get("example"):
-                    first, *_ = cut_example(str(top["example"]))
+                if top.get("example"):  # its head: the message and the exception under it
+                    first, *rest = cut_example(str(top["example"]))[:EXAMPLE_LINES]
                     say(f"      example: {first}")
+                    for line in rest:
+                        say(f"        {line}")
         say(f"release page: {release_page(self.options.url, self.release)}")
         return EXIT_PASS if name == "pass" else EXIT_FAIL if name == "fail" else EXIT_INCONCLUSIVE
 
