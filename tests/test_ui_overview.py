@@ -104,6 +104,8 @@ def test_from_the_overview_to_the_exception_in_four_clicks(
     browser.click("#release-services tr[data-service='payments'] a.service-link")
     browser.wait_for("location.search.includes('analysis=') && document.body.dataset.loaded === 'true'")
     assert verdict_of(browser) == "fail"
+    back = browser.evaluate("document.getElementById('release-link').getAttribute('href')")
+    assert back == f"ui?view=release&release={RELEASE}"  # and back up to its release
 
     # 4: the red dot: its cluster open, the verbatim NullPointerException
     found = dots(browser)

@@ -349,6 +349,14 @@
       el("a", { href: `ui?${live}`, id: "live-link" }, "Compare live"),
       " (the same question over the last 5 minutes).",
     );
+    if (record && record.release) {
+      const release = new URLSearchParams({ view: "release", release: record.release });
+      note.append(
+        ` Part of release `,
+        el("a", { href: `ui?${release}`, id: "release-link" }, record.release),
+        record.environment ? ` in ${record.environment}.` : ".",
+      );
+    }
   }
 
   // -- drops: baseline events the canary stopped logging --------------------------------------------
