@@ -20,6 +20,8 @@ from logcanary.metrics import MAX_ENVIRONMENT_LABELS, Metrics
 from logcanary.schemas import AnalysisSpec
 from logcanary.settings import Settings
 from logcanary.store.base import AnalysisRecord
+from logcanary.store.postgres import PostgresStore
+from logcanary.store.sqlite import SqliteStore
 from logcanary.verification.gauges import AnalysisGauges
 
 RELEASE = "2026.12.07-1"
@@ -251,3 +253,40 @@ def test_the_environment_label_is_bounded() -> None:
     assert free.environment_label("env0") == "env0" and free.environment_label(None) == "(none)"
     fixed = AnalysisGauges(Metrics(Engine), ["dev", "qa", "prod"])
     assert [fixed.environment_label(e) for e in ("qa", "staging", None)] == ["qa", "(other)", "(none)"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_both_stores_keep_the_metadata_and_find_a_release(dialect: str, tmp_path: Path, request: Any) -> None:
+    """Scale-out reads a release from the store (its indexed column), so both dialects keep and find it; an analysis
+    stored with no metadata is stored as before (no new keys in its body)."""
+    from tests.postgres_helpers import TEST_URL
+
+    if dialect == "sqlite":
+        store: Any = SqliteStore(tmp_path / "logcanary.sqlite")
+    else:
+        store = PostgresStore(TEST_URL, request.getfixturevalue("pg_schema"))
+    base = {"service": "s", "canary": {"deployment": "v2"}, "baseline": {"deployment": "v1"}, "duration": 60}
+    tagged = AnalysisSpec.model_validate(
+        base | {"sensitivity": "medium", "environment": "qa", "release": RELEASE, "labels": {"team": "pay"}}
+    )
+    plain = AnalysisSpec.model_validate(base | {"sensitivity": "medium"})
+    store.save_analysis(AnalysisRecord("a1", "s", tagged, "running", 10.0, 70.0))
+    store.save_analysis(AnalysisRecord("a2", "t", tagged, "completed", 20.0, 80.0, finished_at=80.0))
+    store.save_analysis(AnalysisRecord("a3", "s", plain, "completed", 30.0, 90.0, finished_at=90.0))
+    found = sorted(store.load_release(RELEASE), key=lambda r: r.id)
+    assert [(r.id, r.request.environment, r.request.labels) for r in found] == [
+        ("a1", "qa", {"team": "pay"}),
+        ("a2", "qa", {"team": "pay"}),
+    ]
+    [old] = [r for r in store.load_analyses() if r.id == "a3"]
+    assert not {"environment", "release", "labels", "requested_by", "pipeline_url"} & set(
+        orjson.loads(old.to_json())["request"]
+    )
+    with store._session() as session:
+        rows = session.rows("SELECT id, environment, release, started_at FROM analyses ORDER BY id")
+    assert [tuple(row) for row in rows] == [
+        ("a1", "qa", RELEASE, 10.0),
+        ("a2", "qa", RELEASE, 20.0),
+        ("a3", None, None, 30.0),
+    ]
+    store.close()

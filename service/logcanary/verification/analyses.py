@@ -241,9 +241,17 @@ class Analyses:
         )
         if record is None:
             window = question.window or 0.0
+            pulled = question.source
             spec = AnalysisSpec.model_validate(
                 {
-                    **place.model_dump(),
+                    **{name: getattr(place, name) for name in AnalysisPlace.model_fields},
+                    "source": None
+                    if pulled is None
+                    else {
+                        "type": "loki",
+                        "canary_selector": pulled.canary_selector,
+                        "baseline_selector": pulled.baseline_selector,
+                    },
                     "labels": labels,
                     "service": question.service,
                     "canary": {"deployment": question.canary},
