@@ -142,3 +142,18 @@ def test_the_overviews_filters_live_in_the_url(service_process: Launcher, chromi
     browser.wait_for("document.body.dataset.view === 'verdict' && document.body.dataset.loaded === 'true'")
     assert "view=overview" not in browser.evaluate("location.search")
     assert browser.errors() == []
+
+
+def test_a_services_history_names_each_analysis_release(service_process: Launcher, chromium: OpenBrowser) -> None:  # noqa: F811
+    service = service_process({})
+    service.start()
+    ingest(service, live("orders", "v1", 300, 0))
+    release_of(service, "r-qa-7", "qa", {"orders": live("orders", "v1", 1500, 3) + live("orders", "v2", 1500, 4)})
+    browser = chromium()
+    browser.open(f"{service.url}/ui?view=history&service=orders")
+    cell = "document.querySelector('#analyses tbody tr .release-cell')"
+    assert browser.evaluate(f"{cell}.textContent") == "r-qa-7 (qa)"
+    browser.click("#analyses tbody tr .release-cell a")
+    browser.wait_for("location.search.includes('view=release') && document.body.dataset.loaded === 'true'")
+    assert browser.evaluate("document.getElementById('release').dataset.verdict") == "pass"
+    assert browser.errors() == []

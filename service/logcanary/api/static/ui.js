@@ -985,6 +985,12 @@
           { "data-analysis-id": a.id, "data-verdict": a.verdict || "" },
           el("td", {}, el("a", { href: `ui?${page}`, class: "analysis-link", title: "The verdict this analysis published" }, el("code", {}, a.id.slice(0, 12)))),
           el("td", {}, `${a.canary} vs ${baseline}`),
+          el(
+            "td",
+            { class: "release-cell" },
+            a.release ? el("a", { href: `ui?${new URLSearchParams({ view: "release", release: a.release })}` }, a.release) : "—",
+            a.environment ? ` (${a.environment})` : "",
+          ),
           el("td", {}, when(a.started_at)),
           el("td", {}, a.status),
           el("td", {}, a.verdict ? el("span", { class: `tag tag-verdict-${a.verdict}` }, a.verdict) : "—"),
@@ -993,7 +999,7 @@
         );
       }),
     );
-    if (!data.analyses.length) analyses.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No analysis of this service (POST /v1/analyses starts one).")));
+    if (!data.analyses.length) analyses.append(el("tr", {}, el("td", { colspan: 8, class: "empty" }, "No analysis of this service (POST /v1/analyses starts one).")));
 
     const feedback = $("feedback").querySelector("tbody");
     feedback.replaceChildren(
