@@ -35,6 +35,7 @@ from logcanary.verification.analyses import Analyses, Retention
 from logcanary.verification.leases import LeasedAnalyses
 from logcanary.verification.places import Places
 from logcanary.verification.pulling import Pulls
+from logcanary.verification.queries import History
 from logcanary.verification.reviews import Reviews
 from logcanary.verification.rules import Rules
 from logcanary.verification.verdicts import Verdicts
@@ -117,6 +118,7 @@ class Runtime:
         self.store = store
         self.state = state
         self.reviews = Reviews(state, self.verdicts, self.analyses, self.rules, Places(store, self.write))
+        self.history = History(self.analyses)
         self.notifier = Notifier(settings.notify, settings.http.base_url, state.metrics.registry)
         self.analyses.on_end = self.notifier.analysis_ended  # webhooks told of ended analyses
         self._tasks: list[asyncio.Task[None]] = []

@@ -138,11 +138,13 @@ def summarize(records: Iterable[AnalysisRecord], query: AnalysisFilter, by: Summ
     """The matching analyses counted per day (UTC, of their start; oldest first), environment or service (most
     analyses first)."""
     groups: dict[str, Counts] = {}
+    days: dict[int, str] = {}  # UTC day number -> its name, formatted once per day
     for record in records:
         if not query.matches(record):
             continue
         if by == "day":
-            key = day_of(record.started_at)
+            number = int(record.started_at // 86_400)
+            key = days.get(number) or days.setdefault(number, day_of(number * 86_400.0))
         elif by == "environment":
             key = record.request.environment or NO_ENVIRONMENT
         else:

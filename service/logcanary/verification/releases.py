@@ -83,19 +83,28 @@ def _names(services: list[str]) -> str:
     return ", ".join(services) if len(services) <= 5 else f"{', '.join(services[:5])} and {len(services) - 5} more"
 
 
-def judge_releases(records: Iterable[AnalysisRecord], query: AnalysisFilter) -> list[ReleaseJudgement]:
-    """Every release with an analysis that ``query`` lets through (but its verdict: a release is judged on all of
-    its analyses, and then kept when its combined verdict is the one asked for), newest start first."""
+def judge_releases(
+    records: Iterable[AnalysisRecord], query: AnalysisFilter, limit: int | None = None
+) -> list[ReleaseJudgement]:
+    """The newest ``limit`` releases with an analysis that ``query`` lets through (but its verdict: a release is
+    judged on all of its analyses, and kept when its combined verdict is the one asked for), newest start first.
+    Only the releases shown are judged."""
     chosen = dataclasses.replace(query, verdict=None)
-    by_release: dict[str, list[AnalysisRecord]] = {}
+    members: dict[str, list[AnalysisRecord]] = {}
+    wanted: set[str] = set()
     for record in records:
-        if record.request.release is not None:
-            by_release.setdefault(record.request.release, []).append(record)
-    judged = [
-        judgement
-        for release, members in by_release.items()
-        if any(chosen.matches(r) for r in members)
-        and (judgement := judge_release(release, members)) is not None
-        and (query.verdict is None or judgement.verdict == query.verdict)
-    ]
-    return sorted(judged, key=lambda j: (min(r.started_at for r in j.analyses), j.release), reverse=True)
+        release = record.request.release
+        if release is None:
+            continue
+        members.setdefault(release, []).append(record)
+        if release not in wanted and chosen.matches(record):
+            wanted.add(release)
+    starts = {release: min(r.started_at for r in members[release]) for release in wanted}
+    judged: list[ReleaseJudgement] = []
+    for release in sorted(wanted, key=lambda name: (starts[name], name), reverse=True):
+        judgement = judge_release(release, members[release])
+        if judgement is not None and (query.verdict is None or judgement.verdict == query.verdict):
+            judged.append(judgement)
+            if limit is not None and len(judged) == limit:
+                break
+    return judged

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from logcanary.api.auth import Auth, ReadAuth
-from logcanary.api.deps import AnalysesDep, HttpSettingsDep
+from logcanary.api.deps import AnalysesDep, HistoryDep, HttpSettingsDep
 from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
 from logcanary.schemas import PRIMARY_SUFFIX, AnalysisStatus, VerdictName, labels_of
-from logcanary.verification.history import AnalysisFilter, Counts, SummaryBy, page, parse_labels, summarize
-from logcanary.verification.models import AnalysesSummary, AnalysisIn, AnalysisOut, SummaryGroup
+from logcanary.verification.history import AnalysisFilter, SummaryBy, parse_labels
+from logcanary.verification.models import AnalysesSummary, AnalysisIn, AnalysisOut
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -106,24 +106,24 @@ FilterDep = Annotated[AnalysisFilter, Depends(analysis_filter)]
     dependencies=[ReadAuth],
 )
 async def list_analyses(
-    analyses: AnalysesDep,
+    history: HistoryDep,
     http: HttpSettingsDep,
     request: Request,
-    response: Response,
     query: FilterDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     cursor: Annotated[
         str | None, Query(description="From the Logcanary-Next-Cursor header of the page before.")
     ] = None,
-) -> list[AnalysisOut]:
+) -> Response:
     """Newest first, `limit` at a time. When more match, the answer's `Logcanary-Next-Cursor` header holds the
     cursor of the next page, and its `Link` header (rel="next") the next page's URL: an analysis created meanwhile
     never shifts a page."""
-    records, following = page(await analyses.listed(), query, limit, cursor)
+    body, following = await history.page(query, limit, cursor, http.base_url)
+    response = Response(body, media_type="application/json")
     if following is not None:
         response.headers["Logcanary-Next-Cursor"] = following
         response.headers["Link"] = f'<{request.url.include_query_params(cursor=following)}>; rel="next"'
-    return [AnalysisOut.of(record, http.base_url) for record in records]
+    return response
 
 
 @router.get(
@@ -134,19 +134,11 @@ async def list_analyses(
     dependencies=[ReadAuth],
 )
 async def summarize_analyses(
-    analyses: AnalysesDep, query: FilterDep, by: Annotated[SummaryBy, Query()] = "day"
-) -> AnalysesSummary:
+    history: HistoryDep, query: FilterDep, by: Annotated[SummaryBy, Query()] = "day"
+) -> Response:
     """The analyses the filters let through (as `GET /v1/analyses`), counted by the verdict they published, with the
     success rate of the completed ones, per day (UTC, of their start), environment or service."""
-    records = await analyses.listed(query)
-    total = Counts("all")
-    for record in records:
-        total.add(record)
-    return AnalysesSummary(
-        by=by,
-        groups=[SummaryGroup.of(counts) for counts in summarize(records, AnalysisFilter(), by)],
-        total=SummaryGroup.of(total),
-    )
+    return Response(await history.summary(query, by), media_type="application/json")
 
 
 @router.get(

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from logcanary.api.auth import ReadAuth
-from logcanary.api.deps import AnalysesDep, HttpSettingsDep
+from logcanary.api.deps import AnalysesDep, HistoryDep, HttpSettingsDep
 from logcanary.api.errors import responses
 from logcanary.api.routers.analyses import DEFAULT_PAGE, MAX_PAGE, FilterDep
 from logcanary.schemas import RELEASE_PATTERN
 from logcanary.verification.errors import UnknownRelease
 from logcanary.verification.models import ReleaseOut
-from logcanary.verification.releases import judge_release, judge_releases
+from logcanary.verification.releases import judge_release
 
 router = APIRouter(tags=["releases"])
 
@@ -26,15 +26,14 @@ router = APIRouter(tags=["releases"])
     dependencies=[ReadAuth],
 )
 async def list_releases(
-    analyses: AnalysesDep,
+    history: HistoryDep,
     http: HttpSettingsDep,
     query: FilterDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
-) -> list[ReleaseOut]:
+) -> Response:
     """The newest `limit` releases with an analysis the filters let through (`verdict` filters the releases'
     combined verdicts), each with its combined verdict: what the overview page charts per day."""
-    judged = judge_releases(await analyses.listed(), query)
-    return [ReleaseOut.of(judgement, http.base_url) for judgement in judged[:limit]]
+    return Response(await history.releases(query, limit, http.base_url), media_type="application/json")
 
 
 @router.get(
