@@ -613,6 +613,7 @@ def test_argo_measurements_carry_environment_and_release(checkers: Checkers, ser
             ("ledger", "argo", "completed", "pass"),
             ("payments", "argo", "completed", "fail"),
         ]
+        assert all(a["measured"] for a in kept)  # the latest measurement kept, not an analysis logcanary watched
         assert client.get("/v1/analyses", params={"environment": "prod", "release": release}).json() == []
         unreleased = [a for a in client.get("/v1/analyses").json() if a["requested_by"] == "argo" and not a["release"]]
         assert unreleased == []  # the example as shipped (no release) keeps nothing

@@ -84,6 +84,7 @@ def test_a_release_fails_by_its_failing_service_and_history_finds_it(client: Tes
     payments, orders, release = npe_release(client)
     assert (payments["environment"], payments["release"], payments["labels"]) == ("qa", RELEASE, {"team": "pay"})
     assert (payments["requested_by"], payments["pipeline_url"]) == ("api", "https://ci.example.com/p/8812")
+    assert payments["measured"] is False
 
     assert (release["verdict"], release["status"], release["environments"]) == ("fail", "completed", ["qa"])
     assert release["reason"] == "payments failed"

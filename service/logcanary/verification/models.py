@@ -63,6 +63,11 @@ class AnalysisOut(AnalysisLife, AnalysisFields):
         description="The web page of this analysis' verdict as it publishes it (/ui?analysis=<id>, the top anomaly "
         "open, under LOGCANARY_PUBLIC_URL): the link for people, right whenever it is opened.",
     )
+    measured: bool = Field(
+        False,
+        description="A deploy tool's on-demand verdicts kept for its release (the latest measurement: GET /v1/verdict "
+        "with a release), not an analysis logcanary watched.",
+    )
 
     @classmethod
     def of(cls, record: AnalysisRecord, base_url: str | None = None) -> AnalysisOut:
@@ -79,6 +84,7 @@ class AnalysisOut(AnalysisLife, AnalysisFields):
             fail_fast=request.fail_fast,
             source=request.source,
             verdict=record.verdict,
+            measured=record.measured,
             **metadata(record),
         )
 
