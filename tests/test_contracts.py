@@ -593,16 +593,30 @@ def test_flagger_webhook(served: Served, flagger_answers: dict[str, dict[str, An
 
 def test_argo_measurements_carry_environment_and_release(checkers: Checkers, served: Served, tmp_path: Path) -> None:
     """The example AnalysisTemplate with its environment and release args set, measured twice by Argo Rollouts' own
-    provider: the phases are unchanged, and each service's measurements are kept as one analysis of the release
-    (the latest), which fails because payments' canary throws the new NullPointerException."""
+    provider (method: POST, as shipped): the phases are unchanged, and each service's measurements are kept as one
+    analysis of the release (the latest), which fails because payments' canary throws the new NullPointerException.
+    The same metric sent as a GET is refused (a read keeps nothing): Argo counts an Error, and nothing is kept."""
     release = "argo-2026.12.07-1"
     template = example_analysis_template()
-    cases = []
+    cases: list[dict[str, Any]] = []
+    as_get: list[dict[str, Any]] = []
     for name in ("npe", "clean"):
         scenario = served.argo[name]
         args = {"service": scenario.app, "stable-hash": scenario.stable, "canary-hash": scenario.canary}
         args |= {"logcanary-url": served.process.url, "environment": "qa", "release": release}
-        cases.append({"label": name, "metric": argo_metric(template, args)})
+        metric = argo_metric(template, args)
+        assert metric["provider"]["web"]["method"] == "POST"
+        cases.append({"label": name, "metric": metric})
+        got = argo_metric(template, args | {"release": f"{release}-get"})
+        web = {key: value for key, value in got["provider"]["web"].items() if key != "method"}  # Argo's GET
+        as_get.append({"label": name, "metric": {**got, "provider": {"web": web}}, "url": web["url"]})
+    refused = run_checker(checkers.argo, [{k: v for k, v in c.items() if k != "url"} for c in as_get], tmp_path)
+    assert {name: answer["phase"] for name, answer in refused.items()} == {"npe": "Error", "clean": "Error"}
+    assert "422" in refused["npe"]["message"], refused
+    direct = httpx.get(as_get[0]["url"], timeout=30)
+    assert (direct.status_code, direct.json()["error"]) == (422, "recording_needs_post"), direct.text
+    with served.process.client() as client:
+        assert client.get(f"/v1/releases/{release}-get").status_code == 404  # a GET keeps nothing
     for _ in range(2):
         answers = run_checker(checkers.argo, cases, tmp_path)
         assert (answers["npe"]["phase"], answers["clean"]["phase"]) == ("Failed", "Successful"), answers

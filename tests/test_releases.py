@@ -23,6 +23,7 @@ from logcanary.store.base import AnalysisRecord
 from logcanary.store.postgres import PostgresStore
 from logcanary.store.sqlite import SqliteStore
 from logcanary.verification.gauges import AnalysisGauges
+from tests.test_analysis_metrics import scrape
 
 RELEASE = "2026.12.07-1"
 PUBLIC = "https://logcanary.example.com"
@@ -207,6 +208,47 @@ def test_metadata_is_validated(tmp_path: Path) -> None:
         assert client.get("/v1/releases/nothing-here").status_code == 404
         assert client.get("/v1/analyses/summary", params={"by": "week"}).status_code == 422
         assert client.get("/v1/analyses", params={"label": "novalue"}).status_code == 400
+
+
+def test_a_get_verdict_keeps_nothing_and_only_a_post_keeps_a_measurement(client: TestClient) -> None:
+    """GET /v1/verdict is a read: naming a release (or environment, labels, pipeline_url, requested_by, even empty)
+    it is refused with 422 recording_needs_post, and keeps no analysis and moves no metric. The same query POSTed
+    with no body (Argo Rollouts' web provider with method: POST) keeps the measurement as the release's analysis."""
+    post(client, live("payments", "v1", 1500, 1) + live("payments", "v2", 1500, 2, npe_rate=0.02))
+    question = {"service": "payments", "canary": "v2", "baseline": "v1", "window": "5m", "compact": "true"}
+    recording = {"environment": "qa", "release": RELEASE, "requested_by": "argo"}
+    before = scrape(client)
+    for extra in (
+        recording,
+        {"release": RELEASE},
+        {"release": ""},
+        {"environment": "qa"},
+        {"labels": "team=pay"},
+        {"pipeline_url": "https://ci.example.com/p/8812"},
+        {"requested_by": "argo"},
+    ):
+        refused = client.get("/v1/verdict", params=question | extra)
+        assert (refused.status_code, refused.json()["error"]) == (422, "recording_needs_post"), extra
+        assert "POST /v1/verdict" in refused.json()["detail"] and all(key in refused.json()["detail"] for key in extra)
+    assert client.get("/v1/analyses").json() == []
+    assert client.get(f"/v1/releases/{RELEASE}").status_code == 404
+    assert scrape(client) == before
+    read = client.get("/v1/verdict", params=question)  # the question alone is answered, and keeps nothing
+    assert (read.status_code, read.json()["verdict"]) == (200, "fail")
+    assert client.get("/v1/analyses").json() == []
+    assert scrape(client) == before
+
+    for _ in range(2):  # Argo measures every interval: one analysis, the latest measurement
+        kept = client.post("/v1/verdict", params=question | recording)
+        assert (kept.status_code, kept.json()["verdict"]) == (200, "fail"), kept.text
+    [analysis] = client.get("/v1/analyses").json()
+    assert (analysis["release"], analysis["environment"], analysis["requested_by"]) == (RELEASE, "qa", "argo")
+    assert (analysis["status"], analysis["verdict"]["verdict"], analysis["measured"]) == ("completed", "fail", True)
+    assert client.get(f"/v1/releases/{RELEASE}").json()["verdict"] == "fail"
+    assert scrape(client) == before  # kept, but neither counted nor notified: the deploy tool decides
+    both = client.post("/v1/verdict", params=recording, json=question)
+    assert (both.status_code, both.json()["detail"][0]["type"]) == (422, "query_and_body")
+    assert len(client.get("/v1/analyses").json()) == 1
 
 
 def test_metadata_survives_a_restart(tmp_path: Path) -> None:

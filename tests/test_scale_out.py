@@ -491,7 +491,7 @@ def test_a_release_is_judged_alike_by_every_replica(
     with processes[1].client() as client:  # in their windows: checkout's canary throws its NullPointerExceptions
         assert client.post("/v1/events", json=list(_events(2_000, 2_000))).status_code == 202
         measured = {"service": "checkout", "canary": "v2", "baseline": "v1", "window": "all", "compact": "true"}
-        answer = client.get("/v1/verdict", params=measured | {"release": "so-2", "requested_by": "argo"})
+        answer = client.post("/v1/verdict", params=measured | {"release": "so-2", "requested_by": "argo"})
         assert answer.json()["verdict"] == "fail"
     deadline = time.monotonic() + 30
     while _same_answers(processes, "/v1/releases/so-1")["status"] != "completed":

@@ -65,7 +65,7 @@ class AnalysisOut(AnalysisLife, AnalysisFields):
     )
     measured: bool = Field(
         False,
-        description="A deploy tool's on-demand verdicts kept for its release (the latest measurement: GET /v1/verdict "
+        description="A deploy tool's on-demand verdicts kept for its release (the latest measurement: POST /v1/verdict "
         "with a release), not an analysis logcanary watched.",
     )
 
