@@ -116,7 +116,7 @@ def test_one_series_per_running_analysis_from_creation_to_end(client: TestClient
     assert analysis_series(after) == {}
     assert verdict_series(after) == {}
     # Completed analyses are counted once, by their final verdict; the cancelled one is not.
-    assert after[("logcanary_analyses_total", (("verdict", "fail"),))] == 2.0
+    assert after[("logcanary_analyses_total", (("environment", "(none)"), ("verdict", "fail")))] == 2.0
     assert after[("logcanary_anomalies_total", (("kind", "unknown"),))] >= 2.0
 
 

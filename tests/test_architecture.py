@@ -36,6 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     "background": SERVICE,
     "api": SERVICE | {"api"},
     "gate": {"common"},
+    "gate_release": {"common", "gate"},
     "judge": SERVICE | {"gate"},
 }
 # Modules the pure rooms may not import: they do no I/O (the CLI, the service and the benchmarks reuse them).

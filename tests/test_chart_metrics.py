@@ -96,6 +96,10 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
     }
     for title, metric in wanted.items():
         assert any(metric in target["expr"] for target in titles[title]["targets"]), title
+    completed = titles["Completed analyses by verdict"]
+    assert "by (verdict, environment)" in completed["targets"][0]["expr"]
+    [link] = completed["fieldConfig"]["defaults"]["links"]  # from a point to the overview of its environment
+    assert link["url"] == "${logcanary_url}/ui?view=overview&environment=${__field.labels.environment}"
     risk = titles["Risk per analysis"]
     assert "by (service, canary, analysis)" in risk["targets"][0]["expr"]
     assert {"color": "red", "value": 50} in risk["fieldConfig"]["defaults"]["thresholds"]["steps"]  # fail threshold

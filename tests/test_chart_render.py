@@ -201,7 +201,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "sasl": {"mechanism": "SCRAM-SHA-512", "username": "logcanary", "password": "kafka-pw"},
         },
         "apiToken": "t0ken",
-        "config": {"logLevel": "debug", "defaultSensitivity": "high", "checkpointIntervalSeconds": 2},
+        "config": {
+            "logLevel": "debug",
+            "defaultSensitivity": "high",
+            "checkpointIntervalSeconds": 2,
+            "environments": ["dev", "qa", "prod"],
+            "retentionAnalysesDays": 180,
+        },
         "persistence": {"retentionPolicy": {"enabled": True}},
         "ingress": {"enabled": True},
         "networkPolicy": {"enabled": True, "from": [{"podSelector": {}}]},
@@ -388,6 +394,7 @@ def test_defaults(rendered: dict[str, Path]) -> None:
     }
     variables = env(docs)
     assert not {"LOGCANARY_STORE_URL", "LOGCANARY_STORE_SCHEMA", "LOGCANARY_KAFKA_BOOTSTRAP_SERVERS"} & set(variables)
+    assert not {"LOGCANARY_ENVIRONMENTS", "LOGCANARY_RETENTION_ANALYSES_DAYS"} & set(variables)  # the service's own
     assert [claim["metadata"]["name"] for claim in statefulset["spec"]["volumeClaimTemplates"]] == ["data"]
 
 
@@ -610,3 +617,9 @@ def test_hadolint_passes_the_dockerfile(tools: Tools, tmp_path: Path) -> None:
     refused = tools.run("hadolint", tmp_path / "Dockerfile")
     assert refused.returncode != 0
     assert {"DL3008", "DL3013", "DL3015"} <= set(re.findall(r"DL\d{4}", refused.stdout)), refused.stdout
+
+
+def test_the_environments_and_the_analyses_retention(rendered: dict[str, Path]) -> None:
+    variables = env(documents(rendered["everything"]))
+    assert variables["LOGCANARY_ENVIRONMENTS"] == "dev,qa,prod"
+    assert variables["LOGCANARY_RETENTION_ANALYSES_DAYS"] == "180"

@@ -488,17 +488,22 @@ def flagger_hooks(canary: dict[str, Any], app: str, url: str) -> list[dict[str, 
     """The example Canary's gating webhooks on /v1/verdict, adapted as a user adapts the example: its target name
     (``checkout`` in the example) becomes ``app``, and the logcanary address becomes ``url``. (A webhook that
     starts an analysis, POST /v1/analyses, feeds the Prometheus gauges; tests/test_prometheus.py judges those.)"""
-    target = canary["spec"]["targetRef"]["name"]
     hooks = []
     for hook in canary["spec"]["analysis"]["webhooks"]:
         if hook.get("type", "rollout") not in GATING_HOOKS or not urlsplit(hook["url"]).path.endswith("/v1/verdict"):
             continue
-        adapted = json.loads(json.dumps(hook).replace(target, app))
-        parts = urlsplit(adapted["url"])
-        adapted["url"] = urlunsplit(urlsplit(url)._replace(path=parts.path, query=parts.query))
-        hooks.append(adapted)
+        hooks.append(adapted_hook(canary, hook, app, url))
     assert hooks, "the example Canary has no gating webhook on /v1/verdict"
     return hooks
+
+
+def adapted_hook(canary: dict[str, Any], hook: dict[str, Any], app: str, url: str) -> dict[str, Any]:
+    """A webhook of the example Canary as a user adapts it: its target name becomes ``app``, its logcanary address
+    ``url``."""
+    adapted: dict[str, Any] = json.loads(json.dumps(hook).replace(canary["spec"]["targetRef"]["name"], app))
+    parts = urlsplit(adapted["url"])
+    adapted["url"] = urlunsplit(urlsplit(url)._replace(path=parts.path, query=parts.query))
+    return adapted
 
 
 def _without(metadata: dict[str, str], key: str) -> dict[str, str]:
@@ -581,3 +586,93 @@ def test_flagger_webhook(served: Served, flagger_answers: dict[str, dict[str, An
         if case.verdict is not None:
             assert direct.status_code != 422, detail
             assert direct.json()["verdict"] == case.verdict, detail
+
+
+# -- where a rollout belongs: environment and release, through the tools' own code ----------------------------
+
+
+def test_argo_measurements_carry_environment_and_release(checkers: Checkers, served: Served, tmp_path: Path) -> None:
+    """The example AnalysisTemplate with its environment and release args set, measured twice by Argo Rollouts' own
+    provider (method: POST, as shipped): the phases are unchanged, and each service's measurements are kept as one
+    analysis of the release (the latest), which fails because payments' canary throws the new NullPointerException.
+    The same metric sent as a GET is refused (a read keeps nothing): Argo counts an Error, and nothing is kept."""
+    release = "argo-2026.12.07-1"
+    template = example_analysis_template()
+    cases: list[dict[str, Any]] = []
+    as_get: list[dict[str, Any]] = []
+    for name in ("npe", "clean"):
+        scenario = served.argo[name]
+        args = {"service": scenario.app, "stable-hash": scenario.stable, "canary-hash": scenario.canary}
+        args |= {"logcanary-url": served.process.url, "environment": "qa", "release": release}
+        metric = argo_metric(template, args)
+        assert metric["provider"]["web"]["method"] == "POST"
+        cases.append({"label": name, "metric": metric})
+        got = argo_metric(template, args | {"release": f"{release}-get"})
+        web = {key: value for key, value in got["provider"]["web"].items() if key != "method"}  # Argo's GET
+        as_get.append({"label": name, "metric": {**got, "provider": {"web": web}}, "url": web["url"]})
+    refused = run_checker(checkers.argo, [{k: v for k, v in c.items() if k != "url"} for c in as_get], tmp_path)
+    assert {name: answer["phase"] for name, answer in refused.items()} == {"npe": "Error", "clean": "Error"}
+    assert "422" in refused["npe"]["message"], refused
+    direct = httpx.get(as_get[0]["url"], timeout=30)
+    assert (direct.status_code, direct.json()["error"]) == (422, "recording_needs_post"), direct.text
+    with served.process.client() as client:
+        assert client.get(f"/v1/releases/{release}-get").status_code == 404  # a GET keeps nothing
+    for _ in range(2):
+        answers = run_checker(checkers.argo, cases, tmp_path)
+        assert (answers["npe"]["phase"], answers["clean"]["phase"]) == ("Failed", "Successful"), answers
+        assert answers["npe"]["value_bytes"] < MAX_STORED_BYTES
+    with served.process.client() as client:
+        kept = client.get("/v1/analyses", params={"environment": "qa", "release": release}).json()
+        assert sorted((a["service"], a["requested_by"], a["status"], a["verdict"]["verdict"]) for a in kept) == [
+            ("ledger", "argo", "completed", "pass"),
+            ("payments", "argo", "completed", "fail"),
+        ]
+        assert all(a["measured"] for a in kept)  # the latest measurement kept, not an analysis logcanary watched
+        assert client.get("/v1/analyses", params={"environment": "prod", "release": release}).json() == []
+        unreleased = [a for a in client.get("/v1/analyses").json() if a["requested_by"] == "argo" and not a["release"]]
+        assert unreleased == []  # the example as shipped (no release) keeps nothing
+        judged = client.get(f"/v1/releases/{release}").json()
+        assert (judged["verdict"], judged["status"], judged["environments"]) == ("fail", "completed", ["qa"])
+        services = {s["service"]: s for s in judged["services"]}
+        assert {name: s["verdict"] for name, s in services.items()} == {"ledger": "pass", "payments": "fail"}
+        assert "NullPointerException" in services["payments"]["top_anomaly"]["example"]
+
+
+def test_flagger_webhooks_carry_environment_and_release(checkers: Checkers, served: Served, tmp_path: Path) -> None:
+    """The example Canary's pre-rollout hook (POST /v1/analyses) and its rollout check (POST /v1/verdict), with
+    environment, release and labels in their metadata, called by Flagger's own webhook code: the analyses it
+    starts, and the checks it makes, belong to their release, requested by flagger."""
+    canary = example_canary()
+    hooks = {hook["name"]: hook for hook in canary["spec"]["analysis"]["webhooks"]}
+    assert hooks["logcanary-analysis"]["metadata"].keys() >= {"environment", "release"}  # the example shows them
+    started, checked = "flagger-start-1", "flagger-check-1"
+    cases = []
+    for name in ("npe", "clean"):
+        scenario = served.flagger[name]
+        for hook_name, release in (("logcanary-analysis", started), ("logcanary-verdict", checked)):
+            hook = adapted_hook(canary, hooks[hook_name], scenario.canary, served.process.url)
+            hook["metadata"] = {**hook["metadata"], "environment": "qa", "release": release, "labels": "team=shop"}
+            label = f"{name}:{hook_name}"
+            cases.append({"label": label, "name": scenario.canary, "namespace": FLAGGER_NS, "webhook": hook})
+    answers = run_checker(checkers.flagger, cases, tmp_path)
+    assert {label: answer["passed"] for label, answer in answers.items()} == {
+        "npe:logcanary-analysis": True,  # 201: the analysis started
+        "npe:logcanary-verdict": False,  # 412: the NullPointerException
+        "clean:logcanary-analysis": True,
+        "clean:logcanary-verdict": True,
+    }
+    with served.process.client() as client:
+        running = client.get("/v1/analyses", params={"environment": "qa", "release": started}).json()
+        assert sorted((a["service"], a["requested_by"], a["status"], a["labels"]) for a in running) == [
+            ("checkout", "flagger", "running", {"team": "shop"}),
+            ("orders", "flagger", "running", {"team": "shop"}),
+        ]
+        for analysis in running:
+            client.delete(f"/v1/analyses/{analysis['id']}")
+        judged = client.get(f"/v1/releases/{checked}").json()
+        assert (judged["verdict"], judged["environments"]) == ("fail", ["qa"])
+        assert {s["service"]: (s["verdict"], s["requested_by"]) for s in judged["services"]} == {
+            "checkout": ("pass", "flagger"),
+            "orders": ("fail", "flagger"),
+        }
+        assert client.get("/v1/analyses", params={"environment": "prod", "release": checked}).json() == []

@@ -80,8 +80,8 @@ def test_100k_events_are_counted_exactly_and_verdicts_follow(kafka: EmbeddedBrok
         assert 'logcanary_events_ingested_total{source="kafka"} 108000.0' in metrics
         # Completed analyses are counted by final verdict (the verdict requests above count nothing), and their
         # risk series are gone: a finished analysis gates nothing.
-        assert 'logcanary_analyses_total{verdict="fail"} 1.0' in metrics
-        assert 'logcanary_analyses_total{verdict="pass"} 1.0' in metrics
+        assert 'logcanary_analyses_total{environment="(none)",verdict="fail"} 1.0' in metrics
+        assert 'logcanary_analyses_total{environment="(none)",verdict="pass"} 1.0' in metrics
         assert "logcanary_analysis_risk{" not in metrics
     service.stop()  # SIGTERM: finish the batch, checkpoint, leave the group
     assert "Application shutdown complete" in service.log.read_text()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import yaml
@@ -304,6 +305,7 @@ def test_argo_rollouts_judges_the_loki_template_with_its_own_code(
     cases = []
     for app, canary in (("argo-npe", "7c9d8e7f6a"), ("argo-clean", "7c9d8e7f6a"), ("argo-clean", "0000000000")):
         args = {"service": app, "stable-hash": "5f6a7b8c9d", "canary-hash": canary, "logcanary-url": service.url}
+        args |= {"environment": "qa", "release": "loki-rel-1"} if canary != "0000000000" else {}
         cases.append({"label": f"{app}/{canary}", "metric": argo_metric(template, args)})
     answers = run_checker(checkers.argo, cases, tmp_path)
     assert answers["argo-npe/7c9d8e7f6a"]["phase"] == "Failed", answers["argo-npe/7c9d8e7f6a"]
@@ -311,6 +313,14 @@ def test_argo_rollouts_judges_the_loki_template_with_its_own_code(
     unknown = answers["argo-clean/0000000000"]
     assert unknown["phase"] == "Inconclusive" and "source_empty" in unknown["value"], unknown
     assert "rollouts_pod_template_hash" in answers["argo-npe/7c9d8e7f6a"]["value"]  # the answer says its source
+    # with a release, each measurement is kept as the release's analysis of the service, pulled from Loki
+    release = httpx.get(f"{service.url}/v1/releases/loki-rel-1", timeout=10).json()
+    assert {s["service"]: (s["verdict"], s["requested_by"]) for s in release["services"]} == {
+        "argo-clean": ("pass", "argo"),
+        "argo-npe": ("fail", "argo"),
+    }
+    kept = httpx.get(f"{service.url}/v1/analyses", params={"release": "loki-rel-1"}, timeout=10).json()
+    assert {(a["environment"], a["source"]["type"]) for a in kept} == {("qa", "loki")}
 
 
 def test_flagger_gates_on_loki_with_its_own_code(

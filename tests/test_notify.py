@@ -130,7 +130,9 @@ def failing_verdict() -> dict[str, Any]:
 FAILING = failing_verdict()
 
 
-def ended(verdict: dict[str, Any] | None = None, status: str = "completed") -> AnalysisRecord:
+def ended(
+    verdict: dict[str, Any] | None = None, status: str = "completed", where: dict[str, Any] | None = None
+) -> AnalysisRecord:
     now = time.time()
     return AnalysisRecord(
         id=uuid.uuid4().hex,
@@ -144,6 +146,7 @@ def ended(verdict: dict[str, Any] | None = None, status: str = "completed") -> A
                 "sensitivity": "medium",
                 "fail_fast": True,
             }
+            | (where or {})
         ),
         status=status,  # type: ignore[arg-type]
         started_at=now - 60,
@@ -251,6 +254,11 @@ def test_the_generic_message_names_the_analysis_and_its_top_anomaly() -> None:
     assert query == {"analysis": [record.id], "expand": [top["cluster_id"]]}  # the verdict as published
     assert message["analysis_url"] == f"https://logcanary.example.com/v1/analyses/{record.id}"
     assert message["finished_at"].endswith("Z")
+    assert (message["environment"], message["release"], message["release_url"]) == (None, None, None)
+    where = {"environment": "qa", "release": "2026.12.07-1", "labels": {"team": "pay"}}
+    released = generic_message(ended(where=where), "https://logcanary.example.com/")
+    assert (released["environment"], released["release"], released["labels"]) == ("qa", "2026.12.07-1", {"team": "pay"})
+    assert released["release_url"] == "https://logcanary.example.com/ui?view=release&release=2026.12.07-1"
 
 
 def notifier_for(config: Settings, registry: CollectorRegistry) -> Notifier:

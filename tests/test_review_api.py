@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -312,13 +312,22 @@ def test_one_page_one_scope(tmp_path: Path) -> None:
 
 def test_an_on_demand_verdict_links_to_its_own_window(tmp_path: Path) -> None:
     """What Argo Rollouts stores (GET /v1/verdict, compact) carries a page for people: the whole question with the
-    window's end fixed and the top anomaly open. Later events, or the canary going quiet, do not change it."""
+    window's end fixed and the top anomaly open. Later events, or the canary going quiet, do not change it.
+
+    The events are stamped in the past, as the logs a deploy tool asks about are: the live answer's window is
+    open-ended (an event stamped ahead of logcanary's clock still counts) while the page's ends at the time the
+    verdict was computed, so events stamped over the next second (``live``) fell outside the page whenever that
+    second crossed a 10-second bucket after the verdict was computed (risk 97.5 asked, 95.0 on the page)."""
     from urllib.parse import parse_qs, urlsplit
 
     from logcanary.demo.traffic import events
 
+    def logged(deployment: str, seed: int, npe_rate: float = 0.0) -> list[dict[str, object]]:
+        start = datetime.now(UTC) - timedelta(seconds=2)  # over a second that ended before the verdict is asked
+        return list(events(deployment, 1500, seed=seed, npe_rate=npe_rate, start=start, seconds=1))
+
     with make_client(tmp_path, public_url="https://logcanary.example.com") as client:
-        post(client, live("v1", 1500, 1) + live("v2", 1500, 2, npe_rate=0.02))
+        post(client, logged("v1", 1) + logged("v2", 2, npe_rate=0.02))
         question = {"service": "payments", "canary": "v2", "baseline": "v1", "compact": "true"}
         asked = client.get("/v1/verdict", params=question).json()
         assert asked["verdict"] == "fail" and "NullPointerException" in asked["reason"]

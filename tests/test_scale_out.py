@@ -466,3 +466,41 @@ def test_a_changed_repartition_partition_count_is_refused_by_name(
     assert moved.partitions == 3  # nothing mapped by the new count
     store.close()
     moved.store.close()
+
+
+def test_a_release_is_judged_alike_by_every_replica(
+    kafka: EmbeddedBroker, service_process: Launcher, pg_schema: str
+) -> None:
+    """Analyses of one release started on two replicas, and an Argo measurement kept on a third service's behalf:
+    every replica reads the release from the shared store (its release column) and judges it alike."""
+    env, _ = _scale_out_env(kafka, pg_schema, partitions=4)
+    processes = [service_process(env) for _ in range(2)]
+    for process in processes:
+        process.start(timeout=60)
+    with processes[0].client() as client:
+        assert client.post("/v1/events", json=list(_events(2_000, 0))).status_code == 202
+    _wait_exact(processes, _expected(2_000), timeout=60)
+    meta = {"environment": "qa", "release": "so-1", "duration": "8s"}
+    started = []
+    for process, service in zip(processes, ("checkout", SERVICES[1]), strict=True):
+        with process.client() as client:
+            body = {**ANALYSIS, "service": service, **meta}
+            answer = client.post("/v1/analyses", json=body)
+            assert answer.status_code == 201, answer.text
+            started.append(answer.json()["id"])
+    with processes[1].client() as client:  # in their windows: checkout's canary throws its NullPointerExceptions
+        assert client.post("/v1/events", json=list(_events(2_000, 2_000))).status_code == 202
+        measured = {"service": "checkout", "canary": "v2", "baseline": "v1", "window": "all", "compact": "true"}
+        answer = client.post("/v1/verdict", params=measured | {"release": "so-2", "requested_by": "argo"})
+        assert answer.json()["verdict"] == "fail"
+    deadline = time.monotonic() + 30
+    while _same_answers(processes, "/v1/releases/so-1")["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    release = _same_answers(processes, "/v1/releases/so-1")
+    assert sorted(s["analysis_id"] for s in release["services"]) == sorted(started)
+    assert (release["verdict"], release["environments"], release["reason"]) == ("fail", ["qa"], "checkout failed")
+    argo = _same_answers(processes, "/v1/releases/so-2")
+    assert [(s["service"], s["verdict"], s["requested_by"]) for s in argo["services"]] == [("checkout", "fail", "argo")]
+    listed = _same_answers(processes, "/v1/analyses", {"environment": "qa"})
+    assert sorted(a["id"] for a in listed) == sorted(started)

@@ -23,12 +23,14 @@ from psycopg import sql
 from logcanary.live.single_node import SingleNode
 from logcanary.schemas import FeedbackChange
 from logcanary.settings import Settings, SettingsError
-from logcanary.store.base import Checkpoint, Fenced, SharedStore, Store, StoreOpenError
+from logcanary.store.base import AnalysisRecord, Checkpoint, Fenced, SharedStore, Store, StoreOpenError
 from logcanary.store.dialect import POSTGRESQL
 from logcanary.store.factory import open_shared_store, open_store
 from logcanary.store.postgres import PostgresStore
 from logcanary.store.schema import LATEST, MIGRATIONS, split
 from logcanary.store.sqlite import SqliteStore
+from logcanary.verification.history import NO_ENVIRONMENT, AnalysisFilter, summarize
+from logcanary.verification.models import AnalysisOut
 from tests.postgres_helpers import TEST_URL, fresh_schema
 from tests.test_store import counts, without_sizes
 
@@ -124,7 +126,28 @@ def assert_holds(state: SingleNode, store: Store, expected: dict[str, Any]) -> N
     assert [rule.model_dump(mode="json") for rule in store.list_feedback()] == expected["feedback"]
     assert [mark.model_dump(mode="json") for mark in store.load_marks()] == expected["marks"]
     assert {r.id: orjson.loads(r.to_json()) for r in store.load_analyses()} == expected["analyses"]
+    old_analyses_have_no_environment(store)
     assert set(store.load_state(["orders"]).miners) == {"orders"}  # one service's rows (scale-out's reads)
+
+
+def by_id(record: AnalysisRecord) -> str:
+    return record.id
+
+
+def old_analyses_have_no_environment(store: Store) -> None:
+    """Analyses stored before migration 7 load, each with no environment, release or labels (shown, not dropped),
+    and are listed under no environment; a release column of NULL finds none of them."""
+    records = store.load_analyses()
+    assert records
+    for record in records:
+        assert (record.request.environment, record.request.release, record.request.labels) == (None, None, {})
+        assert AnalysisOut.of(record).environment is None
+    assert [c.key for c in summarize(records, AnalysisFilter(), "environment")] == [NO_ENVIRONMENT]
+    assert isinstance(store, SqliteStore | PostgresStore)
+    assert store.load_release("anything") == []  # the column exists and is queried
+    with store._session() as session:  # migration 7's columns, filled from the bodies: NULL, and the start
+        rows = session.rows("SELECT id, environment, release, started_at FROM analyses ORDER BY id")
+    assert [tuple(row) for row in rows] == [(r.id, None, None, r.started_at) for r in sorted(records, key=by_id)]
 
 
 def reviews_work(store: Store) -> None:
@@ -267,7 +290,8 @@ def test_new_stores_of_both_dialects_have_the_same_schema(tmp_path: Path, pg_sch
     assert postgres == sqlite_schema(new_sqlite(tmp_path))
     assert {"schema_version", "analyses", "shard_owners", "origin_offsets", "repartition_topics"} <= set(postgres)
     assert [column for column, *_ in postgres["analyses"]] == [
-        "id", "service", "body", "status", "finished_at", "lease_owner", "lease_until",
+        "id", "service", "body", "status", "finished_at", "lease_owner", "lease_until", "environment", "release",
+        "started_at",
     ]  # fmt: skip
 
 

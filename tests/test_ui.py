@@ -118,11 +118,18 @@ def browser(tmp_path: Path) -> Browser:
 
 def test_page_and_its_files_are_served_outside_the_api_schema(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(state_dir=tmp_path))) as client:
-        page = client.get("/ui")
+        page = client.get("/ui?view=verdict")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert 'src="ui/static/ui.js"' in page.text
+        for entry in ("/ui", "/ui?view=overview&environment=qa", "/ui?view=release&release=r1"):  # the overview
+            overview = client.get(entry)
+            assert 'src="ui/static/overview.js"' in overview.text, entry
+            assert overview.headers["content-security-policy"] == page.headers["content-security-policy"]
+        for verdict in ("/ui?service=payments", "/ui?analysis=abc", "/ui?view=history&service=payments"):
+            assert 'src="ui/static/ui.js"' in client.get(verdict).text, verdict
+        assert client.get("/ui/static/overview.js").headers["content-type"].startswith("text/javascript")
         assert client.get("/ui/static/ui.js").headers["content-type"].startswith("text/javascript")
         assert client.get("/ui/static/ui.css").headers["content-type"].startswith("text/css")
         for missing in ("index.html", "..%2Fui.py", "nope.js"):
@@ -186,7 +193,7 @@ def test_page_shows_the_verdict_and_the_clusters(service_process: Launcher, brow
     assert shown == expected  # verbatim, multi-line stack traces included
     assert "\n\tat com.acme.payments.crypto.EncryptionService.encrypt(" in shown[0]
 
-    defaults = parse(browser(f"{service.url}/ui", "--dump-dom"))
+    defaults = parse(browser(f"{service.url}/ui?view=verdict", "--dump-dom"))  # bare /ui: the overview
     assert (selected(defaults, "service"), selected(defaults, "canary"), selected(defaults, "baseline")) == (
         "payments",
         "v2",

@@ -321,19 +321,36 @@ def cmd_gate_loki(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    """Starts an analysis on a running service, waits for its verdict: exit 0 pass, 1 fail, 2 otherwise."""
+    """Starts an analysis (one per service of a release) on a running service, waits for the verdict: exit 0 pass,
+    1 fail, 2 otherwise."""
     import os
 
     from logcanary.common.durations import parse_duration
+    from logcanary.common.pipelines import pipeline_release, pipeline_url
     from logcanary.gate import GateOptions, run_gate
+    from logcanary.gate_release import ReleaseFileError, Target, read_release_file, run_release_gate
 
+    from_file: dict[str, Any] = {}
+    targets: list[Target] = []
+    if args.release_file:
+        try:
+            from_file, targets = read_release_file(Path(args.release_file))
+        except ReleaseFileError as exc:
+            raise InputError(f"gate: --release-file {exc}") from exc
+    services: list[str] = args.service or []
     if args.source == "loki":
+        if len(services) != 1 or targets:
+            raise InputError("gate: with --source loki, give one --service (a release needs a running logcanary)")
+        args.service = services[0]
         return cmd_gate_loki(args)
     if not args.url:
         raise InputError("gate: give --url (a running logcanary), or --source loki to judge Loki in-process")
-
-    if not args.baseline and not args.history:
-        raise InputError("gate: give --baseline DEPLOYMENT, --history, or both")
+    if not targets:
+        if not services or not args.canary:
+            raise InputError("gate: give --service and --canary (--service repeated for a release), or --release-file")
+        if not args.baseline and not args.history:
+            raise InputError("gate: give --baseline DEPLOYMENT, --history, or both")
+        targets = [Target(service, args.canary, args.baseline, args.history) for service in services]
     try:
         parse_duration(args.duration)
     except ValueError as exc:
@@ -344,15 +361,28 @@ def cmd_gate(args: argparse.Namespace) -> int:
         raise InputError(f"gate: --unknown-canary-grace: {exc}") from exc
     if not args.url.startswith(("http://", "https://")):
         raise InputError(f"gate: --url must start with http:// or https://, not {args.url!r}")
+    labels = dict(from_file.get("labels") or {})
+    for label in args.label:
+        key, equals, value = label.partition("=")
+        if not equals or not key:
+            raise InputError(f"gate: --label {label!r}: give key=value")
+        labels[key] = value
+    environment = args.environment or from_file.get("environment")
+    release = args.release or from_file.get("release") or pipeline_release(os.environ, environment)
+    if len(targets) > 1 and not release:
+        import uuid
+
+        release = f"gate-{uuid.uuid4().hex[:12]}"  # a release of several services needs one id to combine them
     for stream in (sys.stdout, sys.stderr):  # verbatim log lines may not fit a CI runner's encoding
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    first = targets[0]
     options = GateOptions(
         url=args.url,
-        service=args.service,
-        canary=args.canary,
-        baseline=args.baseline,
-        history=args.history,
+        service=first.service,
+        canary=first.canary,
+        baseline=first.baseline,
+        history=first.history,
         duration=args.duration,
         sensitivity=args.sensitivity,
         fail_fast=args.fail_fast,
@@ -363,7 +393,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
         top=args.top,
         json=args.json,
         unknown_canary_grace=grace,
+        environment=environment,
+        release=release,
+        labels=tuple(labels.items()),
+        pipeline_url=args.pipeline_url or from_file.get("pipeline_url") or pipeline_url(os.environ),
     )
+    if len(targets) > 1 or args.release_file:
+        return run_release_gate(options, targets, sys.stdout, sys.stderr)
     return run_gate(options, sys.stdout, sys.stderr)
 
 
@@ -450,10 +486,15 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument(
         "--source", choices=("loki",), help="judge the canary's logs in Loki in-process, with no logcanary server"
     )
-    gate.add_argument("--service", required=True)
+    gate.add_argument(
+        "--service",
+        action="append",
+        help="the service; repeat it for a release of several (each with --canary and --baseline), which exits by "
+        "the release's combined verdict",
+    )
     _loki_arguments(gate)
     gate.add_argument("--baseline-window", help="Loki: the baseline's recent window pulled first (default 30m)")
-    gate.add_argument("--canary", required=True, help="canary deployment (version label or pod-template hash)")
+    gate.add_argument("--canary", help="canary deployment (version label or pod-template hash)")
     gate.add_argument("--baseline", help="stable deployment running beside the canary")
     gate.add_argument("--history", action="store_true", help="compare with the service's earlier deployments")
     gate.add_argument("--duration", default="10m", help="how long to watch: seconds or 90s, 10m, 1h (default 10m)")
@@ -471,6 +512,21 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--poll-interval", type=float, default=2.0, help="seconds between polls (default 2)")
     gate.add_argument("--top", type=int, default=5, help="anomalies to print (default 5)")
     gate.add_argument("--json", action="store_true", help="print the final analysis as JSON (progress to stderr)")
+    gate.add_argument("--environment", help="the environment deployed to (dev, qa, prod...)")
+    gate.add_argument(
+        "--release",
+        help="the release id its analyses share (default: from the CI run, e.g. gitlab-<CI_PIPELINE_ID>-<env>; for "
+        "several services without one, a new id)",
+    )
+    gate.add_argument("--label", action="append", default=[], help="key=value, repeatable")
+    gate.add_argument(
+        "--pipeline-url",
+        help="the pipeline run (default: CI_PIPELINE_URL, the GitHub Actions run, BUILD_URL, BUILDKITE_BUILD_URL)",
+    )
+    gate.add_argument(
+        "--release-file",
+        help='a JSON release: {"release", "environment", "labels", "services": [{"service", "canary", "baseline"}]}',
+    )
     gate.set_defaults(func=cmd_gate)
     return parser
 

@@ -63,6 +63,10 @@ class GateOptions:
     top: int = 5
     json: bool = False
     unknown_canary_grace: float = UNKNOWN_CANARY_GRACE_SECONDS
+    environment: str | None = None
+    release: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    pipeline_url: str | None = None
 
 
 def hopeless(verdict: Json, canary: str, elapsed: float, grace: float) -> str | None:
@@ -78,6 +82,29 @@ def hopeless(verdict: Json, canary: str, elapsed: float, grace: float) -> str | 
             "(GET /v1/services lists the deployments and their identities)"
         )
     return None
+
+
+def analysis_body(o: GateOptions) -> Json:
+    """The ``POST /v1/analyses`` body of the gate's options: the question, and where the analysis belongs (what the
+    gate was told, and that the gate asked)."""
+    baseline: Json = {"history": o.history}
+    if o.baseline:
+        baseline["deployment"] = o.baseline
+    body: Json = {
+        "service": o.service,
+        "canary": {"deployment": o.canary},
+        "baseline": baseline,
+        "duration": o.duration,
+        "fail_fast": o.fail_fast,
+        "requested_by": "gate",
+    }
+    if o.sensitivity:
+        body["sensitivity"] = o.sensitivity
+    given = {"environment": o.environment, "release": o.release, "pipeline_url": o.pipeline_url}
+    body.update({key: value for key, value in given.items() if value})
+    if o.labels:
+        body["labels"] = dict(o.labels)
+    return body
 
 
 class GateError(Exception):
@@ -182,7 +209,7 @@ def cut_example(text: str) -> list[str]:
     return shown
 
 
-def _one_line(text: str, limit: int) -> str:
+def one_line(text: str, limit: int) -> str:
     return cut(" ".join(_clean(text).split()), limit)
 
 
@@ -236,7 +263,7 @@ class GateReport:
         name = str(verdict.get("verdict"))
         say()
         say(f"verdict: {self.paint(name)}  risk {float(verdict.get('risk', 0)):.1f}  ({verdict.get('reason_code')})")
-        say(f"reason: {_one_line(str(verdict.get('reason', '')), 400)}")
+        say(f"reason: {one_line(str(verdict.get('reason', '')), 400)}")
         baseline = ", ".join(verdict.get("baseline") or []) or "none"
         say(
             f"canary {verdict.get('canary')}: {verdict.get('canary_events', 0)} events;"
@@ -340,20 +367,7 @@ class Gate:
     # -- the run -----------------------------------------------------------------------------------
 
     def body(self) -> Json:
-        o = self.options
-        baseline: Json = {"history": o.history}
-        if o.baseline:
-            baseline["deployment"] = o.baseline
-        body: Json = {
-            "service": o.service,
-            "canary": {"deployment": o.canary},
-            "baseline": baseline,
-            "duration": o.duration,
-            "fail_fast": o.fail_fast,
-        }
-        if o.sensitivity:
-            body["sensitivity"] = o.sensitivity
-        return body
+        return analysis_body(self.options)
 
     def run(self) -> int:
         with _signals_interrupt():
@@ -374,7 +388,7 @@ class Gate:
         started = self.clock()
         analysis = self.request("POST", "/v1/analyses", self.body())
         self.analysis_id = str(analysis["id"])
-        length = _seconds_between(analysis.get("started_at"), analysis.get("ends_at"))
+        length = seconds_between(analysis.get("started_at"), analysis.get("ends_at"))
         timeout = self.options.timeout if self.options.timeout is not None else (length or 0) + GRACE_SECONDS
         deadline = started + timeout
         against = " and ".join(
@@ -446,7 +460,7 @@ def describe_anomaly(anomaly: Json, number: int) -> list[str]:
         counts += f", {len(hosts)} host{'s' if len(hosts) != 1 else ''}"
     lines = [
         f"  {number}. {label}  level {anomaly.get('level')}  score {float(anomaly.get('score', 0)):.1f}  ({counts})",
-        f"     template: {_one_line(str(anomaly.get('template', '')), TEMPLATE_CHARS)}",
+        f"     template: {one_line(str(anomaly.get('template', '')), TEMPLATE_CHARS)}",
     ]
     if direction == "down":
         examples, title = anomaly.get("baseline_examples") or [], "baseline example"
@@ -459,7 +473,7 @@ def describe_anomaly(anomaly: Json, number: int) -> list[str]:
     return lines
 
 
-def _seconds_between(start: Any, end: Any) -> float | None:
+def seconds_between(start: Any, end: Any) -> float | None:
     try:
         return (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()
     except ValueError:

@@ -22,6 +22,8 @@ VERDICTS = ("pass", "fail", "inconclusive")
 
 
 OTHER = "(other)"  # the label of series that add up the rest: no service or deployment can have this name
+NO_ENVIRONMENT = "(none)"  # the environment label of analyses that name none (no environment can have this name)
+MAX_ENVIRONMENT_LABELS = 20  # environments with series of their own when LOGCANARY_ENVIRONMENTS does not list them
 
 
 class _EngineCollector(Collector):
@@ -119,7 +121,13 @@ class Metrics:
             "Checkpoints that failed (disk full, any store error); the state stays in memory and is retried.",
             registry=r,
         )
-        self.analyses = Counter("logcanary_analyses", "Completed analyses, by final verdict.", ["verdict"], registry=r)
+        self.analyses = Counter(
+            "logcanary_analyses",
+            "Completed analyses, by final verdict and environment ('(none)': none named; at most "
+            "MAX_ENVIRONMENT_LABELS values, the rest '(other)').",
+            ["verdict", "environment"],
+            registry=r,
+        )
         self.anomalies = Counter(
             "logcanary_anomalies",
             "Anomalies in the final verdicts of completed analyses, by kind.",

@@ -36,7 +36,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from logcanary.common.backoff import Backoff
-from logcanary.common.links import analysis_page
+from logcanary.common.links import analysis_page, release_page
 from logcanary.common.text import ELLIPSIS, cut
 from logcanary.common.times import rfc3339
 from logcanary.settings import NotifyFormat, NotifySettings, Webhook
@@ -119,6 +119,11 @@ def generic_message(record: AnalysisRecord, base_url: str) -> dict[str, Any]:
         "top_anomaly": top,
         "url": analysis_page(base, record.id, top_cluster),
         "analysis_url": f"{base}/v1/analyses/{record.id}",
+        "environment": request.environment,
+        "release": request.release,
+        "release_url": release_page(base, request.release) if request.release else None,
+        "labels": request.labels,
+        "pipeline_url": request.pipeline_url,
     }
 
 

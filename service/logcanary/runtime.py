@@ -31,10 +31,11 @@ from logcanary.settings import Settings, SettingsError
 from logcanary.sources import SourceMetrics
 from logcanary.store.base import SharedStore, Store
 from logcanary.store.factory import open_shared_store, open_store
-from logcanary.verification.analyses import Analyses
+from logcanary.verification.analyses import Analyses, Retention
 from logcanary.verification.leases import LeasedAnalyses
 from logcanary.verification.places import Places
 from logcanary.verification.pulling import Pulls
+from logcanary.verification.queries import History
 from logcanary.verification.reviews import Reviews
 from logcanary.verification.rules import Rules
 from logcanary.verification.verdicts import Verdicts
@@ -75,7 +76,7 @@ class Runtime:
                 self.verdicts,
                 self.rules,
                 settings.analysis,
-                settings.retention_analyses_days,
+                Retention(settings.retention_analyses_days, settings.retention_analyses_max),
                 self._pulls(settings, node),
             )
             metrics = IngestMetrics(node.metrics.registry, stalled=self._stalled)
@@ -98,7 +99,7 @@ class Runtime:
                 self.verdicts,
                 self.rules,
                 settings.analysis,
-                settings.retention_analyses_days,
+                Retention(settings.retention_analyses_days, settings.retention_analyses_max),
                 self._pulls(settings, state),
             )
             if settings.kafka_bootstrap_servers:
@@ -117,6 +118,7 @@ class Runtime:
         self.store = store
         self.state = state
         self.reviews = Reviews(state, self.verdicts, self.analyses, self.rules, Places(store, self.write))
+        self.history = History(self.analyses)
         self.notifier = Notifier(settings.notify, settings.http.base_url, state.metrics.registry)
         self.analyses.on_end = self.notifier.analysis_ended  # webhooks told of ended analyses
         self._tasks: list[asyncio.Task[None]] = []

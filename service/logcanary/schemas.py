@@ -420,8 +420,94 @@ class SourceSpec(BaseModel):
     )
 
 
-class AnalysisFields(BaseModel):
-    """What every form of an analysis says: which canary, against what, and whether to stop at the first fail."""
+# An analysis' place among the others: which environment, which release, labels, who asked and from which
+# pipeline run. Environments and releases appear in URLs (/v1/releases/{release}, the page's filters) and as the
+# `environment` label of a metric, so they are short names; labels are few and short, as Kubernetes' are.
+ENVIRONMENT_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+RELEASE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._:@+-]{0,126}[A-Za-z0-9])?$"
+LABEL_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
+MAX_LABELS = 16
+MAX_LABEL_VALUE_CHARS = 128
+MAX_PIPELINE_URL_CHARS = 2048
+Requester = Literal["api", "argo", "flagger", "gate"]
+
+Environment = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=ENVIRONMENT_PATTERN,
+        description="1-63 characters of A-Z a-z 0-9 . _ -, starting and ending with a letter or digit (e.g. dev, "
+        "qa, prod-eu). LOGCANARY_ENVIRONMENTS may restrict it to a set.",
+    ),
+]
+Release = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=RELEASE_PATTERN,
+        description="An id shared by the analyses of one release (several services deployed together): 1-128 "
+        "characters of A-Z a-z 0-9 . _ : @ + -, starting and ending with a letter or digit (e.g. 2026.12.07-3, "
+        "gitlab-8812).",
+    ),
+]
+LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, Field(max_length=MAX_LABEL_VALUE_CHARS, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+def _pipeline_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("a pipeline_url starts with http:// or https://")
+    return value
+
+
+def labels_of(text: str) -> dict[str, str]:
+    """Labels written on one line, as query strings and Flagger's metadata (strings only) carry them:
+    ``team=payments,tier=1``."""
+    pairs = (pair.partition("=") for pair in text.split(",") if pair.strip())
+    return {key.strip(): value.strip() for key, _, value in pairs}
+
+
+class AnalysisPlace(BaseModel):
+    """Where an analysis belongs, but its labels: what a query string says as it is (see :class:`AnalysisMetadata`)."""
+
+    environment: Annotated[Environment | None, BeforeValidator(_empty_is_none)] = Field(
+        None, description="The environment deployed to (dev, qa, prod...); empty is none."
+    )
+    release: Annotated[Release | None, BeforeValidator(_empty_is_none)] = Field(
+        None,
+        description="The release this analysis belongs to: GET /v1/releases/{release} combines its analyses; empty is "
+        "none.",
+    )
+    requested_by: Requester = Field(
+        "api",
+        description="Who asked: api (a person or script), argo (an Argo Rollouts measurement), flagger (a Flagger "
+        "webhook) or gate (logcanary gate). (`source` names a log store the logs are pulled from.)",
+    )
+    pipeline_url: Annotated[
+        str | None,
+        Field(max_length=MAX_PIPELINE_URL_CHARS),
+        BeforeValidator(_empty_is_none),
+        AfterValidator(_pipeline_url),
+    ] = Field(None, description="The pipeline run that asked (CI_PIPELINE_URL, a GitHub Actions run...).")
+
+
+class AnalysisMetadata(AnalysisPlace):
+    """Where an analysis belongs: environment, release, labels, who asked for it and the pipeline run that did.
+    Nothing here changes the verdict; it is what history, releases and the overview are filtered and grouped by."""
+
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_LABELS,
+        description=f"At most {MAX_LABELS} labels: keys as Kubernetes label names (1-63 characters), values up to "
+        f"{MAX_LABEL_VALUE_CHARS} characters.",
+    )
+
+
+class AnalysisFields(AnalysisMetadata):
+    """What every form of an analysis says: which canary, against what, whether to stop at the first fail, and where
+    it belongs (:class:`AnalysisMetadata`)."""
 
     service: Name
     canary: CanaryRef

@@ -20,7 +20,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from logcanary.common.paths import clean_prefix
 from logcanary.engine.caps import DEFAULT_CAPS, Caps
-from logcanary.schemas import Sensitivity, VerdictName
+from logcanary.schemas import ENVIRONMENT_PATTERN, Sensitivity, VerdictName
+
+MAX_ENVIRONMENTS = 50  # each is a value of the metrics' environment label
 
 
 class SettingsError(Exception):
@@ -232,7 +234,13 @@ class StoreSettings(BaseModel):
         description="Deployments with no event for this long are dropped, in memory and in the store (0 = never).",
     )
     retention_analyses_days: float = Field(
-        30.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
+        90.0, ge=0, description="Completed and cancelled analyses are deleted this long after they ended (0 = never)."
+    )
+    retention_analyses_max: int = Field(
+        20_000,
+        ge=100,
+        description="Completed and cancelled analyses kept at most (each holds its final verdict, a few KB to a few "
+        "hundred): past it the oldest-ended are deleted first. Running ones are never deleted.",
     )
     store_maintenance_interval_seconds: float = Field(
         300.0, gt=0, description="How often retention runs and the state file is kept bounded (WAL, free pages)."
@@ -294,6 +302,28 @@ class AnalysisSettings(BaseModel):
     max_running_analyses: int = Field(
         100, ge=1, description="Running analyses at most (each is one series of logcanary_analysis_risk)."
     )
+    environments: Annotated[list[str], NoDecode] = Field(
+        [],
+        max_length=MAX_ENVIRONMENTS,
+        description=f"The environments analyses may name, comma-separated (e.g. dev,qa,prod; at most "
+        f"{MAX_ENVIRONMENTS}); any other is refused (422). Unset: any name of the environment rule, and the "
+        "metrics count the first ones seen, then '(other)'.",
+    )
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _split_environments(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(ENVIRONMENT_PATTERN, name):
+                raise ValueError(f"{name!r} is not an environment name ({ENVIRONMENT_PATTERN})")
+        return value
 
 
 class LimitSettings(BaseModel):

@@ -26,7 +26,8 @@ DESCRIPTION = """
 logcanary watches the logs of a canary deployment and tells deploy tooling whether it is safe.
 
 * **Ingest** log events from Kafka or `POST /v1/events`.
-* **Ask** for a verdict: `GET /v1/verdict` (one URL, for Argo Rollouts' web provider), or start an
+* **Ask** for a verdict: `GET /v1/verdict` (one URL, a read), or `POST /v1/verdict` to also keep a deploy tool's
+  measurement as its release's analysis (Argo Rollouts' web provider with `method: POST`), or start an
   analysis with `POST /v1/analyses` and poll it.
 * **Teach** it: `POST /v1/feedback` with `ignore` or `priority`.
 * **Look**: the web page [/ui](/ui) shows a canary's verdict and clusters, with verbatim examples.

@@ -12,6 +12,7 @@ from logcanary.live.state import LiveState
 from logcanary.runtime import Runtime
 from logcanary.settings import HttpSettings, LimitSettings
 from logcanary.verification.analyses import Analyses
+from logcanary.verification.queries import History
 from logcanary.verification.reviews import Reviews
 from logcanary.verification.rules import Rules
 from logcanary.verification.verdicts import Verdicts
@@ -27,6 +28,10 @@ def _verdicts(request: Request) -> Verdicts:
 
 def _analyses(request: Request) -> Analyses:
     return runtime_of(request).analyses
+
+
+def _history(request: Request) -> History:
+    return runtime_of(request).history
 
 
 def _rules(request: Request) -> Rules:
@@ -55,6 +60,7 @@ def _limits(request: Request) -> LimitSettings:
 
 VerdictsDep = Annotated[Verdicts, Depends(_verdicts)]
 AnalysesDep = Annotated[Analyses, Depends(_analyses)]
+HistoryDep = Annotated[History, Depends(_history)]
 RulesDep = Annotated[Rules, Depends(_rules)]
 ReviewsDep = Annotated[Reviews, Depends(_reviews)]
 IntakeDep = Annotated[Intake, Depends(_intake)]

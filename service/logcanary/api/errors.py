@@ -25,6 +25,7 @@ from logcanary.verification.errors import (
     NotFound,
     RuleConflict,
     TooManyAnalyses,
+    UnknownEnvironment,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def error(status: int, error: str, detail: Any = None) -> Response:
 DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (NotFound, 404, "not_found"),
     (BadSource, 422, "invalid_source"),
+    (UnknownEnvironment, 422, "invalid_environment"),
     (BadQuestion, 400, "bad_request"),
     (BadBody, 400, "bad_request"),
     (AnalysisFinished, 409, "conflict"),

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
 STATIC = Path(__file__).resolve().parent / "static"
 
-_ASSETS = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
+_ASSETS = {
+    "ui.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
+    "ui.css": "text/css; charset=utf-8",
+}
+OVERVIEW_VIEWS = {"overview", "release"}
 
 # Defence in depth: log text is only ever set with textContent, and no inline script could run anyway.
 _HEADERS = {
@@ -41,9 +46,14 @@ def packaged_file(
 
 
 @router.get("/ui")
-async def page() -> FileResponse:
-    """The page: pick a service, canary and baseline (or pass them as ``?service=&canary=&baseline=``)."""
-    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_HEADERS)
+async def page(request: Request) -> FileResponse:
+    """The overview (the entry point: ``/ui`` alone, ``?view=overview`` with its filters, ``?view=release&release=``),
+    or the verdict page: pick a service, canary and baseline (``?service=&canary=&baseline=``, ``?analysis=``,
+    ``?view=verdict``, ``?view=history``)."""
+    query = request.query_params
+    overview = not query or query.get("view") in OVERVIEW_VIEWS
+    name = "overview.html" if overview else "index.html"
+    return FileResponse(STATIC / name, media_type="text/html; charset=utf-8", headers=_HEADERS)
 
 
 @router.get("/ui/static/{name}")

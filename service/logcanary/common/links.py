@@ -13,3 +13,9 @@ def analysis_page(base_url: str, analysis_id: str, cluster: str | None = None) -
     if cluster:
         query["expand"] = cluster
     return f"{base_url.rstrip('/')}/ui?{urlencode(query)}"
+
+
+def release_page(base_url: str, release: str) -> str:
+    """The overview page of a release: its combined verdict and each service's, each linking to the analysis as it
+    published its verdict (:func:`analysis_page`)."""
+    return f"{base_url.rstrip('/')}/ui?{urlencode({'view': 'release', 'release': release})}"

@@ -15,6 +15,7 @@ import orjson
 
 from logcanary.idempotency import IdempotencyRecord
 from logcanary.schemas import (
+    AnalysisMetadata,
     AnalysisSpec,
     AnalysisStatus,
     DeploymentMark,
@@ -99,22 +100,24 @@ class AnalysisRecord:
     verdict: Verdict | None = None  # the last one while running, the final one once completed
     finished_at: float | None = None
     risk_history: list[list[float]] = field(default_factory=list)  # [epoch seconds, risk] samples, oldest first
+    measured: bool = False  # a deploy tool's on-demand verdicts kept for its release (the latest), not watched
 
     def to_json(self) -> bytes:
         """The stored body, the same for every store (the request and verdict as their JSON documents)."""
-        return orjson.dumps(
-            {
-                "id": self.id,
-                "service": self.service,
-                "request": _document(self.request),
-                "status": self.status,
-                "started_at": self.started_at,
-                "ends_at": self.ends_at,
-                "verdict": None if self.verdict is None else _document(self.verdict),
-                "finished_at": self.finished_at,
-                "risk_history": self.risk_history,
-            }
-        )
+        body = {
+            "id": self.id,
+            "service": self.service,
+            "request": _document(self.request),
+            "status": self.status,
+            "started_at": self.started_at,
+            "ends_at": self.ends_at,
+            "verdict": None if self.verdict is None else _document(self.verdict),
+            "finished_at": self.finished_at,
+            "risk_history": self.risk_history,
+        }
+        if self.measured:  # stored only when set: an analysis is stored as before
+            body["measured"] = True
+        return orjson.dumps(body)
 
     @classmethod
     def from_json(cls, body: bytes) -> AnalysisRecord:
@@ -138,17 +141,23 @@ class AnalysisRecord:
         samples.append([at, risk])
 
 
+_METADATA = AnalysisMetadata().model_dump()  # the metadata of an analysis stored before it had any
+
+
 def _document(model: AnalysisSpec | Verdict) -> dict[str, object]:
     """A request or verdict as stored: without the fields added since that are unset (``source`` when it has none, a
-    log store's; an analysis' ``canary_weight``; a verdict's ``page`` (an analysis has its own), its empty
-    ``reworded``, its anomalies' unset ``steady`` and ``rate``, thresholds at their defaults), so what was stored
-    before they existed is stored exactly as before."""
+    log store's; an analysis' ``canary_weight`` and metadata at its defaults (environment, release...); a verdict's
+    ``page`` (an analysis has its own), its empty ``reworded``, its anomalies' unset ``steady`` and ``rate``,
+    thresholds at their defaults), so what was stored before they existed is stored exactly as before."""
     exclude: dict[str, Any] = {}
     if model.source is None:
         exclude["source"] = True
     if isinstance(model, AnalysisSpec):
         if model.canary_weight is None:
             exclude["canary_weight"] = True
+        exclude.update(
+            {name: True for name in AnalysisMetadata.model_fields if getattr(model, name) == _METADATA[name]}
+        )
     else:
         if model.page is None:
             exclude["page"] = True
@@ -229,6 +238,7 @@ class SharedRepository(Repository, Protocol):
     """Scale-out (PostgreSQL): analyses read by id and leased to one replica at a time."""
 
     def load_analysis(self, analysis_id: str) -> AnalysisRecord | None: ...
+    def load_release(self, release: str) -> list[AnalysisRecord]: ...
     def lease_analyses(self, owner: str, now: float, until: float) -> list[AnalysisRecord]: ...
     def save_leased_analysis(self, record: AnalysisRecord, owner: str) -> bool: ...
 

@@ -175,6 +175,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "adopted_at {timestamp} NOT NULL DEFAULT {now})",
         ),
     ),
+    Migration(
+        7,
+        "analyses: environment, release and started_at as columns (filled from the stored bodies: none for an "
+        "analysis stored before it had them), indexed for history and release queries",
+        (
+            Each(
+                sqlite=(
+                    "ALTER TABLE analyses ADD COLUMN environment TEXT",
+                    "ALTER TABLE analyses ADD COLUMN release TEXT",
+                    "ALTER TABLE analyses ADD COLUMN started_at REAL",
+                    "UPDATE analyses SET environment = json_extract(CAST(body AS TEXT), '$.request.environment'), "
+                    "release = json_extract(CAST(body AS TEXT), '$.request.release'), "
+                    "started_at = json_extract(CAST(body AS TEXT), '$.started_at')",
+                ),
+                postgresql=(
+                    "ALTER TABLE analyses ADD COLUMN environment TEXT, ADD COLUMN release TEXT, "
+                    "ADD COLUMN started_at DOUBLE PRECISION",
+                    "UPDATE analyses SET "
+                    "environment = convert_from(body, 'UTF8')::jsonb -> 'request' ->> 'environment', "
+                    "release = convert_from(body, 'UTF8')::jsonb -> 'request' ->> 'release', "
+                    "started_at = (convert_from(body, 'UTF8')::jsonb ->> 'started_at')::double precision",
+                ),
+            ),
+            "CREATE INDEX analyses_environment ON analyses (environment, started_at)",
+            "CREATE INDEX analyses_release ON analyses (release)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

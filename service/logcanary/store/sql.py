@@ -133,10 +133,13 @@ class Queries:
     )
     marks = "SELECT body FROM deployment_marks"
     save_analysis = (
-        "INSERT INTO analyses (id, service, body, status, finished_at) VALUES (?, ?, ?, ?, ?) "
+        "INSERT INTO analyses (id, service, body, status, finished_at, environment, release, started_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET body = excluded.body, status = excluded.status, "
-        "finished_at = excluded.finished_at"
+        "finished_at = excluded.finished_at, environment = excluded.environment, release = excluded.release"
     )
+    release_analyses = "SELECT body FROM analyses WHERE release = ?"
+
     analyses = "SELECT body FROM analyses"
     analysis = "SELECT body FROM analyses WHERE id = ?"
     lease_analyses = (
@@ -397,11 +400,29 @@ class SqlStore(ABC):
     def save_analysis(self, record: AnalysisRecord) -> None:
         body = record.to_json()
         with self._session() as s:
-            s.run(self._q.save_analysis, (record.id, record.service, body, record.status, record.finished_at))
+            s.run(
+                self._q.save_analysis,
+                (
+                    record.id,
+                    record.service,
+                    body,
+                    record.status,
+                    record.finished_at,
+                    record.request.environment,
+                    record.request.release,
+                    record.started_at,
+                ),
+            )
 
     def load_analyses(self) -> list[AnalysisRecord]:
         with self._session() as s:
             rows = s.rows(self._q.analyses)
+        return [AnalysisRecord.from_json(self._dialect.blob(body)) for (body,) in rows]
+
+    def load_release(self, release: str) -> list[AnalysisRecord]:
+        """The analyses of one release (by its indexed column: another replica's are there too)."""
+        with self._session() as s:
+            rows = s.rows(self._q.release_analyses, (release,))
         return [AnalysisRecord.from_json(self._dialect.blob(body)) for (body,) in rows]
 
     def load_analysis(self, analysis_id: str) -> AnalysisRecord | None:

@@ -15,15 +15,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from logcanary.analysis.verdict import Judgement
 from logcanary.engine.model import ServiceModel
 from logcanary.live.state import LiveState
-from logcanary.schemas import AnalysisSpec, AnalysisStatus
+from logcanary.schemas import AnalysisPlace, AnalysisSpec, Verdict
 from logcanary.settings import AnalysisSettings
 from logcanary.store.base import AnalysisRecord, Repository
-from logcanary.verification.errors import AnalysisFinished, TooManyAnalyses, UnknownAnalysis, UnknownService
+from logcanary.verification.errors import (
+    AnalysisFinished,
+    TooManyAnalyses,
+    UnknownAnalysis,
+    UnknownEnvironment,
+    UnknownService,
+)
 from logcanary.verification.gauges import AnalysisGauges
+from logcanary.verification.history import AnalysisFilter, newest_first
 from logcanary.verification.models import AnalysisIn
 from logcanary.verification.pulling import Pulled, Pulls
 from logcanary.verification.question import VerdictQuestion
@@ -37,6 +45,14 @@ EVALUATE_EVERY_SECONDS = 2.0
 REFRESH_WAIT_SECONDS = 1.0  # an evaluation waits this long for its log store's news (a slow one never holds it up)
 SOURCE_GRACE_SECONDS = 120.0  # past its end, an analysis waits this long for its log store to give the window whole
 DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long ended analyses are kept, and how many at most (LOGCANARY_RETENTION_ANALYSES_DAYS, _MAX)."""
+
+    days: float = 90.0  # 0: no age limit
+    max_kept: int = 20_000
 
 
 def question_of(record: AnalysisRecord) -> VerdictQuestion:
@@ -62,7 +78,7 @@ class Analyses:
         verdicts: Verdicts,
         rules: Rules,
         config: AnalysisSettings,
-        retention_days: float,
+        retention: Retention,
         pulls: Pulls,
     ) -> None:
         self.state = state
@@ -72,8 +88,8 @@ class Analyses:
         self.verdicts = verdicts
         self.rules = rules
         self.config = config
-        self.retention_days = retention_days
-        self.gauges = AnalysisGauges(state.metrics)
+        self.retention = retention
+        self.gauges = AnalysisGauges(state.metrics, config.environments)
         self.records: dict[str, AnalysisRecord] = {}
         self.on_end: Callable[[AnalysisRecord], None] = lambda record: None  # notifications (logcanary.notify)
 
@@ -107,13 +123,15 @@ class Analyses:
             raise UnknownAnalysis(f"no analysis {analysis_id!r}")
         return record
 
-    async def listed(self, service: str | None = None, status: AnalysisStatus | None = None) -> list[AnalysisRecord]:
-        """Newest first."""
+    async def listed(self, query: AnalysisFilter | None = None) -> list[AnalysisRecord]:
+        """The analyses ``query`` lets through, newest first."""
         await self.refresh()
-        records = sorted(self.records.values(), key=lambda r: r.started_at, reverse=True)
-        return [
-            r for r in records if (service is None or r.service == service) and (status is None or r.status == status)
-        ]
+        query = query or AnalysisFilter()
+        return newest_first(r for r in self.records.values() if query.matches(r))
+
+    async def release(self, release: str) -> list[AnalysisRecord]:
+        """The analyses of one release (single node: memory holds them all)."""
+        return [record for record in self.records.values() if record.request.release == release]
 
     @property
     def running(self) -> int:
@@ -126,6 +144,7 @@ class Analyses:
         logs are pulled from a log store); BadSource for a source that cannot be used (a query the store refuses);
         TooManyAnalyses past the cap. ``replace`` first cancels running analyses of the same service and canary
         (a new rollout of it)."""
+        self._check_environment(request.environment)
         model = await self.state.read_service(request.service)
         if model is None and request.source is None:
             raise UnknownService(request.service)
@@ -179,12 +198,85 @@ class Analyses:
         await self._created(record, model or self.state.engine.peek_service(record.service), now)
         return record
 
+    def _check_environment(self, environment: str | None) -> None:
+        """With LOGCANARY_ENVIRONMENTS set, an analysis names one of them (or none)."""
+        allowed = self.config.environments
+        if environment is not None and allowed and environment not in allowed:
+            raise UnknownEnvironment(
+                f"environment {environment!r} is not one of LOGCANARY_ENVIRONMENTS ({', '.join(allowed)})"
+            )
+
     async def _created(self, record: AnalysisRecord, model: ServiceModel, now: float) -> None:
         """Evaluated at once (its gauges exist from now on), then saved."""
         done = await self._evaluate(record, now, model)
         await self._save(record)
         if done:
             self._announce(record)
+
+    async def record_measurement(
+        self,
+        release: str,
+        place: AnalysisPlace,
+        labels: dict[str, str],
+        question: VerdictQuestion,
+        verdict: Verdict,
+        at: float,
+    ) -> AnalysisRecord:
+        """Keeps a deploy tool's on-demand verdict (an Argo Rollouts measurement, a Flagger check) as its release's
+        analysis of the service: one record per release, service, canary and requester, created completed at the
+        first measurement and holding the latest one after (the verdict the tool acted on last). Its window runs
+        from the first measurement's window start to the latest measurement. Not counted in
+        ``logcanary_analyses_total`` nor notified: the tool that measures decides when a rollout ends."""
+        self._check_environment(place.environment)
+        record = next(
+            (
+                r
+                for r in await self.release(release)
+                if r.measured
+                and r.service == question.service
+                and r.request.canary.deployment == question.canary
+                and r.request.requested_by == place.requested_by
+            ),
+            None,
+        )
+        if record is None:
+            window = question.window or 0.0
+            pulled = question.source
+            spec = AnalysisSpec.model_validate(
+                {
+                    **{name: getattr(place, name) for name in AnalysisPlace.model_fields},
+                    "source": None
+                    if pulled is None
+                    else {
+                        "type": "loki",
+                        "canary_selector": pulled.canary_selector,
+                        "baseline_selector": pulled.baseline_selector,
+                    },
+                    "labels": labels,
+                    "service": question.service,
+                    "canary": {"deployment": question.canary},
+                    "baseline": {"deployment": question.baseline, "history": question.uses_history},
+                    "canary_weight": question.canary_weight,
+                    "duration": max(window, 1.0),
+                    "sensitivity": question.sensitivity or self.config.default_sensitivity,
+                }
+            )
+            record = AnalysisRecord(
+                id=uuid.uuid4().hex,
+                service=question.service,
+                request=spec,
+                status="completed",
+                started_at=at - window,
+                ends_at=at,
+                finished_at=at,
+                measured=True,
+            )
+            self.records[record.id] = record
+        record.verdict = verdict
+        record.ends_at = record.finished_at = max(at, record.ends_at)
+        record.add_risk_sample(at, verdict.risk)
+        await self._save(record)
+        return record
 
     async def cancel(self, record: AnalysisRecord) -> None:
         """Stops a running analysis and removes its gauges; cancelling twice is a no-op.
@@ -201,18 +293,24 @@ class Analyses:
             await self._save(record)
 
     def prune(self, now: float) -> list[str]:
-        """Forgets completed and cancelled analyses that ended over LOGCANARY_RETENTION_ANALYSES_DAYS ago.
+        """Forgets completed and cancelled analyses that ended over LOGCANARY_RETENTION_ANALYSES_DAYS ago, and the
+        oldest-ended past LOGCANARY_RETENTION_ANALYSES_MAX, so the store stays bounded however busy the pipelines.
 
         Returns their ids, for the store to delete. Running analyses are never pruned.
         """
-        if self.retention_days <= 0:
-            return []
-        cutoff = now - self.retention_days * DAY
-        old = [
-            record.id
-            for record in self.records.values()
-            if record.status != "running" and (record.finished_at if record.finished_at is not None else now) < cutoff
-        ]
+        ended = sorted(
+            (record for record in self.records.values() if record.status != "running"),
+            key=lambda r: (r.finished_at if r.finished_at is not None else now, r.id),
+            reverse=True,
+        )
+        old = [record.id for record in ended[self.retention.max_kept :]]
+        if self.retention.days > 0:
+            cutoff = now - self.retention.days * DAY
+            old += [
+                record.id
+                for record in ended[: self.retention.max_kept]
+                if (record.finished_at if record.finished_at is not None else now) < cutoff
+            ]
         for analysis_id in old:
             del self.records[analysis_id]
         return old
@@ -280,7 +378,7 @@ class Analyses:
     def _announce(self, record: AnalysisRecord) -> None:
         """Counts a completed analysis' final verdict and notifies it: once per analysis."""
         if record.verdict is not None:
-            self.gauges.count(record.verdict)
+            self.gauges.count(record.verdict, record.request.environment)
         self.on_end(record)
 
     async def evaluate_running(self) -> None:

@@ -21,6 +21,10 @@ class UnknownAnalysis(NotFound):
     """No such analysis (of that service), or it has published no verdict yet."""
 
 
+class UnknownRelease(NotFound):
+    """No analysis names that release (never started, or all deleted by retention)."""
+
+
 class UnknownTemplate(NotFound):
     """Feedback naming a template id (and no template text) or a deployment the service does not know."""
 
@@ -49,6 +53,10 @@ class BadSource(ValueError):
     def __init__(self, message: str, store_message: str | None = None) -> None:
         super().__init__(message)
         self.store_message = store_message
+
+
+class UnknownEnvironment(ValueError):
+    """An analysis naming an environment outside LOGCANARY_ENVIRONMENTS (422)."""
 
 
 class AnalysisFinished(Exception):

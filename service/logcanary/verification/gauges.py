@@ -5,16 +5,32 @@ so reads cannot move a gate."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
-from logcanary.metrics import VERDICTS, Metrics
+from logcanary.metrics import MAX_ENVIRONMENT_LABELS, NO_ENVIRONMENT, OTHER, VERDICTS, Metrics
 from logcanary.schemas import Verdict
 from logcanary.store.base import AnalysisRecord
 
 
 class AnalysisGauges:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, environments: Sequence[str] = ()) -> None:
         self.metrics = metrics
         self.published: set[str] = set()  # analyses whose series this process holds
+        # The environment label's values: LOGCANARY_ENVIRONMENTS when set (analyses name no other), else the first
+        # MAX_ENVIRONMENT_LABELS seen by this process; the rest count under "(other)".
+        self.environments: set[str] = set(environments)
+        self.fixed = bool(environments)
+
+    def environment_label(self, environment: str | None) -> str:
+        """The bounded ``environment`` label of an analysis' environment."""
+        if environment is None:
+            return NO_ENVIRONMENT
+        if environment in self.environments:
+            return environment
+        if not self.fixed and len(self.environments) < MAX_ENVIRONMENT_LABELS:
+            self.environments.add(environment)
+            return environment
+        return OTHER
 
     @staticmethod
     def _labels(record: AnalysisRecord) -> tuple[str, str, str]:
@@ -39,8 +55,9 @@ class AnalysisGauges:
             with contextlib.suppress(KeyError):  # never published (e.g. completed while the service was down)
                 gauge.remove(*values)
 
-    def count(self, verdict: Verdict) -> None:
-        """Counts a completed analysis' final verdict (never an on-demand one: reads change no metric)."""
-        self.metrics.analyses.labels(verdict.verdict).inc()
+    def count(self, verdict: Verdict, environment: str | None = None) -> None:
+        """Counts a completed analysis' final verdict, by its environment (never an on-demand one: reads change no
+        metric)."""
+        self.metrics.analyses.labels(verdict.verdict, self.environment_label(environment)).inc()
         for anomaly in verdict.anomalies:
             self.metrics.anomalies.labels(anomaly.kind).inc()

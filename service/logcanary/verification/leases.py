@@ -14,7 +14,7 @@ from logcanary.engine.model import ServiceModel
 from logcanary.live.scale_out import ScaleOut
 from logcanary.settings import AnalysisSettings
 from logcanary.store.base import AnalysisRecord, SharedRepository
-from logcanary.verification.analyses import Analyses
+from logcanary.verification.analyses import Analyses, Retention
 from logcanary.verification.errors import UnknownAnalysis
 from logcanary.verification.pulling import Pulls
 from logcanary.verification.rules import Rules
@@ -33,10 +33,10 @@ class LeasedAnalyses(Analyses):
         verdicts: Verdicts,
         rules: Rules,
         config: AnalysisSettings,
-        retention_days: float,
+        retention: Retention,
         pulls: Pulls,
     ) -> None:
-        super().__init__(state, repository, write, verdicts, rules, config, retention_days, pulls)
+        super().__init__(state, repository, write, verdicts, rules, config, retention, pulls)
         self.node = state
         self.shared: SharedRepository = repository
 
@@ -56,6 +56,12 @@ class LeasedAnalyses(Analyses):
             raise UnknownAnalysis(f"no analysis {analysis_id!r}")
         self.records[record.id] = record
         return record
+
+    async def release(self, release: str) -> list[AnalysisRecord]:
+        """The analyses of one release as every replica sees them, read from the store by its release column."""
+        records = await self.write(self.shared.load_release, release)
+        self.records.update((record.id, record) for record in records)
+        return records
 
     async def _created(self, record: AnalysisRecord, model: ServiceModel, now: float) -> None:
         """Evaluated once without gauges, saved, then leased by whichever replica takes it (this one, unless busy

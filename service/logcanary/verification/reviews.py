@@ -13,6 +13,7 @@ from logcanary.live.state import LiveState
 from logcanary.schemas import DeploymentMark, DeploymentMarkIn, Verdict
 from logcanary.verification.analyses import Analyses, question_of
 from logcanary.verification.errors import UnknownAnalysis, UnknownDeployment, UnknownService
+from logcanary.verification.history import AnalysisFilter
 from logcanary.verification.models import (
     AnalysisSummary,
     ClusterInfo,
@@ -163,7 +164,7 @@ class Reviews:
     async def history(self, service: str, limit: int) -> ServiceHistory:
         """The newest ``limit`` analyses of the service, its feedback rules, their newest ``limit`` changes and its
         marks (newest first)."""
-        records = await self.analyses.listed(service)
+        records = await self.analyses.listed(AnalysisFilter(service=service))
         feedback, marks = self.rules.of_service(service)
         changes = await self.rules.changes(service)
         if not (records or feedback or marks or changes) and await self.state.read_service(service) is None:

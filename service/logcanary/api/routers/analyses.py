@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 
 from logcanary.api.auth import Auth, ReadAuth
-from logcanary.api.deps import AnalysesDep, HttpSettingsDep
+from logcanary.api.deps import AnalysesDep, HistoryDep, HttpSettingsDep
 from logcanary.api.errors import responses
 from logcanary.api.flagger import FlaggerWebhook, validated
-from logcanary.schemas import PRIMARY_SUFFIX, AnalysisStatus
-from logcanary.verification.models import AnalysisIn, AnalysisOut
+from logcanary.schemas import PRIMARY_SUFFIX, AnalysisStatus, VerdictName, labels_of
+from logcanary.verification.history import AnalysisFilter, SummaryBy, parse_labels
+from logcanary.verification.models import AnalysesSummary, AnalysisIn, AnalysisOut
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
 
 router = APIRouter(tags=["analyses"])
 
@@ -33,9 +38,10 @@ async def create_analysis(
     404 for a service never seen (as `/v1/verdict`); 429 past `LOGCANARY_MAX_RUNNING_ANALYSES`.
 
     A Flagger `pre-rollout` webhook body starts an analysis of the canary `<name>` against `<name>-primary`
-    (metadata may set `service`, `canary`, `baseline`, `history`, `duration`, `sensitivity`, `fail_fast`, and
-    `source: loki` with `canary_selector`/`baseline_selector` to judge the logs the configured Loki keeps); it
-    replaces a running analysis of the same canary, as a new rollout makes the old one moot."""
+    (metadata may set `service`, `canary`, `baseline`, `history`, `duration`, `sensitivity`, `fail_fast`,
+    `environment`, `release`, `pipeline_url`, `labels` as `k=v,k2=v2`, and `source: loki` with
+    `canary_selector`/`baseline_selector` to judge the logs the configured Loki keeps); it replaces a running
+    analysis of the same canary, as a new rollout makes the old one moot. Its `requested_by` is `flagger`."""
     if isinstance(body, FlaggerWebhook):
         return AnalysisOut.of(await analyses.create(_analysis_from_hook(body), replace=True), http.base_url)
     return AnalysisOut.of(await analyses.create(body), http.base_url)
@@ -53,6 +59,10 @@ def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
         "baseline": baseline,
         **{key: meta[key] for key in ("duration", "sensitivity", "fail_fast") if key in meta},
     }
+    data.update({key: meta[key] for key in ("environment", "release", "pipeline_url") if key in meta})
+    if "labels" in meta:  # Flagger's metadata is strings only: "team=payments,tier=1"
+        data["labels"] = labels_of(meta["labels"])
+    data["requested_by"] = "flagger"
     if "source" in meta:  # the configured log store only: a webhook (unauthenticated) never names a URL
         source = {"type": meta["source"]}
         source.update({key: meta[key] for key in ("canary_selector", "baseline_selector") if key in meta})
@@ -60,20 +70,75 @@ def _analysis_from_hook(hook: FlaggerWebhook) -> AnalysisIn:
     return validated(AnalysisIn, data)
 
 
+def analysis_filter(
+    environment: Annotated[str | None, Query(description="Analyses of this environment.")] = None,
+    service: Annotated[str | None, Query(description="Of this service.")] = None,
+    release: Annotated[str | None, Query(description="Of this release.")] = None,
+    verdict: Annotated[
+        VerdictName | None, Query(description="That published this verdict (current if running).")
+    ] = None,
+    status_: Annotated[AnalysisStatus | None, Query(alias="status")] = None,
+    label: Annotated[list[str], Query(description="key=value, repeatable: every one must match.")] = [],  # noqa: B006
+    since: Annotated[datetime | None, Query(description="Started at or after (RFC 3339).")] = None,
+    until: Annotated[datetime | None, Query(description="Started before (RFC 3339).")] = None,
+) -> AnalysisFilter:
+    """The history filter a list, a summary and the releases list share."""
+    return AnalysisFilter(
+        environment=environment,
+        service=service,
+        release=release,
+        verdict=verdict,
+        status=status_,
+        labels=parse_labels(label),
+        since=since.timestamp() if since else None,
+        until=until.timestamp() if until else None,
+    )
+
+
+FilterDep = Annotated[AnalysisFilter, Depends(analysis_filter)]
+
+
 @router.get(
     "/v1/analyses",
     summary="List analyses",
     response_model=list[AnalysisOut],
-    responses=responses(401, 403),
+    responses=responses(400, 401, 403, 422),
     dependencies=[ReadAuth],
 )
 async def list_analyses(
-    analyses: AnalysesDep,
+    history: HistoryDep,
     http: HttpSettingsDep,
-    service: str | None = None,
-    status_: Annotated[AnalysisStatus | None, Query(alias="status")] = None,
-) -> list[AnalysisOut]:
-    return [AnalysisOut.of(record, http.base_url) for record in await analyses.listed(service, status_)]
+    request: Request,
+    query: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(description="From the Logcanary-Next-Cursor header of the page before.")
+    ] = None,
+) -> Response:
+    """Newest first, `limit` at a time. When more match, the answer's `Logcanary-Next-Cursor` header holds the
+    cursor of the next page, and its `Link` header (rel="next") the next page's URL: an analysis created meanwhile
+    never shifts a page."""
+    body, following = await history.page(query, limit, cursor, http.base_url)
+    response = Response(body, media_type="application/json")
+    if following is not None:
+        response.headers["Logcanary-Next-Cursor"] = following
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=following)}>; rel="next"'
+    return response
+
+
+@router.get(
+    "/v1/analyses/summary",
+    summary="Analyses counted by day, environment or service",
+    response_model=AnalysesSummary,
+    responses=responses(400, 401, 403, 422),
+    dependencies=[ReadAuth],
+)
+async def summarize_analyses(
+    history: HistoryDep, query: FilterDep, by: Annotated[SummaryBy, Query()] = "day"
+) -> Response:
+    """The analyses the filters let through (as `GET /v1/analyses`), counted by the verdict they published, with the
+    success rate of the completed ones, per day (UTC, of their start), environment or service."""
+    return Response(await history.summary(query, by), media_type="application/json")
 
 
 @router.get(

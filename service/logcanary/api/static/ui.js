@@ -232,8 +232,10 @@
       for (const [key, value] of live) query.append(key, value);
     }
     if (state.view === "verdict") for (const id of state.expanded) query.append("expand", id);
+    if (![...query.keys()].length) query.set("view", "verdict"); // a bare ui opens the overview
     history.replaceState(null, "", `${location.pathname}?${query}`);
     const verdictLink = new URLSearchParams(state.analysis ? { analysis: state.analysis } : live);
+    if (![...verdictLink.keys()].length) verdictLink.set("view", "verdict");
     const historyLink = new URLSearchParams([["view", "history"], ...live]);
     if (state.analysis) historyLink.set("analysis", state.analysis);
     $("nav-verdict").setAttribute("href", `ui?${verdictLink}`);
@@ -347,6 +349,14 @@
       el("a", { href: `ui?${live}`, id: "live-link" }, "Compare live"),
       " (the same question over the last 5 minutes).",
     );
+    if (record && record.release) {
+      const release = new URLSearchParams({ view: "release", release: record.release });
+      note.append(
+        ` Part of release `,
+        el("a", { href: `ui?${release}`, id: "release-link" }, record.release),
+        record.environment ? ` in ${record.environment}.` : ".",
+      );
+    }
   }
 
   // -- drops: baseline events the canary stopped logging --------------------------------------------
@@ -975,6 +985,12 @@
           { "data-analysis-id": a.id, "data-verdict": a.verdict || "" },
           el("td", {}, el("a", { href: `ui?${page}`, class: "analysis-link", title: "The verdict this analysis published" }, el("code", {}, a.id.slice(0, 12)))),
           el("td", {}, `${a.canary} vs ${baseline}`),
+          el(
+            "td",
+            { class: "release-cell" },
+            a.release ? el("a", { href: `ui?${new URLSearchParams({ view: "release", release: a.release })}` }, a.release) : "—",
+            a.environment ? ` (${a.environment})` : "",
+          ),
           el("td", {}, when(a.started_at)),
           el("td", {}, a.status),
           el("td", {}, a.verdict ? el("span", { class: `tag tag-verdict-${a.verdict}` }, a.verdict) : "—"),
@@ -983,7 +999,7 @@
         );
       }),
     );
-    if (!data.analyses.length) analyses.append(el("tr", {}, el("td", { colspan: 7, class: "empty" }, "No analysis of this service (POST /v1/analyses starts one).")));
+    if (!data.analyses.length) analyses.append(el("tr", {}, el("td", { colspan: 8, class: "empty" }, "No analysis of this service (POST /v1/analyses starts one).")));
 
     const feedback = $("feedback").querySelector("tbody");
     feedback.replaceChildren(
