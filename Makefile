@@ -30,7 +30,7 @@ install: $(STAMP)
 # The locks again from pyproject.toml (after changing a dependency there; tests/test_lock.py says when): newest
 # versions allowed, every platform and supported Python, with hashes. Review the diff, then `make test`.
 lock: $(STAMP)
-	$(BIN)/python tools/lock.py
+	$(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests bench tools

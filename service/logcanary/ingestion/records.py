@@ -11,9 +11,10 @@ same for a value that is already parsed (an HTTP JSON-array body).
 The hot path is :func:`decode_batch` (and :func:`decode_objects`): a batch of
 records to the values the engine counts (:data:`~logcanary.ingestion.sink.EventValues`).
 A record in the native shape that the model surely accepts as it is costs one
-``orjson.loads`` and the model's rules checked field by field, with no model
-built; every other record goes through :func:`decode_record`, so the shapes,
-rules and rejections below are the same whichever way a record comes in.
+``msgspec`` decode into a typed struct (types and unknown keys checked in C)
+and the model's remaining rules checked field by field, with no model built;
+every other record goes through :func:`decode_record`, so the shapes, rules and
+rejections below are the same whichever way a record comes in.
 
 Shapes understood (field by field in ``docs/shippers.md``):
 
@@ -83,8 +84,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
@@ -393,10 +395,23 @@ def decode_batch(
     out = DecodedBatch() if into is None else into
     events, ends = out.events, out.ends
     first = len(ends)
+    misses = 0  # records the native struct did not take: past a few, the batch is of another shape
     for raw in itertools.islice(raws, first, None):
         if until is not None and len(ends) > first and time.perf_counter() >= until:
             break
         if len(raw) <= max_bytes:
+            if misses < _NATIVE_MISSES:
+                try:
+                    record = _decode_native(raw)
+                except msgspec.MsgspecError:  # another shape, or not JSON: the general path decides
+                    misses += 1
+                else:
+                    if (event := _record_values(record, max_message_bytes)) is not None:
+                        events.append(event)
+                        ends.append(len(events))
+                    else:
+                        out.add(decode_record(raw, max_bytes, default_service, max_message_bytes))
+                    continue
             try:
                 value = orjson.loads(raw)
             except orjson.JSONDecodeError:
@@ -432,8 +447,11 @@ def decode_objects(
 # LogEvent.timestamp's own validator (pydantic's datetime rules: RFC 3339 text, epoch seconds or milliseconds), so
 # the fast path reads a time exactly as the model does; a naive time is UTC (LogEvent._utc).
 _DATETIME: Final = TypeAdapter(datetime)
+# The commonest stamps (``2024-05-01T12:00:00.250Z``, to the nanosecond) read by ``datetime.fromisoformat``: within
+# this shape it reads the instant the model's validator reads (both keep microseconds, truncated), in a fifth of
+# the time (tests/test_records.py checks it on a grid of stamps).
 _RFC3339: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 _RFC3339_MATCH: Final = _RFC3339.fullmatch
 _NATIVE_FIELDS: Final = frozenset(LogEvent.model_fields)
@@ -446,62 +464,129 @@ _NO_IDENTITIES: Final[tuple[str, ...]] = ()
 _ABSENT: Final = object()
 
 
-def _native_values(obj: dict[Any, Any], max_message_bytes: int) -> EventValues | None:
-    """The event of a native record that :class:`LogEvent` surely accepts unchanged, as values; None when the
-    record is another shape, or breaks (or might break) any of the model's rules: then the full path decides.
+class _NativeRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """The native shape as msgspec reads it (in C): :class:`LogEvent`'s fields, each of a type and length the model
+    takes as it is (``timestamp`` any JSON scalar the model may read); any other key, type or length fails the
+    decode, and the record goes the general way. ``attributes`` is only checked to be an object (it is not
+    counted)."""
 
-    The same rules as the model: only its fields (``extra="forbid"``), ``timestamp``, ``service``, ``deployment``
-    and ``message`` present; names by :data:`NAME_PATTERN` (matched whole), 1-253 characters, no '.' or '..'
-    segment; ``host`` at most 256 and ``level`` at most 32 characters; ``message`` not empty (and short enough
-    that no truncation applies); ``attributes`` an object; ``identities`` a list of at most 16 names; the time by
-    the model's own validator. Only ``str`` values are taken as text (pydantic's lax rules are left to it).
+    service: str
+    deployment: str
+    message: Annotated[str, msgspec.Meta(min_length=1)]
+    timestamp: str | int | float
+    host: Annotated[str, msgspec.Meta(max_length=_HOST_MAX)] = "unknown"
+    level: Annotated[str, msgspec.Meta(max_length=_LEVEL_MAX)] = "info"
+    identities: Annotated[list[str], msgspec.Meta(max_length=_MAX_IDENTITIES)] | msgspec.UnsetType = msgspec.UNSET
+    attributes: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+_decode_native: Final = msgspec.json.Decoder(_NativeRecord).decode
+_NATIVE_MISSES: Final = 8  # decodes a batch tries before it takes its records as another shape
+_INT64: Final = range(-(2**63), 2**64)  # integers orjson reads exactly (past them it reads floats)
+
+
+def _native_values(obj: dict[Any, Any], max_message_bytes: int) -> EventValues | None:
+    """The event of a native record (parsed) that :class:`LogEvent` surely accepts unchanged, as values; None when
+    the record is another shape, or breaks (or might break) any of the model's rules: then the full path decides.
+
+    Only the model's fields (``extra="forbid"``), ``timestamp``, ``service``, ``deployment`` and ``message``
+    present, ``attributes`` an object; the rest as :func:`_checked` says.
     """
     if not obj.keys() <= _NATIVE_FIELDS:
         return None
     get = obj.get
-    service = get("service")
-    deployment = get("deployment")
+    attributes = get("attributes", _ABSENT)
+    if attributes is not _ABSENT and type(attributes) is not dict:
+        return None
+    identities: Any = get("identities", _ABSENT)
+    return _checked(
+        get("service"),
+        get("deployment"),
+        get("message"),
+        get("timestamp"),
+        get("host", "unknown"),
+        get("level", "info"),
+        _NO_IDENTITIES if identities is _ABSENT else identities,
+        max_message_bytes,
+    )
+
+
+def _record_values(record: _NativeRecord, max_message_bytes: int) -> EventValues | None:
+    """:func:`_checked` for a record msgspec decoded, whose types and lengths it checked already."""
+    service, deployment, message = record.service, record.deployment, record.message
+    names = _NAMES_SEEN
+    if (service not in names and not _is_name(service)) or (deployment not in names and not _is_name(deployment)):
+        return None
+    if len(message) > max_message_bytes // 4:
+        return None
+    identities: Sequence[str] = _NO_IDENTITIES
+    if not isinstance(record.identities, msgspec.UnsetType):
+        if not all(map(_is_name, record.identities)):
+            return None
+        identities = record.identities
+    if (when := _seconds(record.timestamp)) is None:
+        return None
+    return service, deployment, message, when, record.host, record.level, identities
+
+
+def _checked(
+    service: Any,
+    deployment: Any,
+    message: Any,
+    stamp: Any,
+    host: Any,
+    level: Any,
+    identities: Any,
+    max_message_bytes: int,
+) -> EventValues | None:
+    """A native event's fields as values when :class:`LogEvent` surely accepts them unchanged; else None.
+
+    The same rules as the model: names by :data:`NAME_PATTERN` (matched whole), 1-253 characters, no '.' or '..'
+    segment; ``host`` at most 256 and ``level`` at most 32 characters; ``message`` not empty (and short enough
+    that no truncation applies); ``identities`` a list of at most 16 names; the time by the model's own
+    validator. Only ``str`` values are taken as text (pydantic's lax rules are left to it).
+    """
     names = _NAMES_SEEN  # the names met so far (a dict lookup instead of the pattern)
     if type(service) is not str or (service not in names and not _is_name(service)):
         return None
     if type(deployment) is not str or (deployment not in names and not _is_name(deployment)):
         return None
-    message = get("message")
     if type(message) is not str or not message or len(message) > max_message_bytes // 4:
         return None
-    host = get("host", "unknown")
-    level = get("level", "info")
     if type(host) is not str or len(host) > _HOST_MAX or type(level) is not str or len(level) > _LEVEL_MAX:
         return None
-    identities: Any = get("identities", _ABSENT)
-    if identities is _ABSENT:
-        identities = _NO_IDENTITIES
-    elif type(identities) is not list or len(identities) > _MAX_IDENTITIES or not all(map(_is_name, identities)):
+    if identities is not _NO_IDENTITIES and (
+        type(identities) is not list or len(identities) > _MAX_IDENTITIES or not all(map(_is_name, identities))
+    ):
         return None
-    attributes = get("attributes", _ABSENT)
-    if attributes is not _ABSENT and type(attributes) is not dict:
+    if (when := _seconds(stamp)) is None:
         return None
-    stamp = get("timestamp")
-    if stamp is None:
-        return None
-    when = _rfc3339(stamp) if type(stamp) is str and _RFC3339_MATCH(stamp) is not None else None
-    if when is None:
-        try:
-            when = _DATETIME.validate_python(stamp)
-        except ValidationError:
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    return service, deployment, message, when.timestamp(), host, level, identities
+    return service, deployment, message, when, host, level, identities
 
 
-def _rfc3339(stamp: str) -> datetime | None:
-    """The time of the commonest stamp, ``2024-05-01T12:00:00.250Z`` (to the microsecond, with a zone), read by
-    ``datetime.fromisoformat``: within :data:`_RFC3339` (the caller matched it) it reads exactly the instant the
-    model's validator reads (tests/test_records.py checks it), in a third of the time; None when out of range."""
+def _seconds(stamp: Any) -> float | None:
+    """The epoch seconds of a native ``timestamp`` as the model's own validator reads it; None when it might not."""
+    if type(stamp) is str and (seconds := _stamp_seconds(stamp)) is not None:
+        return seconds
+    if stamp is None or (type(stamp) is int and stamp not in _INT64):
+        return None
     try:
-        return datetime.fromisoformat(stamp)
-    except ValueError:  # a day or an hour out of range: the validator says why
+        when = _DATETIME.validate_python(stamp)
+    except ValidationError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _stamp_seconds(stamp: str) -> float | None:
+    """An RFC 3339 stamp's epoch seconds, as the model's validator reads it; None for any other text (the validator
+    then decides) or a day or an hour out of range."""
+    if _RFC3339_MATCH(stamp) is None:
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
         return None
 
 
