@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,7 @@ def main() -> int:
     parser.add_argument("--budget", type=int, default=DEFAULT_CAPS.memory_budget_bytes)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    attacks = {
+    attacks: dict[str, Callable[[], dict[str, Any]]] = {
         "huge": lambda: attack("huge: unique 65,000-byte messages", huge_messages(args.messages), 100, args.budget),
         "services": lambda: attack(
             "services: one-event services", one_event_services(args.services), 10_000, args.budget
