@@ -112,6 +112,7 @@ def check(run: Run, budget: int, capsys: pytest.CaptureFixture[str], label: str)
     assert run.estimate <= budget
     assert run.live_peak <= budget + OVERHEAD_BYTES
     assert run.restart_peak <= budget + OVERHEAD_BYTES
+    assert run.restart_peak <= run.live_peak  # a restore never needs more than running with the state did
     assert run.restarted_events == run.events
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from logcanary.engine.model import Engine
 from logcanary.store.codec import Restored, StoredState, restore
 
-SERVICES_PER_BATCH = 20  # at most 20 services' rows in memory beside the engine (each at most a few MiB)
+SERVICES_PER_BATCH = 5  # at most 5 services' rows (and their decoded JSON) in memory beside the engine
 
 
 def batches(names: Sequence[str], size: int = SERVICES_PER_BATCH) -> Iterator[list[str]]:
