@@ -73,11 +73,6 @@ BUCKET_BYTES = 100  # a 10-second bucket's entry in a template's stats
 _LIST_SLOT = 8
 
 
-def text_bytes(text: str) -> int:
-    """What a string costs (constant time)."""
-    return sys.getsizeof(text)
-
-
 def template_bytes(template: Template) -> int:
     """A new template in its miner (group included: most templates found their group) and its token strings."""
     tokens = template.tokens
