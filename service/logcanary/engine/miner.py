@@ -525,20 +525,27 @@ class TemplateMiner:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], **options: Any) -> TemplateMiner:
-        """A miner that continues where the one that produced ``state`` stopped."""
+        """A miner that continues where the one that produced ``state`` stopped.
+
+        A token is one string however often it occurs (in a group, its templates, its values), as in the miner
+        that learnt it: decoded JSON has a string per occurrence, which took a restored miner half again as much
+        memory as the live one (bench/RESULTS.md)."""
         miner = cls(**options)
         miner.overflow = int(state.get("overflow", 0))
+        strings: dict[str, str] = {}
+        share = strings.setdefault
         for data in state["groups"]:
             group = _Group(
-                tokens=list(data["tokens"]),
+                tokens=[share(token, token) for token in data["tokens"]],
                 signature=data["signature"],
                 variable=set(data["variable"]),
-                values={int(index): set(seen) for index, seen in data["values"].items()},
+                values={int(index): {share(value, value) for value in seen} for index, seen in data["values"].items()},
             )
             miner._buckets.setdefault((group.signature, len(group.tokens), _route(group.tokens)), []).append(group)
             miner.bytes += VALUE_BYTES * sum(map(len, group.values.values()))
             for entry in data["templates"]:
-                template = Template(tokens=list(entry["tokens"]), signature=group.signature, size=entry["size"])
+                tokens = [share(token, token) for token in entry["tokens"]]
+                template = Template(tokens=tokens, signature=group.signature, size=entry["size"])
                 template.aliases = list(entry["aliases"])
                 miner._register(group, template)
                 miner.bytes += template_bytes(template)
