@@ -39,7 +39,8 @@ from logcanary.common.text import truncate_bytes
 
 if TYPE_CHECKING:
     from logcanary.engine.miner import Template
-    from logcanary.engine.model import DeploymentModel, Engine, ServiceModel, TemplateStats
+    from logcanary.engine.model import DeploymentModel, Engine, ServiceModel
+    from logcanary.engine.stats import TemplateStats
 
 
 # What the process holds beside the engine's state: the interpreter and libraries (about 90 MiB idle), the masking
