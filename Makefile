@@ -114,8 +114,9 @@ unit: $(STAMP) browser rsyslog prometheus nginx contracts chart-tools
 test: lint typecheck unit
 
 # The long fault-injection runs (pytest marker `chaos`, deselected by `make test`): 10 fresh starts, 10 SIGKILLs,
-# a 65 s broker pause, and 3 scale-out replicas taking 300,000 unkeyed events through 10 SIGKILLs
-# (tests/test_scale_out.py); real broker, real `logcanary serve` processes. Each test prints its figures.
+# a 65 s broker pause, 3 scale-out replicas taking 300,000 unkeyed events through 10 SIGKILLs
+# (tests/test_scale_out.py), and 100,000 hostile events across 1,000 services under the default memory budget
+# (tests/test_memory_service.py); real broker, real `logcanary serve` processes. Each test prints its figures.
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos
 

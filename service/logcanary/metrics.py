@@ -11,9 +11,10 @@ import heapq
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from logcanary.engine.memory import ACTIONS
 from logcanary.engine.model import Engine
 
 ANALYSIS_LABELS = ["service", "canary", "analysis"]
@@ -41,7 +42,7 @@ class _EngineCollector(Collector):
         self._max_services = max_services
         self._max_deployments = max_deployments
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         templates = GaugeMetricFamily("logcanary_templates", "Live templates per service.", labels=["service"])
         clusters = GaugeMetricFamily(
             "logcanary_clusters", "River clusters per deployment.", labels=["service", "deployment"]
@@ -87,6 +88,28 @@ class _EngineCollector(Collector):
         yield templates
         yield clusters
         yield events
+        yield from self._memory()
+
+    def _memory(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """The engine's memory budget, its estimate, and what the budget made it give up (by action)."""
+        memory = self._engine().memory
+        yield GaugeMetricFamily(
+            "logcanary_memory_budget_bytes", "LOGCANARY_MEMORY_BUDGET_BYTES.", value=memory.limit_bytes
+        )
+        yield GaugeMetricFamily(
+            "logcanary_memory_estimated_bytes",
+            "The engine's state as estimated (templates, examples, counts, river); near the budget it degrades.",
+            value=memory.used_bytes,
+        )
+        degradations = CounterMetricFamily(
+            "logcanary_memory_degradations",
+            "What the memory budget made the engine give up, by action (examples, deployments, templates, "
+            "summaries, evictions): services or deployments degraded.",
+            labels=["action"],
+        )
+        for action in ACTIONS:
+            degradations.add_metric([action], memory.degradations[action])
+        yield degradations
 
 
 class Metrics:

@@ -347,6 +347,12 @@ class Verdict(BaseModel):
         default_factory=list, description="Canary events that baseline events log in other spelling: known, not new."
     )
     suppressed: list[Suppressed] = Field(default_factory=list)
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="What the memory budget (LOGCANARY_MEMORY_BUDGET_BYTES) took from the service or the deployments "
+        "compared, one sentence each: examples shortened, deployments summarised or dropped, new event types counted "
+        "as other. Empty when nothing was: the verdict saw all the detail there was.",
+    )
     thresholds: Thresholds
     source: VerdictSource | None = Field(
         None, description="The log store the events were pulled from; null when they were sent to logcanary."

@@ -341,6 +341,12 @@ class LimitSettings(BaseModel):
         ge=1,
         description="Services held at most; past it the least recently seen is dropped whole (and stored).",
     )
+    memory_budget_bytes: int = Field(
+        DEFAULT_CAPS.memory_budget_bytes,
+        ge=16 * 1024 * 1024,
+        description="The engine's state at most, estimated (templates, examples, counts, the miners' caches); near "
+        "it the engine degrades in a fixed order, counted and named on the verdicts affected (README: Engine memory).",
+    )
     mask_patterns: Annotated[list[str], NoDecode] = Field(
         [],
         description="Extra regular expressions to mask, separated by ';;': each runs on one whitespace-separated "
@@ -390,6 +396,7 @@ class LimitSettings(BaseModel):
             max_clusters_per_deployment=self.max_clusters_per_deployment,
             max_deployments_per_service=self.max_deployments_per_service,
             max_services=self.max_services,
+            memory_budget_bytes=self.memory_budget_bytes,
         )
 
 

@@ -58,6 +58,7 @@ from logcanary.analysis.variability import (
 )
 from logcanary.common.times import utc
 from logcanary.engine.clustering import Cluster, template_terms
+from logcanary.engine.memory import degraded
 from logcanary.engine.miner import OTHER, Template
 from logcanary.engine.model import (
     BUCKET_SECONDS,
@@ -299,6 +300,7 @@ def judge(
             anomalies=[],
             anomaly_count=0,
             vanished=_vanished(canary_side, base),
+            degraded=degraded(service, [canary_model, *(service.deployments[n] for n in used_control + used_history)]),
             thresholds=limits,
         )
 

@@ -18,6 +18,9 @@ class Caps:
     max_clusters_per_deployment: int = 2_000  # river clusters of one deployment
     max_deployments_per_service: int = 50  # past it the least recently seen deployment is dropped
     max_services: int = 1_000  # past it the least recently seen service is dropped whole
+    # All of it, estimated (logcanary.engine.memory): past it the engine degrades, in a fixed order. 256 MiB: with
+    # the process' own overhead it fits the chart's memory request (512Mi), under its limit (2Gi).
+    memory_budget_bytes: int = 256 * 1024 * 1024
 
 
 DEFAULT_CAPS = Caps()

@@ -23,6 +23,7 @@ from river.cluster import TextClust
 
 from logcanary.engine.caps import DEFAULT_CAPS
 from logcanary.engine.masking import WILDCARD
+from logcanary.engine.memory import RIVER_BYTES, RIVER_MODEL_BYTES, RIVER_TERM_BYTES
 from logcanary.engine.miner import Template
 
 DEFAULT_RADIUS = 0.3  # TextClust's tf-idf cosine distance under which a template joins a cluster
@@ -101,6 +102,7 @@ class TemplateClusterer:
         self.other = Cluster(None)
         self._models: dict[str, TextClust] = {}
         self._of_template: dict[Template, Cluster] = {}
+        self.bytes = 0  # estimated memory of what it learnt (logcanary.engine.memory)
 
     def __len__(self) -> int:
         return len(self.clusters)
@@ -110,6 +112,7 @@ class TemplateClusterer:
         if model is None:
             # No fading and no automatic merging: a cluster must not vanish or change
             # members behind the analysis' back while a canary is being judged.
+            self.bytes += RIVER_MODEL_BYTES
             model = self._models[shard] = TextClust(  # type: ignore[no-untyped-call]
                 radius=self.radius,
                 fading_factor=1e-9,
@@ -143,6 +146,7 @@ class TemplateClusterer:
                 cluster = self.clusters.get((shard, key)) or self.clusters.setdefault((shard, key), Cluster(template))
         cluster.add(template, terms)
         self._of_template[template] = cluster
+        self.bytes += RIVER_BYTES + RIVER_TERM_BYTES * len(terms)
         return cluster
 
     def all(self) -> list[Cluster]:

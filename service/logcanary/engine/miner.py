@@ -35,6 +35,7 @@ from typing import Any
 
 from logcanary.engine.caps import DEFAULT_CAPS
 from logcanary.engine.masking import MAX_MASKED_TOKEN_CHARS, WILDCARD, Masker, shape_of
+from logcanary.engine.memory import VALUE_BYTES, template_bytes
 from logcanary.engine.stacktrace import VIEW_CHARS, parse_stack_trace
 
 OTHER_ID = "other"
@@ -244,6 +245,8 @@ class TemplateMiner:
         self.overflow = 0  # messages that found no template once the cap was reached
         self.version = 0  # bumped whenever the miner may have learnt something (for checkpoints)
         self.renamed = 0  # bumped whenever templates get new ids or merge (their service then folds its stats)
+        self.bytes = 0  # estimated memory of its templates and groups (logcanary.engine.memory), caches apart
+        self.closed = False  # no new event type (the memory budget is full): a message no template takes is other
         self._by_id: dict[str, Template] = {}  # every id ever given, live or former
         self._exact: dict[tuple[str, tuple[str, ...]], Template] = {}
         # Message *shape* (every digit read as 1) -> template: most messages differ from one seen
@@ -368,6 +371,9 @@ class TemplateMiner:
     def _learn(self, signature: str, tokens: list[str]) -> Template:
         self.version += 1
         group = self._best(signature, tokens)
+        if self.closed:  # learns nothing: an event type it knows, or other
+            known = None if group is None else group.templates.get(tuple(self._template_tokens(group, tokens)))
+            return OTHER if known is None else known.resolve()
         if group is None:
             if len(self.templates) >= self.max_templates:
                 return OTHER  # no new group either: past the cap nothing may grow
@@ -388,6 +394,7 @@ class TemplateMiner:
                 return OTHER
             template = Template(tokens=template_tokens, signature=signature)
             self._register(group, template)
+            self.bytes += template_bytes(template)
         return template
 
     def _register(self, group: _Group, template: Template) -> None:
@@ -405,9 +412,12 @@ class TemplateMiner:
             if mine not in (theirs, WILDCARD):
                 group.values[index] = {mine}
                 group.tokens[index] = WILDCARD
+                self.bytes += VALUE_BYTES
         newly_variable = []
         for index, seen in group.values.items():
-            seen.add(tokens[index])
+            if tokens[index] not in seen:
+                seen.add(tokens[index])
+                self.bytes += VALUE_BYTES
             if len(seen) < self.variable_after:
                 continue
             if len(seen) < _COVARYING_VARIABLE_AFTER * self.variable_after and self._covaries(group, index, tokens):
@@ -515,21 +525,30 @@ class TemplateMiner:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], **options: Any) -> TemplateMiner:
-        """A miner that continues where the one that produced ``state`` stopped."""
+        """A miner that continues where the one that produced ``state`` stopped.
+
+        A token is one string however often it occurs (in a group, its templates, its values), as in the miner
+        that learnt it: decoded JSON has a string per occurrence, which took a restored miner half again as much
+        memory as the live one (bench/RESULTS.md)."""
         miner = cls(**options)
         miner.overflow = int(state.get("overflow", 0))
+        strings: dict[str, str] = {}
+        share = strings.setdefault
         for data in state["groups"]:
             group = _Group(
-                tokens=list(data["tokens"]),
+                tokens=[share(token, token) for token in data["tokens"]],
                 signature=data["signature"],
                 variable=set(data["variable"]),
-                values={int(index): set(seen) for index, seen in data["values"].items()},
+                values={int(index): {share(value, value) for value in seen} for index, seen in data["values"].items()},
             )
             miner._buckets.setdefault((group.signature, len(group.tokens), _route(group.tokens)), []).append(group)
+            miner.bytes += VALUE_BYTES * sum(map(len, group.values.values()))
             for entry in data["templates"]:
-                template = Template(tokens=list(entry["tokens"]), signature=group.signature, size=entry["size"])
+                tokens = [share(token, token) for token in entry["tokens"]]
+                template = Template(tokens=tokens, signature=group.signature, size=entry["size"])
                 template.aliases = list(entry["aliases"])
                 miner._register(group, template)
+                miner.bytes += template_bytes(template)
                 for alias in template.aliases:
                     miner._by_id[alias] = template
         return miner

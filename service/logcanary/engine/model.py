@@ -7,7 +7,8 @@ buckets per template all have caps, and whatever does not fit is counted in an
 explicit *other* bucket, never lost and never unbounded. Nothing grows with a
 message's length either: an example keeps ``MAX_EXAMPLE_BYTES`` of it, a
 template its head (``logcanary.engine.miner.bound_tokens``), river a bounded bag
-of its words (``logcanary.engine.clustering.MAX_TERMS``).
+of its words (``logcanary.engine.clustering.MAX_TERMS``). What the caps allow still multiplies, so the whole is
+also held to one byte budget, estimated as state grows (:mod:`logcanary.engine.memory`).
 """
 
 from __future__ import annotations
@@ -15,120 +16,62 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from logcanary.common.text import truncate_bytes
 from logcanary.engine.caps import DEFAULT_CAPS, Caps
 from logcanary.engine.clustering import Cluster, TemplateClusterer
 from logcanary.engine.masking import Masker
-from logcanary.engine.miner import OTHER, Template, TemplateMiner
+from logcanary.engine.memory import (
+    CACHE_SHARE,
+    DEPLOYMENT_BYTES,
+    NEW_STATS_BYTES,
+    SERVICE_BYTES,
+    MemoryBudget,
+    stats_bytes,
+)
+from logcanary.engine.miner import OTHER, CacheBudget, Template, TemplateMiner
+from logcanary.engine.stats import (
+    BUCKET_SECONDS,
+    MAX_BUCKETS,
+    MAX_EXAMPLE_BYTES,
+    MAX_EXAMPLES,
+    MAX_HOSTS,
+    SEVERITY_NAMES,
+    TemplateStats,
+    clip_example,
+    severity,
+)
 from logcanary.schemas import PRIMARY_SUFFIX
 
-BUCKET_SECONDS = 10
-MAX_EXAMPLES = 5
-MAX_EXAMPLE_BYTES = 4096  # an example keeps this head of a longer message (UTF-8), marked truncated
-_SURELY_SHORT = MAX_EXAMPLE_BYTES // 4  # characters: a UTF-8 character is at most 4 bytes
-MAX_HOSTS = 64
-MAX_BUCKETS = 720  # two hours of 10-second buckets per template and deployment: enough for any window
+__all__ = [  # the stats' names, where they were before they had a module of their own
+    "BUCKET_SECONDS",
+    "MAX_BUCKETS",
+    "MAX_EXAMPLES",
+    "MAX_EXAMPLE_BYTES",
+    "MAX_HOSTS",
+    "MAX_IDENTITIES",
+    "SEVERITY_NAMES",
+    "DeploymentModel",
+    "Engine",
+    "ServiceModel",
+    "TemplateStats",
+    "clip_example",
+    "severity",
+]
+
 MAX_IDENTITIES = 16  # other names per deployment (labels, hashes): a few per release, the newest kept
-
-_SEVERITY = {
-    "trace": 0, "debug": 0, "fine": 0, "finer": 0, "finest": 0,
-    "info": 1, "information": 1, "notice": 1, "": 1,
-    "warn": 2, "warning": 2,
-    "error": 3, "err": 3, "severe": 3, "exception": 3,
-    "fatal": 4, "critical": 4, "crit": 4, "alert": 4, "emerg": 4, "emergency": 4, "panic": 4,
-}  # fmt: skip
-SEVERITY_NAMES = ("debug", "info", "warn", "error", "fatal")
-_SEVERITY_SEEN: dict[str, int] = {}
-
-
-def clip_example(message: str) -> str:
-    """The message as an example keeps it: whole, or its first ``MAX_EXAMPLE_BYTES`` (UTF-8) followed by
-    `` …[truncated N bytes]``, the marker ingestion uses for messages past LOGCANARY_MAX_MESSAGE_BYTES. N counts
-    from the original message: a message ingestion already cut adds the bytes its marker says were dropped."""
-    return truncate_bytes(message, MAX_EXAMPLE_BYTES, recut=True)[0]
-
-
-def severity(level: str) -> int:
-    """0 debug, 1 info, 2 warn, 3 error, 4 fatal; unknown levels count as info."""
-    rank = _SEVERITY_SEEN.get(level)
-    if rank is None:
-        rank = _SEVERITY.get(level.strip().lower(), 1)
-        if len(_SEVERITY_SEEN) < 1024:  # level spellings are few; a flood of junk levels is not cached
-            _SEVERITY_SEEN[level] = rank
-    return rank
-
-
-@dataclass(slots=True)
-class TemplateStats:
-    """How often one template occurred in one deployment, when, where, and how it looked."""
-
-    count: int = 0
-    first_seen: float = float("inf")
-    last_seen: float = float("-inf")
-    max_severity: int = 0
-    hosts: dict[str, int] = field(default_factory=dict)
-    other_hosts: int = 0  # occurrences on hosts beyond MAX_HOSTS
-    examples: list[str] = field(default_factory=list)
-    buckets: dict[int, int] = field(default_factory=dict)  # bucket start (epoch s) -> count
-
-    def add(self, timestamp: float, host: str, level: int, message: str) -> None:
-        self.count += 1
-        # Comparisons, not min()/max(): this runs once per event.
-        if timestamp < self.first_seen:
-            self.first_seen = timestamp
-        if timestamp > self.last_seen:
-            self.last_seen = timestamp
-        if level > self.max_severity:
-            self.max_severity = level
-        hosts = self.hosts
-        if host in hosts:
-            hosts[host] += 1
-        elif len(hosts) < MAX_HOSTS:
-            hosts[host] = 1
-        else:
-            self.other_hosts += 1
-        if len(self.examples) < MAX_EXAMPLES and message not in self.examples:
-            example = message if len(message) <= _SURELY_SHORT else clip_example(message)
-            if example not in self.examples:
-                self.examples.append(example)
-        bucket = int(timestamp // BUCKET_SECONDS) * BUCKET_SECONDS
-        buckets = self.buckets
-        buckets[bucket] = buckets.get(bucket, 0) + 1
-        if len(buckets) > MAX_BUCKETS:
-            del buckets[min(buckets)]
-
-    def merge(self, other: TemplateStats) -> None:
-        """Folds another template's stats into this one (used when templates merge)."""
-        self.count += other.count
-        self.first_seen = min(self.first_seen, other.first_seen)
-        self.last_seen = max(self.last_seen, other.last_seen)
-        self.max_severity = max(self.max_severity, other.max_severity)
-        for host, n in other.hosts.items():
-            if host in self.hosts or len(self.hosts) < MAX_HOSTS:
-                self.hosts[host] = self.hosts.get(host, 0) + n
-            else:
-                self.other_hosts += n
-        self.other_hosts += other.other_hosts
-        for example in other.examples:
-            if len(self.examples) < MAX_EXAMPLES and example not in self.examples:
-                self.examples.append(example)
-        for bucket, n in other.buckets.items():
-            self.buckets[bucket] = self.buckets.get(bucket, 0) + n
-
-    def count_between(self, start: float, end: float) -> int:
-        """Occurrences in the buckets that overlap [start, end): exact to a bucket (10 s)."""
-        if start <= self.first_seen and self.last_seen < end:
-            return self.count
-        first_bucket = start - BUCKET_SECONDS
-        return sum(n for bucket, n in self.buckets.items() if first_bucket < bucket < end)
 
 
 class DeploymentModel:
     """The templates and clusters one deployment (version) of a service produced."""
 
-    def __init__(self, service: str, deployment: str, max_templates: int, clusterer: TemplateClusterer) -> None:
+    def __init__(
+        self,
+        service: str,
+        deployment: str,
+        max_templates: int,
+        clusterer: TemplateClusterer,
+        memory: MemoryBudget | None = None,
+    ) -> None:
         self.service = service
         self.deployment = deployment
         self.max_templates = max_templates
@@ -139,6 +82,10 @@ class DeploymentModel:
         self.first_seen = float("inf")
         self.last_seen = float("-inf")
         self.identities: dict[str, None] = {}  # other names its records carried, oldest first (an ordered set)
+        self.memory = MemoryBudget(0) if memory is None else memory  # the engine's (what it may still add)
+        self.bytes = DEPLOYMENT_BYTES  # its estimated memory (logcanary.engine.memory)
+        self.closed = False  # its service learns no new event type (memory budget): new ones here count as other
+        self.summarised = False  # its per-template counts were folded into other (memory budget)
 
     def add_identity(self, name: str) -> None:
         """Remembers another name of this deployment; past the cap the oldest is forgotten (recent ones matter)."""
@@ -148,30 +95,42 @@ class DeploymentModel:
             del self.identities[next(iter(self.identities))]
         self.identities[name] = None
 
-    def observe(self, template: Template, timestamp: float, host: str, level: int, message: str) -> None:
+    def observe(self, template: Template, timestamp: float, host: str, level: int, message: str) -> int:
+        """Counts one event; returns the bytes this deployment grew by (mostly 0)."""
         self.events += 1
         if timestamp < self.first_seen:
             self.first_seen = timestamp
         if timestamp > self.last_seen:
             self.last_seen = timestamp
+        short = self.memory.short_examples
         stats = self.stats.get(template)
         if stats is None:
-            if template is OTHER or len(self.stats) >= self.max_templates:
-                self.other.add(timestamp, host, level, message)
-                return
+            if template is OTHER or self.closed or len(self.stats) >= self.max_templates:
+                grown = self.other.add(timestamp, host, level, message, short)
+                self.bytes += grown
+                return grown
             stats = self.stats[template] = TemplateStats()
+            learnt = self.clusterer.bytes
             self.clusterer.cluster_of(template)  # river learns once per new template, off the per-event path
-        stats.add(timestamp, host, level, message)
+            grown = NEW_STATS_BYTES + self.clusterer.bytes - learnt + stats.add(timestamp, host, level, message, short)
+            self.bytes += grown
+            return grown
+        grown = stats.add(timestamp, host, level, message, short)
+        if grown:
+            self.bytes += grown
+        return grown
 
     def templates(self) -> dict[Template, TemplateStats]:
         """Live templates with their stats. Reading never changes the model (verdicts read it from worker
         threads): merged templates are folded when the merge happens (:meth:`ServiceModel.fold`)."""
         return self.stats
 
-    def fold(self) -> None:
-        """Folds the stats of templates merged into others into the live ones (a writer's job)."""
+    def fold(self) -> int:
+        """Folds the stats of templates merged into others into the live ones (a writer's job); returns the bytes
+        river's relearning added (the folded stats are left counted: merging only ever frees)."""
         if all(template.merged_into is None for template in self.stats):
-            return
+            return 0
+        learnt = self.clusterer.bytes
         folded: dict[Template, TemplateStats] = {}
         for template, stats in self.stats.items():
             live = template.resolve()
@@ -186,6 +145,24 @@ class DeploymentModel:
         for template in folded:
             self.clusterer.cluster_of(template)  # learnt now, so reads find every live template's cluster
         self.stats = folded
+        grown = self.clusterer.bytes - learnt
+        self.bytes += grown
+        return grown
+
+    def summarise(self) -> int:
+        """Folds every template's counts into ``other`` and forgets the templates and clusters (the memory budget's
+        second step): totals stay exact, event types are lost. Returns the bytes freed."""
+        for stats in self.stats.values():
+            self.other.merge(stats)
+        buckets = self.other.buckets
+        if len(buckets) > MAX_BUCKETS:
+            self.other.buckets = dict(sorted(buckets.items())[-MAX_BUCKETS:])
+        self.stats = {}
+        self.clusterer = TemplateClusterer(radius=self.clusterer.radius, max_clusters=self.clusterer.max_clusters)
+        self.summarised = self.closed = True
+        before = self.bytes
+        self.bytes = DEPLOYMENT_BYTES + stats_bytes(self.other)
+        return before - self.bytes
 
     def cluster_of(self, template: Template) -> Cluster:
         """The river cluster of a live template in this deployment."""
@@ -198,16 +175,26 @@ class ServiceModel:
     def __init__(self, name: str, engine: Engine) -> None:
         self.name = name
         self._engine = engine
-        self.miner = TemplateMiner(Masker(engine.extra_patterns), max_templates=engine.max_templates_per_service)
+        self.miner = TemplateMiner(
+            Masker(engine.extra_patterns),
+            max_templates=engine.max_templates_per_service,
+            cache_budget=engine.cache_budget,
+        )
         self.deployments: dict[str, DeploymentModel] = {}
         self.serial = next(_SERIALS)  # tells this model from an evicted one of the same name
         self.folded = 0  # the miner's ``renamed`` when the deployments were last folded
+        self.degraded: set[str] = set()  # what the memory budget took from it (logcanary.engine.memory.ACTIONS)
 
-    def fold(self) -> None:
-        """Folds every deployment's merged templates (after the miner merged some: see Engine.observe)."""
+    def fold(self) -> int:
+        """Folds every deployment's merged templates (after the miner merged some: see Engine.observe); returns the
+        bytes river's relearning added."""
         self.folded = self.miner.renamed
-        for model in self.deployments.values():
-            model.fold()
+        return sum(model.fold() for model in self.deployments.values())
+
+    @property
+    def bytes(self) -> int:
+        """Its estimated memory: the model, its miner and its deployments (logcanary.engine.memory)."""
+        return SERVICE_BYTES + self.miner.bytes + sum(d.bytes for d in self.deployments.values())
 
     @property
     def last_seen(self) -> float:
@@ -226,6 +213,8 @@ class ServiceModel:
                 oldest = min(self.deployments.values(), key=lambda d: d.last_seen)
                 self._engine.evict(self.name, oldest.deployment)
             found = self.deployments[name] = self.peek_deployment(name)
+            found.closed = self.miner.closed
+            self._engine.memory.add(found.bytes)
         return found
 
     def peek_deployment(self, name: str) -> DeploymentModel:
@@ -233,7 +222,9 @@ class ServiceModel:
         found = self.deployments.get(name)
         if found is None:
             clusterer = TemplateClusterer(max_clusters=self._engine.max_clusters_per_deployment)
-            found = DeploymentModel(self.name, name, self._engine.max_templates_per_deployment, clusterer)
+            found = DeploymentModel(
+                self.name, name, self._engine.max_templates_per_deployment, clusterer, self._engine.memory
+            )
         return found
 
     def resolve(self, name: str) -> str | None:
@@ -269,6 +260,8 @@ class Engine:
         self.max_templates_per_deployment = caps.max_templates_per_deployment
         self.max_clusters_per_deployment = caps.max_clusters_per_deployment
         self.max_deployments_per_service = caps.max_deployments_per_service
+        self.memory = MemoryBudget(caps.memory_budget_bytes)
+        self.cache_budget = CacheBudget(caps.memory_budget_bytes // CACHE_SHARE)  # the miners' caches: a share
         self.services: dict[str, ServiceModel] = {}
         self._routes: dict[tuple[str, str], tuple[ServiceModel, DeploymentModel]] = {}
         self.evicted: list[tuple[str, str]] = []  # (service, deployment) dropped since last asked (for the store)
@@ -283,7 +276,22 @@ class Engine:
         if found is None:
             found = self.services[name] = ServiceModel(name, self)
             heapq.heappush(self._by_recency, (found.last_seen, found.serial, name))
+            self.memory.add(SERVICE_BYTES)
         return found
+
+    def replace_miner(self, service: ServiceModel, miner: TemplateMiner) -> None:
+        """Gives a service a restored miner, accounted (a restore)."""
+        self.memory.add(miner.bytes - service.miner.bytes)
+        service.miner = miner
+
+    def _forget(self, model: ServiceModel) -> None:
+        """A service gone from memory: its bytes, its caches' share, its routes."""
+        for deployment in model.deployments:
+            self._routes.pop((model.name, deployment), None)
+        model.miner.clear_caches()  # gives its share of the cache budget back
+        self.memory.add(-model.bytes)
+        self.memory.closed.discard(model.name)
+        self.memory.reopen(self)
 
     def _make_room(self) -> None:
         """Evicts least recently seen services until a new one fits under ``max_services``."""
@@ -304,10 +312,8 @@ class Engine:
         model = self.services.pop(name, None)
         if model is None:
             return
-        for deployment in model.deployments:
-            self._routes.pop((name, deployment), None)
-            self.evicted.append((name, deployment))
-        model.miner.clear_caches()  # gives its share of the shared cache budget back
+        self.evicted.extend((name, deployment) for deployment in model.deployments)
+        self._forget(model)
         self.services_evicted += 1
 
     def release(self, name: str) -> None:
@@ -315,16 +321,19 @@ class Engine:
         model = self.services.pop(name, None)
         if model is None:
             return
-        for deployment in model.deployments:
-            self._routes.pop((name, deployment), None)
-        model.miner.clear_caches()
+        self._forget(model)
 
     def evict(self, service: str, deployment: str) -> None:
         """Forgets a deployment of a service (its counts go; the service's templates stay)."""
         model = self.services.get(service)
-        if model is not None and model.deployments.pop(deployment, None) is not None:
+        if model is None:
+            return
+        gone = model.deployments.pop(deployment, None)
+        if gone is not None:
             self._routes.pop((service, deployment), None)
             self.evicted.append((service, deployment))
+            self.memory.add(-gone.bytes)
+            self.memory.reopen(self)
 
     def forget_routes(self) -> None:
         """Drops the (service, deployment) shortcuts; call after replacing a service's miner."""
@@ -333,6 +342,14 @@ class Engine:
     def peek_service(self, name: str) -> ServiceModel:
         """The service's model, or an empty one that is not kept."""
         return self.services.get(name) or ServiceModel(name, self)
+
+    def _route(self, service: str, deployment: str) -> tuple[ServiceModel, DeploymentModel]:
+        """The models an event of (service, deployment) is counted in, created (and remembered) if new."""
+        if service not in self.services:
+            self._make_room()
+        model = self.service(service)
+        route = self._routes[(service, deployment)] = (model, model.deployment(deployment))
+        return route
 
     def observe(
         self,
@@ -345,21 +362,24 @@ class Engine:
         identities: Sequence[str] = (),
     ) -> Template:
         """Learns one event and counts it under ``deployment``, which is also known by ``identities``."""
-        route = self._routes.get((service, deployment))
-        if route is None:
-            if service not in self.services:
-                self._make_room()
-            model = self.service(service)
-            route = self._routes[(service, deployment)] = (model, model.deployment(deployment))
+        route = self._routes.get((service, deployment)) or self._route(service, deployment)
         owner, target = route
         miner = owner.miner
+        known = miner.bytes
         template = miner.add(message)
+        learnt = miner.bytes - known
+        grown = learnt
         if miner.renamed != owner.folded:  # templates merged: folded now, so that reads never have to
-            owner.fold()
+            grown += owner.fold()
         rank = severity(level)
         if template.signature and rank < 3:
             rank = 3  # a stack trace is an error whatever level it was logged at
-        target.observe(template, timestamp, host, rank, message)
+        grown += target.observe(template, timestamp, host, rank, message)
+        if grown:
+            memory = self.memory
+            memory.used_bytes += grown
+            if memory.used_bytes >= memory.soft_bytes:
+                memory.enforce(self, owner if learnt else None)
         for name in identities:
             if name not in target.identities:
                 target.add_identity(name)

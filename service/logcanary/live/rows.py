@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from logcanary.engine.miner import TemplateMiner
-from logcanary.engine.model import DeploymentModel, Engine
+from logcanary.engine.model import DeploymentModel, Engine, ServiceModel
 from logcanary.store.base import Checkpoint
 from logcanary.store.codec import (
     Restored,
@@ -29,6 +29,7 @@ class _SavedMiner:
     miner: TemplateMiner  # the object saved: a re-created service has another one
     version: int
     overflow: int
+    degraded: int  # how many things the memory budget took from the service (its header says which)
     groups: dict[str, tuple[int, ...]] = field(default_factory=dict)  # group key -> fingerprint
 
 
@@ -36,6 +37,7 @@ class _SavedMiner:
 class _SavedDeployment:
     model: DeploymentModel  # the object saved: a deployment evicted and re-created has another one
     events: int
+    summarised: bool  # by the memory budget: its templates' rows go, its header holds their counts
     counts: dict[str, int] = field(default_factory=dict)  # template id -> count
 
 
@@ -48,14 +50,15 @@ class PendingRows:
     evicted: int = 0  # entries of engine.evicted covered
 
 
-def _saved_miner(miner: TemplateMiner) -> _SavedMiner:
+def _saved_miner(service: ServiceModel) -> _SavedMiner:
+    miner = service.miner
     groups = {key: group_fingerprint(group) for key, group in miner_groups(miner)}
-    return _SavedMiner(miner, miner.version, miner.overflow, groups)
+    return _SavedMiner(miner, miner.version, miner.overflow, len(service.degraded), groups)
 
 
 def _saved_deployment(model: DeploymentModel) -> _SavedDeployment:
     counts = {template.template_id: stats.count for template, stats in model.templates().items()}
-    return _SavedDeployment(model, model.events, counts)
+    return _SavedDeployment(model, model.events, model.summarised, counts)
 
 
 class SavedRows:
@@ -72,7 +75,7 @@ class SavedRows:
             if service is None:
                 continue
             if name not in rewrite.services:  # else unknown: rewritten whole at the next checkpoint
-                self._miners[name] = _saved_miner(service.miner)
+                self._miners[name] = _saved_miner(service)
             for deployment, model in service.deployments.items():
                 if (name, deployment) not in rewrite.deployments:
                     self._deployments[(name, deployment)] = _saved_deployment(model)
@@ -96,13 +99,19 @@ class SavedRows:
                 saved = None  # the service was evicted and re-created
             if saved is None:  # new, re-created, or not known to match the store: its rows are rewritten
                 checkpoint.miners_replaced.append(name)
-            if saved is None or saved.version != miner.version or saved.overflow != miner.overflow:
-                fresh = _SavedMiner(miner, miner.version, miner.overflow)
+            degraded = len(service.degraded)
+            if (
+                saved is None
+                or saved.version != miner.version
+                or saved.overflow != miner.overflow
+                or saved.degraded != degraded
+            ):
+                fresh = _SavedMiner(miner, miner.version, miner.overflow, degraded)
                 for key, group in miner_groups(miner):
                     fingerprint = fresh.groups[key] = group_fingerprint(group)
                     if saved is None or saved.groups.get(key) != fingerprint:
                         checkpoint.groups[(name, key)] = encode_group(group.signature, group)
-                checkpoint.miners[name] = encode_miner_header(miner)
+                checkpoint.miners[name] = encode_miner_header(service)
                 pending.miners[name] = fresh
             for deployment, model in service.deployments.items():
                 dkey = (name, deployment)
@@ -110,7 +119,7 @@ class SavedRows:
                 if known is None or known.model is not model:
                     checkpoint.deployments_replaced.append(dkey)
                     known = None
-                elif known.events == model.events:
+                elif known.events == model.events and known.summarised == model.summarised:
                     continue
                 current = _saved_deployment(model)
                 for template, stats in model.templates().items():

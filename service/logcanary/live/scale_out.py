@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 
 from logcanary.common.caching import RefreshAheadCache
 from logcanary.engine.model import ServiceModel
+from logcanary.live.restoring import batches, restore_batch, restore_streaming
 from logcanary.live.state import LiveState
 from logcanary.settings import KafkaSettings, LimitSettings, StoreSettings
 from logcanary.store.base import Checkpoint, Fenced, SharedStore, StoreUnavailable
-from logcanary.store.codec import restore
+from logcanary.store.codec import Restored
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,12 @@ class ScaleOut(LiveState):
             gained = wanted - kept
             if gained:
                 names = [n for n in await asyncio.to_thread(store.service_names) if self.shard_of(n) in gained]
-                stored = await asyncio.to_thread(store.load_state, names)
+                rewrite = Restored()
+                for batch in batches(names):  # a few services at a time, under the memory budget
+                    stored = await asyncio.to_thread(store.load_state, batch)
+                    async with self.live.lock:  # no one counts these services before their shards are added below
+                        restore_batch(self.engine, stored, rewrite)
+                    del stored
                 origins = await asyncio.to_thread(store.load_origin_offsets, gained)
                 offsets = await asyncio.to_thread(store.load_offsets)
                 shards = {p: Shard(p, epochs[p]) for p in gained}
@@ -138,7 +144,6 @@ class ScaleOut(LiveState):
                 for (partition, topic, raw), offset in origins.items():
                     shards[partition].origins[(topic, raw)] = shards[partition].saved_origins[(topic, raw)] = offset
                 async with self.live.lock:  # no await from here on: ingestion sees the restored services whole
-                    rewrite = restore(self.engine, stored)
                     self.rows.restored(self.engine, names, rewrite)
                     self.shards.update(shards)
                 log.info("adopted partitions %s of %s: %d services restored", sorted(gained), self.topic, len(names))
@@ -204,7 +209,7 @@ class ScaleOut(LiveState):
 
     def _load_snapshots(self, names: list[str]) -> dict[str, ServiceModel | None]:
         engine = self.live.new_engine()
-        restore(engine, self.store.load_state(names))
+        restore_streaming(engine, self.store.load_state, names)
         return {name: engine.services.get(name) for name in names}
 
     async def service_names(self) -> list[str]:

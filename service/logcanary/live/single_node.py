@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from logcanary.engine.model import ServiceModel
+from logcanary.live.restoring import restore_streaming
 from logcanary.live.state import LiveState
 from logcanary.settings import LimitSettings, StoreSettings
 from logcanary.store.base import Checkpoint, Store
-from logcanary.store.codec import restore
 
 
 class SingleNode(LiveState):
@@ -19,7 +19,7 @@ class SingleNode(LiveState):
         self._saved_offsets: dict[tuple[str, int], int] = {}
 
     def _restore(self) -> None:
-        rewrite = restore(self.engine, self.store.load_state())
+        rewrite = restore_streaming(self.engine, self.store.load_state, self.store.service_names())
         self.offsets = self.store.load_offsets()
         self._saved_offsets = dict(self.offsets)
         self.rows.restored(self.engine, self.engine.services, rewrite)

@@ -147,8 +147,8 @@ _METADATA = AnalysisMetadata().model_dump()  # the metadata of an analysis store
 def _document(model: AnalysisSpec | Verdict) -> dict[str, object]:
     """A request or verdict as stored: without the fields added since that are unset (``source`` when it has none, a
     log store's; an analysis' ``canary_weight`` and metadata at its defaults (environment, release...); a verdict's
-    ``page`` (an analysis has its own), its empty ``reworded``, its anomalies' unset ``steady`` and ``rate``,
-    thresholds at their defaults), so what was stored before they existed is stored exactly as before."""
+    ``page`` (an analysis has its own), its empty ``reworded`` and ``degraded``, its anomalies' unset ``steady`` and
+    ``rate``, thresholds at their defaults), so what was stored before they existed is stored exactly as before."""
     exclude: dict[str, Any] = {}
     if model.source is None:
         exclude["source"] = True
@@ -163,6 +163,8 @@ def _document(model: AnalysisSpec | Verdict) -> dict[str, object]:
             exclude["page"] = True
         if not model.reworded:
             exclude["reworded"] = True
+        if not model.degraded:
+            exclude["degraded"] = True
         unset = {
             index: {name for name in ("steady", "rate") if getattr(anomaly, name) is None}
             for index, anomaly in enumerate(model.anomalies)
@@ -184,6 +186,7 @@ class CheckpointStore(Protocol):
     (call it off the event loop)."""
 
     def load_state(self, services: Collection[str] | None = None) -> StoredState: ...  # None: every service's
+    def service_names(self) -> list[str]: ...  # every service with engine rows, in order
     def load_offsets(self) -> dict[tuple[str, int], int]: ...
     def write_checkpoint(self, checkpoint: Checkpoint) -> None: ...
     def load_idempotency_keys(self, since: float) -> list[tuple[str, float, str]]: ...  # (key, created, sha256)
@@ -220,7 +223,6 @@ class Store(CheckpointStore, Repository, Protocol):
 class SharedCheckpointStore(CheckpointStore, Protocol):
     """Scale-out (PostgreSQL): a replica loads only its services and claims its partitions, fenced."""
 
-    def service_names(self) -> list[str]: ...
     def claim_shards(self, topic: str, shards: Collection[int], owner: str) -> dict[int, int]: ...
     def record_partitions(self, topic: str, partitions: int) -> int: ...
     def load_origin_offsets(self, shards: Collection[int]) -> dict[tuple[int, str, int], int]: ...

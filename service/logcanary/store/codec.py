@@ -21,8 +21,9 @@ from typing import Any
 import orjson
 
 from logcanary.engine.masking import WILDCARD, Masker
+from logcanary.engine.memory import ACTIONS, NEW_STATS_BYTES, stats_bytes
 from logcanary.engine.miner import TemplateMiner
-from logcanary.engine.model import DeploymentModel, Engine, TemplateStats
+from logcanary.engine.model import DeploymentModel, Engine, ServiceModel, TemplateStats
 
 FORMAT = 2
 
@@ -63,8 +64,13 @@ def encode_miner(miner: TemplateMiner) -> bytes:
     return orjson.dumps(miner.to_state())
 
 
-def encode_miner_header(miner: TemplateMiner) -> bytes:
-    return orjson.dumps({"format": FORMAT, "overflow": miner.overflow})
+def encode_miner_header(service: ServiceModel) -> bytes:
+    """A service's miner header; ``degraded`` (what the memory budget took) only when it took something, so a
+    header is what it was before the budget existed otherwise."""
+    header: dict[str, Any] = {"format": FORMAT, "overflow": service.miner.overflow}
+    if service.degraded:
+        header["degraded"] = [action for action in ACTIONS if action in service.degraded]
+    return orjson.dumps(header)
 
 
 def miner_groups(miner: TemplateMiner) -> Iterator[tuple[str, Any]]:
@@ -110,16 +116,17 @@ def encode_group(signature: str, group: Any) -> bytes:
 
 
 def encode_deployment_header(model: DeploymentModel) -> bytes:
-    return orjson.dumps(
-        {
-            "format": FORMAT,
-            "events": model.events,
-            "first_seen": _finite(model.first_seen),
-            "last_seen": _finite(model.last_seen),
-            "other": _stats_data(model.other),
-            "identities": list(model.identities),
-        }
-    )
+    header = {
+        "format": FORMAT,
+        "events": model.events,
+        "first_seen": _finite(model.first_seen),
+        "last_seen": _finite(model.last_seen),
+        "other": _stats_data(model.other),
+        "identities": list(model.identities),
+    }
+    if model.summarised:  # only then: a header is what it was before the memory budget otherwise
+        header["summarised"] = True
+    return orjson.dumps(header)
 
 
 def encode_template_stats(stats: TemplateStats) -> bytes:
@@ -171,9 +178,14 @@ def restore(engine: Engine, stored: StoredState) -> Restored:
         else:
             state = {"version": 1, "overflow": data.get("overflow", 0), "groups": [orjson.loads(b) for _, b in rows]}
         miner = TemplateMiner.from_state(
-            state, masker=Masker(engine.extra_patterns), max_templates=engine.max_templates_per_service
+            state,
+            masker=Masker(engine.extra_patterns),
+            max_templates=engine.max_templates_per_service,
+            cache_budget=engine.cache_budget,
         )
-        engine.service(name).miner = miner
+        service = engine.service(name)
+        engine.replace_miner(service, miner)
+        service.degraded.update(data.get("degraded", ()))
         if [key for key, _ in rows] != sorted(key for key, _ in miner_groups(miner)):
             rewrite.services.add(name)  # a widened group moved bucket on restore: its keys changed
     engine.forget_routes()
@@ -187,6 +199,7 @@ def restore(engine: Engine, stored: StoredState) -> Restored:
         model.other = _stats_from(data["other"])
         for identity in data.get("identities", ()):  # absent from blobs written before identities were kept
             model.add_identity(identity)
+        model.summarised = model.closed = bool(data.get("summarised", False))
         if "templates" in data:  # format 1
             rewrite.deployments.add((service_name, deployment_name))
             entries = [(entry["id"], _stats_from(entry)) for entry in data["templates"]]
@@ -210,4 +223,8 @@ def restore(engine: Engine, stored: StoredState) -> Restored:
             else:
                 model.stats[template] = stats
                 model.cluster_of(template)  # river relearns the clusters in order of first appearance
+        restored = model.clusterer.bytes + stats_bytes(model.other) - NEW_STATS_BYTES
+        restored += sum(map(stats_bytes, model.stats.values()))
+        model.bytes += restored
+        engine.memory.add(restored)
     return rewrite

@@ -40,7 +40,7 @@ class Queries:
     templates = "SELECT service, deployment, template, state FROM deployment_templates"
     of_services = " WHERE service = ANY(?)"
     groups_order = " ORDER BY service, key{bytewise}"  # the order the codec keys groups in
-    service_names = "SELECT service FROM miners ORDER BY service"
+    service_names = "SELECT service FROM miners UNION SELECT service FROM deployments ORDER BY service"
 
     owner_epochs = "SELECT shard, epoch FROM shard_owners WHERE topic = ? AND shard = ANY(?){for_update}"
     claim_shard = (
