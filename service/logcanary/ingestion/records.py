@@ -406,7 +406,18 @@ def decode_batch(
                 except msgspec.MsgspecError:  # another shape, or not JSON: the general path decides
                     misses += 1
                 else:
-                    if (event := _record_values(record, max_message_bytes)) is not None:
+                    identities = record.identities
+                    event = _values(
+                        record.service,
+                        record.deployment,
+                        record.message,
+                        record.timestamp,
+                        record.host,
+                        record.level,
+                        _NO_IDENTITIES if isinstance(identities, msgspec.UnsetType) else identities,
+                        max_message_bytes,
+                    )
+                    if event is not None:
                         events.append(event)
                         ends.append(len(events))
                     else:
@@ -489,75 +500,52 @@ def _native_values(obj: dict[Any, Any], max_message_bytes: int) -> EventValues |
     """The event of a native record (parsed) that :class:`LogEvent` surely accepts unchanged, as values; None when
     the record is another shape, or breaks (or might break) any of the model's rules: then the full path decides.
 
-    Only the model's fields (``extra="forbid"``), ``timestamp``, ``service``, ``deployment`` and ``message``
-    present, ``attributes`` an object; the rest as :func:`_checked` says.
+    What :class:`_NativeRecord` checks in C, checked here: only the model's fields (``extra="forbid"``);
+    ``service``, ``deployment`` and ``message`` text, the message not empty; ``host`` at most 256 and ``level`` at
+    most 32 characters of text; ``identities`` a list of at most 16; ``attributes`` an object. Only ``str`` values
+    are taken as text (pydantic's lax rules are left to it). The rest as :func:`_values` says.
     """
     if not obj.keys() <= _NATIVE_FIELDS:
         return None
     get = obj.get
+    service, deployment, message = get("service"), get("deployment"), get("message")
+    host, level = get("host", "unknown"), get("level", "info")
+    identities = get("identities", _NO_IDENTITIES)
     attributes = get("attributes", _ABSENT)
-    if attributes is not _ABSENT and type(attributes) is not dict:
+    if (
+        type(service) is not str
+        or type(deployment) is not str
+        or type(message) is not str
+        or not message
+        or type(host) is not str
+        or len(host) > _HOST_MAX
+        or type(level) is not str
+        or len(level) > _LEVEL_MAX
+        or (identities is not _NO_IDENTITIES and (type(identities) is not list or len(identities) > _MAX_IDENTITIES))
+        or (attributes is not _ABSENT and type(attributes) is not dict)
+    ):
         return None
-    identities: Any = get("identities", _ABSENT)
-    return _checked(
-        get("service"),
-        get("deployment"),
-        get("message"),
-        get("timestamp"),
-        get("host", "unknown"),
-        get("level", "info"),
-        _NO_IDENTITIES if identities is _ABSENT else identities,
-        max_message_bytes,
-    )
+    return _values(service, deployment, message, get("timestamp"), host, level, identities, max_message_bytes)
 
 
-def _record_values(record: _NativeRecord, max_message_bytes: int) -> EventValues | None:
-    """:func:`_checked` for a record msgspec decoded, whose types and lengths it checked already."""
-    service, deployment, message = record.service, record.deployment, record.message
-    names = _NAMES_SEEN
-    if (service not in names and not _is_name(service)) or (deployment not in names and not _is_name(deployment)):
-        return None
-    if len(message) > max_message_bytes // 4:
-        return None
-    identities: Sequence[str] = _NO_IDENTITIES
-    if not isinstance(record.identities, msgspec.UnsetType):
-        if not all(map(_is_name, record.identities)):
-            return None
-        identities = record.identities
-    if (when := _seconds(record.timestamp)) is None:
-        return None
-    return service, deployment, message, when, record.host, record.level, identities
-
-
-def _checked(
-    service: Any,
-    deployment: Any,
-    message: Any,
+def _values(
+    service: str,
+    deployment: str,
+    message: str,
     stamp: Any,
-    host: Any,
-    level: Any,
-    identities: Any,
+    host: str,
+    level: str,
+    identities: Sequence[str],
     max_message_bytes: int,
 ) -> EventValues | None:
-    """A native event's fields as values when :class:`LogEvent` surely accepts them unchanged; else None.
-
-    The same rules as the model: names by :data:`NAME_PATTERN` (matched whole), 1-253 characters, no '.' or '..'
-    segment; ``host`` at most 256 and ``level`` at most 32 characters; ``message`` not empty (and short enough
-    that no truncation applies); ``identities`` a list of at most 16 names; the time by the model's own
-    validator. Only ``str`` values are taken as text (pydantic's lax rules are left to it).
-    """
+    """A native event's fields, of the model's types and lengths, as values when :class:`LogEvent` surely accepts
+    them unchanged; else None. The rules types do not say: names by :data:`NAME_PATTERN` (matched whole), 1-253
+    characters, no '.' or '..' segment (identities too); ``message`` short enough that no truncation applies; the
+    time as the model's own validator reads it."""
     names = _NAMES_SEEN  # the names met so far (a dict lookup instead of the pattern)
-    if type(service) is not str or (service not in names and not _is_name(service)):
+    if (service not in names and not _is_name(service)) or (deployment not in names and not _is_name(deployment)):
         return None
-    if type(deployment) is not str or (deployment not in names and not _is_name(deployment)):
-        return None
-    if type(message) is not str or not message or len(message) > max_message_bytes // 4:
-        return None
-    if type(host) is not str or len(host) > _HOST_MAX or type(level) is not str or len(level) > _LEVEL_MAX:
-        return None
-    if identities is not _NO_IDENTITIES and (
-        type(identities) is not list or len(identities) > _MAX_IDENTITIES or not all(map(_is_name, identities))
-    ):
+    if len(message) > max_message_bytes // 4 or (identities and not all(map(_is_name, identities))):
         return None
     if (when := _seconds(stamp)) is None:
         return None
