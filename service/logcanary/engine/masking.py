@@ -283,6 +283,11 @@ class Masker:
 
     def tokens(self, message: str) -> list[str]:
         """The masked tokens of a message, split on whitespace."""
+        return self.split(message)[0]
+
+    def split(self, message: str) -> tuple[list[str], list[str] | None]:
+        """The masked tokens of a message, and the words they were masked from, one per token (quoted values already
+        masked), or None when masking folded several words into one token (a textual date, a unit)."""
         if '"' in message or "'" in message:
             words = self.mask_message(message).split()
         else:
@@ -293,12 +298,11 @@ class Masker:
         get = self._cache.get
         out = [get(token) or self._miss(token) for token in words]
         if _SPECIAL.isdisjoint(out):  # one pass for the common case: no month's name, unit or restated value
-            return out
-        if not _MONTH_TOKENS.isdisjoint(out):  # a month's name is a word: masking leaves it as it was
-            out = _fold_dates(words, out)
-        if not _FOLDED.isdisjoint(out):
-            return _fold_units(out)
-        return out
+            return out, words
+        folded = _fold_dates(words, out) if not _MONTH_TOKENS.isdisjoint(out) else out  # a month's name is a word
+        if not _FOLDED.isdisjoint(folded):
+            folded = _fold_units(folded)
+        return folded, words if len(folded) == len(words) else None
 
     def _miss(self, token: str) -> str:
         """Masks a token the cache did not know; caches it by *shape* (every digit as 1).
@@ -355,6 +359,15 @@ def apply_rules(token: str) -> str:
     if _DIGIT.search(token) is None:
         return token
     # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
+    masked = _VALUE.sub(WILDCARD, token)
+    return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
+
+
+def mask_values(token: str) -> str:
+    """The token with the numbers, ids, addresses, dates and times in it masked, and nothing else: a path or a URL
+    keeps its words (``/2009-04-04/meta-data/instance-id`` -> ``/<*>/meta-data/instance-id``)."""
+    if len(token) > MAX_MASKED_TOKEN_CHARS:
+        return WILDCARD
     masked = _VALUE.sub(WILDCARD, token)
     return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
 

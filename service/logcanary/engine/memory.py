@@ -69,6 +69,7 @@ RIVER_BYTES = 1_600  # a template learnt by river: its micro-cluster, the cluste
 RIVER_TERM_BYTES = 300  # a word river keeps for it: the micro-cluster's, the cluster's and the term bags' entries
 RIVER_MODEL_BYTES = 2_500  # a river model, one per leading word of a deployment
 VALUE_BYTES = 150  # a value a Drain group keeps for a position that may become a wildcard
+VALUE_KEY_BYTES = 120  # a combination of values a template's stats count: its dict entry and tuple (strings apart)
 HOST_BYTES = 120  # a host's entry in a template's stats (its string apart)
 BUCKET_BYTES = 100  # a 10-second bucket's entry in a template's stats
 _LIST_SLOT = 8
@@ -87,6 +88,7 @@ def stats_bytes(stats: TemplateStats) -> int:
         + sum(HOST_BYTES + sys.getsizeof(host) for host in stats.hosts)
         + sum(_LIST_SLOT + sys.getsizeof(example) for example in stats.examples)
         + BUCKET_BYTES * len(stats.buckets)
+        + stats.value_bytes
     )
 
 

@@ -247,11 +247,12 @@ class TemplateMiner:
         self.renamed = 0  # bumped whenever templates get new ids or merge (their service then folds its stats)
         self.bytes = 0  # estimated memory of its templates and groups (logcanary.engine.memory), caches apart
         self.closed = False  # no new event type (the memory budget is full): a message no template takes is other
+        self.words: list[str] | None = None  # the last message's words, one per template token (see add)
         self._by_id: dict[str, Template] = {}  # every id ever given, live or former
         self._exact: dict[tuple[str, tuple[str, ...]], Template] = {}
         # Message *shape* (every digit read as 1) -> template: most messages differ from one seen
         # before only in their digits. Off with user patterns, which may look at digit values.
-        self._by_shape: dict[bytes, Template] = {}
+        self._by_shape: dict[bytes, tuple[Template, list[str] | None]] = {}  # with the words of its first message
         self._shapes_ok = not self.masker.has_extra_patterns
         self._buckets: dict[tuple[str, int, str], list[_Group]] = {}
         self._budget = SHARED_CACHE_BUDGET if cache_budget is None else cache_budget
@@ -275,17 +276,26 @@ class TemplateMiner:
 
     def split(self, message: str) -> tuple[str, list[str]]:
         """The signature and masked tokens of a message, bounded (:func:`bound_tokens`)."""
+        signature, tokens, _words = self._split(message)
+        return signature, tokens
+
+    def _split(self, message: str) -> tuple[str, list[str], list[str] | None]:
+        """:meth:`split`, and the words the tokens were masked from, one per token (None for a stack trace, or when
+        masking folded words or the tokens were bounded): what a template's stats count values of."""
         if "\n" in message:
             trace = parse_stack_trace(message)
             if trace is not None:
                 text = f"{trace.headline} {trace.exception}: {trace.message}"
-                return trace.signature, bound_tokens(self.masker.tokens(_message_head(text)))
+                return trace.signature, bound_tokens(self.masker.tokens(_message_head(text))), None
         if len(message) > VIEW_CHARS:
             message = _message_head(message)
-        return "", bound_tokens(self.masker.tokens(message))
+        tokens, words = self.masker.split(message)
+        bounded = bound_tokens(tokens)
+        return "", bounded, words if bounded is tokens else None
 
     def add(self, message: str) -> Template:
-        """Mines one message and returns its (live) template; ``OTHER`` past the cap."""
+        """Mines one message and returns its (live) template; ``OTHER`` past the cap. ``words`` is then the message's
+        words, one per template token (or None: see :meth:`_split`)."""
         shape = (
             shape_of(message)
             if self._shapes_ok
@@ -298,10 +308,13 @@ class TemplateMiner:
         if shape is not None:
             known = self._by_shape.get(shape)
             if known is not None:
-                template = known.resolve()
+                # The words of the message that made the entry: this one's differ in digits at most.
+                template, self.words = known
+                template = template.resolve()
                 template.size += 1
                 return template
-        signature, tokens = self.split(message)
+        signature, tokens, words = self._split(message)
+        self.words = words
         key = (signature, tuple(tokens))
         seen = self._exact.get(key)
         if seen is not None:
@@ -325,9 +338,9 @@ class TemplateMiner:
                 self._budget.release(self._shape_bytes)
                 self._by_shape.clear()
                 self._shape_bytes = 0
-            size = 100 + len(shape)
+            size = 100 + 2 * len(shape) + (64 * len(words) if words is not None else 0)  # the shape, the words
             self._budget.charge(size)
-            self._by_shape[shape] = template
+            self._by_shape[shape] = (template, words)
             self._shape_bytes += size
         template.size += 1
         return template

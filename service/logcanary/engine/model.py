@@ -95,8 +95,17 @@ class DeploymentModel:
             del self.identities[next(iter(self.identities))]
         self.identities[name] = None
 
-    def observe(self, template: Template, timestamp: float, host: str, level: int, message: str) -> int:
-        """Counts one event; returns the bytes this deployment grew by (mostly 0)."""
+    def observe(
+        self,
+        template: Template,
+        timestamp: float,
+        host: str,
+        level: int,
+        message: str,
+        words: list[str] | None = None,
+    ) -> int:
+        """Counts one event (``words``: its words, one per template token, or None); returns the bytes this deployment
+        grew by (mostly 0)."""
         self.events += 1
         if timestamp < self.first_seen:
             self.first_seen = timestamp
@@ -110,12 +119,15 @@ class DeploymentModel:
                 self.bytes += grown
                 return grown
             stats = self.stats[template] = TemplateStats()
+            if words is not None and len(words) == len(template.tokens):
+                stats.track(template.tokens, words)
             learnt = self.clusterer.bytes
             self.clusterer.cluster_of(template)  # river learns once per new template, off the per-event path
-            grown = NEW_STATS_BYTES + self.clusterer.bytes - learnt + stats.add(timestamp, host, level, message, short)
+            added = stats.add(timestamp, host, level, message, short, words)
+            grown = NEW_STATS_BYTES + self.clusterer.bytes - learnt + added
             self.bytes += grown
             return grown
-        grown = stats.add(timestamp, host, level, message, short)
+        grown = stats.add(timestamp, host, level, message, short, words)
         if grown:
             self.bytes += grown
         return grown
@@ -154,6 +166,7 @@ class DeploymentModel:
         second step): totals stay exact, event types are lost. Returns the bytes freed."""
         for stats in self.stats.values():
             self.other.merge(stats)
+        self.other.forget_values()  # other is no event type: its values say nothing
         buckets = self.other.buckets
         if len(buckets) > MAX_BUCKETS:
             self.other.buckets = dict(sorted(buckets.items())[-MAX_BUCKETS:])
@@ -374,7 +387,7 @@ class Engine:
         rank = severity(level)
         if template.signature and rank < 3:
             rank = 3  # a stack trace is an error whatever level it was logged at
-        grown += target.observe(template, timestamp, host, rank, message)
+        grown += target.observe(template, timestamp, host, rank, message, miner.words)
         if grown:
             memory = self.memory
             memory.used_bytes += grown

@@ -33,7 +33,7 @@ def _finite(value: float) -> float | None:
 
 
 def _stats_data(stats: TemplateStats) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "count": stats.count,
         "first_seen": _finite(stats.first_seen),
         "last_seen": _finite(stats.last_seen),
@@ -43,11 +43,14 @@ def _stats_data(stats: TemplateStats) -> dict[str, Any]:
         "examples": stats.examples,
         "buckets": list(stats.buckets.items()),
     }
+    if stats.positions:  # only then: stats that count no value are stored as before values were counted
+        data["values"] = {"positions": stats.positions, "width": stats.width, "counts": stats.value_rows()}
+    return data
 
 
 def _stats_from(data: dict[str, Any]) -> TemplateStats:
     first, last = data["first_seen"], data["last_seen"]
-    return TemplateStats(
+    stats = TemplateStats(
         count=data["count"],
         first_seen=math.inf if first is None else first,
         last_seen=-math.inf if last is None else last,
@@ -57,6 +60,10 @@ def _stats_from(data: dict[str, Any]) -> TemplateStats:
         examples=list(data["examples"]),
         buckets={int(bucket): count for bucket, count in data["buckets"]},
     )
+    values = data.get("values")
+    if values:
+        stats.restore_values(values["positions"], values["width"], values["counts"])
+    return stats
 
 
 def encode_miner(miner: TemplateMiner) -> bytes:
