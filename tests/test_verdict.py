@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from logcanary.analysis.binomial import binomial_tail
 from logcanary.analysis.feedback import compile_rules
-from logcanary.analysis.verdict import analyze, binomial_tail
+from logcanary.analysis.verdict import analyze
 from logcanary.demo.traffic import events
 from logcanary.engine.caps import Caps
 from logcanary.engine.model import Engine, ServiceModel

@@ -39,10 +39,13 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import ParamSpec
 
+from logcanary.analysis.binomial import binomial_head, binomial_tail
+from logcanary.analysis.companions import companion_of
 from logcanary.analysis.feedback import FeedbackRule
 from logcanary.analysis.rates import rate_anomalies
 from logcanary.analysis.sensitivity import LEVEL_WEIGHTS, UNKNOWN_WEIGHTS, evidence_class, host_factor, thresholds
 from logcanary.analysis.similarity import respelled, same_event, same_words
+from logcanary.analysis.values import rising_values, value_counts
 from logcanary.analysis.variability import (
     MAX_SLICES,
     MIN_SLICES,
@@ -134,6 +137,11 @@ class _Side:
     word_keys: dict[Template, tuple[str, frozenset[str]]] = field(default_factory=dict)  # memo of _word_key
     parts: list[tuple[DeploymentModel, Window, float]] = field(default_factory=list)  # what was added, how
     share: float | None = None  # memo of known_share (a canary side's, once both sides are complete)
+    known: list[tuple[Template, TemplateStats]] | None = None  # memo of known_events (a canary side's)
+
+    def words(self, template: Template) -> frozenset[str]:
+        """The template's words (its :meth:`word_key`'s)."""
+        return self.word_key(template)[1]
 
     def word_key(self, template: Template) -> tuple[str, frozenset[str]]:
         """:func:`_word_key`, computed once per template and call (templates do not change within a call)."""
@@ -153,6 +161,12 @@ class _Side:
                 mine, theirs = self.total, base.total
             self.share = mine / (mine + theirs) if mine + theirs > 0 else 0.0
         return self.share
+
+    def known_events(self, base: _Side) -> list[tuple[Template, TemplateStats]]:
+        """The canary's templates the baseline logged too, with their canary stats (once both sides are complete)."""
+        if self.known is None:
+            self.known = [(t, self.stats[t]) for t in self.counts if t is not OTHER and base.counts.get(t)]
+        return self.known
 
     def add(self, model: DeploymentModel, window: Window, weight: float = 1.0) -> None:
         self.parts.append((model, window, weight))
@@ -189,6 +203,7 @@ class _Finding:
     baseline_level: int = 0
     steady: bool | None = None  # a drop: whether it fails alone (it stood out from the baseline's own variability)
     cluster_key: int = 0  # a drop: its baseline river cluster (id)
+    shown: str | None = None  # what the anomaly shows as its template, when not the template's text (a value's rise)
 
 
 def _cluster(model: DeploymentModel, template: Template) -> Cluster:
@@ -211,33 +226,6 @@ def history_weights(service: ServiceModel, canary: DeploymentModel, exclude: set
         age = max(0.0, reference - model.last_seen)
         weights.append((model.deployment, 0.5 ** (age / HISTORY_HALF_LIFE_SECONDS)))
     return weights
-
-
-def binomial_tail(successes: int, trials: int, p: float) -> float:
-    """P(X >= successes) for X ~ Binomial(trials, p), summed in log space from the tail's start.
-
-    Only called when the count is above its expectation, where the terms shrink
-    fast, so the sum stops after a few dozen terms even for large ``trials``.
-    """
-    if successes <= 0:
-        return 1.0
-    if successes > trials:
-        return 0.0
-    if p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    log_choose = math.lgamma(trials + 1) - math.lgamma(successes + 1) - math.lgamma(trials - successes + 1)
-    term = log_choose + successes * log_p + (trials - successes) * log_q
-    total = 0.0
-    for k in range(successes, trials + 1):
-        value = math.exp(term)
-        total += value
-        if value < total * 1e-15 and k > trials * p:
-            break
-        term += math.log(trials - k) - math.log(k + 1) + log_p - log_q if k < trials else 0.0
-    return min(total, 1.0)
 
 
 def judge(
@@ -320,6 +308,8 @@ def judge(
     scaling = _scaling(canary_side, base, matched, judged, _profile(base, used_control))
     rises = _rises(canary_side, base, matched, limits, scaling.size)
     leads = {finding.template for finding in rises}
+    rises.extend(_value_rises(canary_side, base, leads, limits))
+    leads.update(finding.template for finding in rises)
     judged = [j for j in judged if j.kind != "none" or j.template not in leads]
     judged.extend(rises)
     judged.extend(_drops(base, canary_side, scaling, limits))
@@ -472,6 +462,8 @@ def _judge(
             seen = kin.get(base.word_key(template), count)  # the event's count over all its split templates
             if novelty < 3 and canary.known_share(base) ** seen > ABSENCE_MAX_P:
                 score = 0.0  # the baseline was too small to have shown an event this rare
+            elif novelty <= 1 and companion_of(template, stats, canary.known_events(base), base.words) is not None:
+                score = 0.0  # a known event's second line, logged one for one with it (analysis.companions)
             return _Finding("unknown", template, cluster, stats, count, 0.0, score, novelty=novelty)
         matched[template] = match
     return nothing
@@ -521,6 +513,34 @@ def _rises(
             _Finding("frequency", lead, canary.cluster_of[lead], stats, count, baseline_count, score, ratio, p_value)
         )
     return found
+
+
+def _value_rises(canary: _Side, base: _Side, skip: set[Template], limits: Thresholds) -> list[_Finding]:
+    """Known events one of whose values rose far above its baseline share (:mod:`logcanary.analysis.values`), the
+    events already found more frequent (``skip``) apart: one finding per event, its strongest value, shown in place
+    of the event's wildcard."""
+    events = []
+    for template, stats in canary.known_events(base):
+        if template in skip or not stats.positions:
+            continue
+        theirs = [(found, weight) for model, _window, weight in base.parts if (found := model.stats.get(template))]
+        events.append((template, value_counts([(stats, 1.0)]), value_counts(theirs)))
+    best: dict[Template, _Finding] = {}
+    for template, rise in rising_values(events, limits):
+        stats = canary.stats[template]
+        weight = LEVEL_WEIGHTS[stats.max_severity] if evidence_class(template, stats.max_severity) else 0.0
+        score = limits.fail_score * weight * math.log(rise.ratio) / math.log(limits.frequency_min_ratio)
+        if template in best and best[template].score >= score:
+            continue
+        finding = _Finding(
+            "frequency", template, canary.cluster_of[template], stats, rise.canary_count, rise.baseline_count, score
+        )
+        finding.ratio, finding.p_value = rise.ratio, rise.p_value
+        shown = list(template.tokens)
+        shown[rise.position] = rise.value
+        finding.shown = " ".join(shown)
+        best[template] = finding
+    return list(best.values())
 
 
 WORD_KEYS_CACHED = 20_000  # word keys kept across calls, by template content (then emptied)
@@ -827,11 +847,6 @@ def _drop(base: _Side, canary: _Side, flow: _Flow, ratio: float, p_value: float,
     return finding
 
 
-def binomial_head(successes: int, trials: int, p: float) -> float:
-    """P(X <= successes) for X ~ Binomial(trials, p): the lower tail, as the upper tail of the failures."""
-    return binomial_tail(trials - successes, trials, 1.0 - p)
-
-
 DROP_QUORUM = 3  # distinct baseline clusters that must drop together to fail a canary alone
 DROP_MIN_EXPECTED = 5.0  # a drop needs at least this many expected canary events
 BURST_FACTOR = 4.0  # a baseline slice with this many times the median slice's events is a burst
@@ -944,7 +959,7 @@ def _anomaly(
         kind="frequency" if kind == "drop" else kind,
         direction="down" if kind == "drop" else "up" if kind == "frequency" else None,
         cluster_id=cluster_id,
-        template=OVERFLOW_TEMPLATE if lead.template is OTHER else lead.template.text,
+        template=OVERFLOW_TEMPLATE if lead.template is OTHER else lead.shown or lead.template.text,
         template_ids=[f.template.template_id for f in members],
         examples=_examples(members),
         baseline_count=round(baseline_count),
