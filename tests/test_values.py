@@ -10,6 +10,7 @@ from logcanary.analysis.verdict import analyze
 from logcanary.engine.memory import stats_bytes
 from logcanary.engine.model import Engine
 from logcanary.engine.stats import MAX_VALUES, TemplateStats
+from logcanary.schemas import Verdict
 from logcanary.store.codec import _stats_data, _stats_from
 
 SERVICE = "metadata"
@@ -43,7 +44,7 @@ def requests(rng: random.Random, target: int, others: int) -> list[str]:
     return lines
 
 
-def judged(canary_target: int, canary_others: int, seed: int = 1) -> tuple[Engine, object]:
+def judged(canary_target: int, canary_others: int, seed: int = 1) -> tuple[Engine, Verdict]:
     rng = random.Random(seed)
     engine = Engine()
     ingest(engine, "v1", requests(rng, 4, 36) + background(rng, 200), START)
@@ -134,7 +135,7 @@ def test_merged_stats_keep_the_values_both_count() -> None:
     assert merged.value_counts() == {2: {"red": 1, "blue": 1}}
 
 
-def companions(level: str, new_line: str, one_for_one: bool) -> object:
+def companions(level: str, new_line: str, one_for_one: bool) -> Verdict:
     """A flow whose known line is followed, in the canary, by a new line: in step with it, or not."""
     rng = random.Random(4)
     engine = Engine()
