@@ -4,6 +4,7 @@ read them (one value rising; a new line logged one for one with a known event)."
 import random
 import uuid
 
+import orjson
 import pytest
 
 from logcanary.analysis.verdict import analyze
@@ -11,7 +12,7 @@ from logcanary.engine.memory import stats_bytes
 from logcanary.engine.model import Engine
 from logcanary.engine.stats import MAX_VALUES, TemplateStats
 from logcanary.schemas import Verdict
-from logcanary.store.codec import _stats_data, _stats_from
+from logcanary.store.codec import StoredState, _stats_data, _stats_from, encode_deployment, encode_miner, restore
 
 SERVICE = "metadata"
 PATHS = [f"/2009-04-04/meta-data/{name}" for name in ("hostname", "instance-type", "local-ipv4", "public-keys")]
@@ -168,3 +169,22 @@ def test_a_new_line_that_is_no_companion_is_still_new(level: str, line: str, one
     verdict = companions(level, line, one_for_one)
     assert verdict.verdict == "fail"
     assert verdict.anomalies[0].kind == "unknown"
+
+
+def test_stats_stored_before_values_were_counted_count_them_after_a_restore() -> None:
+    """A store written by an earlier version has no values: its templates count them from the restore on."""
+    engine, _ = judged(10, 30)
+    miner_blob = encode_miner(engine.service(SERVICE).miner)
+    deployment = orjson.loads(encode_deployment(engine.service(SERVICE).deployments["v1"]))
+    for entry in deployment["templates"]:
+        entry.pop("values", None)  # as an earlier version wrote it
+    restored = Engine()
+    restore(
+        restored,
+        StoredState(miners={SERVICE: miner_blob}, deployments={(SERVICE, "v1"): orjson.dumps(deployment)}),
+    )
+    assert not request_stats(restored, "v1").values
+    rng = random.Random(5)
+    ingest(restored, "v1", [request(rng, TARGET) for _ in range(7)], START + 7200)
+    paths = request_stats(restored, "v1").value_counts()
+    assert any(counts.get(TARGET) == 7 for counts in paths.values()), paths

@@ -83,6 +83,13 @@ class TemplateStats:
         self.width = len(tokens)
         self._count_at(tuple(positions[:MAX_VALUE_POSITIONS]))
 
+    def track_template(self, tokens: Sequence[str]) -> None:
+        """Counts values from now on at every variable position of the template: stats restored from before values
+        were counted have no first message to tell words from numbers (numbers are left out when read, and positions
+        of ids go when crowded)."""
+        self.width = len(tokens)
+        self._count_at(tuple([index for index, token in enumerate(tokens) if WILDCARD in token][:MAX_VALUE_POSITIONS]))
+
     def _count_at(self, positions: tuple[int, ...]) -> None:
         self.positions = positions
         self.pick = itemgetter(*positions) if positions else None
