@@ -10,6 +10,8 @@ Each event type (template) the canary logged is compared with the baseline:
   leads one to expect, the canary scaled by its *size factor* (the median ratio
   of the baseline's steady events; effect size, minimum count and a one-sided
   binomial test on the counts): **frequency**;
+* in the baseline, with its count as expected but one of its values (a path, a state) taking a far larger share of
+  it than in the baseline (:mod:`logcanary.analysis.values`): **frequency**, shown with the value;
 * a baseline event that vanished or fell far below its expected count: **drop**.
   One the baseline shows steady (:mod:`logcanary.analysis.variability`) fails
   alone when the fall stands out from the baseline's own variability and does
@@ -21,7 +23,8 @@ Each event type (template) the canary logged is compared with the baseline:
 New events are weighed by evidence class (debug output and deprecation notices
 never fail alone; an error or stack trace fails even once), by a test that the
 baseline was big enough to have shown them, and by how much other low-level
-novelty the canary logs (a chatty new build is not a broken one). Data
+novelty the canary logs (a chatty new build is not a broken one); a new info line logged one for one with a known
+event is that event's second line (:mod:`logcanary.analysis.companions`). Data
 sufficiency is decided first: missing or too little data is ``inconclusive``
 with a ``reason_code``. Anomalies are grouped by cluster; the verdict fails when
 one reaches the sensitivity's ``fail_score``, else it passes. Pure computation:

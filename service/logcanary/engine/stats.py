@@ -1,5 +1,6 @@
-"""How often one template occurred in one deployment: counts, 10-second buckets, hosts, highest level and a few
-verbatim examples, each bounded (``MAX_*``); and the severity ranks levels are counted by.
+"""How often one template occurred in one deployment: counts, 10-second buckets, hosts, highest level, a few
+verbatim examples and the values logged at its variable positions, each bounded (``MAX_*``); and the severity ranks
+levels are counted by.
 
 What a template's stats grow by is returned to the engine (:mod:`logcanary.engine.memory`), so its estimate of the
 state follows it without walking anything.
