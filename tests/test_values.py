@@ -188,3 +188,19 @@ def test_stats_stored_before_values_were_counted_count_them_after_a_restore() ->
     ingest(restored, "v1", [request(rng, TARGET) for _ in range(7)], START + 7200)
     paths = request_stats(restored, "v1").value_counts()
     assert any(counts.get(TARGET) == 7 for counts in paths.values()), paths
+
+
+def test_values_are_read_only_when_the_window_holds_the_event() -> None:
+    """Values are counted over a deployment's life. A long-running baseline whose earlier hours logged another mix of
+    paths is not compared by its values with the canary's minutes: the same mix in the window passes."""
+    rng = random.Random(6)
+    engine = Engine()
+    ingest(engine, "v1", [request(rng, rng.choice(PATHS)) for _ in range(400)], START)  # hours before the window
+    window_start = START + 7200
+    ingest(engine, "v1", requests(rng, 10, 30) + background(rng, 200), window_start)
+    ingest(engine, "v2", requests(rng, 10, 30) + background(rng, 200), window_start)
+    service = engine.service(SERVICE)
+    window = (window_start, window_start + 3600)
+    assert analyze(service, canary="v2", baseline=["v1"], window=window).verdict == "pass"
+    whole_life = analyze(service, canary="v2", baseline=["v1"])  # no window: the baseline's whole life is the scope
+    assert whole_life.verdict == "fail" and "/<*>/meta-data/instance-id" in whole_life.anomalies[0].template

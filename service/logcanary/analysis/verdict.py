@@ -523,11 +523,16 @@ def _value_rises(canary: _Side, base: _Side, skip: set[Template], limits: Thresh
     events already found more frequent (``skip``) apart: one finding per event, its strongest value, shown in place
     of the event's wildcard."""
     events = []
+    canary_window = canary.parts[0][1] if canary.parts else None
     for template, stats in canary.known_events(base):
-        if template in skip or not stats.positions:
+        if template in skip or not stats.positions or not _in_window(stats, canary_window):
             continue
-        theirs = [(found, weight) for model, _window, weight in base.parts if (found := model.stats.get(template))]
-        events.append((template, value_counts([(stats, 1.0)]), value_counts(theirs)))
+        theirs = [
+            (found, weight, window) for model, window, weight in base.parts if (found := model.stats.get(template))
+        ]
+        if all(_in_window(found, window) for found, _weight, window in theirs):
+            mine = value_counts([(stats, 1.0)])
+            events.append((template, mine, value_counts([(found, weight) for found, weight, _ in theirs])))
     best: dict[Template, _Finding] = {}
     for template, rise in rising_values(events, limits):
         stats = canary.stats[template]
@@ -544,6 +549,16 @@ def _value_rises(canary: _Side, base: _Side, skip: set[Template], limits: Thresh
         finding.shown = " ".join(shown)
         best[template] = finding
     return list(best.values())
+
+
+VALUES_IN_WINDOW = 0.9  # share of an event's occurrences that must lie in the window for its values to be read
+
+
+def _in_window(stats: TemplateStats, window: Window) -> bool:
+    """Whether a deployment's values of an event are the window's: values are counted over a deployment's life, so
+    they are read only when nearly all of its occurrences (``VALUES_IN_WINDOW``) lie in the window (a long-running
+    baseline's day holds other mixes of values than the canary's minutes)."""
+    return window is None or stats.count_between(*window) >= VALUES_IN_WINDOW * stats.count
 
 
 WORD_KEYS_CACHED = 20_000  # word keys kept across calls, by template content (then emptied)
