@@ -12,6 +12,7 @@ is not tested: new pods, hosts and names are what a new deployment brings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -49,6 +50,7 @@ def value_counts(parts: Iterable[tuple[TemplateStats, float]]) -> dict[int, dict
     return out
 
 
+@functools.lru_cache(maxsize=65_536)  # values repeat from one verdict to the next; a regex per value is not free
 def _normalised(value: str) -> str:
     masked = mask_values(value)
     return masked if any(char.isalpha() for char in masked.replace(WILDCARD, "")) else WILDCARD

@@ -525,7 +525,12 @@ def _value_rises(canary: _Side, base: _Side, skip: set[Template], limits: Thresh
     events = []
     canary_window = canary.parts[0][1] if canary.parts else None
     for template, stats in canary.known_events(base):
-        if template in skip or not stats.positions or not _in_window(stats, canary_window):
+        if (
+            template in skip
+            or not stats.positions
+            or stats.count < limits.frequency_min_count  # no value of it can reach the minimum count
+            or not _in_window(stats, canary_window)
+        ):
             continue
         theirs = [
             (found, weight, window) for model, window, weight in base.parts if (found := model.stats.get(template))

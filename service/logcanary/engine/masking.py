@@ -124,15 +124,16 @@ def shape_of(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass").translate(_SHAPE_TABLE)
 
 
-def _fold_units(tokens: list[str]) -> list[str]:
+def _fold_units(tokens: list[str], origins: list[int]) -> tuple[list[str], list[int]]:
     """``<*> KB,`` -> ``<*>,`` and ``(<*> B)`` -> ``(<*>)``: a unit after a masked number belongs to the value, and
-    so does the value restated in parentheses after it (``<*> bytes (<*> KB)`` -> ``<*>``)."""
+    so does the value restated in parentheses after it (``<*> bytes (<*> KB)`` -> ``<*>``). ``origins``: the word
+    each token starts at, kept parallel to the tokens (what :meth:`Masker.split` aligns words by)."""
     marks = [index for index, token in enumerate(tokens) if token in _FOLDED]
     if not marks:
-        return tokens
+        return tokens, origins
     out = tokens[: marks[0]]  # what comes before the first unit or restated value stays as it is
-    append = out.append
-    for token in tokens[marks[0] :]:
+    where = origins[: marks[0]]
+    for token, origin in zip(tokens[marks[0] :], origins[marks[0] :], strict=True):
         if token in _FOLDED and out and out[-1].endswith(WILDCARD):
             if token in _RESTATED:
                 out[-1] += token[len(WILDCARD) + 2 :]
@@ -141,10 +142,12 @@ def _fold_units(tokens: list[str]) -> list[str]:
             last = out[-1]
             if len(out) > 1 and last in _RESTATED and out[-2].endswith(WILDCARD):  # "(<*>" + "KB)" restated
                 out.pop()
+                where.pop()
                 out[-1] += last[len(WILDCARD) + 2 :]
             continue
-        append(token)
-    return out
+        out.append(token)
+        where.append(origin)
+    return out, where
 
 
 _DATE_PUNCTUATION = ",.;:)"
@@ -187,18 +190,21 @@ def _classify_date_part(token: str) -> str:
     return "Z" if _ZONE.fullmatch(core) else ""
 
 
-def _fold_dates(words: list[str], masked: list[str]) -> list[str]:
+def _fold_dates(words: list[str], masked: list[str]) -> tuple[list[str], list[int]]:
     """Masked tokens with each textual date made one ``<*>``: a month's name, with a weekday and a day before it and
     a day, year, time, AM/PM and zone after it, when at least one number (day, year or time) is among them.
     ``words`` are the tokens before masking, one per masked token. A date spans at most 8 tokens and each token is
-    classified a bounded number of times, so the cost stays linear in the message."""
+    classified a bounded number of times, so the cost stays linear in the message. Also returns the word each token
+    starts at."""
     size = len(words)
     index = next((index for index, word in enumerate(words) if word in _MONTH_TOKENS), size)
     out = masked[:index]  # what comes before the first month's name stays as it is
+    where = list(range(index))
     floor = 0
     while index < size:
         if words[index] not in _MONTH_TOKENS:
             out.append(masked[index])
+            where.append(index)
             index += 1
             continue
         start = index
@@ -214,14 +220,17 @@ def _fold_dates(words: list[str], masked: list[str]) -> list[str]:
         numbers = after + "".join(_date_part(word) for word in words[start:index])
         if not ("D" in numbers or "Y" in numbers or "T" in numbers):  # a month's name alone ("May I") is a word
             out.append(masked[index])
+            where.append(index)
             index += 1
             continue
         if start < index:
             del out[start - index :]
+            del where[start - index :]
         last = words[end - 1]
         out.append(WILDCARD + last[len(last.rstrip(_DATE_PUNCTUATION)) :])
+        where.append(start)
         index = floor = end
-    return out
+    return out, where
 
 
 def _is_path(token: str) -> bool:
@@ -285,9 +294,9 @@ class Masker:
         """The masked tokens of a message, split on whitespace."""
         return self.split(message)[0]
 
-    def split(self, message: str) -> tuple[list[str], list[str] | None]:
+    def split(self, message: str) -> tuple[list[str], list[str]]:
         """The masked tokens of a message, and the words they were masked from, one per token (quoted values already
-        masked), or None when masking folded several words into one token (a textual date, a unit)."""
+        masked; a token that folded several words, a textual date or a number and its unit, has the first)."""
         if '"' in message or "'" in message:
             words = self.mask_message(message).split()
         else:
@@ -299,10 +308,13 @@ class Masker:
         out = [get(token) or self._miss(token) for token in words]
         if _SPECIAL.isdisjoint(out):  # one pass for the common case: no month's name, unit or restated value
             return out, words
-        folded = _fold_dates(words, out) if not _MONTH_TOKENS.isdisjoint(out) else out  # a month's name is a word
-        if not _FOLDED.isdisjoint(folded):
-            folded = _fold_units(folded)
-        return folded, words if len(folded) == len(words) else None
+        if not _MONTH_TOKENS.isdisjoint(out):  # a month's name is a word: masking leaves it as it was
+            out, origins = _fold_dates(words, out)
+        else:
+            origins = list(range(len(out)))
+        if not _FOLDED.isdisjoint(out):
+            out, origins = _fold_units(out, origins)
+        return out, [words[origin] for origin in origins]  # a folded value's token keeps its first word
 
     def _miss(self, token: str) -> str:
         """Masks a token the cache did not know; caches it by *shape* (every digit as 1).

@@ -228,9 +228,12 @@ class TemplateStats:
 
     def value_counts(self) -> dict[int, dict[str, int]]:
         """Per counted position, each value's count (derived from the combinations)."""
-        out: dict[int, dict[str, int]] = {position: {} for position in self.positions}
-        for key, count in zip(self._keys(), self.values.values(), strict=True):
-            for position, word in zip(self.positions, key, strict=True):
+        positions = self.positions
+        if len(positions) == 1:
+            return {positions[0]: dict(self.values)}
+        out: dict[int, dict[str, int]] = {position: {} for position in positions}
+        for key, count in self.values.items():
+            for position, word in zip(positions, key):  # noqa: B905 (a key has one word per position)
                 found = out[position]
                 found[word] = found.get(word, 0) + count
         return out
