@@ -190,7 +190,9 @@ def test_more_than_5000_lines_at_one_timestamp_are_each_counted_once(loki: Loki)
 def test_loki_killed_mid_analysis_never_passes_and_counts_exactly_once_it_returns(loki: Loki, tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, loki_url=loki.url, loki_poll_seconds=0.5)
     with TestClient(create_app(settings)) as client:
-        created = client.post("/v1/analyses", json=analysis_body("shop-kill", 25.0)).json()
+        # 40 s: Loki is down from about 4 s to 24 s, and the second batch must land well before the end (with 25 s it
+        # raced the end whenever Loki took more than a second to come back on a loaded machine).
+        created = client.post("/v1/analyses", json=analysis_body("shop-kill", 40.0)).json()
         start = datetime.fromisoformat(created["started_at"]) + timedelta(seconds=0.2)
         first = traffic("shop-kill", "v1", 600, 1, 0.0, start, 2.0) + traffic(
             "shop-kill", "v2", 600, 2, 0.0, start, 2.0
