@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from logcanary.analysis.verdict import analyze
+from logcanary.engine.masking import Masker
 from logcanary.engine.memory import stats_bytes
 from logcanary.engine.model import Engine
 from logcanary.engine.stats import MAX_VALUES, TemplateStats
@@ -204,3 +205,15 @@ def test_values_are_read_only_when_the_window_holds_the_event() -> None:
     assert analyze(service, canary="v2", baseline=["v1"], window=window).verdict == "pass"
     whole_life = analyze(service, canary="v2", baseline=["v1"])  # no window: the baseline's whole life is the scope
     assert whole_life.verdict == "fail" and "/<*>/meta-data/instance-id" in whole_life.anomalies[0].template
+
+
+def test_words_stay_aligned_with_tokens_when_masking_folds_a_unit_or_a_date() -> None:
+    """A number and its unit, or a textual date, are one token: it keeps its first word, and the words after it
+    stay beside their tokens, so such messages count their values too."""
+    masker = Masker()
+    tokens, words = masker.split("served /api/users in 12 ms (1.2 KB) for alice")
+    assert tokens == ["served", "<*>", "in", "<*>", "for", "alice"]
+    assert words == ["served", "/api/users", "in", "12", "for", "alice"]
+    tokens, words = masker.split("job nightly started Sun Jul 10 03:55:09 2005 on node-a")
+    assert tokens == ["job", "nightly", "started", "<*>", "on", "node-a"]
+    assert words == ["job", "nightly", "started", "Sun", "on", "node-a"]
