@@ -509,13 +509,18 @@ def _rises(
             continue
         lead = max(templates, key=lambda t: canary.counts[t])
         stats = canary.stats[lead]
-        # Debug-like events (debug lines, deprecation warnings) never fail a canary alone, new or not.
-        weight = LEVEL_WEIGHTS[stats.max_severity] if evidence_class(lead, stats.max_severity) else 0.0
-        score = limits.fail_score * weight * math.log(ratio) / math.log(limits.frequency_min_ratio)
+        score = _frequency_score(lead, stats, ratio, limits)
         found.append(
             _Finding("frequency", lead, canary.cluster_of[lead], stats, count, baseline_count, score, ratio, p_value)
         )
     return found
+
+
+def _frequency_score(template: Template, stats: TemplateStats, ratio: float, limits: Thresholds) -> float:
+    """A rise's score: ``fail_score x level weight x ln(ratio) / ln(min ratio)``. Debug-like events (debug lines,
+    deprecation warnings) never fail a canary alone, new or not."""
+    weight = LEVEL_WEIGHTS[stats.max_severity] if evidence_class(template, stats.max_severity) else 0.0
+    return limits.fail_score * weight * math.log(ratio) / math.log(limits.frequency_min_ratio)
 
 
 def _value_rises(canary: _Side, base: _Side, skip: set[Template], limits: Thresholds) -> list[_Finding]:
@@ -532,17 +537,18 @@ def _value_rises(canary: _Side, base: _Side, skip: set[Template], limits: Thresh
             or not _in_window(stats, canary_window)
         ):
             continue
+        mine = value_counts([(stats, 1.0)])
+        if not any(count >= limits.frequency_min_count for counts in mine.values() for count in counts.values()):
+            continue  # no value of it is frequent enough to be tested: the baseline's need not be read
         theirs = [
             (found, weight, window) for model, window, weight in base.parts if (found := model.stats.get(template))
         ]
         if all(_in_window(found, window) for found, _weight, window in theirs):
-            mine = value_counts([(stats, 1.0)])
             events.append((template, mine, value_counts([(found, weight) for found, weight, _ in theirs])))
     best: dict[Template, _Finding] = {}
     for template, rise in rising_values(events, limits):
         stats = canary.stats[template]
-        weight = LEVEL_WEIGHTS[stats.max_severity] if evidence_class(template, stats.max_severity) else 0.0
-        score = limits.fail_score * weight * math.log(rise.ratio) / math.log(limits.frequency_min_ratio)
+        score = _frequency_score(template, stats, rise.ratio, limits)
         if template in best and best[template].score >= score:
             continue
         finding = _Finding(
