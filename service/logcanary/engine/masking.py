@@ -371,15 +371,16 @@ def apply_rules(token: str) -> str:
     if _DIGIT.search(token) is None:
         return token
     # An identifier's prefix is kept (blk_<*>, attempt_<*>_<*>): it tells event types apart.
-    masked = _VALUE.sub(WILDCARD, token)
-    return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
+    return _mask_value_runs(token)
 
 
 def mask_values(token: str) -> str:
     """The token with the numbers, ids, addresses, dates and times in it masked, and nothing else: a path or a URL
     keeps its words (``/2009-04-04/meta-data/instance-id`` -> ``/<*>/meta-data/instance-id``)."""
-    if len(token) > MAX_MASKED_TOKEN_CHARS:
-        return WILDCARD
+    return WILDCARD if len(token) > MAX_MASKED_TOKEN_CHARS else _mask_value_runs(token)
+
+
+def _mask_value_runs(token: str) -> str:
     masked = _VALUE.sub(WILDCARD, token)
     return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
 

@@ -281,7 +281,7 @@ class TemplateMiner:
 
     def _split(self, message: str) -> tuple[str, list[str], list[str] | None]:
         """:meth:`split`, and the words the tokens were masked from, one per token (None for a stack trace, or when
-        masking folded words or the tokens were bounded): what a template's stats count values of."""
+        the tokens were bounded): what a template's stats count values of."""
         if "\n" in message:
             trace = parse_stack_trace(message)
             if trace is not None:

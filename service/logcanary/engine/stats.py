@@ -77,19 +77,16 @@ class TemplateStats:
     value_bytes: int = 0  # the values' estimated memory (logcanary.engine.memory)
     pick: Callable[[Sequence[str]], Any] | None = None  # the positions' words of a message's words
 
-    def track(self, tokens: Sequence[str], words: Sequence[str]) -> None:
+    def track(self, tokens: Sequence[str], words: Sequence[str] | None = None) -> None:
         """Counts values from now on at the template's variable positions whose word (in ``words``, the first
-        message's) is not a value alone: numbers, ids, addresses and times are never counted."""
-        positions = [index for index, token in enumerate(tokens) if WILDCARD in token and _wordy(words[index])]
+        message's) is not a value alone: numbers, ids, addresses and times are never counted. Without ``words`` (stats
+        restored from before values were counted: no first message to tell words from numbers), at every variable
+        position: numbers are left out when read, and positions of ids go when crowded."""
+        positions = [
+            index for index, token in enumerate(tokens) if WILDCARD in token and (words is None or _wordy(words[index]))
+        ]
         self.width = len(tokens)
         self._count_at(tuple(positions[:MAX_VALUE_POSITIONS]))
-
-    def track_template(self, tokens: Sequence[str]) -> None:
-        """Counts values from now on at every variable position of the template: stats restored from before values
-        were counted have no first message to tell words from numbers (numbers are left out when read, and positions
-        of ids go when crowded)."""
-        self.width = len(tokens)
-        self._count_at(tuple([index for index, token in enumerate(tokens) if WILDCARD in token][:MAX_VALUE_POSITIONS]))
 
     def _count_at(self, positions: tuple[int, ...]) -> None:
         self.positions = positions
@@ -113,14 +110,14 @@ class TemplateStats:
             try:
                 value = pick(words)
             except IndexError:  # cannot happen (a template's messages have its width of words); costs nothing if not
-                value = None
                 self.forget_values()
-            values = self.values
-            seen = values.get(value)
-            if seen is not None:
-                values[value] = seen + 1
-            elif self.pick is not None:
-                grown += self._new_value(value, words)
+            else:
+                values = self.values
+                seen = values.get(value)
+                if seen is None:
+                    grown += self._new_value(value, words)
+                else:
+                    values[value] = seen + 1
         self.count += 1
         # Comparisons, not min()/max(): this runs once per event.
         if timestamp < self.first_seen:

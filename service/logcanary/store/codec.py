@@ -230,8 +230,9 @@ def restore(engine: Engine, stored: StoredState) -> Restored:
             else:
                 model.stats[template] = stats
                 model.cluster_of(template)  # river relearns the clusters in order of first appearance
-            if not stats.width and not template.signature:  # stored before values were counted: count from now
-                model.stats[template].track_template(template.tokens)
+            kept = model.stats[template]
+            if not kept.width and not template.signature:  # stored before values were counted: count from now
+                kept.track(template.tokens)
         restored = model.clusterer.bytes + stats_bytes(model.other) - NEW_STATS_BYTES
         restored += sum(map(stats_bytes, model.stats.values()))
         model.bytes += restored
