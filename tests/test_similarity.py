@@ -38,3 +38,13 @@ def test_signatures_must_match() -> None:
                                                  ("<*>", True), ("password", False), ("blk_<*>", True)])  # fmt: skip
 def test_value_like(token: str, expected: bool) -> None:
     assert value_like(token) is expected
+
+
+def test_a_value_in_punctuation_stands_in_a_words_place() -> None:
+    """``[req-<*> <*> <*> - <*> <*>]`` and ``[... - default default]``: a request context with ids where another
+    logs defaults is the same event (``<*>]`` is a value and a bracket, not a word)."""
+    assert value_like("<*>]") and value_like("(<*>)") and not value_like("default]")
+    assert same_event(
+        t("nova.compute [req-<*> <*> <*> - <*> <*>] Auditing locally available compute resources"),
+        t("nova.compute [req-<*> <*> <*> - default default] Auditing locally available compute resources"),
+    )

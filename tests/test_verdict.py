@@ -335,3 +335,41 @@ def test_the_headline_leads_with_the_strongest_evidence_class() -> None:
     assert flag.score > npe.score
     assert "NullPointerException" in verdict.reason
     assert verdict.risk == round(100 * flag.score / (flag.score + 3), 1)
+
+
+def test_the_same_event_is_found_outside_the_most_similar_clusters() -> None:
+    """A cluster's words are its members' together: a canary template river put among other lines (here: of the
+    host's name) does not find its event's baseline cluster by them, and was a new event, its baseline flow a drop.
+    The baseline templates sharing its rarest words find it."""
+    from logcanary.analysis.verdict import CANDIDATE_CLUSTERS, _Nearest, _same_event_in, _Side
+    from logcanary.engine.clustering import Cluster, template_terms
+    from logcanary.engine.miner import Template
+
+    def cluster(*texts: str) -> Cluster:
+        found = Cluster(None)
+        for text in texts:
+            template = Template(tokens=text.split())
+            found.add(template, template_terms(template))
+        return found
+
+    event = "nova.compute [req-<*> <*> <*> - default default] Auditing locally available compute resources"
+    home = cluster(
+        event, *(f"nova.api [req-<*> <*> <*> - default default] Calling method {verb} of servers" for verb in "abcdef")
+    )
+    others = [
+        cluster(f"nova.compute [req-<*> - - - - -] Compute record {word} for localhost.localdomain in cell <*>")
+        for word in ("updated", "weighed", "filtered", "selected")
+    ]
+    base = _Side()
+    for found in (home, *others):
+        base.clusters[id(found)] = found
+        for template in found.templates:
+            base.counts[template] = 10.0
+            base.cluster_of[template] = found
+    canary = cluster(
+        "nova.compute [req-<*> <*> <*> - - -] Auditing locally available compute resources",
+        *(f"nova.compute [req-<*> - - - - -] Compute record updated for localhost.localdomain:{n}" for n in "abcd"),
+    )
+    template = canary.templates[0]
+    assert home not in _Nearest(base.clusters.values()).top(canary, CANDIDATE_CLUSTERS)  # the old search misses it
+    assert _same_event_in(template, canary, base) is home.templates[0]

@@ -38,8 +38,8 @@ def value_like(token: str) -> bool:
     its key names a field, and a new field is a new event. Punctuation alone (``-``) stands for an absent value."""
     if token == WILDCARD:
         return True
-    if not spelling(token):
-        return True  # punctuation alone ("-", "--"): a placeholder for an absent value, never a word
+    if not spelling(token).strip("\x00"):
+        return True  # punctuation alone ("-", "--"), or a value in it ("<*>]", "(<*>)"): never a word
     return bool(_VALUE_LIKE.search(token.replace(WILDCARD, "")))
 
 

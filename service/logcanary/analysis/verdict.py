@@ -137,6 +137,7 @@ class _Side:
     ever: set[Template] = field(default_factory=set)  # every template the side's deployments logged, any time
     total: float = 0.0
     nearest: _Nearest | None = None  # built on first use, once the side is complete
+    word_index: _WordIndex | None = None  # likewise
     word_keys: dict[Template, tuple[str, frozenset[str]]] = field(default_factory=dict)  # memo of _word_key
     parts: list[tuple[DeploymentModel, Window, float]] = field(default_factory=list)  # what was added, how
     share: float | None = None  # memo of known_share (a canary side's, once both sides are complete)
@@ -939,7 +940,10 @@ class _Nearest:
 
 
 def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Template | None:
-    """A baseline template that is the same event, searched in the most similar baseline clusters."""
+    """A baseline template that is the same event, searched in the most similar baseline clusters, then among the
+    baseline templates sharing the template's rarest words (:class:`_WordIndex`): a cluster's words are its members'
+    together, so a template in a large canary cluster (``[req-<*> - - - - -] Auditing ...`` among a service's
+    context-less lines) may not find its event's baseline cluster by them."""
     if base.nearest is None:
         base.nearest = _Nearest(base.clusters.values())
     for candidate in base.nearest.top(cluster, CANDIDATE_CLUSTERS):
@@ -947,7 +951,37 @@ def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Templat
             live = other.resolve()
             if base.counts.get(live) and (same_event(template, live) or same_words(template, live)):
                 return live
+    if base.word_index is None:
+        base.word_index = _WordIndex(base)
+    for live in base.word_index.candidates(base.words(template)):
+        if same_event(template, live) or same_words(template, live):
+            return live
     return None
+
+
+class _WordIndex:
+    """The baseline's templates by word: a template's candidates for the same event are those sharing the most of
+    its ``RARE_WORDS`` rarest words (a same event shares nearly all of its words: only a value may stand in a
+    word's place). Bounded per call: ``MAX_POSTING`` templates read per word, ``MAX_CANDIDATES`` compared."""
+
+    def __init__(self, base: _Side) -> None:
+        self.by_word: dict[str, list[Template]] = {}
+        for template, count in base.counts.items():
+            if template is not OTHER and count > 0:
+                for word in base.words(template):
+                    self.by_word.setdefault(word, []).append(template)
+
+    def candidates(self, words: frozenset[str]) -> list[Template]:
+        postings = sorted((self.by_word.get(word, []) for word in words), key=len)[:RARE_WORDS]
+        shared: Counter[Template] = Counter()
+        for posting in postings:
+            shared.update(posting[:MAX_POSTING])
+        return [template for template, _ in shared.most_common(MAX_CANDIDATES)]
+
+
+RARE_WORDS = 3  # a template's rarest words, by how many baseline templates have them, that find its candidates
+MAX_POSTING = 256  # baseline templates read per word
+MAX_CANDIDATES = 8  # baseline templates compared with a canary template, those sharing the most rare words first
 
 
 def _group(findings: list[_Finding], canary_total: float, baseline_total: float) -> list[Anomaly]:
