@@ -34,6 +34,7 @@ the caller supplies the models, feedback and time window.
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import math
 from collections import Counter
@@ -913,10 +914,10 @@ class _Nearest:
     def __init__(self, clusters: Iterable[Cluster]) -> None:
         self.clusters = list(clusters)
         self.norms = [math.sqrt(sum(count * count for count in c.terms.values())) for c in self.clusters]
-        self.by_word: dict[str, list[int]] = {}
+        self.by_word: dict[str, list[tuple[int, int]]] = {}  # word -> (cluster index, the word's count in it)
         for index, cluster in enumerate(self.clusters):
-            for word in cluster.terms:
-                self.by_word.setdefault(word, []).append(index)
+            for word, weight in cluster.terms.items():
+                self.by_word.setdefault(word, []).append((index, weight))
         self.ranked: dict[Cluster, list[Cluster]] = {}  # by the cluster itself (identity), held
 
     def top(self, cluster: Cluster, count: int) -> list[Cluster]:
@@ -925,13 +926,15 @@ class _Nearest:
             return found
         terms = cluster.terms
         dots: dict[int, int] = {}
+        get = dots.get
         for word, weight in terms.items():
-            for index in self.by_word.get(word, ()):
-                dots[index] = dots.get(index, 0) + weight * self.clusters[index].terms[word]
+            for index, theirs in self.by_word.get(word, ()):
+                dots[index] = get(index, 0) + weight * theirs
         own = math.sqrt(sum(c * c for c in terms.values()))
-        scored = [(dot / (own * self.norms[index]), index) for index, dot in dots.items() if dot]
-        scored.sort(key=lambda item: (-item[0], item[1]))
-        ranked = [self.clusters[index] for _, index in scored[:count]]
+        norms = self.norms
+        # The `count` first of the sort by (-cosine, index), without sorting them all (nsmallest is sorted()[:n]).
+        best = heapq.nsmallest(count, [(-(dot / (own * norms[index])), index) for index, dot in dots.items() if dot])
+        ranked = [self.clusters[index] for _, index in best]
         if len(ranked) < count:
             zero = (c for index, c in enumerate(self.clusters) if not dots.get(index))
             ranked.extend(itertools.islice(zero, count - len(ranked)))
@@ -960,9 +963,10 @@ def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Templat
 
 
 class _WordIndex:
-    """The baseline's templates by word: a template's candidates for the same event are those sharing the most of
-    its ``RARE_WORDS`` rarest words (a same event shares nearly all of its words: only a value may stand in a
-    word's place). Bounded per call: ``MAX_POSTING`` templates read per word, ``MAX_CANDIDATES`` compared."""
+    """The baseline's templates by word: a template's candidates for the same event are those sharing all but one,
+    at most, of its ``RARE_WORDS`` rarest words the baseline has (a same event shares nearly all of its words: only
+    a value may stand in a word's place). Bounded per call: ``MAX_POSTING`` templates read per word,
+    ``MAX_CANDIDATES`` compared, those sharing the most first."""
 
     def __init__(self, base: _Side) -> None:
         self.by_word: dict[str, list[Template]] = {}
@@ -972,11 +976,13 @@ class _WordIndex:
                     self.by_word.setdefault(word, []).append(template)
 
     def candidates(self, words: frozenset[str]) -> list[Template]:
-        postings = sorted((self.by_word.get(word, []) for word in words), key=len)[:RARE_WORDS]
+        found = [posting for word in words if (posting := self.by_word.get(word))]
+        postings = sorted(found, key=len)[:RARE_WORDS]  # of the words the baseline has at all
         shared: Counter[Template] = Counter()
         for posting in postings:
             shared.update(posting[:MAX_POSTING])
-        return [template for template, _ in shared.most_common(MAX_CANDIDATES)]
+        least = min(len(postings), RARE_WORDS - 1)  # a same event shares nearly all of its words
+        return [template for template, count in shared.most_common(MAX_CANDIDATES) if count >= least]
 
 
 RARE_WORDS = 3  # a template's rarest words, by how many baseline templates have them, that find its candidates
