@@ -128,13 +128,16 @@ def _fold_units(tokens: list[str], origins: list[int]) -> tuple[list[str], list[
     """``<*> KB,`` -> ``<*>,`` and ``(<*> B)`` -> ``(<*>)``: a unit after a masked number belongs to the value, and
     so does the value restated in parentheses after it (``<*> bytes (<*> KB)`` -> ``<*>``). ``origins``: the word
     each token starts at, kept parallel to the tokens (what :meth:`Masker.split` aligns words by)."""
-    marks = [index for index, token in enumerate(tokens) if token in _FOLDED]
-    if not marks:
-        return tokens, origins
-    out = tokens[: marks[0]]  # what comes before the first unit or restated value stays as it is
-    where = origins[: marks[0]]
-    for token, origin in zip(tokens[marks[0] :], origins[marks[0] :], strict=True):
-        if token in _FOLDED and out and out[-1].endswith(WILDCARD):
+    out: list[str] = []
+    where: list[int] = []
+    start = 0  # the tokens between two units or restated values stay as they are: copied a run at a time
+    for mark, token in enumerate(tokens):
+        if token not in _FOLDED:
+            continue
+        out += tokens[start:mark]
+        where += origins[start:mark]
+        start = mark + 1
+        if out and out[-1].endswith(WILDCARD):
             if token in _RESTATED:
                 out[-1] += token[len(WILDCARD) + 2 :]
                 continue
@@ -146,7 +149,11 @@ def _fold_units(tokens: list[str], origins: list[int]) -> tuple[list[str], list[
                 out[-1] += last[len(WILDCARD) + 2 :]
             continue
         out.append(token)
-        where.append(origin)
+        where.append(origins[mark])
+    if not start:
+        return tokens, origins
+    out += tokens[start:]
+    where += origins[start:]
     return out, where
 
 
