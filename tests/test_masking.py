@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logcanary.analysis.verdict import analyze
 from logcanary.engine.masking import Masker, mask
@@ -90,3 +92,21 @@ def test_durations_in_other_units_do_not_fail_a_canary() -> None:
     verdict = analyze(engine.service("api"), canary="v2", baseline=["v1"])
     assert verdict.verdict == "pass", [a.template for a in verdict.anomalies]
     assert verdict.risk < 50
+
+
+_ID_CHARS = "0123456789abcdefABCDEFxyz_-.:/"
+_ID_PREFIXES = ["", "pay_", "cus_", "req-", "blk_", "a_", "deadbeef-", "x1_"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.tuples(st.sampled_from(_ID_PREFIXES), st.text("0123456789abcdef", min_size=6, max_size=40)).map("".join),
+        st.text(_ID_CHARS, min_size=1, max_size=40),
+    )
+)
+def test_the_hex_id_shortcut_masks_as_the_value_pattern_does(token: str) -> None:
+    """``pay_581fe499fc29`` and bare hex ids skip the value pattern: what they give must be what it gives."""
+    from logcanary.engine.masking import _REPEATED_WILDCARD, _VALUE, WILDCARD, _mask_value_runs
+
+    assert _mask_value_runs(token) == _REPEATED_WILDCARD.sub(WILDCARD, _VALUE.sub(WILDCARD, token))

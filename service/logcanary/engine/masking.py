@@ -73,6 +73,10 @@ _QUOTED = re.compile(r"(?<![\w\\])(\"|')(?:(?!\1).){1,200}?\1(?!\w)")
 _REQUEST_LINE = re.compile(
     r"[A-Z][A-Z_-]{1,19}+ (?:/|\*|[A-Za-z][A-Za-z0-9+.-]*+://)\S*+(?: [A-Z][A-Z0-9]*+/[0-9.]++)?"
 )
+# An id as services mint them, a hex run with a name's prefix or none (pay_581fe499fc29, e5e3eeb8136b2094): the most
+# common token no cache knows. Whole, nothing of _VALUE can match in it before the hex rule at the run (no digit in
+# the prefix, no '-', '/', ':', '.' or 'x' in the run), and the hex rule takes the run: the same <*> as _VALUE.sub.
+_HEX_ID = re.compile(r"([A-Za-z]++[_-])?(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}+").fullmatch
 _WORD_VALUE_CHARS = 32  # a key's value made of at most this many letters is a word, kept for the miner
 _REPEATED_WILDCARD = re.compile(r"(?:<\*>){2,}")
 _TOKEN = re.compile(r"\S+")  # what str.split() splits out (re's \s is str.isspace)
@@ -388,6 +392,9 @@ def mask_values(token: str) -> str:
 
 
 def _mask_value_runs(token: str) -> str:
+    hex_id = _HEX_ID(token)
+    if hex_id is not None:  # what _VALUE.sub gives it, in a tenth of the time
+        return (hex_id.group(1) or "") + WILDCARD
     masked = _VALUE.sub(WILDCARD, token)
     return _REPEATED_WILDCARD.sub(WILDCARD, masked) if "<*><*>" in masked else masked
 
