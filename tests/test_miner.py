@@ -202,3 +202,21 @@ def test_masked_values_do_not_make_messages_alike() -> None:
         miner.add(f"{prefix} {event}")
     miner.add(f"{prefix} Query product successfully")
     assert "TraceID: <*> SpanID: <*> Query product successfully" in _texts(miner)
+
+
+def test_a_message_shape_is_cached_on_its_second_sighting() -> None:
+    """A message with a hex id has a shape no later message has: the first sighting only marks it, so the shape
+    cache is not filled with shapes never seen again; the second caches it."""
+    from logcanary.engine.miner import CacheBudget, ShapeFilter
+
+    miner = TemplateMiner(cache_budget=CacheBudget())  # a filter of its own: nothing marked yet
+    miner.add("Payment pay_1f2e3d4c5b6a authorized in 12 ms")
+    assert not miner._by_shape  # seen once: not cached
+    miner.add("Payment pay_1f2e3d4c5b6a authorized in 98 ms")  # the same shape (digits differ)
+    assert len(miner._by_shape) == 1
+    assert miner.add("Payment pay_1f2e3d4c5b6a authorized in 45 ms").text == "Payment pay_<*> authorized in <*>"
+
+    shapes = ShapeFilter()
+    for number in range(ShapeFilter.BITS // 4 + 10):  # past a quarter of its bits, it starts over
+        shapes.seen_before(str(number).encode())
+    assert shapes._marked <= ShapeFilter.BITS // 4

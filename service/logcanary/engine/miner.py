@@ -57,6 +57,38 @@ CACHE_BUDGET_BYTES = 128 * 1024 * 1024  # exact-match and shape caches of all mi
 _DIGIT = re.compile(r"\d")
 
 
+class ShapeFilter:
+    """Which message shapes were (probably) seen before: a bitmap of their hashes, one per :class:`CacheBudget`,
+    shared by its miners (fixed size).
+
+    A shape seen once is not cached. A message with a hex id or a UUID in it (a trace id, a request id) has a shape
+    of its own that no later message has: caching each cost more than the cache saved (the entry, and the emptying
+    of every miner's caches its bytes made the budget do), and in a service's logs such messages are the many. A
+    shape is cached on its second sighting; a false "seen" (two shapes on one bit) only caches a shape early. The
+    bitmap is emptied once a quarter of its bits are set, so false "seen"s stay under a quarter."""
+
+    __slots__ = ("_bits", "_marked")
+    BITS = 1 << 20  # 128 KiB
+
+    def __init__(self) -> None:
+        self._bits = bytearray(self.BITS // 8)
+        self._marked = 0
+
+    def seen_before(self, shape: bytes) -> bool:
+        """Whether the shape was marked; marks it."""
+        bit = hash(shape) & (self.BITS - 1)
+        index, mask = bit >> 3, 1 << (bit & 7)
+        bits = self._bits
+        if bits[index] & mask:
+            return True
+        if self._marked >= self.BITS // 4:
+            bits[:] = bytes(len(bits))
+            self._marked = 0
+        bits[index] |= mask
+        self._marked += 1
+        return False
+
+
 # A word that names a kind of event rather than a value: a capitalised or upper-case word (Started, GET, RUNNING,
 # SUCCESS_CONTAINER_CLEANUP), a field's label (memory:, disk:) or a key's word value (status=failed, user=guest), each
 # possibly quoted or bracketed. No digits: a token with digits is a value or a name.
@@ -132,6 +164,7 @@ class CacheBudget:
         self.used_bytes = 0
         self.resets = 0
         self._miners: weakref.WeakSet[TemplateMiner] = weakref.WeakSet()
+        self.shapes_seen = ShapeFilter()  # 128 KiB, fixed: outside the budget
 
     def register(self, miner: TemplateMiner) -> None:
         self._miners.add(miner)
@@ -332,8 +365,12 @@ class TemplateMiner:
             self._budget.charge(size)  # may empty this miner's caches too
             self._exact[key] = template
             self._exact_bytes += size
-        if shape is not None and _DIGIT.search(" ".join(tokens)) is None:
-            # Every digit was masked, so any message of this shape has these tokens.
+        if (
+            shape is not None
+            and self._budget.shapes_seen.seen_before(shape)
+            and _DIGIT.search(" ".join(tokens)) is None
+        ):
+            # Every digit was masked, so any message of this shape has these tokens (cached when seen before).
             if len(self._by_shape) >= _EXACT_CACHE_SIZE:
                 self._budget.release(self._shape_bytes)
                 self._by_shape.clear()
