@@ -976,8 +976,9 @@ class _WordIndex:
                     self.by_word.setdefault(word, []).append(template)
 
     def candidates(self, words: frozenset[str]) -> list[Template]:
-        found = [posting for word in words if (posting := self.by_word.get(word))]
-        postings = sorted(found, key=len)[:RARE_WORDS]  # of the words the baseline has at all
+        # The rarest of the words the baseline has at all; ties by the word, not by the set's (hash-seeded) order.
+        found = sorted((len(posting), word) for word in words if (posting := self.by_word.get(word)))
+        postings = [self.by_word[word] for _, word in found[:RARE_WORDS]]
         shared: Counter[Template] = Counter()
         for posting in postings:
             shared.update(posting[:MAX_POSTING])
