@@ -373,3 +373,25 @@ def test_the_same_event_is_found_outside_the_most_similar_clusters() -> None:
     template = canary.templates[0]
     assert home not in _Nearest(base.clusters.values()).top(canary, CANDIDATE_CLUSTERS)  # the old search misses it
     assert _same_event_in(template, canary, base) is home.templates[0]
+
+
+def test_a_drop_counts_the_events_templates_in_other_clusters() -> None:
+    """One event, two baseline templates river put apart (a request context with and without ids): a canary that
+    logs it under the second has not dropped the first. The dropping event is judged on both."""
+    from logcanary.analysis.verdict import _Flow, _Side, _whole_event
+    from logcanary.engine.miner import Template
+
+    def t(text: str) -> Template:
+        return Template(tokens=text.split())
+
+    event = "CONF.reclaim_instance_interval <= <*>, skipping... _reclaim_queued_deletes <*>"
+    usual = t(f"nova.compute.manager [req-<*> <*> <*> - default default] {event}")
+    other = t(f"nova.compute.manager [req-<*> <*> <*> - <*> <*>] {event}")
+    unrelated = t("nova.compute.manager [req-<*> <*> <*> - default default] Running periodic task <*>")
+    base = _Side(counts={usual: 14.0, other: 1.0, unrelated: 40.0})
+    flow = _Flow([usual], 14.0, 6.0, 0.2, True, 1)
+    whole = _whole_event(flow, {usual: 6.0, other: 9.0, unrelated: 40.0}, base)
+    assert (whole.baseline_count, whole.canary_count) == (15.0, 15.0)
+    assert whole.members == [usual, other]
+    alone = _Side(counts={usual: 14.0, unrelated: 40.0})
+    assert _whole_event(flow, {usual: 6.0}, alone) is flow  # nothing else of the event: the drop stands as it was

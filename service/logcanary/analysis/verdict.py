@@ -39,7 +39,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from statistics import median
 from typing import ParamSpec
 
@@ -698,6 +698,7 @@ class _Scaling:
     clusters: list[_Flow]
     steady: int  # steady events the size factor was taken from (0: it is the canary's volume over the baseline's)
     traffic: float  # the canary's events of established baseline events, per baseline event of them
+    credit: dict[Template, float] = field(default_factory=dict)  # canary events per baseline template (same events)
 
 
 def _scaling(
@@ -740,9 +741,10 @@ def _scaling(
     established = sum(f.baseline_count for f in events)
     traffic = sum(f.canary_count for f in events) / established if established > 0 else volume
     if len(ratios) < SIZE_MIN_FLOWS:
-        return _Scaling(volume, events, clusters, 0, traffic)
+        return _Scaling(volume, events, clusters, 0, traffic, credit)
     size = median(ratios)
-    return _Scaling(size if size > 0 else volume, events, clusters, len(ratios) if size > 0 else 0, traffic)
+    steady = len(ratios) if size > 0 else 0
+    return _Scaling(size if size > 0 else volume, events, clusters, steady, traffic, credit)
 
 
 def _flow(
@@ -828,9 +830,13 @@ def _drops(base: _Side, canary: _Side, scaling: _Scaling, limits: Thresholds) ->
     found: list[_Finding] = []
     tested = [flow for flow in scaling.events if flow.baseline_count * size >= DROP_MIN_EXPECTED]
     ratios = [(flow.canary_count + 0.5) / (flow.baseline_count * size) for flow in tested]
-    for flow, ratio in zip(tested, ratios, strict=True):
-        if not flow.steady or ratio > limits.drop_max_ratio:
+    for event, first in zip(tested, ratios, strict=True):
+        if not event.steady or first > limits.drop_max_ratio:
             continue
+        flow = _whole_event(event, scaling.credit, base)
+        ratio = (flow.canary_count + 0.5) / (flow.baseline_count * size)
+        if ratio > limits.drop_max_ratio:
+            continue  # its lines went to its templates in other clusters
         shrink = max(1.0, flow.spread)
         count, baseline_count = flow.canary_count, flow.baseline_count
         p_value = binomial_head(round(count / shrink), round((count + baseline_count) / shrink), share)
@@ -863,6 +869,31 @@ def _drops(base: _Side, canary: _Side, scaling: _Scaling, limits: Thresholds) ->
     for finding in (*found, *together):
         finding.score = round(finding.score, 3)
     return found + together
+
+
+def _whole_event(flow: _Flow, credit: dict[Template, float], base: _Side) -> _Flow:
+    """The event with its templates that river put in other baseline clusters (events are grouped within a cluster,
+    :func:`_events`): ``[req-<*> <*> <*> - default default] Auditing ...`` and ``[req-<*> <*> <*> - <*> <*>] Auditing
+    ...`` are one event, and a canary logging the second where the baseline logged the first has not dropped it.
+    Found through the baseline's word index (:class:`_WordIndex`), for a dropping event only; ``credit``: the canary's
+    events of each baseline template."""
+    if base.word_index is None:
+        base.word_index = _WordIndex(base)
+    lead = max(flow.members, key=lambda t: base.counts[t])
+    siblings = [
+        candidate
+        for candidate in base.word_index.candidates(base.words(lead))
+        if all(candidate is not member for member in flow.members)
+        and (same_event(lead, candidate) or same_words(lead, candidate))
+    ]
+    if not siblings:
+        return flow
+    return replace(
+        flow,
+        members=[*flow.members, *siblings],
+        baseline_count=flow.baseline_count + sum(base.counts[template] for template in siblings),
+        canary_count=flow.canary_count + sum(credit.get(template, 0.0) for template in siblings),
+    )
 
 
 def _drop(base: _Side, canary: _Side, flow: _Flow, ratio: float, p_value: float, score: float, alone: bool) -> _Finding:
