@@ -38,7 +38,7 @@ import heapq
 import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from statistics import median
 from typing import ParamSpec
@@ -138,7 +138,7 @@ class _Side:
     ever: set[Template] = field(default_factory=set)  # every template the side's deployments logged, any time
     total: float = 0.0
     nearest: _Nearest | None = None  # built on first use, once the side is complete
-    word_index: _WordIndex | None = None  # likewise
+    word_index: _WordIndex | None = None  # built on first use (same_events)
     word_keys: dict[Template, tuple[str, frozenset[str]]] = field(default_factory=dict)  # memo of _word_key
     parts: list[tuple[DeploymentModel, Window, float]] = field(default_factory=list)  # what was added, how
     share: float | None = None  # memo of known_share (a canary side's, once both sides are complete)
@@ -154,6 +154,15 @@ class _Side:
         if key is None:
             key = self.word_keys[template] = _word_key(template)
         return key
+
+    def same_events(self, template: Template) -> Iterator[Template]:
+        """This side's templates sharing the template's rarest words that are the same event (:class:`_WordIndex`;
+        built on first use, once the side is complete)."""
+        if self.word_index is None:
+            self.word_index = _WordIndex(self)
+        for candidate in self.word_index.candidates(self.words(template)):
+            if same_event(template, candidate) or same_words(template, candidate):
+                yield candidate
 
     def known_share(self, base: _Side) -> float:
         """The canary's share of the traffic both sides log: its events of templates the baseline logged too, over
@@ -828,13 +837,17 @@ def _drops(base: _Side, canary: _Side, scaling: _Scaling, limits: Thresholds) ->
         return []
     share = size / (1 + size)
     found: list[_Finding] = []
+
+    def ratio_of(flow: _Flow) -> float:
+        return (flow.canary_count + 0.5) / (flow.baseline_count * size)
+
     tested = [flow for flow in scaling.events if flow.baseline_count * size >= DROP_MIN_EXPECTED]
-    ratios = [(flow.canary_count + 0.5) / (flow.baseline_count * size) for flow in tested]
+    ratios = [ratio_of(flow) for flow in tested]
     for event, first in zip(tested, ratios, strict=True):
         if not event.steady or first > limits.drop_max_ratio:
             continue
         flow = _whole_event(event, scaling.credit, base)
-        ratio = (flow.canary_count + 0.5) / (flow.baseline_count * size)
+        ratio = ratio_of(flow)
         if ratio > limits.drop_max_ratio:
             continue  # its lines went to its templates in other clusters
         shrink = max(1.0, flow.spread)
@@ -877,15 +890,8 @@ def _whole_event(flow: _Flow, credit: dict[Template, float], base: _Side) -> _Fl
     ...`` are one event, and a canary logging the second where the baseline logged the first has not dropped it.
     Found through the baseline's word index (:class:`_WordIndex`), for a dropping event only; ``credit``: the canary's
     events of each baseline template."""
-    if base.word_index is None:
-        base.word_index = _WordIndex(base)
     lead = max(flow.members, key=lambda t: base.counts[t])
-    siblings = [
-        candidate
-        for candidate in base.word_index.candidates(base.words(lead))
-        if all(candidate is not member for member in flow.members)
-        and (same_event(lead, candidate) or same_words(lead, candidate))
-    ]
+    siblings = [other for other in base.same_events(lead) if all(other is not member for member in flow.members)]
     if not siblings:
         return flow
     return replace(
@@ -985,12 +991,7 @@ def _same_event_in(template: Template, cluster: Cluster, base: _Side) -> Templat
             live = other.resolve()
             if base.counts.get(live) and (same_event(template, live) or same_words(template, live)):
                 return live
-    if base.word_index is None:
-        base.word_index = _WordIndex(base)
-    for live in base.word_index.candidates(base.words(template)):
-        if same_event(template, live) or same_words(template, live):
-            return live
-    return None
+    return next(base.same_events(template), None)
 
 
 class _WordIndex:
